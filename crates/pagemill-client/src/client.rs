@@ -1,0 +1,287 @@
+//! [`Client`]: one endpoint's transport, limiter, tokenizer and prices behind two calls —
+//! [`Client::send`] for exactly one HTTP attempt (what a benchmark wants) and [`Client::chat`]
+//! for a paced, retried request (what a pipeline wants).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
+use http_body_util::Full;
+use serde_json::Value;
+
+use crate::clock::mono_ns;
+use crate::endpoint::Endpoint;
+use crate::error::{ClientError, ErrorClass, FailureKind, RequestError};
+use crate::limits::Limiter;
+use crate::retry::{Outcome, RetryState};
+use crate::stream::{Exchange, Timeline, read_response};
+use crate::transport::Transport;
+use crate::usage::Tokenizer;
+use crate::wire::{ChatRequest, StreamOptions};
+
+/// A client for one endpoint. Cheap to clone; clones share the pool and the limiter.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: Arc<Endpoint>,
+    transport: Transport,
+    limiter: Arc<Limiter>,
+    tokenizer: Tokenizer,
+    headers: HeaderMap,
+}
+
+impl Client {
+    /// A client for `endpoint`; fails on a missing key or invalid headers.
+    pub fn new(endpoint: Endpoint) -> Result<Self, ClientError> {
+        endpoint.require_key()?;
+        endpoint
+            .url("chat/completions")
+            .parse::<http::Uri>()
+            .map_err(|e| ClientError::InvalidUrl {
+                endpoint: endpoint.name.clone(),
+                url: endpoint.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in &endpoint.headers {
+            let invalid = || ClientError::InvalidHeader {
+                endpoint: endpoint.name.clone(),
+                name: name.clone(),
+            };
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+            let mut v = HeaderValue::from_str(value).map_err(|_| invalid())?;
+            v.set_sensitive(crate::endpoint::is_secret_header(name));
+            headers.insert(n, v);
+        }
+        if let Some(key) = &endpoint.api_key {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    ClientError::InvalidHeader {
+                        endpoint: endpoint.name.clone(),
+                        name: "authorization".into(),
+                    }
+                })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        let tokenizer = endpoint
+            .tokenizer
+            .as_deref()
+            .and_then(Tokenizer::by_name)
+            .unwrap_or_else(Tokenizer::o200k);
+        Ok(Self {
+            transport: Transport::new(&endpoint)?,
+            limiter: Arc::new(Limiter::new(&endpoint.limits)),
+            endpoint: Arc::new(endpoint),
+            tokenizer,
+            headers,
+        })
+    }
+
+    /// The endpoint this client sends to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The tokenizer used when the server reports no usage.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The endpoint's limiter (shared by every clone).
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The JSON body sent for `req`: the endpoint's model and body parameters filled in, and
+    /// `stream_options.include_usage` asked for when streaming.
+    pub fn body(&self, req: &ChatRequest) -> Value {
+        let mut req = req.clone();
+        if req.model.is_empty() {
+            req.model.clone_from(&self.endpoint.model);
+        }
+        if req.stream && req.stream_options.is_none() {
+            req.stream_options = Some(StreamOptions {
+                include_usage: true,
+            });
+        }
+        let mut body = match serde_json::to_value(&req) {
+            Ok(Value::Object(map)) => map,
+            // A struct of strings, numbers and maps always serializes to an object.
+            _ => serde_json::Map::new(),
+        };
+        for (k, v) in &self.endpoint.body {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(body)
+    }
+
+    /// Sends exactly one attempt of `req` (no pacing, no retry). `scheduled` is when the
+    /// request was meant to go (see [`crate::clock::mono_ns`]); pass `mono_ns()` when unsure.
+    pub async fn send(&self, req: &ChatRequest, scheduled: u64) -> Exchange {
+        let body = self.body(req);
+        let mut ex = self
+            .post("chat/completions", &body, req.stream, scheduled)
+            .await;
+        if ex.is_ok() || ex.error.as_ref().is_some_and(|e| e.delivered_content) {
+            ex.usage.fill_from_tokenizer(
+                &self.tokenizer,
+                &req.messages,
+                &ex.content,
+                &ex.reasoning,
+            );
+        }
+        ex.cost = self.endpoint.prices.cost(&ex.usage);
+        ex
+    }
+
+    /// POSTs any JSON body to a path under the base URL and reads the answer as a chat
+    /// completion (used by `doctor` to probe parameters).
+    pub async fn post(&self, path: &str, body: &Value, stream: bool, scheduled: u64) -> Exchange {
+        let mut ex = Exchange {
+            endpoint: self.endpoint.name.clone(),
+            streamed: stream,
+            timeline: Timeline::new(scheduled),
+            ..Exchange::default()
+        };
+        let bytes = match serde_json::to_vec(body) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                ex.error = Some(RequestError::new(
+                    FailureKind::Malformed,
+                    ErrorClass::Permanent,
+                    e.to_string(),
+                ));
+                return ex;
+            }
+        };
+        let mut builder = http::Request::builder()
+            .method(Method::POST)
+            .uri(self.endpoint.url(path));
+        if let Some(h) = builder.headers_mut() {
+            h.clone_from(&self.headers);
+            let accept = if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            h.insert(ACCEPT, HeaderValue::from_static(accept));
+        }
+        let request = match builder.body(Full::new(bytes)) {
+            Ok(r) => r,
+            Err(e) => {
+                ex.error = Some(RequestError::new(
+                    FailureKind::Connect,
+                    ErrorClass::Permanent,
+                    e.to_string(),
+                ));
+                return ex;
+            }
+        };
+        let cfg = self.transport.config();
+        let deadline = tokio::time::Instant::now()
+            + Endpoint::secs(cfg.request_timeout_secs).min(Duration::from_secs(86_400 * 365));
+        ex.timeline.sent = mono_ns();
+        match self.transport.send(request).await {
+            Err(mut e) => {
+                e.status = None;
+                ex.timeline.done = Some(mono_ns());
+                ex.error = Some(e);
+            }
+            Ok((res, conn)) => {
+                ex.timeline.headers = Some(mono_ns());
+                ex.timeline.connection = conn;
+                read_response(
+                    &mut ex,
+                    res,
+                    Endpoint::secs(cfg.idle_timeout_secs),
+                    deadline,
+                )
+                .await;
+            }
+        }
+        ex
+    }
+
+    /// GETs a path under the base URL and parses the body as JSON: `(status, body)`.
+    pub async fn get_json(&self, path: &str) -> Result<(u16, Value), RequestError> {
+        let mut builder = http::Request::builder()
+            .method(Method::GET)
+            .uri(self.endpoint.url(path));
+        if let Some(h) = builder.headers_mut() {
+            h.clone_from(&self.headers);
+            h.remove(CONTENT_TYPE);
+        }
+        let request = builder.body(Full::new(Bytes::new())).map_err(|e| {
+            RequestError::new(FailureKind::Connect, ErrorClass::Permanent, e.to_string())
+        })?;
+        let (res, _) = self.transport.send(request).await?;
+        let status = res.status().as_u16();
+        let idle = Endpoint::secs(self.transport.config().idle_timeout_secs);
+        let body = tokio::time::timeout(idle, http_body_util::BodyExt::collect(res.into_body()))
+            .await
+            .map_err(|_| {
+                RequestError::new(
+                    FailureKind::Timeout,
+                    ErrorClass::Transient,
+                    "body timed out",
+                )
+            })?
+            .map_err(|e| {
+                RequestError::new(
+                    FailureKind::ResetMidStream,
+                    ErrorClass::Transient,
+                    e.to_string(),
+                )
+            })?
+            .to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((status, json))
+    }
+
+    /// Sends `req` paced by the endpoint's limits, retrying transient and throttled failures
+    /// under its retry policy. A failure after content arrived is not re-sent.
+    pub async fn chat(&self, req: &ChatRequest) -> Outcome {
+        self.chat_with(req, false).await
+    }
+
+    /// Like [`Client::chat`]; with `resend_after_content`, a stream that broke after delivering
+    /// content is sent again too (its tokens may be billed twice).
+    pub async fn chat_with(&self, req: &ChatRequest, resend_after_content: bool) -> Outcome {
+        let mut retry = RetryState::new(&self.endpoint.retry, resend_after_content);
+        let estimate = self.estimate_tokens(req);
+        let mut retried = Vec::new();
+        loop {
+            let permit = self.limiter.acquire(estimate).await;
+            let scheduled = mono_ns();
+            let ex = self.send(req, scheduled).await;
+            drop(permit);
+            self.limiter.observe(&ex.rate_limit);
+            let Some(err) = &ex.error else {
+                return Outcome { last: ex, retried };
+            };
+            let took = ex.timeline.total().unwrap_or_default();
+            match retry.next_delay(err, took) {
+                None => return Outcome { last: ex, retried },
+                Some(delay) => {
+                    tracing::debug!(endpoint = %self.endpoint.name, error = %err, ?delay, "retrying");
+                    if err.class == ErrorClass::Throttled {
+                        self.limiter.pause(delay);
+                    }
+                    retried.push(ex);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Tokens a request may use (prompt + max completion), for the tokens/min limiter.
+    fn estimate_tokens(&self, req: &ChatRequest) -> u64 {
+        if self.endpoint.limits.tokens_per_minute.is_none() {
+            return 0;
+        }
+        self.tokenizer.count_messages(&req.messages) + u64::from(req.max_tokens.unwrap_or(256))
+    }
+}

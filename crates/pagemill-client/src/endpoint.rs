@@ -1,0 +1,468 @@
+//! Endpoints: where requests go, what they cost, how fast they may be sent.
+//!
+//! Read from `pagemill.toml` (`[[endpoint]]` tables) or, with no file, from `OPENAI_API_KEY` and
+//! `OPENAI_BASE_URL`. API keys are read from the environment variable an endpoint names and are
+//! held in an [`ApiKey`], whose `Debug` and `Display` never show it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ClientError;
+use crate::pricing::Prices;
+
+/// The base URL of OpenAI's API, used when `OPENAI_API_KEY` is set without `OPENAI_BASE_URL`.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The configuration file looked for in the working directory.
+pub const CONFIG_FILE: &str = "pagemill.toml";
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    /// The key itself, for the one place that needs it: the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Rate and concurrency limits of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute (prompt + max completion of each request).
+    pub tokens_per_minute: Option<u64>,
+    /// Requests in flight at once.
+    pub max_concurrency: Option<usize>,
+}
+
+/// How requests reach an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Speak HTTP/2 (ALPN over TLS, prior knowledge over plain HTTP).
+    pub http2: bool,
+    /// Open a new connection for every request (for keep-alive A/B comparisons).
+    pub fresh_connections: bool,
+    /// How long an idle pooled connection is kept, in seconds.
+    pub pool_idle_timeout_secs: f64,
+    /// Bound on establishing a connection (TCP and TLS), in seconds.
+    pub connect_timeout_secs: f64,
+    /// Bound on the whole request, in seconds.
+    pub request_timeout_secs: f64,
+    /// Bound on silence between two reads of the response body, in seconds.
+    pub idle_timeout_secs: f64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            http2: false,
+            fresh_connections: false,
+            pool_idle_timeout_secs: 90.0,
+            connect_timeout_secs: 10.0,
+            request_timeout_secs: 600.0,
+            idle_timeout_secs: 120.0,
+        }
+    }
+}
+
+/// Retry policy of an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    /// First backoff delay, in milliseconds (doubles each time, with jitter).
+    pub base_delay_ms: u64,
+    /// Longest single delay, in milliseconds (a longer `Retry-After` is still honoured).
+    pub max_delay_ms: u64,
+    /// Give up once this much time has passed since the first attempt, in seconds.
+    pub max_elapsed_secs: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay_ms: 500,
+            max_delay_ms: 30_000,
+            max_elapsed_secs: 300.0,
+        }
+    }
+}
+
+/// One OpenAI-compatible endpoint.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Name used on the command line and in reports.
+    pub name: String,
+    /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Model name sent in requests.
+    pub model: String,
+    /// Environment variable holding the API key; none for local servers.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The key, read from `api_key_env` when the configuration is loaded.
+    #[serde(skip)]
+    pub api_key: Option<ApiKey>,
+    /// Prices in USD per 1M tokens.
+    #[serde(default)]
+    pub prices: Prices,
+    /// Rate and concurrency limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra body parameters merged into every request (request fields win).
+    #[serde(default)]
+    pub body: Map<String, Value>,
+    /// Transport settings.
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// Retry settings.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Client-side tokenizer for servers that report no usage (`o200k_base`, `cl100k_base`).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_header(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key)
+            .field("prices", &self.prices)
+            .field("limits", &self.limits)
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .field("transport", &self.transport)
+            .field("retry", &self.retry)
+            .field("tokenizer", &self.tokenizer)
+            .finish()
+    }
+}
+
+/// Header names whose values are secrets (keys, tokens, credentials).
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "auth", "token", "secret", "cookie", "credential"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+impl Endpoint {
+    /// An endpoint with defaults for everything but its address and model.
+    pub fn new(
+        name: impl Into<String>,
+        base_url: impl Into<String>,
+        model: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key_env: None,
+            api_key: None,
+            prices: Prices::default(),
+            limits: Limits::default(),
+            headers: BTreeMap::new(),
+            body: Map::new(),
+            transport: TransportConfig::default(),
+            retry: RetryConfig::default(),
+            tokenizer: None,
+        }
+    }
+
+    /// The URL of a path under the base URL, e.g. `url("chat/completions")`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Reads the key from `api_key_env` through `env` (a stand-in for `std::env::var`).
+    pub fn resolve_key(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(var) = &self.api_key_env {
+            self.api_key = env(var).filter(|k| !k.is_empty()).map(ApiKey::new);
+        }
+    }
+
+    /// Fails when the endpoint names a key variable that is not set.
+    pub fn require_key(&self) -> Result<(), ClientError> {
+        match (&self.api_key_env, &self.api_key) {
+            (Some(var), None) => Err(ClientError::MissingApiKey {
+                endpoint: self.name.clone(),
+                var: var.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Duration helpers for the transport.
+    pub(crate) fn secs(s: f64) -> Duration {
+        Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+    }
+}
+
+/// The endpoints a run may use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[[endpoint]]` tables.
+    #[serde(default)]
+    pub endpoint: Vec<Endpoint>,
+    /// Where the configuration came from (a path, or the environment).
+    #[serde(skip)]
+    pub origin: Option<String>,
+}
+
+impl Config {
+    /// Parses a configuration file's text; keys are read through `env`.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ClientError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ClientError::Config {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for ep in &mut config.endpoint {
+            if !seen.insert(ep.name.clone()) {
+                return Err(ClientError::Config {
+                    origin: origin.to_owned(),
+                    message: format!("endpoint `{}` is defined twice", ep.name),
+                });
+            }
+            if !(ep.base_url.starts_with("http://") || ep.base_url.starts_with("https://")) {
+                return Err(ClientError::Config {
+                    origin: origin.to_owned(),
+                    message: format!(
+                        "endpoint `{}`: base_url `{}` must start with http:// or https://",
+                        ep.name, ep.base_url
+                    ),
+                });
+            }
+            ep.resolve_key(env);
+        }
+        config.origin = Some(origin.to_owned());
+        Ok(config)
+    }
+
+    /// The default endpoint from `OPENAI_API_KEY` / `OPENAI_BASE_URL` / `OPENAI_MODEL`, if
+    /// either of the first two is set.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let key = env("OPENAI_API_KEY").filter(|k| !k.is_empty());
+        let base = env("OPENAI_BASE_URL").filter(|k| !k.is_empty());
+        if key.is_none() && base.is_none() {
+            return None;
+        }
+        let model = env("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".to_owned());
+        let mut ep = Endpoint::new(
+            "default",
+            base.unwrap_or_else(|| OPENAI_BASE_URL.to_owned()),
+            model,
+        );
+        ep.api_key_env = key.as_ref().map(|_| "OPENAI_API_KEY".to_owned());
+        ep.api_key = key.map(ApiKey::new);
+        Some(Self {
+            endpoint: vec![ep],
+            origin: Some("environment (OPENAI_API_KEY / OPENAI_BASE_URL)".to_owned()),
+        })
+    }
+
+    /// Loads `path`, or else `$PAGEMILL_CONFIG`, or else `./pagemill.toml`, or else the
+    /// environment's default endpoint; an empty configuration when there is none of these.
+    pub fn load(path: Option<&Path>) -> Result<Self, ClientError> {
+        let env = |k: &str| std::env::var(k).ok();
+        let candidate: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PAGEMILL_CONFIG").map(PathBuf::from));
+        let (file, must_exist) = match candidate {
+            Some(p) => (p, true),
+            None => (PathBuf::from(CONFIG_FILE), false),
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(text) => Self::parse(&text, &file.display().to_string(), &env),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                Ok(Self::from_env(&env).unwrap_or_default())
+            }
+            Err(e) => Err(ClientError::Config {
+                origin: file.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The endpoint called `name`, or the first one when `name` is `None`.
+    pub fn get(&self, name: Option<&str>) -> Result<&Endpoint, ClientError> {
+        match name {
+            Some(n) => self.endpoint.iter().find(|e| e.name == n).ok_or_else(|| {
+                ClientError::UnknownEndpoint {
+                    name: n.to_owned(),
+                    known: self.endpoint.iter().map(|e| e.name.clone()).collect(),
+                }
+            }),
+            None => self.endpoint.first().ok_or(ClientError::NoEndpoint),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[[endpoint]]
+name = "hosted"
+base_url = "https://api.example.com/v1"
+model = "small-model"
+api_key_env = "HOSTED_KEY"
+headers = { "X-Org" = "acme", "X-Api-Key" = "hdr-secret" }
+body = { temperature = 0 }
+prices = { input = 0.15, cached_input = 0.075, output = 0.6, batch_discount = 0.5 }
+limits = { requests_per_minute = 500, tokens_per_minute = 200000, max_concurrency = 16 }
+transport = { http2 = true, pool_idle_timeout_secs = 30 }
+
+[[endpoint]]
+name = "local"
+base_url = "http://127.0.0.1:8080/v1/"
+model = "m"
+"#;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "HOSTED_KEY").then(|| "sk-very-secret-123".to_owned())
+    }
+
+    #[test]
+    fn parses_every_table_and_reads_the_key() {
+        let c = Config::parse(SAMPLE, "pagemill.toml", &env).unwrap();
+        let hosted = c.get(Some("hosted")).unwrap();
+        assert_eq!(
+            hosted.api_key.as_ref().unwrap().expose(),
+            "sk-very-secret-123"
+        );
+        assert_eq!(hosted.prices.cached_input, Some(0.075));
+        assert_eq!(hosted.limits.max_concurrency, Some(16));
+        assert!(hosted.transport.http2);
+        assert_eq!(hosted.transport.pool_idle_timeout_secs, 30.0);
+        assert_eq!(hosted.body["temperature"], 0);
+        let local = c.get(None).unwrap();
+        assert_eq!(local.name, "hosted");
+        assert_eq!(
+            c.get(Some("local")).unwrap().url("chat/completions"),
+            "http://127.0.0.1:8080/v1/chat/completions"
+        );
+        assert!(c.get(Some("local")).unwrap().require_key().is_ok());
+    }
+
+    #[test]
+    fn keys_never_print() {
+        let c = Config::parse(SAMPLE, "pagemill.toml", &env).unwrap();
+        let shown = format!(
+            "{c:?} {:?} {}",
+            c.endpoint[0],
+            c.endpoint[0].api_key.as_ref().unwrap()
+        );
+        assert!(!shown.contains("sk-very-secret-123"), "{shown}");
+        assert!(!shown.contains("hdr-secret"), "{shown}");
+        assert!(shown.contains("acme"));
+    }
+
+    #[test]
+    fn missing_key_is_a_clear_error_naming_the_variable() {
+        let c = Config::parse(SAMPLE, "pagemill.toml", &|_| None).unwrap();
+        let err = c.get(Some("hosted")).unwrap().require_key().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "endpoint `hosted` needs an API key in the environment variable `HOSTED_KEY`, which is not set"
+        );
+    }
+
+    #[test]
+    fn typos_and_duplicates_are_refused() {
+        let typo = "[[endpoint]]\nname='a'\nbase_url='http://x'\nmodel='m'\nprices={inptu=1}\n";
+        let err = Config::parse(typo, "f.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inptu"), "{err}");
+        let dup = "[[endpoint]]\nname='a'\nbase_url='http://x'\nmodel='m'\n[[endpoint]]\nname='a'\nbase_url='http://y'\nmodel='m'\n";
+        let err = Config::parse(dup, "f.toml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defined twice"), "{err}");
+        let scheme = "[[endpoint]]\nname='a'\nbase_url='ftp://x'\nmodel='m'\n";
+        assert!(Config::parse(scheme, "f.toml", &|_| None).is_err());
+    }
+
+    #[test]
+    fn openai_environment_gives_a_default_endpoint() {
+        let env = |k: &str| match k {
+            "OPENAI_API_KEY" => Some("sk-env".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_env(&env).unwrap();
+        let ep = c.get(None).unwrap();
+        assert_eq!(ep.base_url, OPENAI_BASE_URL);
+        assert_eq!(ep.api_key.as_ref().unwrap().expose(), "sk-env");
+        assert!(!ep.prices.is_known(), "no invented prices");
+        let env = |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://127.0.0.1:9/v1".to_owned());
+        let c = Config::from_env(&env).unwrap();
+        assert!(c.endpoint[0].api_key.is_none());
+        assert!(Config::from_env(&|_| None).is_none());
+    }
+
+    #[test]
+    fn unknown_endpoint_lists_the_known_ones() {
+        let c = Config::parse(SAMPLE, "pagemill.toml", &env).unwrap();
+        let err = c.get(Some("nope")).unwrap_err().to_string();
+        assert_eq!(err, "no endpoint named `nope` (known: hosted, local)");
+    }
+}

@@ -1,0 +1,41 @@
+//! The truthful OpenAI-compatible client under every part of pagemill.
+//!
+//! It sends chat completions to any OpenAI-compatible endpoint and records what really
+//! happened: a [`Timeline`] of monotonic timestamps taken as bytes arrive, a normalized
+//! [`Usage`] from whichever dialect the provider speaks (with the source of every count), the
+//! [`Cost`] under the endpoint's [`Prices`], the connection used, and — on failure — an
+//! [`ErrorClass`] that decides whether a retry can help.
+//!
+//! # Layout
+//! - [`endpoint`]: `pagemill.toml` endpoints, keys from the environment, limits, prices.
+//! - [`wire`]: tolerant request/response types. [`sse`]: the event-stream parser.
+//! - [`stream`]: reading a response into an [`Exchange`] with its [`Timeline`].
+//! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`].
+//! - [`transport`]: pooled or fresh-connection HTTP with connection stamps.
+//! - [`limits`]: RPM/TPM/concurrency pacing and rate-limit headers. [`retry`]: retry policy.
+//! - [`client`]: [`Client::send`] (one attempt) and [`Client::chat`] (paced, retried).
+//! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds.
+
+pub mod client;
+pub mod clock;
+pub mod endpoint;
+pub mod error;
+pub mod limits;
+pub mod pricing;
+pub mod retry;
+pub mod sse;
+pub mod stream;
+pub mod transport;
+pub mod usage;
+pub mod wire;
+
+pub use client::Client;
+pub use endpoint::{ApiKey, Config, Endpoint, Limits, RetryConfig, TransportConfig};
+pub use error::{ClientError, ErrorClass, FailureKind, RequestError};
+pub use limits::{Limiter, RateLimitInfo};
+pub use pricing::{Cost, Money, Prices};
+pub use retry::Outcome;
+pub use stream::{ChunkMark, Exchange, Timeline};
+pub use transport::ConnectionInfo;
+pub use usage::{Count, Source, Tokenizer, Usage};
+pub use wire::{ChatRequest, ChatResponse, Message};

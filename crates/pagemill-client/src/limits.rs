@@ -1,0 +1,370 @@
+//! Per-endpoint request pacing: requests/min and token-weighted tokens/min buckets, a
+//! concurrency cap, and pauses taken from the server's own `Retry-After` and `x-ratelimit-*`.
+//!
+//! Written here rather than with `governor` for two reasons: its quotas are fixed at
+//! construction, while we tighten pacing from what the server reports, and its async waits run
+//! on its own clock, so tests could not drive them with `tokio::time::pause()`. The buckets use
+//! reservations: a request takes its tokens at once, possibly going into debt, and waits until
+//! the debt is paid. That keeps arrival order and admits a request larger than one second's
+//! allowance (it simply waits longer) instead of blocking forever.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::endpoint::Limits;
+
+/// What a response said about the endpoint's rate limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitInfo {
+    /// `x-ratelimit-limit-requests`.
+    pub limit_requests: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// `x-ratelimit-reset-requests`.
+    pub reset_requests: Option<Duration>,
+    /// `x-ratelimit-limit-tokens`.
+    pub limit_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+    /// `x-ratelimit-reset-tokens`.
+    pub reset_tokens: Option<Duration>,
+    /// `retry-after-ms` or `retry-after` (seconds or an HTTP date).
+    pub retry_after: Option<Duration>,
+}
+
+impl RateLimitInfo {
+    /// Reads the rate-limit headers of a response; absent or unreadable ones stay `None`.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let num = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+        let dur = |name: &str| text(name).and_then(parse_reset);
+        let retry_after = text("retry-after-ms")
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+            .or_else(|| text("retry-after").and_then(parse_retry_after));
+        Self {
+            limit_requests: num("x-ratelimit-limit-requests"),
+            remaining_requests: num("x-ratelimit-remaining-requests"),
+            reset_requests: dur("x-ratelimit-reset-requests"),
+            limit_tokens: num("x-ratelimit-limit-tokens"),
+            remaining_tokens: num("x-ratelimit-remaining-tokens"),
+            reset_tokens: dur("x-ratelimit-reset-tokens"),
+            retry_after,
+        }
+    }
+
+    /// How long to wait before sending again: `Retry-After` if given, else the reset of an
+    /// exhausted window.
+    pub fn wait_hint(&self) -> Option<Duration> {
+        if self.retry_after.is_some() {
+            return self.retry_after;
+        }
+        let req = self
+            .reset_requests
+            .filter(|_| self.remaining_requests == Some(0));
+        let tok = self
+            .reset_tokens
+            .filter(|_| self.remaining_tokens == Some(0));
+        req.max(tok)
+    }
+
+    /// True when any header was present.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `Retry-After`: delay seconds (integer, or a float some servers send) or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs.max(0.0)).ok();
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// OpenAI's reset values: `1s`, `6m0s`, `20ms`, `1h2m3.5s`, or bare seconds.
+fn parse_reset(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs.max(0.0)).ok();
+    }
+    let mut total = 0.0f64;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// A reservation bucket refilled continuously at `per_sec`, holding at most `capacity`.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    per_sec: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn per_minute(limit: f64) -> Self {
+        let per_sec = limit / 60.0;
+        // One second of allowance as burst, and at least one whole request's worth.
+        let capacity = per_sec.max(1.0);
+        Self {
+            capacity,
+            per_sec,
+            state: Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    /// Takes `n`, returning how long the caller must wait for its turn.
+    fn reserve(&self, n: f64) -> Duration {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (level, last) = *state;
+        let refilled =
+            (level + now.duration_since(last).as_secs_f64() * self.per_sec).min(self.capacity);
+        let after = refilled - n;
+        *state = (after, now);
+        if after >= 0.0 || self.per_sec <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::try_from_secs_f64(-after / self.per_sec).unwrap_or(Duration::MAX)
+        }
+    }
+}
+
+/// Paces requests to one endpoint. Share it (`Arc`) between every task that sends there.
+#[derive(Debug)]
+pub struct Limiter {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    concurrency: Option<Arc<Semaphore>>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// Holds a concurrency slot until dropped.
+#[derive(Debug)]
+pub struct Permit {
+    _slot: Option<OwnedSemaphorePermit>,
+    /// How long acquiring it waited.
+    pub waited: Duration,
+}
+
+impl Limiter {
+    /// A limiter for an endpoint's configured limits (no limits: never waits).
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            requests: limits
+                .requests_per_minute
+                .map(|r| Bucket::per_minute(f64::from(r))),
+            tokens: limits
+                .tokens_per_minute
+                .map(|t| Bucket::per_minute(t as f64)),
+            concurrency: limits
+                .max_concurrency
+                .map(|c| Arc::new(Semaphore::new(c.max(1)))),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until a request of `tokens` (prompt + max completion) may be sent.
+    pub async fn acquire(&self, tokens: u64) -> Permit {
+        let start = Instant::now();
+        self.wait_while_paused().await;
+        let slot = match &self.concurrency {
+            // The semaphore is never closed, so acquiring only fails if it were.
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let mut wait = Duration::ZERO;
+        if let Some(b) = &self.requests {
+            wait = wait.max(b.reserve(1.0));
+        }
+        if let Some(b) = &self.tokens {
+            wait = wait.max(b.reserve(tokens as f64));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.wait_while_paused().await;
+        Permit {
+            _slot: slot,
+            waited: start.elapsed(),
+        }
+    }
+
+    /// Stops every sender until `for_` has passed (a 429's `Retry-After`, an exhausted window).
+    pub fn pause(&self, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Adapts to what a response said: an exhausted window pauses everyone until it resets.
+    pub fn observe(&self, info: &RateLimitInfo) {
+        if let Some(wait) = info.wait_hint() {
+            self.pause(wait);
+        }
+    }
+
+    async fn wait_while_paused(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_formats() {
+        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_reset("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(
+            parse_reset("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
+        assert_eq!(parse_reset("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_reset("soon"), None);
+        assert_eq!(parse_reset("5x"), None);
+    }
+
+    #[test]
+    fn headers_are_read_and_retry_after_wins() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
+        h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+        h.insert("x-ratelimit-reset-requests", "12s".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "100".parse().unwrap());
+        h.insert("x-ratelimit-reset-tokens", "30s".parse().unwrap());
+        let info = RateLimitInfo::from_headers(&h);
+        assert_eq!(info.limit_requests, Some(500));
+        // Only the exhausted window counts.
+        assert_eq!(info.wait_hint(), Some(Duration::from_secs(12)));
+        h.insert("retry-after", "3".parse().unwrap());
+        assert_eq!(
+            RateLimitInfo::from_headers(&h).wait_hint(),
+            Some(Duration::from_secs(3))
+        );
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(
+            RateLimitInfo::from_headers(&h).wait_hint(),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn retry_after_as_http_date_in_the_past_is_zero() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            RateLimitInfo::from_headers(&h).retry_after,
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_per_minute_paces_after_the_burst() {
+        let limiter = Limiter::new(&Limits {
+            requests_per_minute: Some(120),
+            ..Limits::default()
+        });
+        let start = Instant::now();
+        // 120/min = 2/s with a burst of 2: the 10th request may start after 4 s.
+        for _ in 0..10 {
+            limiter.acquire(0).await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_per_minute_weights_requests_and_admits_big_ones() {
+        let limiter = Limiter::new(&Limits {
+            tokens_per_minute: Some(60_000),
+            ..Limits::default()
+        });
+        let start = Instant::now();
+        limiter.acquire(1_000).await; // the whole 1 s burst
+        limiter.acquire(5_000).await; // 5 s of allowance, bigger than the burst
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_cap_holds_until_permits_drop() {
+        let limiter = Arc::new(Limiter::new(&Limits {
+            max_concurrency: Some(2),
+            ..Limits::default()
+        }));
+        let a = limiter.acquire(0).await;
+        let _b = limiter.acquire(0).await;
+        let l2 = limiter.clone();
+        let third = tokio::spawn(async move { l2.acquire(0).await.waited });
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert!(!third.is_finished());
+        drop(a);
+        assert_eq!(third.await.unwrap(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_from_the_server_holds_everyone() {
+        let limiter = Limiter::new(&Limits::default());
+        limiter.observe(&RateLimitInfo {
+            retry_after: Some(Duration::from_secs(9)),
+            ..RateLimitInfo::default()
+        });
+        // A shorter pause does not shorten it.
+        limiter.pause(Duration::from_secs(1));
+        let start = Instant::now();
+        limiter.acquire(0).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(9));
+        let start = Instant::now();
+        limiter.acquire(0).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

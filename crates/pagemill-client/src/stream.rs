@@ -1,0 +1,428 @@
+//! Reading a response into an [`Exchange`]: the answer, its usage and a [`Timeline`] whose
+//! timestamps are taken when bytes arrive, before any parsing.
+//!
+//! A stream counts as complete on `[DONE]`, or on a clean end after a finish reason (some
+//! servers never send `[DONE]`). A stream that ends with neither is *truncated*; a chunk that is
+//! not JSON is *malformed*; both are failures that say whether content had already arrived, so
+//! a caller never re-sends (and re-pays for) a half-delivered answer without deciding to.
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::mono_ns;
+use crate::error::{ErrorClass, FailureKind, RequestError, classify_status};
+use crate::limits::RateLimitInfo;
+use crate::pricing::Cost;
+use crate::sse::{SseItem, SseParser};
+use crate::transport::{ConnectionInfo, error_chain};
+use crate::usage::Usage;
+use crate::wire::{ChatResponse, ErrorBody, RawUsage};
+
+/// The longest non-streaming or error body read (64 MiB).
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// When each step of one request happened, in `CLOCK_MONOTONIC` nanoseconds
+/// (see [`crate::clock`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// When the request was meant to go out (its place in a schedule).
+    pub scheduled: u64,
+    /// When it was handed to the transport.
+    pub sent: u64,
+    /// Response headers received.
+    pub headers: Option<u64>,
+    /// First body bytes received.
+    pub first_byte: Option<u64>,
+    /// First complete SSE event (streams only; comments do not count).
+    pub first_event: Option<u64>,
+    /// First content token, reasoning or answer.
+    pub first_content: Option<u64>,
+    /// First answer token, after any reasoning.
+    pub first_answer: Option<u64>,
+    /// Every read that carried content.
+    pub chunks: Vec<ChunkMark>,
+    /// Every `:` comment (keep-alives) received.
+    pub comments: Vec<u64>,
+    /// End of the response (or of the failure).
+    pub done: Option<u64>,
+    /// The connection used.
+    pub connection: Option<ConnectionInfo>,
+}
+
+/// One content-bearing read of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkMark {
+    /// When its bytes arrived.
+    pub at: u64,
+    /// It carried answer text (else only reasoning).
+    pub answer: bool,
+}
+
+impl Timeline {
+    /// A timeline for a request scheduled at `scheduled`.
+    pub fn new(scheduled: u64) -> Self {
+        Self {
+            scheduled,
+            ..Self::default()
+        }
+    }
+
+    /// Time to first answer token, from the scheduled send time.
+    pub fn ttft(&self) -> Option<Duration> {
+        self.since_scheduled(self.first_answer.or(self.first_content))
+    }
+
+    /// Time from the scheduled send time to `t`.
+    pub fn since_scheduled(&self, t: Option<u64>) -> Option<Duration> {
+        t.map(|t| crate::clock::between(self.scheduled, t))
+    }
+
+    /// End-to-end latency, from the scheduled send time.
+    pub fn total(&self) -> Option<Duration> {
+        self.since_scheduled(self.done)
+    }
+}
+
+/// One HTTP attempt and everything learned from it: a record, whether it succeeded or not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Model named in the response.
+    pub model: Option<String>,
+    /// Provider's response id.
+    pub response_id: Option<String>,
+    /// The request streamed.
+    pub streamed: bool,
+    /// HTTP status, when headers arrived.
+    pub status: Option<u16>,
+    /// Timestamps.
+    pub timeline: Timeline,
+    /// Answer text.
+    pub content: String,
+    /// Reasoning text, if the model sent any.
+    pub reasoning: String,
+    /// Finish reason of the first choice.
+    pub finish_reason: Option<String>,
+    /// Token usage, normalized, with sources.
+    pub usage: Usage,
+    /// The raw usage object, as the server sent it.
+    pub raw_usage: Option<RawUsage>,
+    /// SSE events received (streams).
+    pub events: u32,
+    /// Events that carried content.
+    pub content_events: u32,
+    /// What the rate-limit headers said.
+    pub rate_limit: RateLimitInfo,
+    /// Cost under the endpoint's prices; `None` when unknown.
+    pub cost: Option<Cost>,
+    /// Oddities that did not fail the request (e.g. no `[DONE]`).
+    pub notes: Vec<String>,
+    /// Why it failed, if it did.
+    pub error: Option<RequestError>,
+}
+
+impl Exchange {
+    /// True when the request produced a complete answer.
+    pub fn is_ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    fn fail(&mut self, mut err: RequestError) {
+        err.delivered_content = !self.content.is_empty() || !self.reasoning.is_empty();
+        if err.status.is_none() {
+            err.status = self.status;
+        }
+        self.timeline.done = Some(mono_ns());
+        self.error = Some(err);
+    }
+
+    /// Folds one parsed chunk or response into the exchange.
+    fn absorb(&mut self, r: ChatResponse, at: u64) -> Result<(), RequestError> {
+        if let Some(e) = r.error {
+            let message = e
+                .message
+                .clone()
+                .unwrap_or_else(|| "error in response body".into());
+            let status = e
+                .code
+                .as_deref()
+                .and_then(|c| c.parse::<u16>().ok())
+                .unwrap_or(500);
+            let class = classify_status(status, e.kind.as_deref(), e.code.as_deref(), &message);
+            let mut err = RequestError::new(FailureKind::ErrorInBody, class, message);
+            err.status = self.status;
+            return Err(err);
+        }
+        if self.model.is_none() {
+            self.model = r.model;
+        }
+        if self.response_id.is_none() {
+            self.response_id = r.id;
+        }
+        let mut answer = false;
+        let mut any = false;
+        for choice in r.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
+            for d in [choice.delta, choice.message].into_iter().flatten() {
+                if let Some(t) = d.reasoning_text() {
+                    self.reasoning.push_str(t);
+                    any = true;
+                }
+                if let Some(t) = d.answer_text() {
+                    self.content.push_str(t);
+                    answer = true;
+                }
+            }
+            if let Some(t) = choice.text.filter(|t| !t.is_empty()) {
+                self.content.push_str(&t);
+                answer = true;
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason;
+            }
+        }
+        if answer || any {
+            self.content_events += 1;
+            let tl = &mut self.timeline;
+            tl.first_content.get_or_insert(at);
+            if answer {
+                tl.first_answer.get_or_insert(at);
+            }
+            // One mark per read: several events in one read arrived together.
+            match tl.chunks.last_mut() {
+                Some(last) if last.at == at => last.answer |= answer,
+                _ => tl.chunks.push(ChunkMark { at, answer }),
+            }
+        }
+        if let Some(u) = r.usage {
+            self.usage = Usage::from_raw(&u);
+            self.raw_usage = Some(u);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a response body into `ex`, bounded by `idle` between reads and by `deadline`.
+pub(crate) async fn read_response(
+    ex: &mut Exchange,
+    res: http::Response<Incoming>,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) {
+    let status = res.status();
+    ex.status = Some(status.as_u16());
+    ex.rate_limit = RateLimitInfo::from_headers(res.headers());
+    let is_sse = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let mut body = res.into_body();
+
+    if !status.is_success() {
+        let bytes = match read_all(ex, &mut body, idle, deadline).await {
+            Ok(b) => b,
+            Err(e) => return ex.fail(e),
+        };
+        let parsed = ErrorBody::parse(&bytes).error;
+        let message = parsed
+            .message
+            .clone()
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+        let class = classify_status(
+            status.as_u16(),
+            parsed.kind.as_deref(),
+            parsed.code.as_deref(),
+            &message,
+        );
+        let mut err = RequestError::new(FailureKind::Status, class, message);
+        err.retry_after = ex.rate_limit.wait_hint();
+        return ex.fail(err);
+    }
+
+    if is_sse {
+        read_stream(ex, &mut body, idle, deadline).await;
+    } else {
+        let bytes = match read_all(ex, &mut body, idle, deadline).await {
+            Ok(b) => b,
+            Err(e) => return ex.fail(e),
+        };
+        let at = ex.timeline.first_byte.unwrap_or_else(mono_ns);
+        match serde_json::from_slice::<ChatResponse>(&bytes) {
+            Ok(r) => {
+                if let Err(e) = ex.absorb(r, at) {
+                    return ex.fail(e);
+                }
+                ex.timeline.done = Some(mono_ns());
+            }
+            Err(e) => ex.fail(RequestError::new(
+                FailureKind::Malformed,
+                ErrorClass::Transient,
+                format!("response body is not a chat completion: {e}"),
+            )),
+        }
+    }
+}
+
+/// Waits for the next frame within the idle and overall bounds.
+async fn next_data(
+    body: &mut Incoming,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<Option<bytes::Bytes>, RequestError> {
+    loop {
+        let until = deadline.min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Err(_) => {
+                return Err(RequestError::new(
+                    FailureKind::Timeout,
+                    ErrorClass::Transient,
+                    "response body stalled past its time limit",
+                ));
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => {
+                return Err(RequestError::new(
+                    FailureKind::ResetMidStream,
+                    ErrorClass::Transient,
+                    format!(
+                        "connection broke while reading the response: {}",
+                        error_chain(&e)
+                    ),
+                ));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
+                }
+                // Trailers carry nothing we use.
+            }
+        }
+    }
+}
+
+async fn read_all(
+    ex: &mut Exchange,
+    body: &mut Incoming,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, RequestError> {
+    let mut buf = Vec::new();
+    while let Some(data) = next_data(body, idle, deadline).await? {
+        ex.timeline.first_byte.get_or_insert_with(mono_ns);
+        if buf.len() + data.len() > MAX_BODY_BYTES {
+            return Err(RequestError::new(
+                FailureKind::TooLarge,
+                ErrorClass::Permanent,
+                format!("response body larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
+}
+
+async fn read_stream(
+    ex: &mut Exchange,
+    body: &mut Incoming,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+) {
+    let mut parser = SseParser::new();
+    let mut items = Vec::new();
+    let mut saw_done = false;
+    loop {
+        let data = match next_data(body, idle, deadline).await {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(e) => return ex.fail(e),
+        };
+        // The arrival time, taken before any parsing.
+        let at = mono_ns();
+        ex.timeline.first_byte.get_or_insert(at);
+        if let Err(e) = parser.feed(&data, &mut items) {
+            return ex.fail(RequestError::new(
+                FailureKind::TooLarge,
+                ErrorClass::Transient,
+                e.to_string(),
+            ));
+        }
+        if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
+            return ex.fail(e);
+        }
+        if saw_done {
+            break;
+        }
+    }
+    let at = mono_ns();
+    if !saw_done {
+        if let Err(e) = parser.finish(&mut items) {
+            return ex.fail(RequestError::new(
+                FailureKind::TooLarge,
+                ErrorClass::Transient,
+                e.to_string(),
+            ));
+        }
+        if !items.is_empty() {
+            ex.notes
+                .push("stream ended without the blank line after its last event".into());
+        }
+        if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
+            return ex.fail(e);
+        }
+    }
+    if !saw_done {
+        if ex.finish_reason.is_some() {
+            ex.notes.push("stream ended without [DONE]".into());
+        } else {
+            return ex.fail(RequestError::new(
+                FailureKind::Truncated,
+                ErrorClass::Transient,
+                format!(
+                    "stream ended after {} events without [DONE] or a finish reason",
+                    ex.events
+                ),
+            ));
+        }
+    }
+    ex.timeline.done = Some(at);
+}
+
+fn handle_items(
+    ex: &mut Exchange,
+    items: &mut Vec<SseItem>,
+    at: u64,
+    saw_done: &mut bool,
+) -> Result<(), RequestError> {
+    for item in items.drain(..) {
+        match item {
+            SseItem::Comment(_) => ex.timeline.comments.push(at),
+            SseItem::Retry(_) => {}
+            SseItem::Event(ev) => {
+                ex.events += 1;
+                ex.timeline.first_event.get_or_insert(at);
+                let data = ev.data.trim();
+                if data == "[DONE]" {
+                    *saw_done = true;
+                    continue;
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let parsed: ChatResponse = serde_json::from_str(data).map_err(|e| {
+                    let shown: String = data.chars().take(120).collect();
+                    RequestError::new(
+                        FailureKind::Malformed,
+                        ErrorClass::Transient,
+                        format!("stream event {} is not JSON ({e}): {shown}", ex.events),
+                    )
+                })?;
+                ex.absorb(parsed, at)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! One pooled keep-alive HTTP client per endpoint (HTTP/1.1, or HTTP/2 when configured), or a
+//! fresh connection per request for A/B comparisons.
+//!
+//! hyper directly rather than reqwest: we need to know, per request, whether its connection was
+//! reused and how long a new one took to open. The connector here wraps hyper-rustls's, stamps
+//! every new connection with an id and its connect time (TCP + TLS), and hyper hands that stamp
+//! back in each response's extensions.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Uri;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use crate::clock::mono_ns;
+use crate::endpoint::{Endpoint, TransportConfig};
+use crate::error::{ClientError, ErrorClass, FailureKind, RequestError};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the connection a request used was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// Per-transport connection number.
+    pub id: u64,
+    /// The connection had carried an earlier request.
+    pub reused: bool,
+    /// Time to open it (TCP and TLS), in nanoseconds; `None` when reused.
+    pub connect_ns: Option<u64>,
+}
+
+/// Stamp carried by every connection and copied into its responses.
+#[derive(Debug, Clone)]
+struct ConnStamp(Arc<StampInner>);
+
+#[derive(Debug)]
+struct StampInner {
+    id: u64,
+    connect_ns: u64,
+    uses: AtomicU64,
+}
+
+/// The hyper-rustls connector, timed.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl tower_service::Service<Uri> for TimedConnector {
+    type Response = TimedStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<TimedStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let start = mono_ns();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            let inner = connecting.await?;
+            let stamp = ConnStamp(Arc::new(StampInner {
+                id,
+                connect_ns: mono_ns().saturating_sub(start),
+                uses: AtomicU64::new(0),
+            }));
+            Ok(TimedStream { inner, stamp })
+        })
+    }
+}
+
+/// A connection that reports its stamp to hyper.
+struct TimedStream {
+    inner: MaybeHttpsStream<TokioIo<TcpStream>>,
+    stamp: ConnStamp,
+}
+
+impl Connection for TimedStream {
+    fn connected(&self) -> Connected {
+        self.inner.connected().extra(self.stamp.clone())
+    }
+}
+
+impl hyper::rt::Read for TimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Sends requests for one endpoint.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<TimedConnector, Full<Bytes>>,
+    config: TransportConfig,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// A transport with the endpoint's settings.
+    pub fn new(endpoint: &Endpoint) -> Result<Self, ClientError> {
+        let config = endpoint.transport.clone();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Endpoint::secs(config.connect_timeout_secs)));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .https_or_http();
+        let https = if config.http2 {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let connector = TimedConnector {
+            inner: https,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Endpoint::secs(config.pool_idle_timeout_secs));
+        if config.fresh_connections {
+            b.pool_max_idle_per_host(0);
+        }
+        if config.http2 && endpoint.base_url.starts_with("http://") {
+            // Plain-text HTTP/2 has no ALPN: speak it with prior knowledge.
+            b.http2_only(true);
+        }
+        Ok(Self {
+            client: b.build(connector),
+            config,
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// Sends a request and waits for the response headers (bounded by the request timeout).
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<(http::Response<Incoming>, Option<ConnectionInfo>), RequestError> {
+        let timeout = Endpoint::secs(self.config.request_timeout_secs);
+        let res = match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => {
+                return Err(RequestError::new(
+                    FailureKind::Timeout,
+                    ErrorClass::Transient,
+                    format!("no response headers within {}", fmt_secs(timeout)),
+                ));
+            }
+            Ok(Err(e)) => return Err(map_send_error(&e)),
+            Ok(Ok(res)) => res,
+        };
+        let conn = res.extensions().get::<ConnStamp>().map(|s| {
+            let previous_uses = s.0.uses.fetch_add(1, Ordering::Relaxed);
+            ConnectionInfo {
+                id: s.0.id,
+                reused: previous_uses > 0,
+                connect_ns: (previous_uses == 0).then_some(s.0.connect_ns),
+            }
+        });
+        Ok((res, conn))
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn map_send_error(e: &hyper_util::client::legacy::Error) -> RequestError {
+    let chain = error_chain(e);
+    if e.is_connect() {
+        let timed_out = chain.to_ascii_lowercase().contains("timed out");
+        let kind = if timed_out {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Connect
+        };
+        return RequestError::new(
+            kind,
+            ErrorClass::Transient,
+            format!("connect failed: {chain}"),
+        );
+    }
+    RequestError::new(
+        FailureKind::ResetBeforeHeaders,
+        ErrorClass::Transient,
+        format!("connection closed before response headers: {chain}"),
+    )
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        let text = src.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = src.source();
+    }
+    s
+}
