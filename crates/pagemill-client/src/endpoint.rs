@@ -466,3 +466,16 @@ model = "m"
         assert_eq!(err, "no endpoint named `nope` (known: hosted, local)");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_configuration_parses() {
+        let text = include_str!("../../../pagemill.example.toml");
+        let c = Config::parse(text, "pagemill.example.toml", &|_| Some("k".into())).unwrap();
+        assert_eq!(c.endpoint.len(), 2);
+        assert_eq!(c.endpoint[1].body["top_k"], 20);
+    }
+}

@@ -114,6 +114,7 @@ impl SseParser {
                 }
             }
             if self.line.is_empty() {
+                self.check_len(head.len())?;
                 self.process_line(head, out)?;
             } else {
                 self.check_len(self.line.len() + head.len())?;
@@ -386,6 +387,8 @@ mod tests {
             parser.feed(&[b'x'; 40], &mut out),
             Err(SseTooLong { limit: 64 })
         );
+        // The limit holds whether a long line arrives in one read or in many.
+        assert!(SseParser::with_limit(64).feed(&[b'x'; 80], &mut out).is_err());
         let mut parser = SseParser::with_limit(64);
         let many_data_lines = b"data: 0123456789\n".repeat(10);
         assert!(parser.feed(&many_data_lines, &mut out).is_err());

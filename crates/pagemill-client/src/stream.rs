@@ -131,6 +131,23 @@ impl Exchange {
         self.error.is_none()
     }
 
+    /// Decode speed excluding time to first token: the tokens after the first, over the time
+    /// from the first content read to the last. `None` without a stream of at least two reads.
+    pub fn decode_tokens_per_sec(&self) -> Option<f64> {
+        let tokens = self.usage.completion?.tokens;
+        let first = self.timeline.first_content?;
+        let last = self.timeline.chunks.last()?.at;
+        let span = crate::clock::between(first, last).as_secs_f64();
+        (tokens > 1 && span > 0.0).then(|| (tokens - 1) as f64 / span)
+    }
+
+    /// Completion tokens over the whole latency, from the scheduled send time.
+    pub fn e2e_tokens_per_sec(&self) -> Option<f64> {
+        let tokens = self.usage.completion?.tokens;
+        let total = self.timeline.total()?.as_secs_f64();
+        (total > 0.0).then(|| tokens as f64 / total)
+    }
+
     fn fail(&mut self, mut err: RequestError) {
         err.delivered_content = !self.content.is_empty() || !self.reasoning.is_empty();
         if err.status.is_none() {

@@ -1,0 +1,56 @@
+//! The `pagemill` command line: arguments → settings → library calls → printed results.
+//!
+//! # Layout
+//! - [`cli`]: clap definitions (doc comments are the help text).
+//! - [`settings`]: endpoint resolution — configuration file, environment, or the in-process
+//!   simulator when nothing is configured.
+//! - [`commands`]: one module per command.
+//! - [`printer`]: number formatting shared by the commands.
+
+pub mod cli;
+pub mod commands;
+pub mod printer;
+pub mod settings;
+
+use std::process::ExitCode;
+
+use pagemill_client::ClientError;
+
+/// Runs a parsed command line.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Chat(args) => commands::chat::run(&cli.global, args).await,
+        cli::Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
+    }
+}
+
+/// An actionable next step for errors whose fix we know.
+pub fn hint_for(e: &anyhow::Error) -> Option<String> {
+    match e.downcast_ref::<ClientError>()? {
+        ClientError::MissingApiKey { var, .. } => Some(format!(
+            "export {var}=… in this shell, or remove `api_key_env` for a local server"
+        )),
+        ClientError::UnknownEndpoint { .. } | ClientError::NoEndpoint => Some(
+            "add an [[endpoint]] table to pagemill.toml, or set OPENAI_API_KEY / OPENAI_BASE_URL"
+                .into(),
+        ),
+        ClientError::Config { .. } => Some("see README.md for an annotated pagemill.toml".into()),
+        _ => None,
+    }
+}
+
+/// Logs to stderr; `-v` for debug, `RUST_LOG` for anything finer.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,pagemill=debug,pagemill_client=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .try_init();
+}

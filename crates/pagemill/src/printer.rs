@@ -1,0 +1,39 @@
+//! Formatting of durations, rates and money for terminal output.
+
+use std::time::Duration;
+
+use pagemill_client::{Count, Money};
+
+/// `12.3 ms`, `1.24 s`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 1_000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1e3)
+    }
+}
+
+/// A duration that may be unknown.
+pub fn opt_duration(d: Option<Duration>) -> String {
+    d.map_or_else(|| "n/a".to_owned(), duration)
+}
+
+/// `1234 (server)`, or `unreported`.
+pub fn count(c: Option<Count>) -> String {
+    c.map_or_else(
+        || "unreported".to_owned(),
+        |c| format!("{} ({})", c.tokens, c.source),
+    )
+}
+
+/// A cost, or `unknown (no prices)`.
+pub fn cost(c: Option<Money>) -> String {
+    c.map_or_else(|| "unknown (no prices)".to_owned(), |m| m.to_string())
+}
+
+/// Tokens per second, or `n/a`.
+pub fn rate(r: Option<f64>) -> String {
+    r.filter(|r| r.is_finite())
+        .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.1} tok/s"))
+}

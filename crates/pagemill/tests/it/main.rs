@@ -1,0 +1,8 @@
+//! pagemill's integration tests: one binary, a module per command or component.
+
+// Test helpers outside #[test] functions may unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chat;
+mod client;
+mod doctor;
