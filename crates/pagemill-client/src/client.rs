@@ -66,11 +66,13 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let tokenizer = endpoint
-            .tokenizer
-            .as_deref()
-            .and_then(Tokenizer::by_name)
-            .unwrap_or_else(Tokenizer::o200k);
+        let tokenizer = match endpoint.tokenizer.as_deref() {
+            None => Tokenizer::o200k(),
+            Some(name) => Tokenizer::by_name(name).map_err(|message| ClientError::Config {
+                origin: format!("endpoint `{}`", endpoint.name),
+                message,
+            })?,
+        };
         Ok(Self {
             transport: Transport::new(&endpoint)?,
             limiter: Arc::new(Limiter::new(&endpoint.limits)),

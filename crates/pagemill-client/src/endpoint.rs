@@ -150,7 +150,8 @@ pub struct Endpoint {
     /// Retry settings.
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Client-side tokenizer for servers that report no usage (`o200k_base`, `cl100k_base`).
+    /// Client-side tokenizer for servers that report no usage: `o200k_base` (default),
+    /// `cl100k_base`, or the path of a Hugging Face `tokenizer.json`.
     #[serde(default)]
     pub tokenizer: Option<String>,
 }

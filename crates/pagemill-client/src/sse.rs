@@ -388,7 +388,11 @@ mod tests {
             Err(SseTooLong { limit: 64 })
         );
         // The limit holds whether a long line arrives in one read or in many.
-        assert!(SseParser::with_limit(64).feed(&[b'x'; 80], &mut out).is_err());
+        assert!(
+            SseParser::with_limit(64)
+                .feed(&[b'x'; 80], &mut out)
+                .is_err()
+        );
         let mut parser = SseParser::with_limit(64);
         let many_data_lines = b"data: 0123456789\n".repeat(10);
         assert!(parser.feed(&many_data_lines, &mut out).is_err());

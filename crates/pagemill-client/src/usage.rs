@@ -157,11 +157,18 @@ impl Usage {
     }
 }
 
-/// A client-side tokenizer, used when a server reports no usage, and to size prompts.
-#[derive(Clone, Copy)]
+/// A client-side tokenizer, used when a server reports no usage, and to size prompts: a
+/// tiktoken encoding, or a Hugging Face `tokenizer.json` (the model's own, for open models).
+#[derive(Clone)]
 pub struct Tokenizer {
-    bpe: &'static tiktoken_rs::CoreBPE,
-    name: &'static str,
+    kind: TokenizerKind,
+    name: String,
+}
+
+#[derive(Clone)]
+enum TokenizerKind {
+    Tiktoken(&'static tiktoken_rs::CoreBPE),
+    HuggingFace(std::sync::Arc<tokenizers::Tokenizer>),
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -176,31 +183,45 @@ impl Tokenizer {
     /// The `o200k_base` encoding (GPT-4o family and later).
     pub fn o200k() -> Self {
         Self {
-            bpe: tiktoken_rs::o200k_base_singleton(),
-            name: "o200k_base",
+            kind: TokenizerKind::Tiktoken(tiktoken_rs::o200k_base_singleton()),
+            name: "o200k_base".into(),
         }
     }
 
     /// The `cl100k_base` encoding (GPT-4, GPT-3.5).
     pub fn cl100k() -> Self {
         Self {
-            bpe: tiktoken_rs::cl100k_base_singleton(),
-            name: "cl100k_base",
+            kind: TokenizerKind::Tiktoken(tiktoken_rs::cl100k_base_singleton()),
+            name: "cl100k_base".into(),
         }
     }
 
-    /// The encoding named in configuration (`o200k_base`, `cl100k_base`).
-    pub fn by_name(name: &str) -> Option<Self> {
+    /// A Hugging Face `tokenizer.json`.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let t = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| format!("cannot load tokenizer `{}`: {e}", path.display()))?;
+        Ok(Self {
+            kind: TokenizerKind::HuggingFace(std::sync::Arc::new(t)),
+            name: path.display().to_string(),
+        })
+    }
+
+    /// The tokenizer named in configuration: `o200k_base`, `cl100k_base`, or a path to a
+    /// `tokenizer.json`.
+    pub fn by_name(name: &str) -> Result<Self, String> {
         match name {
-            "o200k_base" | "o200k" => Some(Self::o200k()),
-            "cl100k_base" | "cl100k" => Some(Self::cl100k()),
-            _ => None,
+            "o200k_base" | "o200k" => Ok(Self::o200k()),
+            "cl100k_base" | "cl100k" => Ok(Self::cl100k()),
+            path if path.ends_with(".json") => Self::from_file(std::path::Path::new(path)),
+            other => Err(format!(
+                "unknown tokenizer `{other}` (use o200k_base, cl100k_base or a tokenizer.json path)"
+            )),
         }
     }
 
-    /// The encoding's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// The tokenizer's name (an encoding name or a file path).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Tokens in a text.
@@ -208,7 +229,14 @@ impl Tokenizer {
         if text.is_empty() {
             return 0;
         }
-        self.bpe.encode_ordinary(text).len() as u64
+        match &self.kind {
+            TokenizerKind::Tiktoken(bpe) => bpe.encode_ordinary(text).len() as u64,
+            // Encoding only fails on inputs the tokenizer cannot represent at all; such text
+            // is then counted at the usual ~4 bytes a token rather than as nothing.
+            TokenizerKind::HuggingFace(t) => t
+                .encode_fast(text, false)
+                .map_or(text.len().div_ceil(4) as u64, |e| e.len() as u64),
+        }
     }
 
     /// Tokens of a chat prompt: the messages plus the chat format's framing (3 tokens a message
@@ -297,7 +325,23 @@ mod tests {
         let t = Tokenizer::cl100k();
         assert_eq!(t.count("hello world"), 2);
         assert_eq!(t.count(""), 0);
-        assert!(Tokenizer::by_name("o200k_base").is_some());
-        assert!(Tokenizer::by_name("nope").is_none());
+        assert!(Tokenizer::by_name("o200k_base").is_ok());
+        assert!(Tokenizer::by_name("nope").is_err());
+        let err = Tokenizer::by_name("/nonexistent/tokenizer.json").unwrap_err();
+        assert!(err.contains("/nonexistent/tokenizer.json"), "{err}");
+    }
+
+    #[test]
+    fn a_tokenizer_json_counts_with_its_own_vocabulary() {
+        // A tiny word-level tokenizer: every whitespace-separated word is one token.
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
+            "decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1},
+            "unk_token":"[UNK]"}}"#;
+        let path = std::env::temp_dir().join(format!("pagemill-tok-{}.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        let t = Tokenizer::by_name(path.to_str().unwrap()).unwrap();
+        assert_eq!(t.count("hello brave new world"), 4);
+        std::fs::remove_file(&path).unwrap();
     }
 }
