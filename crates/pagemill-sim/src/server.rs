@@ -1,11 +1,16 @@
 //! The HTTP server under every simulated provider: it accepts connections on a loopback port,
-//! hands each request to a handler, and plays the [`Reply`] the handler describes — delays,
-//! bytes exactly as given, and connection resets before headers or mid-body.
+//! hands each request to a handler with a [`Sink`], and records what really went out — the
+//! ground truth that pagemill's own measurements are checked against.
 //!
-//! Replies are descriptions rather than code so that faults are data: a test, a profile or a
-//! script says *what* goes wrong and this module makes it happen on the wire.
+//! A handler either describes its answer as a [`Reply`] (status, headers, body parts, delays,
+//! resets: faults as data) or drives the [`Sink`] itself, as the simulator's latency model does
+//! when the pace of a stream depends on what else is running.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +23,11 @@ use hyper_util::server::conn::auto;
 use pagemill_client::clock::mono_ns;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The largest request body read (64 MiB; batch input files can be big).
+const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 /// A request as the server received it.
 #[derive(Debug, Clone)]
@@ -29,6 +38,8 @@ pub struct Received {
     pub method: http::Method,
     /// Path, without the query.
     pub path: String,
+    /// Query string, if any.
+    pub query: Option<String>,
     /// Request headers.
     pub headers: HeaderMap,
     /// Request body.
@@ -142,39 +153,259 @@ impl Reply {
         self.fault = Some(name.into());
         self
     }
+
+    /// Plays this reply into a sink, scheduling delays on absolute deadlines so timer overshoot
+    /// does not accumulate over a stream.
+    pub async fn play(self, mut sink: Sink) {
+        if let Some(f) = &self.fault {
+            sink.set_fault(f);
+        }
+        if !self.head_delay.is_zero() {
+            tokio::time::sleep(self.head_delay).await;
+        }
+        if self.reset_before_headers {
+            return sink.reset();
+        }
+        sink.head(self.status, &self.headers);
+        let mut due = tokio::time::Instant::now();
+        for part in self.parts {
+            match part {
+                Part::Delay(d) => {
+                    due += d;
+                    tokio::time::sleep_until(due).await;
+                }
+                Part::Reset => return sink.reset(),
+                Part::Bytes(b) => {
+                    if !sink.send(b, None, 0).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// What the server did with one request: the ground truth tests compare against.
-#[derive(Debug, Clone, Serialize)]
+/// One body write as the server made it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ChunkLog {
+    /// When it was handed to the connection.
+    pub sent_ns: u64,
+    /// When the schedule wanted it sent, if it had a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_ns: Option<u64>,
+    /// Content tokens it carried.
+    pub tokens: u32,
+}
+
+/// What the server did with one request: the ground truth tests and benchmarks compare with.
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct LogEntry {
     /// Request number.
     pub index: u64,
-    /// Path.
-    pub path: String,
-    /// When the request was read.
+    /// Method and path, e.g. `POST /v1/chat/completions`.
+    pub route: String,
+    /// When the request had been read.
     pub received_ns: u64,
     /// When headers went out (`None` on a reset before headers).
     pub headers_ns: Option<u64>,
-    /// When each body write went out.
-    pub sent_ns: Vec<u64>,
+    /// Every body write.
+    pub chunks: Vec<ChunkLog>,
+    /// When the response ended (or broke).
+    pub done_ns: Option<u64>,
     /// Status sent (0 when none).
     pub status: u16,
+    /// Prompt tokens counted.
+    pub prompt_tokens: u64,
+    /// Prompt tokens served from the emulated cache.
+    pub cached_tokens: u64,
+    /// Completion tokens generated.
+    pub completion_tokens: u64,
+    /// Time spent queued for a slot.
+    pub queued_ns: u64,
     /// Fault injected, if any.
     pub fault: Option<String>,
-    /// The request body, as JSON where it was JSON.
+    /// The request body, as JSON where it was JSON (not in the public log).
     #[serde(skip)]
     pub body: serde_json::Value,
 }
 
-type HandlerFn = dyn Fn(&Received) -> Reply + Send + Sync;
-
-struct Shared {
-    handler: Box<HandlerFn>,
-    log: Mutex<Vec<LogEntry>>,
-    next: std::sync::atomic::AtomicU64,
+impl LogEntry {
+    /// The path part of the route.
+    pub fn path(&self) -> &str {
+        self.route.split_once(' ').map_or(&self.route[..], |(_, p)| p)
+    }
 }
 
-/// A running server; stops accepting when dropped.
+/// The ground-truth log: the last `capacity` entries in memory, and optionally every entry as a
+/// JSONL line in a file.
+#[derive(Debug)]
+pub struct Log {
+    entries: Mutex<VecDeque<LogEntry>>,
+    capacity: usize,
+    file: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl Log {
+    /// A log keeping `capacity` entries in memory.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::new()),
+            capacity,
+            file: None,
+        }
+    }
+
+    /// Also appends every entry to `path` as JSONL.
+    pub fn with_file(mut self, path: &std::path::Path) -> std::io::Result<Self> {
+        let f = std::fs::File::create(path)?;
+        self.file = Some(Mutex::new(std::io::BufWriter::new(f)));
+        Ok(self)
+    }
+
+    fn push(&self, entry: LogEntry) {
+        if let Some(f) = &self.file {
+            use std::io::Write;
+            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(line) = serde_json::to_string(&entry) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() == self.capacity {
+            entries.pop_front();
+        }
+        if self.capacity > 0 {
+            entries.push_back(entry);
+        }
+    }
+
+    /// Flushes the JSONL file, if any.
+    pub fn flush(&self) {
+        if let Some(f) = &self.file {
+            use std::io::Write;
+            let _ = f.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        }
+    }
+
+    /// The entries in memory, oldest first.
+    pub fn entries(&self) -> Vec<LogEntry> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<LogEntry> = entries.iter().cloned().collect();
+        v.sort_by_key(|e| e.index);
+        v
+    }
+}
+
+/// The handler's end of one response: send headers, write body parts (each stamped in the
+/// log), or break the connection. Dropping it ends the response; dropping it before
+/// [`Sink::head`] resets the connection before headers.
+pub struct Sink {
+    head: Option<oneshot::Sender<http::Response<Channel<Bytes, ResetError>>>>,
+    body: Option<http_body_util::channel::Sender<Bytes, ResetError>>,
+    entry: LogEntry,
+    log: Arc<Log>,
+}
+
+impl Sink {
+    /// Sends the status and headers.
+    pub fn head(&mut self, status: u16, headers: &[(String, String)]) {
+        let Some(tx) = self.head.take() else { return };
+        let (body_tx, body) = Channel::<Bytes, ResetError>::new(8);
+        let mut res = http::Response::new(body);
+        *res.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        for (k, v) in headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                res.headers_mut().append(k, v);
+            }
+        }
+        self.entry.status = status;
+        self.entry.headers_ns = Some(mono_ns());
+        if tx.send(res).is_ok() {
+            self.body = Some(body_tx);
+        }
+    }
+
+    /// Writes bytes; `due_ns` is when the schedule wanted them, `tokens` the content tokens they
+    /// carry. False when the client has gone.
+    pub async fn send(&mut self, bytes: Bytes, due_ns: Option<u64>, tokens: u32) -> bool {
+        let Some(tx) = &mut self.body else { return false };
+        let sent_ns = mono_ns();
+        if tx.send(Frame::data(bytes)).await.is_err() {
+            self.body = None;
+            return false;
+        }
+        self.entry.chunks.push(ChunkLog {
+            sent_ns,
+            due_ns,
+            tokens,
+        });
+        true
+    }
+
+    /// Breaks the connection (before headers if none were sent, else mid-body).
+    pub fn reset(mut self) {
+        self.head = None;
+        if let Some(tx) = self.body.take() {
+            tx.abort(ResetError);
+        }
+    }
+
+    /// Records a fault in the log entry.
+    pub fn set_fault(&mut self, fault: &str) {
+        self.entry.fault = Some(fault.to_owned());
+    }
+
+    /// The server's log (to serve it, or compute statistics over it).
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The log entry being built, for token counts and queue time.
+    pub fn entry_mut(&mut self) -> &mut LogEntry {
+        &mut self.entry
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let mut entry = std::mem::take(&mut self.entry);
+        entry.done_ns = Some(mono_ns());
+        self.log.push(entry);
+    }
+}
+
+/// A request handler: gets the request and the sink to answer through.
+pub type Handler = dyn Fn(Received, Sink) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen (use port 0 for any free port).
+    pub addr: SocketAddr,
+    /// Log entries kept in memory.
+    pub log_capacity: usize,
+    /// Also write every log entry to this JSONL file.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_capacity: 100_000,
+            log_file: None,
+        }
+    }
+}
+
+struct Shared {
+    handler: Box<Handler>,
+    log: Arc<Log>,
+    next: AtomicU64,
+}
+
+/// A running server; stops accepting when dropped or shut down.
 pub struct ServerHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
@@ -184,15 +415,14 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("ServerHandle").field("addr", &self.addr).finish()
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.accept.abort();
+        self.shared.log.flush();
     }
 }
 
@@ -202,38 +432,64 @@ impl ServerHandle {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Everything received so far, in order of arrival.
+    /// The log entries in memory, ordered by request number.
     pub fn log(&self) -> Vec<LogEntry> {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.log.entries()
     }
 
-    /// Stops accepting connections.
+    /// The log itself (shared with the handler, e.g. to serve `/sim/log`).
+    pub fn log_handle(&self) -> Arc<Log> {
+        self.shared.log.clone()
+    }
+
+    /// Stops accepting connections (running responses finish on their own).
     pub fn shutdown(self) {
         drop(self);
     }
 }
 
-/// Starts a server on `addr` (use port 0) that answers every request with `handler`.
+/// Starts a server that answers every request with a described [`Reply`].
 pub async fn serve(
     addr: SocketAddr,
-    handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    reply: impl Fn(&Received) -> Reply + Send + Sync + 'static,
 ) -> std::io::Result<ServerHandle> {
-    let listener = TcpListener::bind(addr).await?;
+    let options = ServerOptions {
+        addr,
+        ..ServerOptions::default()
+    };
+    serve_with(options, move |req, sink| {
+        let r = reply(&req);
+        Box::pin(r.play(sink))
+    })
+    .await
+}
+
+/// Starts a server whose handler drives each response's [`Sink`] itself.
+pub async fn serve_with(
+    options: ServerOptions,
+    handler: impl Fn(Received, Sink) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
+) -> std::io::Result<ServerHandle> {
+    let listener = TcpListener::bind(options.addr).await?;
     let addr = listener.local_addr()?;
+    let mut log = Log::new(options.log_capacity);
+    if let Some(path) = &options.log_file {
+        log = log.with_file(path)?;
+    }
     let shared = Arc::new(Shared {
         handler: Box::new(handler),
-        log: Mutex::new(Vec::new()),
-        next: std::sync::atomic::AtomicU64::new(0),
+        log: Arc::new(log),
+        next: AtomicU64::new(0),
     });
     let accept_shared = shared.clone();
     let accept = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(_) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let shared = accept_shared.clone();
@@ -252,8 +508,9 @@ pub async fn serve(
     })
 }
 
+/// The error that breaks a connection on purpose.
 #[derive(Debug)]
-struct ResetError;
+pub struct ResetError;
 
 impl std::fmt::Display for ResetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,86 +525,34 @@ async fn handle(
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Channel<Bytes, ResetError>>, ResetError> {
     let (head, body) = req.into_parts();
-    let body = body
+    let body = http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let received = Received {
-        index: shared
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        index: shared.next.fetch_add(1, Ordering::Relaxed),
         method: head.method,
         path: head.uri.path().to_owned(),
+        query: head.uri.query().map(str::to_owned),
         headers: head.headers,
         body,
         received_ns: mono_ns(),
     };
-    let reply = (shared.handler)(&received);
-    let slot = {
-        let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
-        log.push(LogEntry {
+    let (tx, rx) = oneshot::channel();
+    let sink = Sink {
+        head: Some(tx),
+        body: None,
+        entry: LogEntry {
             index: received.index,
-            path: received.path.clone(),
+            route: format!("{} {}", received.method, received.path),
             received_ns: received.received_ns,
-            headers_ns: None,
-            sent_ns: Vec::new(),
-            status: 0,
-            fault: reply.fault.clone(),
             body: received.json(),
-        });
-        log.len() - 1
+            ..LogEntry::default()
+        },
+        log: shared.log.clone(),
     };
-    if !reply.head_delay.is_zero() {
-        tokio::time::sleep(reply.head_delay).await;
-    }
-    if reply.reset_before_headers {
-        return Err(ResetError);
-    }
-    let (mut tx, body) = Channel::<Bytes, ResetError>::new(4);
-    let mut res = http::Response::new(body);
-    *res.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in &reply.headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            res.headers_mut().append(k, v);
-        }
-    }
-    {
-        let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = log.get_mut(slot) {
-            e.headers_ns = Some(mono_ns());
-            e.status = reply.status;
-        }
-    }
-    tokio::spawn(async move {
-        // Delays add up on one schedule, so timer overshoot does not accumulate over a stream.
-        let mut due = tokio::time::Instant::now();
-        for part in reply.parts {
-            match part {
-                Part::Delay(d) => {
-                    due += d;
-                    tokio::time::sleep_until(due).await;
-                }
-                Part::Reset => {
-                    tx.abort(ResetError);
-                    return;
-                }
-                Part::Bytes(b) => {
-                    if tx.send(Frame::data(b)).await.is_err() {
-                        return;
-                    }
-                    let now = mono_ns();
-                    let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(e) = log.get_mut(slot) {
-                        e.sent_ns.push(now);
-                    }
-                }
-            }
-        }
-    });
-    Ok(res)
+    tokio::spawn((shared.handler)(received, sink));
+    // No head before the sink is dropped means: break the connection before headers.
+    rx.await.map_err(|_| ResetError)
 }

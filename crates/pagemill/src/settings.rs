@@ -42,7 +42,7 @@ pub async fn resolve(global: &GlobalArgs, wanted: &[String]) -> anyhow::Result<R
         let handle = Sim::start(Profile::fast_local())
             .await
             .context("starting the in-process simulator")?;
-        let ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), pagemill_sim::sim::MODEL);
+        let ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), Profile::fast_local().model);
         sim = Some((handle, ep));
     }
     let sim_endpoint = sim.as_ref().map(|(_, ep)| ep.clone());

@@ -32,7 +32,7 @@ fn chat_requests(server: &ServerHandle) -> usize {
     server
         .log()
         .iter()
-        .filter(|e| e.path.ends_with("/chat/completions"))
+        .filter(|e| e.path().ends_with("/chat/completions"))
         .count()
 }
 
@@ -100,7 +100,7 @@ async fn chunk_receive_times_never_precede_the_servers_send_times() {
     assert!(ex.is_ok());
     let log = server.log();
     // Writes: role chunk, 4 content chunks, finish, [DONE]; content writes are 1..=4.
-    let sent = &log[0].sent_ns;
+    let sent: Vec<u64> = log[0].chunks.iter().map(|c| c.sent_ns).collect();
     assert_eq!(sent.len(), 7);
     assert_eq!(ex.timeline.chunks.len(), 4);
     for (chunk, sent_at) in ex.timeline.chunks.iter().zip(&sent[1..5]) {

@@ -1,0 +1,254 @@
+//! An OpenAI-style batch API: upload a JSONL file of requests (`POST /v1/files`, multipart or
+//! raw), submit it (`POST /v1/batches`), poll it (`GET /v1/batches/{id}`), download the output
+//! and error files (`GET /v1/files/{id}/content`). A batch completes after the profile's delay;
+//! each line fails with the profile's failure rate, so partial results can be tested.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pagemill_client::wire::ChatRequest;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::profile::FramingQuirks;
+use crate::script;
+use crate::server::{Received, Reply};
+use crate::sim::State;
+
+struct Batch {
+    id: String,
+    input_file_id: String,
+    endpoint: String,
+    created: Instant,
+    created_at: u64,
+    /// Output and error file ids once the batch has completed.
+    done: Option<(Option<String>, Option<String>, u64, u64)>,
+    total: u64,
+}
+
+/// Files and batches of one simulator.
+#[derive(Default)]
+pub(crate) struct BatchStore {
+    files: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    batches: Mutex<HashMap<String, Batch>>,
+    next: AtomicU64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl BatchStore {
+    fn id(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn route(&self, state: &State, req: &Received) -> Reply {
+        let path = req.path.trim_end_matches('/');
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match (req.method.as_str(), segments.as_slice()) {
+            ("POST", [.., "files"]) => self.upload(req),
+            ("GET", [.., "files", id]) => self.file_meta(id),
+            ("GET", [.., "files", id, "content"]) => self.file_content(id),
+            ("POST", [.., "batches"]) => self.create(state, req),
+            ("GET", [.., "batches", id]) => self.poll(state, id),
+            _ => script::error(404, "not_found", &format!("no route for {} {}", req.method, req.path)),
+        }
+    }
+
+    fn upload(&self, req: &Received) -> Reply {
+        let content_type = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (name, bytes) = match multipart_file(content_type, &req.body) {
+            Some(found) => found,
+            None if content_type.starts_with("multipart/") => {
+                return script::error(400, "invalid_request_error", "multipart body has no `file` part");
+            }
+            None => ("upload.jsonl".to_owned(), req.body.to_vec()),
+        };
+        let id = self.id("file-");
+        let len = bytes.len();
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), (name.clone(), bytes));
+        Reply::json(200, &json!({"id": id, "object": "file", "bytes": len, "created_at": now_secs(),
+                                 "filename": name, "purpose": "batch"}))
+    }
+
+    fn file_meta(&self, id: &str) -> Reply {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.get(id) {
+            Some((name, bytes)) => Reply::json(200, &json!({"id": id, "object": "file", "bytes": bytes.len(),
+                                                            "filename": name, "purpose": "batch"})),
+            None => script::error(404, "not_found", &format!("no file `{id}`")),
+        }
+    }
+
+    fn file_content(&self, id: &str) -> Reply {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.get(id) {
+            Some((_, bytes)) => Reply::status(200)
+                .header("content-type", "application/jsonl")
+                .bytes(bytes.clone()),
+            None => script::error(404, "not_found", &format!("no file `{id}`")),
+        }
+    }
+
+    fn create(&self, state: &State, req: &Received) -> Reply {
+        let body = req.json();
+        let Some(input) = body["input_file_id"].as_str() else {
+            return script::error(400, "invalid_request_error", "`input_file_id` is required");
+        };
+        let total = match self.files.lock().unwrap_or_else(|e| e.into_inner()).get(input) {
+            Some((_, bytes)) => bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64,
+            None => return script::error(404, "not_found", &format!("no file `{input}`")),
+        };
+        let batch = Batch {
+            id: self.id("batch_"),
+            input_file_id: input.to_owned(),
+            endpoint: body["endpoint"].as_str().unwrap_or("/v1/chat/completions").to_owned(),
+            created: Instant::now(),
+            created_at: now_secs(),
+            done: None,
+            total,
+        };
+        let reply = Reply::json(200, &batch_json(&batch, "validating", state));
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(batch.id.clone(), batch);
+        reply
+    }
+
+    fn poll(&self, state: &State, id: &str) -> Reply {
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(batch) = batches.get_mut(id) else {
+            return script::error(404, "not_found", &format!("no batch `{id}`"));
+        };
+        let delay = Duration::from_millis(state.profile.batch.completion_delay_ms);
+        if batch.done.is_none() && batch.created.elapsed() >= delay {
+            batch.done = Some(self.run(state, batch));
+        }
+        let status = if batch.done.is_some() { "completed" } else { "in_progress" };
+        Reply::json(200, &batch_json(batch, status, state))
+    }
+
+    /// Answers every line; returns output and error file ids and the completed/failed counts.
+    fn run(&self, state: &State, batch: &Batch) -> (Option<String>, Option<String>, u64, u64) {
+        let input = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&batch.input_file_id)
+            .map(|f| f.1.clone())
+            .unwrap_or_default();
+        let (mut out, mut err) = (String::new(), String::new());
+        let (mut ok, mut failed) = (0, 0);
+        for (i, line) in input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+            let mut rng = state.rng(u64::MAX - i as u64);
+            let parsed: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+            let custom_id = parsed["custom_id"].as_str().unwrap_or("").to_owned();
+            let request: Option<ChatRequest> = serde_json::from_value(parsed["body"].clone()).ok();
+            let entry = json!({"id": format!("batch_req_{}", i + 1), "custom_id": custom_id});
+            let fail = rng.random_bool(state.profile.batch.failure_rate.clamp(0.0, 1.0));
+            match request {
+                Some(chat) if !fail => {
+                    let max = chat.max_tokens.unwrap_or(state.profile.content.default_max_tokens).max(1);
+                    let body = state.completion_body(&chat, max, FramingQuirks::default(), &mut rng);
+                    let mut e = entry;
+                    e["response"] = json!({"status_code": 200, "request_id": format!("req_{}", i + 1), "body": body});
+                    e["error"] = Value::Null;
+                    out.push_str(&e.to_string());
+                    out.push('\n');
+                    ok += 1;
+                }
+                other => {
+                    let message = if other.is_none() { "line is not a chat completion request" } else { "simulated failure" };
+                    let mut e = entry;
+                    e["response"] = json!({"status_code": 500, "request_id": format!("req_{}", i + 1),
+                                           "body": {"error": {"message": message, "type": "server_error"}}});
+                    e["error"] = Value::Null;
+                    err.push_str(&e.to_string());
+                    err.push('\n');
+                    failed += 1;
+                }
+            }
+        }
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut store = |text: String, name: &str| {
+            (!text.is_empty()).then(|| {
+                let id = self.id("file-");
+                files.insert(id.clone(), (format!("{}_{name}.jsonl", batch.id), text.into_bytes()));
+                id
+            })
+        };
+        (store(out, "output"), store(err, "error"), ok, failed)
+    }
+}
+
+fn batch_json(b: &Batch, status: &str, _state: &State) -> Value {
+    let (output, error, completed, failed) = b.done.clone().unwrap_or((None, None, 0, 0));
+    json!({
+        "id": b.id, "object": "batch", "endpoint": b.endpoint, "input_file_id": b.input_file_id,
+        "completion_window": "24h", "status": status, "output_file_id": output, "error_file_id": error,
+        "created_at": b.created_at,
+        "request_counts": {"total": b.total, "completed": completed, "failed": failed},
+    })
+}
+
+/// The `file` part of a `multipart/form-data` body: its filename and bytes.
+fn multipart_file(content_type: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let mut rest = body;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        let head_end = find(rest, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
+        let content = &rest[head_end + 4..];
+        let end = find(content, delimiter.as_bytes()).unwrap_or(content.len());
+        let part = content[..end].strip_suffix(b"\r\n").unwrap_or(&content[..end]);
+        if head.contains("name=\"file\"") {
+            let filename = head
+                .split("filename=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .unwrap_or("upload.jsonl")
+                .to_owned();
+            return Some((filename, part.to_vec()));
+        }
+        rest = &content[end..];
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_give_up_their_file_part() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{\"a\":1}\n{\"b\":2}\n\r\n--XyZ--\r\n";
+        let (name, bytes) = multipart_file("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(name, "in.jsonl");
+        assert_eq!(bytes, b"{\"a\":1}\n{\"b\":2}\n");
+        assert!(multipart_file("multipart/form-data; boundary=Other", body).is_none());
+        assert!(multipart_file("application/jsonl", body).is_none());
+    }
+}

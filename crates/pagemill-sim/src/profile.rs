@@ -1,0 +1,398 @@
+//! How a simulated provider behaves: latency, prompt cache, rate limits, faults, framing,
+//! content and batch settings. Profiles are TOML files or named presets (plain functions).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A simulated provider's behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Name shown in logs.
+    pub name: String,
+    /// Seed of every random choice (jitter, faults, content), so a run can be repeated.
+    pub seed: u64,
+    /// Model name listed and answered as.
+    pub model: String,
+    /// Timing.
+    pub latency: Latency,
+    /// Prompt-cache emulation.
+    pub cache: Cache,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Stream framing quirks applied to every stream.
+    pub framing: FramingQuirks,
+    /// What answers contain.
+    pub content: Content,
+    /// The batch API.
+    pub batch: Batch,
+}
+
+/// The latency model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Latency {
+    /// Fixed part of the time to first token, in milliseconds.
+    pub ttft_base_ms: f64,
+    /// Up to this much more, uniformly at random, in milliseconds.
+    pub ttft_jitter_ms: f64,
+    /// Uncached prompt tokens processed per second (0: prefill is free).
+    pub prefill_tokens_per_sec: f64,
+    /// Tokens one stream decodes per second when alone.
+    pub decode_tokens_per_sec: f64,
+    /// Tokens per second shared by all streams: with n streams, each gets at most 1/n of it.
+    pub aggregate_tokens_per_sec: f64,
+    /// Tokens sent per streamed chunk (more than one mimics batched or speculative decoding).
+    pub tokens_per_chunk: u32,
+    /// Requests served at once; more wait in a queue.
+    pub max_concurrency: usize,
+    /// Send `: keep-alive` comments this often while a stream waits (0: never).
+    pub keepalive_ms: u64,
+}
+
+/// The prompt cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Cache prompt prefixes at all.
+    pub enabled: bool,
+    /// How cached tokens are reported.
+    pub dialect: CacheDialect,
+    /// Tokens per hashed block.
+    pub block_tokens: usize,
+    /// A prefix shorter than this is never served from cache.
+    pub min_prefix_tokens: usize,
+    /// Blocks kept (least recently used ones are evicted).
+    pub capacity_blocks: usize,
+}
+
+/// The usage dialect a provider reports cached tokens in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheDialect {
+    /// `prompt_tokens_details.cached_tokens`.
+    Openai,
+    /// `prompt_cache_hit_tokens` / `prompt_cache_miss_tokens`.
+    Deepseek,
+    /// `input_tokens` (uncached) + `cache_read_input_tokens` + `cache_creation_input_tokens`.
+    Anthropic,
+    /// Cached tokens are not reported at all.
+    None,
+}
+
+/// Rate limits, replenished continuously.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Requests per minute (0: unlimited).
+    pub requests_per_minute: u64,
+    /// Tokens per minute, prompt + `max_tokens` (0: unlimited).
+    pub tokens_per_minute: u64,
+    /// Refuse everything with 429 `insufficient_quota`.
+    pub insufficient_quota: bool,
+}
+
+/// Faults: each drawn with its probability per chat request, unless the script says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Probability of a 500.
+    pub status_500: f64,
+    /// Probability of a 502.
+    pub status_502: f64,
+    /// Probability of a 503.
+    pub status_503: f64,
+    /// Probability of closing the connection before headers.
+    pub reset_before_headers: f64,
+    /// Probability of breaking the connection halfway through the answer.
+    pub reset_mid_stream: f64,
+    /// Probability of ending the stream halfway with no usage and no `[DONE]`.
+    pub truncated: f64,
+    /// Probability of one chunk of broken JSON halfway.
+    pub malformed_chunk: f64,
+    /// Probability of headers delayed by `slow_headers_ms`.
+    pub slow_headers: f64,
+    /// The delay of a slow-headers fault, in milliseconds.
+    pub slow_headers_ms: u64,
+    /// Fault names for the first chat requests, in order (`ok` for none); after the script,
+    /// the probabilities apply. Names: `status_500`, `status_502`, `status_503`,
+    /// `reset_before_headers`, `reset_mid_stream`, `truncated`, `malformed_chunk`,
+    /// `slow_headers`, `crlf`, `no_space`, `multiline_data`, `split_utf8`, `ok`.
+    pub script: Vec<String>,
+}
+
+/// Framing quirks of event streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FramingQuirks {
+    /// CRLF line ends.
+    pub crlf: bool,
+    /// `data:x` without the space.
+    pub no_space: bool,
+    /// Each JSON event split over several `data:` lines.
+    pub multiline_data: bool,
+    /// Multibyte UTF-8 characters split across two writes.
+    pub split_utf8: bool,
+}
+
+/// What answers contain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Content {
+    /// Answer length when a request sets no `max_tokens`.
+    pub default_max_tokens: u32,
+    /// Without `ignore_eos`, stop after a length drawn from this range (inclusive) when it is
+    /// shorter than `max_tokens`; unset: always answer `max_tokens` tokens.
+    pub natural_tokens: Option<[u32; 2]>,
+    /// Probability that a JSON answer is sloppy: broken JSON, or items missing or repeated.
+    pub sloppy: f64,
+}
+
+/// The batch API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batch {
+    /// Time from submission to completion, in milliseconds.
+    pub completion_delay_ms: u64,
+    /// Probability that one line of a batch fails.
+    pub failure_rate: f64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self {
+            ttft_base_ms: 20.0,
+            ttft_jitter_ms: 0.0,
+            prefill_tokens_per_sec: 0.0,
+            decode_tokens_per_sec: 200.0,
+            aggregate_tokens_per_sec: 0.0,
+            tokens_per_chunk: 1,
+            max_concurrency: 1024,
+            keepalive_ms: 0,
+        }
+    }
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dialect: CacheDialect::Openai,
+            block_tokens: 128,
+            min_prefix_tokens: 1024,
+            capacity_blocks: 1 << 20,
+        }
+    }
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Self {
+            default_max_tokens: 32,
+            natural_tokens: None,
+            sloppy: 0.0,
+        }
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            completion_delay_ms: 1_000,
+            failure_rate: 0.0,
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self::fast_local()
+    }
+}
+
+/// Names of the presets, for help texts.
+pub const PRESETS: &[&str] = &["fast-local", "instant", "hosted", "slow", "flaky", "throttled"];
+
+impl Profile {
+    /// A local inference server: 20 ms to first token, 200 tokens/s a stream, 4,000 tokens/s
+    /// shared, a small-block prefix cache (vLLM-style) with no minimum worth mentioning.
+    pub fn fast_local() -> Self {
+        Self {
+            name: "fast-local".into(),
+            seed: 0,
+            model: "sim-model".into(),
+            latency: Latency {
+                ttft_base_ms: 20.0,
+                ttft_jitter_ms: 0.0,
+                prefill_tokens_per_sec: 20_000.0,
+                decode_tokens_per_sec: 200.0,
+                aggregate_tokens_per_sec: 4_000.0,
+                tokens_per_chunk: 1,
+                max_concurrency: 256,
+                keepalive_ms: 0,
+            },
+            cache: Cache {
+                block_tokens: 16,
+                min_prefix_tokens: 16,
+                ..Cache::default()
+            },
+            rate_limits: RateLimits::default(),
+            faults: Faults::default(),
+            framing: FramingQuirks::default(),
+            content: Content::default(),
+            batch: Batch::default(),
+        }
+    }
+
+    /// No delays at all: for tests and for measuring the client itself.
+    pub fn instant() -> Self {
+        let mut p = Self::fast_local();
+        p.name = "instant".into();
+        p.latency = Latency {
+            ttft_base_ms: 0.0,
+            prefill_tokens_per_sec: 0.0,
+            decode_tokens_per_sec: 0.0,
+            aggregate_tokens_per_sec: 0.0,
+            max_concurrency: 1 << 20,
+            ..Latency::default()
+        };
+        p.batch.completion_delay_ms = 0;
+        p
+    }
+
+    /// A hosted API: ~300 ms to first token with jitter, 60 tokens/s a stream, OpenAI-style
+    /// caching (1,024-token minimum, 128-token blocks).
+    pub fn hosted() -> Self {
+        Self {
+            name: "hosted".into(),
+            latency: Latency {
+                ttft_base_ms: 250.0,
+                ttft_jitter_ms: 100.0,
+                prefill_tokens_per_sec: 10_000.0,
+                decode_tokens_per_sec: 60.0,
+                aggregate_tokens_per_sec: 0.0,
+                tokens_per_chunk: 1,
+                max_concurrency: 4_096,
+                keepalive_ms: 0,
+            },
+            cache: Cache::default(),
+            ..Self::fast_local()
+        }
+    }
+
+    /// A slow provider: seconds to first token, 15 tokens/s, a queue of 8, keep-alives.
+    pub fn slow() -> Self {
+        Self {
+            name: "slow".into(),
+            latency: Latency {
+                ttft_base_ms: 1_500.0,
+                ttft_jitter_ms: 1_000.0,
+                prefill_tokens_per_sec: 2_000.0,
+                decode_tokens_per_sec: 15.0,
+                aggregate_tokens_per_sec: 60.0,
+                tokens_per_chunk: 1,
+                max_concurrency: 8,
+                keepalive_ms: 1_000,
+            },
+            ..Self::hosted()
+        }
+    }
+
+    /// A hosted API that fails often, in every way.
+    pub fn flaky() -> Self {
+        Self {
+            name: "flaky".into(),
+            faults: Faults {
+                status_500: 0.02,
+                status_502: 0.02,
+                status_503: 0.04,
+                reset_before_headers: 0.02,
+                reset_mid_stream: 0.02,
+                truncated: 0.02,
+                malformed_chunk: 0.01,
+                slow_headers: 0.01,
+                slow_headers_ms: 3_000,
+                script: Vec::new(),
+            },
+            ..Self::hosted()
+        }
+    }
+
+    /// A hosted API with tight limits: 60 requests and 20,000 tokens a minute.
+    pub fn throttled() -> Self {
+        Self {
+            name: "throttled".into(),
+            rate_limits: RateLimits {
+                requests_per_minute: 60,
+                tokens_per_minute: 20_000,
+                insufficient_quota: false,
+            },
+            ..Self::hosted()
+        }
+    }
+
+    /// A preset by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        Some(match name {
+            "fast-local" => Self::fast_local(),
+            "instant" => Self::instant(),
+            "hosted" => Self::hosted(),
+            "slow" => Self::slow(),
+            "flaky" => Self::flaky(),
+            "throttled" => Self::throttled(),
+            _ => return None,
+        })
+    }
+
+    /// A preset name, or the path of a TOML profile.
+    pub fn load(name_or_path: &str) -> Result<Self, String> {
+        if let Some(p) = Self::preset(name_or_path) {
+            return Ok(p);
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            format!(
+                "`{name_or_path}` is neither a preset ({}) nor a readable file: {e}",
+                PRESETS.join(", ")
+            )
+        })?;
+        toml::from_str(&text).map_err(|e| format!("profile `{name_or_path}`: {e}"))
+    }
+
+    /// Time to first token before prefill, as a duration.
+    pub(crate) fn ms(ms: f64) -> Duration {
+        Duration::try_from_secs_f64(ms.max(0.0) / 1e3).unwrap_or(Duration::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_loads_by_name_and_round_trips_through_toml() {
+        for name in PRESETS {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(&p.name, name);
+            let text = toml::to_string(&p).unwrap();
+            let back: Profile = toml::from_str(&text).unwrap();
+            assert_eq!(back, p);
+        }
+    }
+
+    #[test]
+    fn a_partial_toml_profile_fills_in_defaults_and_refuses_typos() {
+        let p: Profile = toml::from_str(
+            "name = 'mine'\n[latency]\ndecode_tokens_per_sec = 50\n[faults]\nscript = ['ok', 'status_503']\n",
+        )
+        .unwrap();
+        assert_eq!(p.latency.decode_tokens_per_sec, 50.0);
+        assert_eq!(p.latency.tokens_per_chunk, 1);
+        assert_eq!(p.faults.script, ["ok", "status_503"]);
+        assert!(toml::from_str::<Profile>("[latency]\ndecode_tps = 5\n").is_err());
+        let err = Profile::load("no-such-preset").unwrap_err();
+        assert!(err.contains("fast-local"), "{err}");
+    }
+}
