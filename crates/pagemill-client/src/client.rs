@@ -207,18 +207,40 @@ impl Client {
         ex
     }
 
-    /// GETs a path under the base URL and parses the body as JSON: `(status, body)`.
+    /// GETs a path under the base URL and parses the body as JSON: `(status, body)` (`Null`
+    /// when the body is not JSON).
     pub async fn get_json(&self, path: &str) -> Result<(u16, Value), RequestError> {
+        let (status, body) = self
+            .request_bytes(Method::GET, path, None, Bytes::new())
+            .await?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Any request under the base URL with the endpoint's headers: `(status, body)`.
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), RequestError> {
+        let bad = |e: String| RequestError::new(FailureKind::Connect, ErrorClass::Permanent, e);
         let mut builder = http::Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(self.endpoint.url(path));
         if let Some(h) = builder.headers_mut() {
             h.clone_from(&self.headers);
             h.remove(CONTENT_TYPE);
+            if let Some(ct) = content_type {
+                h.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_str(ct).map_err(|e| bad(e.to_string()))?,
+                );
+            }
         }
-        let request = builder.body(Full::new(Bytes::new())).map_err(|e| {
-            RequestError::new(FailureKind::Connect, ErrorClass::Permanent, e.to_string())
-        })?;
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| bad(e.to_string()))?;
         let (res, _) = self.transport.send(request).await?;
         let status = res.status().as_u16();
         let idle = Endpoint::secs(self.transport.config().idle_timeout_secs);
@@ -239,8 +261,7 @@ impl Client {
                 )
             })?
             .to_bytes();
-        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Ok((status, json))
+        Ok((status, body))
     }
 
     /// Sends `req` paced by the endpoint's limits, retrying transient and throttled failures

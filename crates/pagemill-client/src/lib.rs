@@ -16,6 +16,7 @@
 //! - [`client`]: [`Client::send`] (one attempt) and [`Client::chat`] (paced, retried).
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds.
 
+pub mod batch;
 pub mod client;
 pub mod clock;
 pub mod endpoint;

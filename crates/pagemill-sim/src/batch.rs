@@ -56,7 +56,11 @@ impl BatchStore {
             ("GET", [.., "files", id, "content"]) => self.file_content(id),
             ("POST", [.., "batches"]) => self.create(state, req),
             ("GET", [.., "batches", id]) => self.poll(state, id),
-            _ => script::error(404, "not_found", &format!("no route for {} {}", req.method, req.path)),
+            _ => script::error(
+                404,
+                "not_found",
+                &format!("no route for {} {}", req.method, req.path),
+            ),
         }
     }
 
@@ -69,7 +73,11 @@ impl BatchStore {
         let (name, bytes) = match multipart_file(content_type, &req.body) {
             Some(found) => found,
             None if content_type.starts_with("multipart/") => {
-                return script::error(400, "invalid_request_error", "multipart body has no `file` part");
+                return script::error(
+                    400,
+                    "invalid_request_error",
+                    "multipart body has no `file` part",
+                );
             }
             None => ("upload.jsonl".to_owned(), req.body.to_vec()),
         };
@@ -79,15 +87,21 @@ impl BatchStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), (name.clone(), bytes));
-        Reply::json(200, &json!({"id": id, "object": "file", "bytes": len, "created_at": now_secs(),
-                                 "filename": name, "purpose": "batch"}))
+        Reply::json(
+            200,
+            &json!({"id": id, "object": "file", "bytes": len, "created_at": now_secs(),
+                                 "filename": name, "purpose": "batch"}),
+        )
     }
 
     fn file_meta(&self, id: &str) -> Reply {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         match files.get(id) {
-            Some((name, bytes)) => Reply::json(200, &json!({"id": id, "object": "file", "bytes": bytes.len(),
-                                                            "filename": name, "purpose": "batch"})),
+            Some((name, bytes)) => Reply::json(
+                200,
+                &json!({"id": id, "object": "file", "bytes": bytes.len(),
+                                                            "filename": name, "purpose": "batch"}),
+            ),
             None => script::error(404, "not_found", &format!("no file `{id}`")),
         }
     }
@@ -107,14 +121,25 @@ impl BatchStore {
         let Some(input) = body["input_file_id"].as_str() else {
             return script::error(400, "invalid_request_error", "`input_file_id` is required");
         };
-        let total = match self.files.lock().unwrap_or_else(|e| e.into_inner()).get(input) {
-            Some((_, bytes)) => bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64,
+        let total = match self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(input)
+        {
+            Some((_, bytes)) => bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count() as u64,
             None => return script::error(404, "not_found", &format!("no file `{input}`")),
         };
         let batch = Batch {
             id: self.id("batch_"),
             input_file_id: input.to_owned(),
-            endpoint: body["endpoint"].as_str().unwrap_or("/v1/chat/completions").to_owned(),
+            endpoint: body["endpoint"]
+                .as_str()
+                .unwrap_or("/v1/chat/completions")
+                .to_owned(),
             created: Instant::now(),
             created_at: now_secs(),
             done: None,
@@ -137,7 +162,11 @@ impl BatchStore {
         if batch.done.is_none() && batch.created.elapsed() >= delay {
             batch.done = Some(self.run(state, batch));
         }
-        let status = if batch.done.is_some() { "completed" } else { "in_progress" };
+        let status = if batch.done.is_some() {
+            "completed"
+        } else {
+            "in_progress"
+        };
         Reply::json(200, &batch_json(batch, status, state))
     }
 
@@ -152,7 +181,11 @@ impl BatchStore {
             .unwrap_or_default();
         let (mut out, mut err) = (String::new(), String::new());
         let (mut ok, mut failed) = (0, 0);
-        for (i, line) in input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+        for (i, line) in input
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
             let mut rng = state.rng(u64::MAX - i as u64);
             let parsed: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
             let custom_id = parsed["custom_id"].as_str().unwrap_or("").to_owned();
@@ -161,8 +194,12 @@ impl BatchStore {
             let fail = rng.random_bool(state.profile.batch.failure_rate.clamp(0.0, 1.0));
             match request {
                 Some(chat) if !fail => {
-                    let max = chat.max_tokens.unwrap_or(state.profile.content.default_max_tokens).max(1);
-                    let body = state.completion_body(&chat, max, FramingQuirks::default(), &mut rng);
+                    let max = chat
+                        .max_tokens
+                        .unwrap_or(state.profile.content.default_max_tokens)
+                        .max(1);
+                    let body =
+                        state.completion_body(&chat, max, FramingQuirks::default(), &mut rng);
                     let mut e = entry;
                     e["response"] = json!({"status_code": 200, "request_id": format!("req_{}", i + 1), "body": body});
                     e["error"] = Value::Null;
@@ -171,7 +208,11 @@ impl BatchStore {
                     ok += 1;
                 }
                 other => {
-                    let message = if other.is_none() { "line is not a chat completion request" } else { "simulated failure" };
+                    let message = if other.is_none() {
+                        "line is not a chat completion request"
+                    } else {
+                        "simulated failure"
+                    };
                     let mut e = entry;
                     e["response"] = json!({"status_code": 500, "request_id": format!("req_{}", i + 1),
                                            "body": {"error": {"message": message, "type": "server_error"}}});
@@ -186,7 +227,10 @@ impl BatchStore {
         let mut store = |text: String, name: &str| {
             (!text.is_empty()).then(|| {
                 let id = self.id("file-");
-                files.insert(id.clone(), (format!("{}_{name}.jsonl", batch.id), text.into_bytes()));
+                files.insert(
+                    id.clone(),
+                    (format!("{}_{name}.jsonl", batch.id), text.into_bytes()),
+                );
                 id
             })
         };
@@ -219,7 +263,9 @@ fn multipart_file(content_type: &str, body: &[u8]) -> Option<(String, Vec<u8>)> 
         let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
         let content = &rest[head_end + 4..];
         let end = find(content, delimiter.as_bytes()).unwrap_or(content.len());
-        let part = content[..end].strip_suffix(b"\r\n").unwrap_or(&content[..end]);
+        let part = content[..end]
+            .strip_suffix(b"\r\n")
+            .unwrap_or(&content[..end]);
         if head.contains("name=\"file\"") {
             let filename = head
                 .split("filename=\"")

@@ -60,7 +60,11 @@ impl PrefixCache {
         }
         let cached = hits * self.block;
         CacheOutcome {
-            cached: if cached >= self.min_prefix && cached > 0 { cached as u64 } else { 0 },
+            cached: if cached >= self.min_prefix && cached > 0 {
+                cached as u64
+            } else {
+                0
+            },
             written: (written * self.block) as u64,
         }
     }
@@ -103,7 +107,13 @@ mod tests {
     fn a_repeated_prefix_hits_in_whole_blocks_above_the_minimum() {
         let c = PrefixCache::new(&settings(128, 1024, 1000));
         let mut a = tokens(1, 2000);
-        assert_eq!(c.lookup_and_insert(&a), CacheOutcome { cached: 0, written: 1920 });
+        assert_eq!(
+            c.lookup_and_insert(&a),
+            CacheOutcome {
+                cached: 0,
+                written: 1920
+            }
+        );
         // Same 1,900-token prefix, different tail: 14 whole blocks = 1,792 tokens hit.
         a.truncate(1900);
         a.extend(tokens(2, 300));

@@ -20,7 +20,11 @@ fn bpe() -> &'static CoreBPE {
 
 /// Tokens in a text.
 pub fn count(text: &str) -> u64 {
-    if text.is_empty() { 0 } else { bpe().encode_ordinary(text).len() as u64 }
+    if text.is_empty() {
+        0
+    } else {
+        bpe().encode_ordinary(text).len() as u64
+    }
 }
 
 /// The prompt's token ids (what the prefix cache hashes) and its token count under the chat
@@ -61,8 +65,15 @@ pub fn plain_text(n: usize, rng: &mut impl Rng) -> Vec<String> {
     let w = words();
     (0..n)
         .map(|i| {
-            let word = w.get(rng.random_range(0..w.len().max(1))).copied().unwrap_or("the");
-            if i == 0 { word.to_owned() } else { format!(" {word}") }
+            let word = w
+                .get(rng.random_range(0..w.len().max(1)))
+                .copied()
+                .unwrap_or("the");
+            if i == 0 {
+                word.to_owned()
+            } else {
+                format!(" {word}")
+            }
         })
         .collect()
 }
@@ -104,7 +115,13 @@ pub fn source_words(messages: &[Message]) -> Vec<String> {
     let last_user = messages.iter().rev().find(|m| m.role == "user");
     let text = match last_user {
         Some(m) if !m.content.trim().is_empty() => m.content.as_str(),
-        _ => return messages.iter().flat_map(|m| m.content.split_whitespace()).map(str::to_owned).collect(),
+        _ => {
+            return messages
+                .iter()
+                .flat_map(|m| m.content.split_whitespace())
+                .map(str::to_owned)
+                .collect();
+        }
     };
     text.split_whitespace().map(str::to_owned).collect()
 }
@@ -131,14 +148,22 @@ fn phrase(words: &[String], rng: &mut impl Rng, max: usize) -> String {
     let start = rng.random_range(0..=words.len() - len);
     let text = words[start..start + len].join(" ");
     let trimmed = text.trim_matches(|c: char| !c.is_alphanumeric());
-    if trimmed.is_empty() { words[start].clone() } else { trimmed.to_owned() }
+    if trimmed.is_empty() {
+        words[start].clone()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
     let mut cur = schema;
     for _ in 0..16 {
-        let Some(r) = cur.get("$ref").and_then(Value::as_str) else { return cur };
-        let Some(path) = r.strip_prefix("#/") else { return cur };
+        let Some(r) = cur.get("$ref").and_then(Value::as_str) else {
+            return cur;
+        };
+        let Some(path) = r.strip_prefix("#/") else {
+            return cur;
+        };
         let mut target = root;
         for seg in path.split('/') {
             match target.get(seg) {
@@ -152,7 +177,13 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
 }
 
 /// A value valid for `schema` (the subset of JSON Schema that structured outputs use).
-fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, depth: usize) -> Value {
+fn instance(
+    schema: &Value,
+    root: &Value,
+    words: &[String],
+    rng: &mut impl Rng,
+    depth: usize,
+) -> Value {
     let schema = resolve(schema, root);
     if depth > 8 {
         return Value::Null;
@@ -160,12 +191,18 @@ fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, 
     if let Some(c) = schema.get("const") {
         return c.clone();
     }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array).filter(|a| !a.is_empty()) {
+    if let Some(options) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
         return options[rng.random_range(0..options.len())].clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(alts) = schema.get(key).and_then(Value::as_array) {
-            let pick = alts.iter().find(|a| resolve(a, root).get("type") != Some(&json!("null")));
+            let pick = alts
+                .iter()
+                .find(|a| resolve(a, root).get("type") != Some(&json!("null")));
             if let Some(a) = pick.or(alts.first()) {
                 return instance(a, root, words, rng, depth + 1);
             }
@@ -173,7 +210,11 @@ fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, 
     }
     let ty = match schema.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
         _ if schema.get("properties").is_some() => "object",
         _ if schema.get("items").is_some() => "array",
         _ => "string",
@@ -200,8 +241,15 @@ fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, 
             let min = num("minItems").unwrap_or(0.0) as usize;
             let max = num("maxItems").map_or(min + 4, |m| m as usize).max(min);
             let n = rng.random_range(min..=max.min(min + 4));
-            let items = schema.get("items").cloned().unwrap_or(json!({"type": "string"}));
-            Value::Array((0..n).map(|_| instance(&items, root, words, rng, depth + 1)).collect())
+            let items = schema
+                .get("items")
+                .cloned()
+                .unwrap_or(json!({"type": "string"}));
+            Value::Array(
+                (0..n)
+                    .map(|_| instance(&items, root, words, rng, depth + 1))
+                    .collect(),
+            )
         }
         "integer" => {
             let lo = num("minimum").unwrap_or(0.0).ceil() as i64;
@@ -217,7 +265,12 @@ fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, 
         "null" => Value::Null,
         _ => {
             let mut s = match schema.get("format").and_then(Value::as_str) {
-                Some("date") => format!("20{:02}-{:02}-{:02}", rng.random_range(0..30), rng.random_range(1..13), rng.random_range(1..29)),
+                Some("date") => format!(
+                    "20{:02}-{:02}-{:02}",
+                    rng.random_range(0..30),
+                    rng.random_range(1..13),
+                    rng.random_range(1..29)
+                ),
                 Some("date-time") => "2024-01-15T09:30:00Z".to_owned(),
                 Some("email") => "someone@example.org".to_owned(),
                 Some("uri") => "https://example.org/".to_owned(),
@@ -240,7 +293,10 @@ fn instance(schema: &Value, root: &Value, words: &[String], rng: &mut impl Rng, 
 pub fn sloppy(answer: &Value, rng: &mut impl Rng) -> (String, &'static str) {
     let text = answer.to_string();
     match rng.random_range(0..4) {
-        0 => (text[..floor_char(&text, text.len() * 3 / 5)].to_owned(), "invalid_json"),
+        0 => (
+            text[..floor_char(&text, text.len() * 3 / 5)].to_owned(),
+            "invalid_json",
+        ),
         kind @ (1 | 2) => {
             let mut v = answer.clone();
             if let Some(arr) = first_array(&mut v).filter(|a| !a.is_empty()) {
@@ -252,7 +308,10 @@ pub fn sloppy(answer: &Value, rng: &mut impl Rng) -> (String, &'static str) {
                 arr.push(dup);
                 return (v.to_string(), "extra_item");
             }
-            (text[..floor_char(&text, text.len() / 2)].to_owned(), "invalid_json")
+            (
+                text[..floor_char(&text, text.len() / 2)].to_owned(),
+                "invalid_json",
+            )
         }
         _ => {
             let mut v = answer.clone();
@@ -310,7 +369,10 @@ mod tests {
 
     #[test]
     fn prompt_count_matches_the_clients_tokenizer() {
-        let msgs = vec![Message::system("You extract entities."), Message::user("Acme Corp hired Jane Doe in Paris.")];
+        let msgs = vec![
+            Message::system("You extract entities."),
+            Message::user("Acme Corp hired Jane Doe in Paris."),
+        ];
         let client = pagemill_client::Tokenizer::o200k().count_messages(&msgs);
         assert_eq!(prompt_tokens(&msgs).1, client);
     }
@@ -332,11 +394,18 @@ mod tests {
                 "text": {"type": "string"}, "type": {"enum": ["person", "org"]}},
                 "required": ["text", "type"]}}
         });
-        let words: Vec<String> = "Acme Corp hired Jane Doe in Paris".split(' ').map(String::from).collect();
+        let words: Vec<String> = "Acme Corp hired Jane Doe in Paris"
+            .split(' ')
+            .map(String::from)
+            .collect();
         let source = words.join(" ");
         let mut rng = SmallRng::seed_from_u64(11);
         for _ in 0..50 {
-            let v = json_answer(&json!({"type": "json_schema", "json_schema": {"schema": schema}}), &words, &mut rng);
+            let v = json_answer(
+                &json!({"type": "json_schema", "json_schema": {"schema": schema}}),
+                &words,
+                &mut rng,
+            );
             let ents = v["entities"].as_array().unwrap();
             assert!((2..=5).contains(&ents.len()));
             for e in ents {
@@ -368,9 +437,24 @@ mod tests {
             seen.insert(kind);
             match kind {
                 "invalid_json" => assert!(serde_json::from_str::<Value>(&text).is_err()),
-                "missing_item" => assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["items"].as_array().unwrap().len(), 2),
-                "extra_item" => assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["items"].as_array().unwrap().len(), 4),
-                "extra_field" => assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["unexpected"], true),
+                "missing_item" => assert_eq!(
+                    serde_json::from_str::<Value>(&text).unwrap()["items"]
+                        .as_array()
+                        .unwrap()
+                        .len(),
+                    2
+                ),
+                "extra_item" => assert_eq!(
+                    serde_json::from_str::<Value>(&text).unwrap()["items"]
+                        .as_array()
+                        .unwrap()
+                        .len(),
+                    4
+                ),
+                "extra_field" => assert_eq!(
+                    serde_json::from_str::<Value>(&text).unwrap()["unexpected"],
+                    true
+                ),
                 other => panic!("{other}"),
             }
         }

@@ -79,12 +79,18 @@ impl Fault {
 
 /// Checks a script before serving, so a typo fails at start-up rather than mid-run.
 pub fn validate(faults: &Faults) -> Result<(), String> {
-    faults.script.iter().try_for_each(|n| Fault::parse(n).map(|_| ()))
+    faults
+        .script
+        .iter()
+        .try_for_each(|n| Fault::parse(n).map(|_| ()))
 }
 
 /// The fault for the `chat_index`-th chat request: the script's entry, else a draw.
 pub fn pick(faults: &Faults, chat_index: u64, rng: &mut impl Rng) -> Option<Fault> {
-    if let Some(name) = usize::try_from(chat_index).ok().and_then(|i| faults.script.get(i)) {
+    if let Some(name) = usize::try_from(chat_index)
+        .ok()
+        .and_then(|i| faults.script.get(i))
+    {
         return Fault::parse(name).ok().flatten();
     }
     let table = [
@@ -132,10 +138,16 @@ mod tests {
 
     #[test]
     fn probabilities_are_honoured_and_seeded() {
-        let faults = Faults { status_503: 0.25, truncated: 0.25, ..Faults::default() };
+        let faults = Faults {
+            status_503: 0.25,
+            truncated: 0.25,
+            ..Faults::default()
+        };
         let draw = |seed| {
             let mut rng = SmallRng::seed_from_u64(seed);
-            (0..10_000).map(|i| pick(&faults, i, &mut rng)).collect::<Vec<_>>()
+            (0..10_000)
+                .map(|i| pick(&faults, i, &mut rng))
+                .collect::<Vec<_>>()
         };
         let a = draw(7);
         assert_eq!(a, draw(7), "same seed, same faults");
@@ -147,7 +159,10 @@ mod tests {
 
     #[test]
     fn typos_in_the_script_are_refused() {
-        let faults = Faults { script: vec!["status_504".into()], ..Faults::default() };
+        let faults = Faults {
+            script: vec!["status_504".into()],
+            ..Faults::default()
+        };
         assert!(validate(&faults).unwrap_err().contains("status_504"));
     }
 }

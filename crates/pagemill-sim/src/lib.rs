@@ -11,7 +11,7 @@
 //! - [`profile`]: [`Profile`] and its presets. [`content`]: answers of exact token length and
 //!   schema-valid JSON from the prompt's words. [`cache`]: prefix-cache emulation.
 //!   [`ratelimit`]: RPM/TPM with headers. [`faults`]: fault draws and scripts.
-//!   [`batch`](crate::batch): the batch API.
+//!   `batch`: the batch API (files and batches routes).
 //! - [`script`]: replies in each dialect and with each fault; [`Script`], a fixed sequence.
 
 mod batch;
@@ -27,7 +27,6 @@ pub mod sim;
 pub use profile::Profile;
 pub use script::Script;
 pub use server::{
-    ChunkLog, LogEntry, Part, Received, Reply, ServerHandle, ServerOptions, Sink, serve,
-    serve_with,
+    ChunkLog, LogEntry, Part, Received, Reply, ServerHandle, ServerOptions, Sink, serve, serve_with,
 };
 pub use sim::{Sim, SimHandle};

@@ -214,7 +214,14 @@ impl Default for Profile {
 }
 
 /// Names of the presets, for help texts.
-pub const PRESETS: &[&str] = &["fast-local", "instant", "hosted", "slow", "flaky", "throttled"];
+pub const PRESETS: &[&str] = &[
+    "fast-local",
+    "instant",
+    "hosted",
+    "slow",
+    "flaky",
+    "throttled",
+];
 
 impl Profile {
     /// A local inference server: 20 ms to first token, 200 tokens/s a stream, 4,000 tokens/s

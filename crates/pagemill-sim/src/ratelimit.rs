@@ -47,9 +47,18 @@ impl Bucket {
     fn headers(&self, kind: &str, now: Instant, out: &mut Vec<(String, String)>) {
         let level = self.level(now).max(0.0);
         let to_full = (self.limit - level) / self.per_sec;
-        out.push((format!("x-ratelimit-limit-{kind}"), format!("{}", self.limit as u64)));
-        out.push((format!("x-ratelimit-remaining-{kind}"), format!("{}", level.floor() as u64)));
-        out.push((format!("x-ratelimit-reset-{kind}"), format!("{to_full:.3}s")));
+        out.push((
+            format!("x-ratelimit-limit-{kind}"),
+            format!("{}", self.limit as u64),
+        ));
+        out.push((
+            format!("x-ratelimit-remaining-{kind}"),
+            format!("{}", level.floor() as u64),
+        ));
+        out.push((
+            format!("x-ratelimit-reset-{kind}"),
+            format!("{to_full:.3}s"),
+        ));
     }
 }
 
@@ -112,8 +121,14 @@ impl RateLimiter {
         if wait.is_zero() {
             Admission::Allowed(headers)
         } else {
-            headers.push(("retry-after".into(), format!("{}", wait.as_secs_f64().ceil() as u64)));
-            headers.push(("retry-after-ms".into(), format!("{}", wait.as_millis().max(1))));
+            headers.push((
+                "retry-after".into(),
+                format!("{}", wait.as_secs_f64().ceil() as u64),
+            ));
+            headers.push((
+                "retry-after-ms".into(),
+                format!("{}", wait.as_millis().max(1)),
+            ));
             Admission::Throttled(wait, headers)
         }
     }
@@ -124,22 +139,33 @@ mod tests {
     use super::*;
 
     fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
-        h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap()
+        h.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
     }
 
     #[test]
     fn requests_per_minute_allows_a_minute_of_burst_then_throttles() {
-        let l = RateLimiter::new(&RateLimits { requests_per_minute: 3, ..RateLimits::default() });
+        let l = RateLimiter::new(&RateLimits {
+            requests_per_minute: 3,
+            ..RateLimits::default()
+        });
         for left in ["2", "1", "0"] {
             match l.admit(0) {
-                Admission::Allowed(h) => assert_eq!(header(&h, "x-ratelimit-remaining-requests"), left),
+                Admission::Allowed(h) => {
+                    assert_eq!(header(&h, "x-ratelimit-remaining-requests"), left)
+                }
                 other => panic!("{other:?}"),
             }
         }
         match l.admit(0) {
             Admission::Throttled(wait, h) => {
                 // One request replenishes every 20 s.
-                assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+                assert!(
+                    wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+                    "{wait:?}"
+                );
                 assert_eq!(header(&h, "retry-after"), "20");
                 assert_eq!(header(&h, "x-ratelimit-limit-requests"), "3");
             }
@@ -149,7 +175,10 @@ mod tests {
 
     #[test]
     fn tokens_per_minute_weighs_requests_and_refusals_are_free() {
-        let l = RateLimiter::new(&RateLimits { tokens_per_minute: 1_000, ..RateLimits::default() });
+        let l = RateLimiter::new(&RateLimits {
+            tokens_per_minute: 1_000,
+            ..RateLimits::default()
+        });
         assert!(matches!(l.admit(700), Admission::Allowed(_)));
         assert!(matches!(l.admit(400), Admission::Throttled(..)));
         // The refused 400 was not charged: 300 still fit.
@@ -158,7 +187,10 @@ mod tests {
 
     #[test]
     fn no_quota_refuses_everything() {
-        let l = RateLimiter::new(&RateLimits { insufficient_quota: true, ..RateLimits::default() });
+        let l = RateLimiter::new(&RateLimits {
+            insufficient_quota: true,
+            ..RateLimits::default()
+        });
         assert_eq!(l.admit(1), Admission::NoQuota);
     }
 }

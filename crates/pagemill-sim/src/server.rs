@@ -232,7 +232,9 @@ pub struct LogEntry {
 impl LogEntry {
     /// The path part of the route.
     pub fn path(&self) -> &str {
-        self.route.split_once(' ').map_or(&self.route[..], |(_, p)| p)
+        self.route
+            .split_once(' ')
+            .map_or(&self.route[..], |(_, p)| p)
     }
 }
 
@@ -315,7 +317,10 @@ impl Sink {
         *res.status_mut() =
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         for (k, v) in headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
                 res.headers_mut().append(k, v);
             }
         }
@@ -329,7 +334,9 @@ impl Sink {
     /// Writes bytes; `due_ns` is when the schedule wanted them, `tokens` the content tokens they
     /// carry. False when the client has gone.
     pub async fn send(&mut self, bytes: Bytes, due_ns: Option<u64>, tokens: u32) -> bool {
-        let Some(tx) = &mut self.body else { return false };
+        let Some(tx) = &mut self.body else {
+            return false;
+        };
         let sent_ns = mono_ns();
         if tx.send(Frame::data(bytes)).await.is_err() {
             self.body = None;
@@ -415,7 +422,9 @@ pub struct ServerHandle {
 
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle").field("addr", &self.addr).finish()
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 

@@ -55,7 +55,10 @@ impl Sim {
     }
 
     /// Serves `profile` with full server options (log size, JSONL log file).
-    pub async fn start_with(profile: Profile, options: ServerOptions) -> std::io::Result<SimHandle> {
+    pub async fn start_with(
+        profile: Profile,
+        options: ServerOptions,
+    ) -> std::io::Result<SimHandle> {
         faults::validate(&profile.faults)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let state = Arc::new(State::new(profile));
@@ -82,7 +85,10 @@ pub(crate) struct State {
 
 impl State {
     fn new(profile: Profile) -> Self {
-        let slots = profile.latency.max_concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        let slots = profile
+            .latency
+            .max_concurrency
+            .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             cache: PrefixCache::new(&profile.cache),
             limiter: RateLimiter::new(&profile.rate_limits),
@@ -109,13 +115,25 @@ impl State {
     async fn route(self: Arc<Self>, req: Received, sink: Sink) {
         let path = req.path.trim_end_matches('/');
         let reply = match (req.method.as_str(), path) {
-            ("GET", p) if p.ends_with("/models") => script::models_reply(&[self.profile.model.clone()]),
+            ("GET", p) if p.ends_with("/models") => {
+                script::models_reply(std::slice::from_ref(&self.profile.model))
+            }
             ("GET", "/sim/log") => return sim_log(&req, sink),
             ("GET", "/sim/stats") => Reply::json(200, &stats(&sink.log().entries())),
-            ("POST", p) if p.ends_with("/chat/completions") => return self.chat(req, sink, Dialect::Chat).await,
-            ("POST", p) if p.ends_with("/completions") => return self.chat(req, sink, Dialect::Legacy).await,
-            (_, p) if p.contains("/files") || p.contains("/batches") => self.batches.route(&self, &req),
-            _ => script::error(404, "not_found", &format!("no route for {} {}", req.method, req.path)),
+            ("POST", p) if p.ends_with("/chat/completions") => {
+                return self.chat(req, sink, Dialect::Chat).await;
+            }
+            ("POST", p) if p.ends_with("/completions") => {
+                return self.chat(req, sink, Dialect::Legacy).await;
+            }
+            (_, p) if p.contains("/files") || p.contains("/batches") => {
+                self.batches.route(&self, &req)
+            }
+            _ => script::error(
+                404,
+                "not_found",
+                &format!("no route for {} {}", req.method, req.path),
+            ),
         };
         reply.play(sink).await;
     }
@@ -123,14 +141,23 @@ impl State {
     async fn chat(&self, req: Received, mut sink: Sink, dialect: Dialect) {
         let chat = match parse_request(&req.body, dialect) {
             Ok(c) => c,
-            Err(e) => return script::error(400, "invalid_request_error", &e).play(sink).await,
+            Err(e) => {
+                return script::error(400, "invalid_request_error", &e)
+                    .play(sink)
+                    .await;
+            }
         };
         let index = self.chat_index.fetch_add(1, Ordering::Relaxed);
         let mut rng = self.rng(index);
         let (prompt_ids, prompt_tokens) = content::prompt_tokens(&chat.messages);
         let max_tokens = chat
             .max_tokens
-            .or_else(|| chat.extra.get("max_completion_tokens").and_then(Value::as_u64).map(|m| m as u32))
+            .or_else(|| {
+                chat.extra
+                    .get("max_completion_tokens")
+                    .and_then(Value::as_u64)
+                    .map(|m| m as u32)
+            })
             .unwrap_or(self.profile.content.default_max_tokens)
             .max(1);
         sink.entry_mut().prompt_tokens = prompt_tokens;
@@ -138,8 +165,12 @@ impl State {
         let limit_headers = match self.limiter.admit(prompt_tokens + u64::from(max_tokens)) {
             Admission::Allowed(h) => h,
             Admission::Throttled(_, headers) => {
-                let mut reply = script::error(429, "rate_limit_exceeded", "Rate limit reached; retry after the time in Retry-After")
-                    .fault("throttled");
+                let mut reply = script::error(
+                    429,
+                    "rate_limit_exceeded",
+                    "Rate limit reached; retry after the time in Retry-After",
+                )
+                .fault("throttled");
                 reply.headers.extend(headers);
                 return reply.play(sink).await;
             }
@@ -157,14 +188,19 @@ impl State {
         }
         match fault {
             Some(Fault::Status(s)) => {
-                let mut reply = script::error(s, "server_error", "The server had an error while processing your request");
+                let mut reply = script::error(
+                    s,
+                    "server_error",
+                    "The server had an error while processing your request",
+                );
                 reply.fault = Some(format!("status_{s}"));
                 reply.headers.extend(limit_headers);
                 return reply.play(sink).await;
             }
             Some(Fault::ResetBeforeHeaders) => return sink.reset(),
             Some(Fault::SlowHeaders) => {
-                tokio::time::sleep(Duration::from_millis(self.profile.faults.slow_headers_ms)).await;
+                tokio::time::sleep(Duration::from_millis(self.profile.faults.slow_headers_ms))
+                    .await;
             }
             _ => {}
         }
@@ -205,8 +241,16 @@ impl State {
         sink.entry_mut().cached_tokens = cache.cached;
         let lat = &self.profile.latency;
         let uncached = prompt_tokens.saturating_sub(cache.cached);
-        let prefill = if lat.prefill_tokens_per_sec > 0.0 { uncached as f64 / lat.prefill_tokens_per_sec } else { 0.0 };
-        let jitter = if lat.ttft_jitter_ms > 0.0 { rng.random::<f64>() * lat.ttft_jitter_ms } else { 0.0 };
+        let prefill = if lat.prefill_tokens_per_sec > 0.0 {
+            uncached as f64 / lat.prefill_tokens_per_sec
+        } else {
+            0.0
+        };
+        let jitter = if lat.ttft_jitter_ms > 0.0 {
+            rng.random::<f64>() * lat.ttft_jitter_ms
+        } else {
+            0.0
+        };
         let ttft = Profile::ms(lat.ttft_base_ms + jitter) + Duration::from_secs_f64(prefill);
 
         // The answer.
@@ -225,12 +269,19 @@ impl State {
         if !streaming {
             tokio::time::sleep_until(first_due + self.decode_time(answer.tokens)).await;
             drop(slot);
-            return self.send_whole(sink, &headers, &answer, usage, dialect, fault).await;
+            return self
+                .send_whole(sink, &headers, &answer, usage, dialect, fault)
+                .await;
         }
         let keepalive_until = async {
-            while Instant::now() + Duration::from_millis(lat.keepalive_ms.max(1)) < first_due && lat.keepalive_ms > 0 {
+            while Instant::now() + Duration::from_millis(lat.keepalive_ms.max(1)) < first_due
+                && lat.keepalive_ms > 0
+            {
                 tokio::time::sleep(Duration::from_millis(lat.keepalive_ms)).await;
-                if !sink.send(Bytes::from_static(b": keep-alive\n\n"), None, 0).await {
+                if !sink
+                    .send(Bytes::from_static(b": keep-alive\n\n"), None, 0)
+                    .await
+                {
                     return false;
                 }
             }
@@ -244,7 +295,10 @@ impl State {
         let framer = Framer { quirks };
         let _streaming = ActiveStream::new(&self.active_streams);
         let role = event_json(dialect, Some(""), None, true);
-        if !sink.send(framer.frame(&role), Some(self.mono_of(first_due)), 0).await {
+        if !sink
+            .send(framer.frame(&role), Some(self.mono_of(first_due)), 0)
+            .await
+        {
             return;
         }
         let half = answer.pieces.len() / 2;
@@ -255,7 +309,9 @@ impl State {
                     Some(Fault::ResetMidStream) => return sink.reset(),
                     Some(Fault::Truncated) => return,
                     Some(Fault::MalformedChunk) => {
-                        let broken = Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"\n\n");
+                        let broken = Bytes::from_static(
+                            b"data: {\"choices\":[{\"delta\":{\"content\":\"\n\n",
+                        );
                         if !sink.send(broken, None, 0).await {
                             return;
                         }
@@ -268,7 +324,10 @@ impl State {
                 tokio::time::sleep_until(due).await;
             }
             let event = event_json(dialect, Some(piece), None, false);
-            if !framer.send(&mut sink, &event, Some(self.mono_of(due)), *tokens).await {
+            if !framer
+                .send(&mut sink, &event, Some(self.mono_of(due)), *tokens)
+                .await
+            {
                 return;
             }
         }
@@ -287,7 +346,10 @@ impl State {
         sink.send(framer.frame_raw("[DONE]"), None, 0).await;
     }
 
-    fn keepalive_tick(&self, streaming: bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    fn keepalive_tick(
+        &self,
+        streaming: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         let ms = self.profile.latency.keepalive_ms;
         if streaming && ms > 0 {
             Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
@@ -300,7 +362,11 @@ impl State {
     /// capacity, whichever is slower.
     fn token_interval(&self) -> Duration {
         let lat = &self.profile.latency;
-        let single = if lat.decode_tokens_per_sec > 0.0 { 1.0 / lat.decode_tokens_per_sec } else { 0.0 };
+        let single = if lat.decode_tokens_per_sec > 0.0 {
+            1.0 / lat.decode_tokens_per_sec
+        } else {
+            0.0
+        };
         let shared = if lat.aggregate_tokens_per_sec > 0.0 {
             self.active_streams.load(Ordering::Relaxed).max(1) as f64 / lat.aggregate_tokens_per_sec
         } else {
@@ -313,7 +379,13 @@ impl State {
         self.token_interval() * u32::try_from(tokens.saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
-    fn answer(&self, chat: &ChatRequest, max_tokens: u32, quirks: FramingQuirks, rng: &mut SmallRng) -> Answer {
+    fn answer(
+        &self,
+        chat: &ChatRequest,
+        max_tokens: u32,
+        quirks: FramingQuirks,
+        rng: &mut SmallRng,
+    ) -> Answer {
         let per_chunk = self.profile.latency.tokens_per_chunk.max(1) as usize;
         let wants_json = chat
             .response_format
@@ -342,23 +414,32 @@ impl State {
         }
         let mut n = max_tokens;
         let mut finish = "length";
-        if !chat.ignore_eos.unwrap_or(false) {
-            if let Some([lo, hi]) = self.profile.content.natural_tokens {
-                let natural = rng.random_range(lo.min(hi)..=hi.max(lo)).max(1);
-                if natural < n {
-                    n = natural;
-                    finish = "stop";
-                }
+        if let (false, Some([lo, hi])) = (
+            chat.ignore_eos.unwrap_or(false),
+            self.profile.content.natural_tokens,
+        ) {
+            let natural = rng.random_range(lo.min(hi)..=hi.max(lo)).max(1);
+            if natural < n {
+                n = natural;
+                finish = "stop";
             }
         }
         let pieces = if quirks.split_utf8 {
             multibyte_pieces(n as usize)
         } else {
-            content::plain_text(n as usize, rng).into_iter().map(|w| (w, 1)).collect()
+            content::plain_text(n as usize, rng)
+                .into_iter()
+                .map(|w| (w, 1))
+                .collect()
         };
         let grouped = pieces
             .chunks(per_chunk)
-            .map(|g| (g.iter().map(|p| p.0.as_str()).collect::<String>(), g.iter().map(|p| p.1).sum()))
+            .map(|g| {
+                (
+                    g.iter().map(|p| p.0.as_str()).collect::<String>(),
+                    g.iter().map(|p| p.1).sum(),
+                )
+            })
             .collect();
         Answer::new(grouped, finish, None)
     }
@@ -366,21 +447,35 @@ impl State {
     fn usage(&self, prompt: u64, cache: crate::cache::CacheOutcome, completion: u64) -> Value {
         let total = prompt + completion;
         match self.profile.cache.dialect {
-            CacheDialect::Openai => json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
-                                           "prompt_tokens_details": {"cached_tokens": cache.cached}}),
-            CacheDialect::Deepseek => json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
+            CacheDialect::Openai => {
+                json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
+                                           "prompt_tokens_details": {"cached_tokens": cache.cached}})
+            }
+            CacheDialect::Deepseek => {
+                json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
                                              "prompt_cache_hit_tokens": cache.cached,
-                                             "prompt_cache_miss_tokens": prompt - cache.cached}),
-            CacheDialect::Anthropic => json!({"input_tokens": prompt.saturating_sub(cache.cached + cache.written),
+                                             "prompt_cache_miss_tokens": prompt - cache.cached})
+            }
+            CacheDialect::Anthropic => {
+                json!({"input_tokens": prompt.saturating_sub(cache.cached + cache.written),
                                               "output_tokens": completion,
                                               "cache_read_input_tokens": cache.cached,
-                                              "cache_creation_input_tokens": cache.written.min(prompt - cache.cached)}),
-            CacheDialect::None => json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}),
+                                              "cache_creation_input_tokens": cache.written.min(prompt - cache.cached)})
+            }
+            CacheDialect::None => {
+                json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total})
+            }
         }
     }
 
     /// A whole non-streamed chat completion for `chat` (used by the batch API).
-    pub(crate) fn completion_body(&self, chat: &ChatRequest, max_tokens: u32, quirks: FramingQuirks, rng: &mut SmallRng) -> Value {
+    pub(crate) fn completion_body(
+        &self,
+        chat: &ChatRequest,
+        max_tokens: u32,
+        quirks: FramingQuirks,
+        rng: &mut SmallRng,
+    ) -> Value {
         let (ids, prompt) = content::prompt_tokens(&chat.messages);
         let cache = self.cache.lookup_and_insert(&ids);
         let answer = self.answer(chat, max_tokens, quirks, rng);
@@ -391,14 +486,26 @@ impl State {
     fn body_json(&self, dialect: Dialect, answer: &Answer, usage: Value) -> Value {
         let text: String = answer.pieces.iter().map(|p| p.0.as_str()).collect();
         let choice = match dialect {
-            Dialect::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": answer.finish_reason}),
-            Dialect::Legacy => json!({"index": 0, "text": text, "finish_reason": answer.finish_reason}),
+            Dialect::Chat => {
+                json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": answer.finish_reason})
+            }
+            Dialect::Legacy => {
+                json!({"index": 0, "text": text, "finish_reason": answer.finish_reason})
+            }
         };
         json!({"id": "chatcmpl-sim", "object": dialect.object(), "model": self.profile.model,
                "choices": [choice], "usage": usage})
     }
 
-    async fn send_whole(&self, mut sink: Sink, headers: &[(String, String)], answer: &Answer, usage: Value, dialect: Dialect, fault: Option<Fault>) {
+    async fn send_whole(
+        &self,
+        mut sink: Sink,
+        headers: &[(String, String)],
+        answer: &Answer,
+        usage: Value,
+        dialect: Dialect,
+        fault: Option<Fault>,
+    ) {
         let body = self.body_json(dialect, answer, usage).to_string();
         let mut headers = headers.to_vec();
         headers.push(("content-type".into(), "application/json".into()));
@@ -406,14 +513,17 @@ impl State {
         let half = body.len() / 2;
         match fault {
             Some(Fault::ResetMidStream) => {
-                sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0).await;
+                sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0)
+                    .await;
                 sink.reset();
             }
             Some(Fault::Truncated | Fault::MalformedChunk) => {
-                sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0).await;
+                sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0)
+                    .await;
             }
             _ => {
-                sink.send(Bytes::from(body), None, answer.tokens as u32).await;
+                sink.send(Bytes::from(body), None, answer.tokens as u32)
+                    .await;
             }
         }
     }
@@ -450,9 +560,18 @@ struct Answer {
 }
 
 impl Answer {
-    fn new(pieces: Vec<(String, u32)>, finish_reason: &'static str, sloppy: Option<&'static str>) -> Self {
+    fn new(
+        pieces: Vec<(String, u32)>,
+        finish_reason: &'static str,
+        sloppy: Option<&'static str>,
+    ) -> Self {
         let tokens = pieces.iter().map(|p| u64::from(p.1)).sum();
-        Self { pieces, tokens, finish_reason, sloppy }
+        Self {
+            pieces,
+            tokens,
+            finish_reason,
+            sloppy,
+        }
     }
 }
 
@@ -470,7 +589,9 @@ fn truncate_tokens(pieces: &mut Vec<(String, u32)>, max: u32) {
 
 /// Pieces of one token each, full of multibyte characters.
 fn multibyte_pieces(n: usize) -> Vec<(String, u32)> {
-    const WORDS: &[&str] = &["café", " naïve", " Zürich", " déjà", " vu", " 日本", " ñandú"];
+    const WORDS: &[&str] = &[
+        "café", " naïve", " Zürich", " déjà", " vu", " 日本", " ñandú",
+    ];
     let mut text = String::new();
     let mut i = 0;
     while content::count(&text) < n as u64 + 4 {
@@ -517,7 +638,9 @@ fn event_json(dialect: Dialect, content: Option<&str>, finish: Option<&str>, rol
             }
             json!({"index": 0, "delta": delta, "finish_reason": finish})
         }
-        Dialect::Legacy => json!({"index": 0, "text": content.unwrap_or(""), "finish_reason": finish}),
+        Dialect::Legacy => {
+            json!({"index": 0, "text": content.unwrap_or(""), "finish_reason": finish})
+        }
     };
     json!({"id": "chatcmpl-sim", "object": dialect.chunk_object(), "model": "sim-model", "choices": [choice]})
 }
@@ -541,7 +664,11 @@ impl Framer {
 
     fn frame_raw(&self, data: &str) -> Bytes {
         let nl = if self.quirks.crlf { "\r\n" } else { "\n" };
-        let field = if self.quirks.no_space { "data:" } else { "data: " };
+        let field = if self.quirks.no_space {
+            "data:"
+        } else {
+            "data: "
+        };
         let mut out = String::with_capacity(data.len() + 16);
         for line in data.split('\n') {
             out.push_str(field);
@@ -555,11 +682,12 @@ impl Framer {
     /// Sends an event, split inside its first multibyte character when asked to.
     async fn send(&self, sink: &mut Sink, event: &Value, due: Option<u64>, tokens: u32) -> bool {
         let bytes = self.frame(event);
-        if self.quirks.split_utf8 {
-            if let Some(pos) = bytes.iter().position(|b| *b >= 0xC0) {
-                let (a, b) = (bytes.slice(..pos + 1), bytes.slice(pos + 1..));
-                return sink.send(a, due, 0).await && sink.send(b, due, tokens).await;
-            }
+        if let (true, Some(pos)) = (
+            self.quirks.split_utf8,
+            bytes.iter().position(|b| *b >= 0xC0),
+        ) {
+            let (a, b) = (bytes.slice(..pos + 1), bytes.slice(pos + 1..));
+            return sink.send(a, due, 0).await && sink.send(b, due, tokens).await;
         }
         sink.send(bytes, due, tokens).await
     }
@@ -591,12 +719,18 @@ struct LegacyRequest {
 
 fn parse_request(body: &[u8], dialect: Dialect) -> Result<ChatRequest, String> {
     match dialect {
-        Dialect::Chat => serde_json::from_slice(body).map_err(|e| format!("invalid chat completion request: {e}")),
+        Dialect::Chat => serde_json::from_slice(body)
+            .map_err(|e| format!("invalid chat completion request: {e}")),
         Dialect::Legacy => {
-            let r: LegacyRequest = serde_json::from_slice(body).map_err(|e| format!("invalid completion request: {e}"))?;
+            let r: LegacyRequest = serde_json::from_slice(body)
+                .map_err(|e| format!("invalid completion request: {e}"))?;
             let prompt = match r.prompt {
                 Value::String(s) => s,
-                Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 _ => String::new(),
             };
             Ok(ChatRequest {
@@ -614,7 +748,10 @@ fn parse_request(body: &[u8], dialect: Dialect) -> Result<ChatRequest, String> {
 /// `GET /sim/log`: the entries in memory as a JSON array, or JSONL with `?format=jsonl`.
 fn sim_log(req: &Received, sink: Sink) {
     let entries = sink.log().entries();
-    let jsonl = req.query.as_deref().is_some_and(|q| q.contains("format=jsonl"));
+    let jsonl = req
+        .query
+        .as_deref()
+        .is_some_and(|q| q.contains("format=jsonl"));
     let reply = if jsonl {
         let mut text = String::new();
         for e in &entries {
@@ -623,7 +760,9 @@ fn sim_log(req: &Received, sink: Sink) {
                 text.push('\n');
             }
         }
-        Reply::status(200).header("content-type", "application/x-ndjson").bytes(text)
+        Reply::status(200)
+            .header("content-type", "application/x-ndjson")
+            .bytes(text)
     } else {
         Reply::json(200, &json!(entries))
     };

@@ -35,6 +35,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Check configured endpoints: reachable, model listed, streaming, usage, parameters.
     Doctor(DoctorArgs),
+    /// Serve a simulated OpenAI-compatible provider (latency model, prompt cache, rate limits,
+    /// faults) with a ground-truth log at /sim/log.
+    Sim(SimArgs),
 }
 
 /// `pagemill chat`.
@@ -71,4 +74,27 @@ pub struct DoctorArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `pagemill sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// A preset (fast-local, instant, hosted, slow, flaky, throttled) or a TOML profile file.
+    #[arg(long, short, default_value = "fast-local")]
+    pub profile: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8089)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Seed of every random choice (overrides the profile's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also append every request's ground-truth record to this JSONL file.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Print the resolved profile as TOML and exit (a starting point for your own).
+    #[arg(long)]
+    pub print_profile: bool,
 }

@@ -6,3 +6,4 @@
 mod chat;
 mod client;
 mod doctor;
+mod sim;
