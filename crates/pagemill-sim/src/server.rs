@@ -269,7 +269,8 @@ impl Log {
             use std::io::Write;
             let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
             if let Ok(line) = serde_json::to_string(&entry) {
-                let _ = writeln!(f, "{line}");
+                // Flushed per entry: a killed simulator keeps every record it wrote.
+                let _ = writeln!(f, "{line}").and_then(|()| f.flush());
             }
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -394,6 +395,9 @@ pub struct ServerOptions {
     pub log_capacity: usize,
     /// Also write every log entry to this JSONL file.
     pub log_file: Option<std::path::PathBuf>,
+    /// Keep each request's body in its log entry (tests of what a client sent); off by
+    /// default, since long prompts times many entries is a lot of memory.
+    pub keep_bodies: bool,
 }
 
 impl Default for ServerOptions {
@@ -402,11 +406,13 @@ impl Default for ServerOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log_capacity: 100_000,
             log_file: None,
+            keep_bodies: false,
         }
     }
 }
 
 struct Shared {
+    keep_bodies: bool,
     handler: Box<Handler>,
     log: Arc<Log>,
     next: AtomicU64,
@@ -464,6 +470,7 @@ pub async fn serve(
 ) -> std::io::Result<ServerHandle> {
     let options = ServerOptions {
         addr,
+        keep_bodies: true,
         ..ServerOptions::default()
     };
     serve_with(options, move |req, sink| {
@@ -485,6 +492,7 @@ pub async fn serve_with(
         log = log.with_file(path)?;
     }
     let shared = Arc::new(Shared {
+        keep_bodies: options.keep_bodies,
         handler: Box::new(handler),
         log: Arc::new(log),
         next: AtomicU64::new(0),
@@ -556,7 +564,11 @@ async fn handle(
             index: received.index,
             route: format!("{} {}", received.method, received.path),
             received_ns: received.received_ns,
-            body: received.json(),
+            body: if shared.keep_bodies {
+                received.json()
+            } else {
+                serde_json::Value::Null
+            },
             ..LogEntry::default()
         },
         log: shared.log.clone(),

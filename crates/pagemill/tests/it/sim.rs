@@ -578,3 +578,68 @@ async fn the_log_is_served_as_json_and_jsonl_with_stats() {
     assert!(stats["requests"].as_u64().unwrap() >= 3);
     assert!(stats["drift_us"]["p99"].is_number());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sim_command_serves_a_preset_and_writes_its_log() {
+    use std::io::BufRead;
+    let dir = crate::chat::tempdir("sim-cli");
+    let log = dir.join("truth.jsonl");
+    let mut child = crate::chat::pagemill(&dir)
+        .args([
+            "sim",
+            "--profile",
+            "instant",
+            "--port",
+            "0",
+            "--seed",
+            "3",
+            "--log",
+        ])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(first.contains("profile `instant` (seed 3)"), "{first}");
+    let url = first.split_whitespace().last().unwrap().to_owned();
+    let mut ep = Endpoint::new("cli", url, "sim-model");
+    ep.retry.max_attempts = 1;
+    let c = Client::new(ep).unwrap();
+    let ex = c.send(&stream("hello", 5), 0).await;
+    assert!(ex.is_ok(), "{:?}", ex.error);
+    assert_eq!(ex.usage.completion, Some(Count::server(5)));
+    // The record is written when the response ends, which may be just after the client read
+    // it: wait for it (bounded), then kill -9 — a flushed record survives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log record written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["completion_tokens"], 5);
+    assert_eq!(lines[0]["route"], "POST /v1/chat/completions");
+}
