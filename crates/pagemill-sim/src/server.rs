@@ -174,7 +174,7 @@ impl Reply {
                     due += d;
                     tokio::time::sleep_until(due).await;
                 }
-                Part::Reset => return sink.reset(),
+                Part::Reset => return sink.reset_after_sent().await,
                 Part::Bytes(b) => {
                     if !sink.send(b, None, 0).await {
                         return;
@@ -305,6 +305,8 @@ impl Log {
 pub struct Sink {
     head: Option<oneshot::Sender<http::Response<Channel<Bytes, ResetError>>>>,
     body: Option<http_body_util::channel::Sender<Bytes, ResetError>>,
+    /// Writes queued to go out together (see [`Sink::queue`]).
+    pending: Vec<u8>,
     entry: LogEntry,
     log: Arc<Log>,
 }
@@ -333,30 +335,80 @@ impl Sink {
     }
 
     /// Writes bytes; `due_ns` is when the schedule wanted them, `tokens` the content tokens they
-    /// carry. False when the client has gone.
+    /// carry. Anything queued goes out with them, in one write. False when the client has gone.
     pub async fn send(&mut self, bytes: Bytes, due_ns: Option<u64>, tokens: u32) -> bool {
+        if self.pending.is_empty() {
+            self.log_chunk(due_ns, tokens);
+            return self.write(bytes).await;
+        }
+        self.queue(&bytes, due_ns, tokens);
+        self.flush().await
+    }
+
+    /// Queues bytes to go out with the next [`Sink::send`] or [`Sink::flush`], as one write.
+    /// Logged now: a stream with no pauses between events goes out in one burst, as a server
+    /// flushing a whole batch would.
+    pub fn queue(&mut self, bytes: &[u8], due_ns: Option<u64>, tokens: u32) {
+        self.log_chunk(due_ns, tokens);
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sends what is queued. False when the client has gone.
+    pub async fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return self.body.is_some();
+        }
+        let bytes = Bytes::from(std::mem::take(&mut self.pending));
+        self.write(bytes).await
+    }
+
+    fn log_chunk(&mut self, due_ns: Option<u64>, tokens: u32) {
+        self.entry.chunks.push(ChunkLog {
+            sent_ns: mono_ns(),
+            due_ns,
+            tokens,
+        });
+    }
+
+    async fn write(&mut self, bytes: Bytes) -> bool {
         let Some(tx) = &mut self.body else {
             return false;
         };
-        let sent_ns = mono_ns();
         if tx.send(Frame::data(bytes)).await.is_err() {
             self.body = None;
             return false;
         }
-        self.entry.chunks.push(ChunkLog {
-            sent_ns,
-            due_ns,
-            tokens,
-        });
         true
     }
 
-    /// Breaks the connection (before headers if none were sent, else mid-body).
+    /// Breaks the connection before headers.
     pub fn reset(mut self) {
         self.head = None;
         if let Some(tx) = self.body.take() {
             tx.abort(ResetError);
         }
+    }
+
+    /// Breaks the connection mid-body, after what was sent has reached the connection: hyper
+    /// drops a response whose body fails before its head is written, which would turn a
+    /// mid-stream reset into a reset before headers.
+    pub async fn reset_after_sent(mut self) {
+        self.flush().await;
+        if let Some(tx) = &mut self.body {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            // Taken from the channel is not yet written to the socket: give hyper's write a
+            // moment before the connection breaks.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.reset();
     }
 
     /// Records a fault in the log entry.
@@ -560,6 +612,7 @@ async fn handle(
     let sink = Sink {
         head: Some(tx),
         body: None,
+        pending: Vec::new(),
         entry: LogEntry {
             index: received.index,
             route: format!("{} {}", received.method, received.path),

@@ -267,7 +267,10 @@ impl State {
 
         let first_due = Instant::now() + ttft;
         if !streaming {
-            tokio::time::sleep_until(first_due + self.decode_time(answer.tokens)).await;
+            let done = first_due + self.decode_time(answer.tokens);
+            if done > Instant::now() {
+                tokio::time::sleep_until(done).await;
+            }
             drop(slot);
             return self
                 .send_whole(sink, &headers, &answer, usage, dialect, fault)
@@ -290,15 +293,20 @@ impl State {
         if !keepalive_until.await {
             return;
         }
-        tokio::time::sleep_until(first_due).await;
+        if first_due > Instant::now() {
+            tokio::time::sleep_until(first_due).await;
+        }
 
         let framer = Framer { quirks };
         let _streaming = ActiveStream::new(&self.active_streams);
-        let role = event_json(dialect, Some(""), None, true);
-        if !sink
-            .send(framer.frame(&role), Some(self.mono_of(first_due)), 0)
-            .await
-        {
+        // With no pacing at all, the whole answer goes out in one write.
+        let burst = lat.decode_tokens_per_sec <= 0.0
+            && lat.aggregate_tokens_per_sec <= 0.0
+            && !quirks.split_utf8;
+        let model = self.profile.model.as_str();
+        let role = event_bytes(dialect, model, Some(""), None, true);
+        let first_due_ns = Some(self.mono_of(first_due));
+        if !emit(&mut sink, burst, framer.frame(&role), first_due_ns, 0).await {
             return;
         }
         let half = answer.pieces.len() / 2;
@@ -306,13 +314,16 @@ impl State {
         for (i, (piece, tokens)) in answer.pieces.iter().enumerate() {
             if i == half {
                 match fault {
-                    Some(Fault::ResetMidStream) => return sink.reset(),
-                    Some(Fault::Truncated) => return,
+                    Some(Fault::ResetMidStream) => return sink.reset_after_sent().await,
+                    Some(Fault::Truncated) => {
+                        sink.flush().await;
+                        return;
+                    }
                     Some(Fault::MalformedChunk) => {
                         let broken = Bytes::from_static(
                             b"data: {\"choices\":[{\"delta\":{\"content\":\"\n\n",
                         );
-                        if !sink.send(broken, None, 0).await {
+                        if !emit(&mut sink, burst, broken, None, 0).await {
                             return;
                         }
                     }
@@ -320,26 +331,40 @@ impl State {
                 }
             }
             if i > 0 {
-                due += self.token_interval() * *tokens;
-                tokio::time::sleep_until(due).await;
+                let gap = self.token_interval() * *tokens;
+                if !gap.is_zero() {
+                    due += gap;
+                    tokio::time::sleep_until(due).await;
+                }
             }
-            let event = event_json(dialect, Some(piece), None, false);
-            if !framer
-                .send(&mut sink, &event, Some(self.mono_of(due)), *tokens)
-                .await
-            {
+            let event = event_bytes(dialect, model, Some(piece), None, false);
+            let due_ns = Some(self.mono_of(due));
+            // A stream behind its schedule catches up as a real server does: the events already
+            // overdue go out together (up to 16 KiB), instead of one write each.
+            let next_due = due + self.token_interval() * *tokens;
+            let catching_up = !quirks.split_utf8
+                && i + 1 < answer.pieces.len()
+                && next_due <= Instant::now()
+                && sink.queued() < 16 * 1024;
+            let sent = if burst || catching_up {
+                emit(&mut sink, true, framer.frame(&event), due_ns, *tokens).await
+            } else {
+                framer.send(&mut sink, &event, due_ns, *tokens).await
+            };
+            if !sent {
                 return;
             }
         }
         drop(slot);
-        let finish = event_json(dialect, None, Some(answer.finish_reason), false);
-        if !sink.send(framer.frame(&finish), None, 0).await {
+        let finish = event_bytes(dialect, model, None, Some(answer.finish_reason), false);
+        if !emit(&mut sink, burst, framer.frame(&finish), None, 0).await {
             return;
         }
         if chat.stream_options.is_some_and(|o| o.include_usage) {
-            let chunk = json!({"id": "chatcmpl-sim", "object": dialect.chunk_object(), "model": self.profile.model,
-                               "choices": [], "usage": usage});
-            if !sink.send(framer.frame(&chunk), None, 0).await {
+            let chunk = json!({"id": "chatcmpl-sim", "object": dialect.chunk_object(),
+                               "model": self.profile.model, "choices": [], "usage": usage});
+            let bytes = framer.frame(chunk.to_string().as_bytes());
+            if !emit(&mut sink, burst, bytes, None, 0).await {
                 return;
             }
         }
@@ -424,7 +449,7 @@ impl State {
                 finish = "stop";
             }
         }
-        let pieces = if quirks.split_utf8 {
+        let pieces: Vec<(String, u32)> = if quirks.split_utf8 {
             multibyte_pieces(n as usize)
         } else {
             content::plain_text(n as usize, rng)
@@ -432,6 +457,9 @@ impl State {
                 .map(|w| (w, 1))
                 .collect()
         };
+        if per_chunk == 1 {
+            return Answer::new(pieces, finish, None);
+        }
         let grouped = pieces
             .chunks(per_chunk)
             .map(|g| {
@@ -513,9 +541,8 @@ impl State {
         let half = body.len() / 2;
         match fault {
             Some(Fault::ResetMidStream) => {
-                sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0)
-                    .await;
-                sink.reset();
+                sink.queue(body[..floor(&body, half)].as_bytes(), None, 0);
+                sink.reset_after_sent().await;
             }
             Some(Fault::Truncated | Fault::MalformedChunk) => {
                 sink.send(Bytes::from(body[..floor(&body, half)].to_owned()), None, 0)
@@ -534,6 +561,16 @@ fn floor(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Sends now, or queues for one burst write.
+async fn emit(sink: &mut Sink, burst: bool, bytes: Bytes, due: Option<u64>, tokens: u32) -> bool {
+    if burst {
+        sink.queue(&bytes, due, tokens);
+        true
+    } else {
+        sink.send(bytes, due, tokens).await
+    }
 }
 
 /// Keeps the count of decoding streams while alive.
@@ -626,23 +663,53 @@ impl Dialect {
     }
 }
 
-fn event_json(dialect: Dialect, content: Option<&str>, finish: Option<&str>, role: bool) -> Value {
-    let choice = match dialect {
+/// One stream event's JSON, written straight into bytes: this runs for every token the
+/// simulator sends, and building a `serde_json::Value` tree per token cost a third of its CPU.
+fn event_bytes(
+    dialect: Dialect,
+    model: &str,
+    content: Option<&str>,
+    finish: Option<&str>,
+    role: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(144 + model.len() + content.map_or(0, str::len));
+    out.extend_from_slice(b"{\"id\":\"chatcmpl-sim\",\"object\":\"");
+    out.extend_from_slice(dialect.chunk_object().as_bytes());
+    out.extend_from_slice(b"\",\"model\":");
+    push_json_str(&mut out, model);
+    out.extend_from_slice(b",\"choices\":[{\"index\":0,");
+    match dialect {
         Dialect::Chat => {
-            let mut delta = serde_json::Map::new();
+            out.extend_from_slice(b"\"delta\":{");
             if role {
-                delta.insert("role".into(), json!("assistant"));
+                out.extend_from_slice(b"\"role\":\"assistant\"");
             }
             if let Some(c) = content {
-                delta.insert("content".into(), json!(c));
+                if role {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"content\":");
+                push_json_str(&mut out, c);
             }
-            json!({"index": 0, "delta": delta, "finish_reason": finish})
+            out.push(b'}');
         }
         Dialect::Legacy => {
-            json!({"index": 0, "text": content.unwrap_or(""), "finish_reason": finish})
+            out.extend_from_slice(b"\"text\":");
+            push_json_str(&mut out, content.unwrap_or(""));
         }
-    };
-    json!({"id": "chatcmpl-sim", "object": dialect.chunk_object(), "model": "sim-model", "choices": [choice]})
+    }
+    out.extend_from_slice(b",\"finish_reason\":");
+    match finish {
+        Some(f) => push_json_str(&mut out, f),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}]}");
+    out
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Turns events into bytes with the response's framing quirks.
@@ -651,15 +718,21 @@ struct Framer {
 }
 
 impl Framer {
-    fn frame(&self, event: &Value) -> Bytes {
-        let data = event.to_string();
-        let data = if self.quirks.multiline_data {
+    fn frame(&self, event: &[u8]) -> Bytes {
+        if self.quirks == FramingQuirks::default() {
+            let mut out = Vec::with_capacity(event.len() + 8);
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(event);
+            out.extend_from_slice(b"\n\n");
+            return Bytes::from(out);
+        }
+        let data = String::from_utf8_lossy(event);
+        if self.quirks.multiline_data {
             // Break after the opening brace: the joined lines are still the same JSON.
-            data.replacen('{', "{\n", 1)
+            self.frame_raw(&data.replacen('{', "{\n", 1))
         } else {
-            data
-        };
-        self.frame_raw(&data)
+            self.frame_raw(&data)
+        }
     }
 
     fn frame_raw(&self, data: &str) -> Bytes {
@@ -680,7 +753,7 @@ impl Framer {
     }
 
     /// Sends an event, split inside its first multibyte character when asked to.
-    async fn send(&self, sink: &mut Sink, event: &Value, due: Option<u64>, tokens: u32) -> bool {
+    async fn send(&self, sink: &mut Sink, event: &[u8], due: Option<u64>, tokens: u32) -> bool {
         let bytes = self.frame(event);
         if let (true, Some(pos)) = (
             self.quirks.split_utf8,
@@ -791,4 +864,37 @@ pub fn stats(entries: &[crate::server::LogEntry]) -> Value {
         "scheduled_chunks": drift.len(),
         "drift_us": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_events_are_the_json_they_claim() {
+        let v = |b: Vec<u8>| serde_json::from_slice::<Value>(&b).unwrap();
+        assert_eq!(
+            v(event_bytes(
+                Dialect::Chat,
+                "m\"x",
+                Some("a \"quoted\"\n piece é"),
+                None,
+                false
+            )),
+            json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": "m\"x",
+                   "choices": [{"index": 0, "delta": {"content": "a \"quoted\"\n piece é"}, "finish_reason": null}]})
+        );
+        assert_eq!(
+            v(event_bytes(Dialect::Chat, "m", Some(""), None, true))["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(
+            v(event_bytes(Dialect::Chat, "m", None, Some("stop"), false))["choices"][0],
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"})
+        );
+        assert_eq!(
+            v(event_bytes(Dialect::Legacy, "m", Some("t"), None, false))["choices"][0],
+            json!({"index": 0, "text": "t", "finish_reason": null})
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! `pagemill sim`: a simulated provider on a real port, until Ctrl-C.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -31,14 +32,20 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let handle = Sim::start_with(profile, options)
         .await
         .with_context(|| format!("starting the simulator on {}:{}", args.host, args.port))?;
-    println!(
+    // Whoever started us may stop reading stdout; that must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "pagemill sim: profile `{name}` (seed {seed}) listening on {}",
         handle.base_url()
     );
-    println!(
-        "ground truth: http://{}/sim/log (JSON, ?format=jsonl), http://{}/sim/stats",
-        handle.addr, handle.addr
+    let _ = writeln!(
+        out,
+        "ground truth: http://{0}/sim/log (JSON, ?format=jsonl), http://{0}/sim/stats",
+        handle.addr
     );
+    let _ = out.flush();
+    drop(out);
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

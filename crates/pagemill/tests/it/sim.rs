@@ -600,15 +600,18 @@ async fn the_sim_command_serves_a_preset_and_writes_its_log() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let first = tokio::task::spawn_blocking(move || {
+    // Read the first line, then keep draining stdout like a terminal would.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line
-    })
-    .await
-    .unwrap();
+        reader.read_line(&mut line).unwrap();
+        tx.send(line).unwrap();
+        std::io::copy(&mut reader, &mut std::io::sink()).ok();
+    });
+    let first = tokio::task::spawn_blocking(move || rx.recv().unwrap())
+        .await
+        .unwrap();
     assert!(first.contains("profile `instant` (seed 3)"), "{first}");
     let url = first.split_whitespace().last().unwrap().to_owned();
     let mut ep = Endpoint::new("cli", url, "sim-model");
