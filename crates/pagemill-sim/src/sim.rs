@@ -541,7 +541,7 @@ impl State {
         let half = body.len() / 2;
         match fault {
             Some(Fault::ResetMidStream) => {
-                sink.queue(body[..floor(&body, half)].as_bytes(), None, 0);
+                sink.queue(&body.as_bytes()[..floor(&body, half)], None, 0);
                 sink.reset_after_sent().await;
             }
             Some(Fault::Truncated | Fault::MalformedChunk) => {
