@@ -21,7 +21,10 @@ use crate::transport::Transport;
 use crate::usage::Tokenizer;
 use crate::wire::{ChatRequest, StreamOptions};
 
-/// A client for one endpoint. Cheap to clone; clones share the pool and the limiter.
+/// Header naming a request for matching with a server's log.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-pagemill-request-id");
+
+/// A client for one endpoint.Cheap to clone; clones share the pool and the limiter.
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Arc<Endpoint>,
@@ -123,9 +126,20 @@ impl Client {
     /// Sends exactly one attempt of `req` (no pacing, no retry). `scheduled` is when the
     /// request was meant to go (see [`crate::clock::mono_ns`]); pass `mono_ns()` when unsure.
     pub async fn send(&self, req: &ChatRequest, scheduled: u64) -> Exchange {
+        self.send_tagged(req, scheduled, None).await
+    }
+
+    /// Like [`Client::send`], with an `x-pagemill-request-id` header naming the request, so a
+    /// server's log (the simulator's) can be matched with the client's records.
+    pub async fn send_tagged(
+        &self,
+        req: &ChatRequest,
+        scheduled: u64,
+        tag: Option<&str>,
+    ) -> Exchange {
         let body = self.body(req);
         let mut ex = self
-            .post("chat/completions", &body, req.stream, scheduled)
+            .post_tagged("chat/completions", &body, req.stream, scheduled, tag)
             .await;
         if ex.is_ok() || ex.error.as_ref().is_some_and(|e| e.delivered_content) {
             ex.usage.fill_from_tokenizer(
@@ -142,6 +156,18 @@ impl Client {
     /// POSTs any JSON body to a path under the base URL and reads the answer as a chat
     /// completion (used by `doctor` to probe parameters).
     pub async fn post(&self, path: &str, body: &Value, stream: bool, scheduled: u64) -> Exchange {
+        self.post_tagged(path, body, stream, scheduled, None).await
+    }
+
+    /// [`Client::post`] with an optional request-id header (see [`Client::send_tagged`]).
+    pub async fn post_tagged(
+        &self,
+        path: &str,
+        body: &Value,
+        stream: bool,
+        scheduled: u64,
+        tag: Option<&str>,
+    ) -> Exchange {
         let mut ex = Exchange {
             endpoint: self.endpoint.name.clone(),
             streamed: stream,
@@ -170,6 +196,9 @@ impl Client {
                 "application/json"
             };
             h.insert(ACCEPT, HeaderValue::from_static(accept));
+            if let Some(v) = tag.and_then(|t| HeaderValue::from_str(t).ok()) {
+                h.insert(REQUEST_ID, v);
+            }
         }
         let request = match builder.body(Full::new(bytes)) {
             Ok(r) => r,

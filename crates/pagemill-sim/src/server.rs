@@ -204,6 +204,9 @@ pub struct LogEntry {
     pub index: u64,
     /// Method and path, e.g. `POST /v1/chat/completions`.
     pub route: String,
+    /// The client's name for the request (`x-pagemill-request-id`), if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// When the request had been read.
     pub received_ns: u64,
     /// When headers went out (`None` on a reset before headers).
@@ -616,6 +619,11 @@ async fn handle(
         entry: LogEntry {
             index: received.index,
             route: format!("{} {}", received.method, received.path),
+            request_id: received
+                .headers
+                .get("x-pagemill-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
             received_ns: received.received_ns,
             body: if shared.keep_bodies {
                 received.json()

@@ -38,6 +38,9 @@ pub enum Command {
     /// Serve a simulated OpenAI-compatible provider (latency model, prompt cache, rate limits,
     /// faults) with a ground-truth log at /sim/log.
     Sim(SimArgs),
+    /// Measure endpoints: latency, throughput, tokens, caching, errors and cost, under load,
+    /// interleaved so they share one time window.
+    Bench(Box<BenchArgs>),
 }
 
 /// `pagemill chat`.
@@ -97,4 +100,164 @@ pub struct SimArgs {
     /// Print the resolved profile as TOML and exit (a starting point for your own).
     #[arg(long)]
     pub print_profile: bool,
+}
+
+/// What `pagemill bench` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    /// Prompts of exactly `--input-tokens` tokens, unique from their first token.
+    Synthetic,
+    /// `--prefixes` shared system prefixes of `--prefix-tokens` + unique `--suffix-tokens`.
+    SharedPrefix,
+    /// Pages of `--files`, about `--page-tokens` each.
+    Pages,
+}
+
+/// How arrivals are spaced with `--rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArrivalKind {
+    /// Evenly.
+    Constant,
+    /// Exponential gaps.
+    Poisson,
+    /// Gamma gaps with shape `--burstiness` (below 1: burstier).
+    Gamma,
+}
+
+/// A lever to test per endpoint, as two interleaved arms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExperimentKind {
+    /// Pooled keep-alive connections vs a fresh connection per request.
+    Keepalive,
+    /// A stable shared prefix vs a randomized one of the same length.
+    Cache,
+    /// One item per request vs `--pack-k` items per request.
+    Pack,
+    /// System prompt `--trim-a` vs `--trim-b` on the same inputs.
+    Trim,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables.
+    Text,
+    /// The JSON report.
+    Json,
+}
+
+/// `pagemill bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Endpoints to compare (default: all configured; `sim` for the in-process simulator).
+    #[arg(long = "endpoint", short)]
+    pub endpoints: Vec<String>,
+    /// Profile of the in-process `sim` endpoint.
+    #[arg(long, default_value = "fast-local")]
+    pub sim_profile: String,
+    /// What to send.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Synthetic)]
+    pub workload: WorkloadKind,
+    /// Prompt length, synthetic workload.
+    #[arg(long, default_value_t = 256)]
+    pub input_tokens: u64,
+    /// `max_tokens` of every request.
+    #[arg(long, default_value_t = 64)]
+    pub output_tokens: u32,
+    /// Shared-prefix workload: distinct prefixes.
+    #[arg(long, default_value_t = 4)]
+    pub prefixes: usize,
+    /// Shared-prefix workload: prefix length.
+    #[arg(long, default_value_t = 1024)]
+    pub prefix_tokens: u64,
+    /// Shared-prefix workload: unique suffix length.
+    #[arg(long, default_value_t = 64)]
+    pub suffix_tokens: u64,
+    /// Pages workload: text or Markdown files.
+    #[arg(long)]
+    pub files: Vec<PathBuf>,
+    /// Pages workload: page size.
+    #[arg(long, default_value_t = 800)]
+    pub page_tokens: u64,
+    /// Pages workload: the system prompt.
+    #[arg(long, default_value = "Summarize this page in three sentences.")]
+    pub instruction: String,
+    /// Ask servers to ignore end-of-sequence, for exact output lengths.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Ask for whole answers instead of streams (TTFT is then the whole latency).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Requests in flight (closed loop). Default when no rate is given: 8.
+    #[arg(long, short)]
+    pub concurrency: Option<usize>,
+    /// Arrivals per second (open loop).
+    #[arg(long, conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+    /// Arrival process with `--rate`.
+    #[arg(long, value_enum, default_value_t = ArrivalKind::Poisson)]
+    pub arrival: ArrivalKind,
+    /// Gamma shape with `--arrival gamma`.
+    #[arg(long, default_value_t = 0.5)]
+    pub burstiness: f64,
+    /// A linear rate ramp `FROM:TO:SECONDS`.
+    #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
+    pub ramp: Option<String>,
+    /// Run at each of these concurrencies, e.g. `1,4,16,64`.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_concurrency: Vec<usize>,
+    /// Run at each of these rates, e.g. `5,10,20`.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep_rate: Vec<f64>,
+    /// Find the rate where the endpoints stop keeping up, then run at 50/75/90% of it.
+    #[arg(long)]
+    pub find_saturation: bool,
+    /// Requests per run, warm-up included (default 100 when no --duration).
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Length of each run, e.g. `30s`, `2m`.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Unmeasured requests at the start of each run.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Runs per load point (confidence intervals across runs).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// SLOs for goodput, e.g. `ttft_p99=500ms,tpot_p99=50ms`.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// For cost per month.
+    #[arg(long)]
+    pub pages_per_day: Option<f64>,
+    /// Test a lever per endpoint as two interleaved arms.
+    #[arg(long, value_enum)]
+    pub experiment: Option<ExperimentKind>,
+    /// Items per request in the `pack` experiment.
+    #[arg(long, default_value_t = 8)]
+    pub pack_k: usize,
+    /// First system prompt file of the `trim` experiment.
+    #[arg(long)]
+    pub trim_a: Option<PathBuf>,
+    /// Second system prompt file of the `trim` experiment.
+    #[arg(long)]
+    pub trim_b: Option<PathBuf>,
+    /// Same prompts at temperature 0 to every endpoint: exact-match and JSON-field agreement.
+    #[arg(long, default_value_t = 0)]
+    pub agreement: u64,
+    /// Print tables or the JSON report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write every request's record here (JSONL).
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// Check pagemill's timings against a pagemill simulator's own log (`/sim/log`).
+    #[arg(long)]
+    pub truth: bool,
+    /// Seed of arrivals and synthetic prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }

@@ -22,6 +22,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Chat(args) => commands::chat::run(&cli.global, args).await,
         cli::Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
         cli::Command::Sim(args) => commands::sim::run(args).await,
+        cli::Command::Bench(args) => commands::bench::run(&cli.global, *args).await,
     }
 }
 

@@ -25,6 +25,15 @@ pub struct Resolved {
 
 /// Resolves `wanted` endpoint names (all configured ones when empty).
 pub async fn resolve(global: &GlobalArgs, wanted: &[String]) -> anyhow::Result<Resolved> {
+    resolve_with(global, wanted, "fast-local").await
+}
+
+/// Like [`resolve`], with the in-process simulator (if one starts) on `sim_profile`.
+pub async fn resolve_with(
+    global: &GlobalArgs,
+    wanted: &[String],
+    sim_profile: &str,
+) -> anyhow::Result<Resolved> {
     let config = Config::load(global.config.as_deref())?;
     let configured_sim = config.endpoint.iter().any(|e| e.name == SIM_ENDPOINT);
     let wants_sim = wanted.iter().any(|w| w == SIM_ENDPOINT) && !configured_sim;
@@ -39,10 +48,12 @@ pub async fn resolve(global: &GlobalArgs, wanted: &[String]) -> anyhow::Result<R
                  using the in-process simulator `{SIM_ENDPOINT}`"
             );
         }
-        let handle = Sim::start(Profile::fast_local())
+        let profile = Profile::load(sim_profile).map_err(anyhow::Error::msg)?;
+        let model = profile.model.clone();
+        let handle = Sim::start(profile)
             .await
             .context("starting the in-process simulator")?;
-        let ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), Profile::fast_local().model);
+        let ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), model);
         sim = Some((handle, ep));
     }
     let sim_endpoint = sim.as_ref().map(|(_, ep)| ep.clone());

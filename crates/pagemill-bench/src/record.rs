@@ -1,0 +1,131 @@
+//! One request's measurements, cut from the client's [`Exchange`]: every latency kind from the
+//! *scheduled* send time, token counts with their source, cost, connection, failure class.
+
+use pagemill_client::{Count, ErrorClass, Exchange, FailureKind};
+use serde::Serialize;
+
+/// Everything measured about one request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Target (endpoint or experiment arm) number.
+    pub target: usize,
+    /// Request number in the run.
+    pub index: u64,
+    /// False during warm-up (excluded from statistics).
+    pub measured: bool,
+    /// When it was meant to go out (`CLOCK_MONOTONIC` ns).
+    pub scheduled_ns: u64,
+    /// How late the client sent it (sent − scheduled).
+    pub lag_ns: u64,
+    /// When it ended.
+    pub done_ns: u64,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Failure class and kind.
+    pub error: Option<(ErrorClass, FailureKind)>,
+    /// Scheduled → response headers.
+    pub ttft_headers_ns: Option<u64>,
+    /// Scheduled → first body byte.
+    pub ttft_first_byte_ns: Option<u64>,
+    /// Scheduled → first content token (reasoning or answer).
+    pub ttft_content_ns: Option<u64>,
+    /// Scheduled → first answer token.
+    pub ttft_answer_ns: Option<u64>,
+    /// Scheduled → done.
+    pub e2e_ns: Option<u64>,
+    /// Gaps between consecutive content reads.
+    pub chunk_gaps_ns: Vec<u64>,
+    /// Receive time of every content read (kept only when asked, for ground-truth checks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chunk_at_ns: Vec<u64>,
+    /// Content events received.
+    pub content_events: u32,
+    /// Output tokens and their source.
+    pub output_tokens: Option<Count>,
+    /// Prompt tokens and their source.
+    pub prompt_tokens: Option<Count>,
+    /// Cached prompt tokens (`None`: unreported).
+    pub cached_tokens: Option<u64>,
+    /// Prompt tokens the workload meant to send.
+    pub input_tokens_requested: u64,
+    /// `max_tokens` asked for.
+    pub output_tokens_requested: u32,
+    /// Cost in picodollars (`None`: unknown).
+    pub cost_pico: Option<u64>,
+    /// Pages of source material.
+    pub pages: f64,
+    /// Connection reused.
+    pub reused: Option<bool>,
+    /// Connect time of a new connection.
+    pub connect_ns: Option<u64>,
+    /// The answer text (kept only for agreement checks).
+    #[serde(skip)]
+    pub content: Option<String>,
+    /// The `x-pagemill-request-id` it was sent with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Record {
+    /// Cuts a record from an exchange.
+    pub fn from_exchange(
+        target: usize,
+        index: u64,
+        measured: bool,
+        ex: &Exchange,
+        input_tokens: u64,
+        output_tokens: u32,
+        pages: f64,
+    ) -> Self {
+        let tl = &ex.timeline;
+        let since = |t: Option<u64>| t.map(|t| t.saturating_sub(tl.scheduled));
+        let chunk_gaps_ns = tl
+            .chunks
+            .windows(2)
+            .map(|w| w[1].at.saturating_sub(w[0].at))
+            .collect();
+        Self {
+            target,
+            index,
+            measured,
+            scheduled_ns: tl.scheduled,
+            lag_ns: tl.sent.saturating_sub(tl.scheduled),
+            done_ns: tl.done.unwrap_or(tl.sent),
+            status: ex.status,
+            error: ex.error.as_ref().map(|e| (e.class, e.kind)),
+            ttft_headers_ns: since(tl.headers),
+            ttft_first_byte_ns: since(tl.first_byte),
+            ttft_content_ns: since(tl.first_content),
+            ttft_answer_ns: since(tl.first_answer),
+            e2e_ns: since(tl.done),
+            chunk_gaps_ns,
+            chunk_at_ns: Vec::new(),
+            content_events: ex.content_events,
+            output_tokens: ex.usage.completion,
+            prompt_tokens: ex.usage.prompt,
+            cached_tokens: ex.usage.cached_prompt.map(|c| c.tokens),
+            input_tokens_requested: input_tokens,
+            output_tokens_requested: output_tokens,
+            cost_pico: ex.cost.map(|c| c.total.0),
+            pages,
+            reused: tl.connection.map(|c| c.reused),
+            connect_ns: tl.connection.and_then(|c| c.connect_ns),
+            content: None,
+            tag: None,
+        }
+    }
+
+    /// Time per output token after the first: (last content − first content) / (tokens − 1).
+    pub fn tpot_ns(&self) -> Option<u64> {
+        let tokens = self.output_tokens?.tokens;
+        self.ttft_content_ns?;
+        let span: u64 = self.chunk_gaps_ns.iter().sum();
+        (tokens > 1 && self.error.is_none()).then(|| span / (tokens - 1))
+    }
+
+    /// Tokens per content read, from usage when the server reported it.
+    pub fn tokens_per_chunk(&self) -> Option<f64> {
+        let tokens = self.output_tokens?.tokens;
+        (self.content_events > 0).then(|| tokens as f64 / f64::from(self.content_events))
+    }
+}

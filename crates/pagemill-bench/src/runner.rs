@@ -1,0 +1,302 @@
+//! Runs a load against targets and collects its records.
+//!
+//! Targets (endpoints, or the arms of an experiment) are interleaved request by request — request
+//! `i` goes to target `i % T` with workload item `i / T` — so every target sees the same prompts in
+//! the same time window. Workers send each [`Record`] over a channel to one collector task that
+//! owns the statistics; nothing on the request path takes a shared lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pagemill_client::Client;
+use pagemill_client::clock::mono_ns;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::collect::{SloItem, TargetStats};
+use crate::record::Record;
+use crate::schedule::{Arrivals, Load};
+use crate::workload::Workload;
+
+/// Something requests are sent to: an endpoint, or one arm of an experiment.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Name in reports.
+    pub name: String,
+    /// The client (its endpoint, pool and prices).
+    pub client: Client,
+    /// What it is sent.
+    pub workload: Arc<Workload>,
+}
+
+/// How long a run lasts and what it keeps.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The offered load.
+    pub load: Load,
+    /// Stop after this many requests (warm-up included).
+    pub requests: Option<u64>,
+    /// Stop scheduling after this long.
+    pub duration: Option<Duration>,
+    /// The first requests are not measured.
+    pub warmup: u64,
+    /// Seed of the arrival process.
+    pub seed: u64,
+    /// SLOs for goodput.
+    pub slo: Vec<SloItem>,
+    /// Keep every content read's time in records (for checks against a server's log).
+    pub keep_chunk_times: bool,
+    /// Keep answers in records (for agreement).
+    pub keep_content: bool,
+    /// Name requests with `x-pagemill-request-id: {run}-{index}`.
+    pub run_tag: Option<String>,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Per target.
+    pub stats: Vec<TargetStats>,
+    /// Records kept for checks (only when `keep_chunk_times` or `keep_content`).
+    pub kept: Vec<Record>,
+    /// Stopped early by cancellation.
+    pub interrupted: bool,
+    /// Requests sent.
+    pub sent: u64,
+    /// Content events received.
+    pub events: u64,
+    /// Event-loop stalls over 5 ms, and the longest.
+    pub stalls: (u64, Duration),
+    /// Wall time of the run.
+    pub wall: Duration,
+    /// Process CPU time over the run.
+    pub cpu: Duration,
+}
+
+enum Msg {
+    Record(Box<Record>),
+    InFlight(u64),
+}
+
+/// CPU time of this process.
+pub fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Peak resident memory of this process, from `/proc/self/status` (0 where unavailable).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs `spec` against `targets` until its bounds or `cancel`; `sink` receives every record
+/// (for a JSONL file) before it is folded into statistics (`&mut |_| {}` for none).
+pub async fn run(
+    targets: &[Target],
+    spec: &RunSpec,
+    cancel: CancellationToken,
+    sink: &mut (dyn FnMut(&Record) + Send),
+) -> RunOutput {
+    let start_ns = mono_ns();
+    let start = Instant::now();
+    let cpu_start = cpu_time();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let tracker = TaskTracker::new();
+    let done = CancellationToken::new();
+
+    // The self-check: a ticker that notices when the event loop was too busy to wake it.
+    let ticker = {
+        let done = done.clone();
+        let tx = tx.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            let period = Duration::from_millis(10);
+            let (mut stalls, mut worst) = (0u64, Duration::ZERO);
+            let mut next = Instant::now() + period;
+            let mut tick = 0u64;
+            loop {
+                tokio::select! {
+                    () = done.cancelled() => break,
+                    () = tokio::time::sleep_until(next) => {}
+                }
+                let late = Instant::now().saturating_duration_since(next);
+                if late > Duration::from_millis(5) {
+                    stalls += 1;
+                    worst = worst.max(late);
+                }
+                next = Instant::now() + period;
+                tick += 1;
+                if tick.is_multiple_of(10) {
+                    let _ = tx.send(Msg::InFlight(in_flight.load(Ordering::Relaxed)));
+                }
+            }
+            (stalls, worst)
+        })
+    };
+
+    let deadline = spec.duration.map(|d| start + d);
+    let limit = spec.requests.unwrap_or(u64::MAX);
+    let shared = Arc::new(Shared {
+        targets: targets.to_vec(),
+        tx: tx.clone(),
+        in_flight: in_flight.clone(),
+        warmup: spec.warmup,
+        keep_chunk_times: spec.keep_chunk_times,
+        keep_content: spec.keep_content,
+        run_tag: spec.run_tag.clone(),
+    });
+
+    let sent = Arc::new(AtomicU64::new(0));
+    match Arrivals::new(spec.load, spec.seed) {
+        None => {
+            // Closed loop: n workers, each sending its next request when the last one ends.
+            let n = match spec.load {
+                Load::Concurrency { n } => n.max(1),
+                _ => 1,
+            };
+            let next = Arc::new(AtomicU64::new(0));
+            for _ in 0..n {
+                let (next, cancel, sent, shared) =
+                    (next.clone(), cancel.clone(), sent.clone(), shared.clone());
+                tracker.spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= limit
+                            || cancel.is_cancelled()
+                            || deadline.is_some_and(|d| Instant::now() >= d)
+                        {
+                            break;
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        one(shared.clone(), i, mono_ns()).await;
+                    }
+                });
+            }
+        }
+        Some(arrivals) => {
+            // Open loop: each request at its scheduled time, whatever is still in flight.
+            for (i, offset) in (0..limit).zip(arrivals) {
+                let due = start + offset;
+                if deadline.is_some_and(|d| due >= d) || cancel.is_cancelled() {
+                    break;
+                }
+                if due > Instant::now() {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                let scheduled = start_ns + offset.as_nanos() as u64;
+                tracker.spawn(one(shared.clone(), i, scheduled));
+            }
+        }
+    }
+    tracker.close();
+    drop(shared);
+
+    // Fold records while the workers drain.
+    let mut stats: Vec<TargetStats> = (0..targets.len())
+        .map(|_| TargetStats::new(start_ns, spec.slo.clone()))
+        .collect();
+    let mut kept = Vec::new();
+    let mut events = 0u64;
+    drop(tx);
+    let waiting = tracker.wait();
+    tokio::pin!(waiting);
+    let mut drained = false;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Record(r)) => {
+                    events += u64::from(r.content_events);
+                    sink(&r);
+                    if let Some(st) = stats.get_mut(r.target) {
+                        st.add(&r);
+                    }
+                    if spec.keep_chunk_times || spec.keep_content {
+                        kept.push(*r);
+                    }
+                }
+                Some(Msg::InFlight(n)) => {
+                    for s in &mut stats {
+                        s.sample_in_flight(n);
+                    }
+                }
+                None => break,
+            },
+            () = &mut waiting, if !drained => {
+                drained = true;
+                done.cancel();
+            }
+        }
+    }
+    done.cancel();
+    let stalls = ticker.await.unwrap_or((0, Duration::ZERO));
+    RunOutput {
+        stats,
+        kept,
+        interrupted: cancel.is_cancelled(),
+        sent: sent.load(Ordering::Relaxed),
+        events,
+        stalls,
+        wall: start.elapsed(),
+        cpu: cpu_time().saturating_sub(cpu_start),
+    }
+}
+
+struct Shared {
+    targets: Vec<Target>,
+    tx: mpsc::UnboundedSender<Msg>,
+    in_flight: Arc<AtomicU64>,
+    warmup: u64,
+    keep_chunk_times: bool,
+    keep_content: bool,
+    run_tag: Option<String>,
+}
+
+/// Sends request `i` (to target `i % T`, workload item `i / T`) and reports its record.
+async fn one(shared: Arc<Shared>, i: u64, scheduled: u64) {
+    let n = shared.targets.len().max(1) as u64;
+    let target = (i % n) as usize;
+    let Some(t) = shared.targets.get(target) else {
+        return;
+    };
+    let item = t.workload.item(i / n);
+    let tag = shared.run_tag.as_ref().map(|r| format!("{r}-{i}"));
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let ex = t
+        .client
+        .send_tagged(&item.request, scheduled, tag.as_deref())
+        .await;
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let max_tokens = item.request.max_tokens.unwrap_or(0);
+    let mut r = Record::from_exchange(
+        target,
+        i,
+        i >= shared.warmup,
+        &ex,
+        item.input_tokens,
+        max_tokens,
+        item.pages,
+    );
+    if shared.keep_chunk_times {
+        r.chunk_at_ns = ex.timeline.chunks.iter().map(|c| c.at).collect();
+    }
+    if shared.keep_content {
+        r.content = Some(ex.content);
+    }
+    r.tag = tag;
+    let _ = shared.tx.send(Msg::Record(Box::new(r)));
+}

@@ -1,0 +1,84 @@
+//! pagemill's timings against a server's own record of what it did: the pagemill simulator logs
+//! every write's send time on the same `CLOCK_MONOTONIC` clock, so the client's receive times can
+//! be checked, not just trusted.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::collect::percentiles;
+use crate::record::Record;
+use crate::report::Percentiles;
+
+/// How far pagemill's timings are from the server's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Truth {
+    /// Records matched with a log entry by request id.
+    pub matched: u64,
+    /// Records with no log entry (evicted from the server's log, or not a pagemill simulator).
+    pub unmatched: u64,
+    /// Content reads compared one to one with server writes.
+    pub chunks: u64,
+    /// Requests whose reads did not pair one to one with writes (skipped).
+    pub chunk_count_mismatch: u64,
+    /// Client receive − server send of each content chunk, µs.
+    pub chunk_delay_us: Percentiles,
+    /// Client TTFT (sent → first content) − server TTFT (received → first content sent), µs.
+    pub ttft_delta_us: Percentiles,
+    /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
+    pub causality_violations: u64,
+}
+
+#[allow(clippy::expect_used)] // `Histogram::new` fails only for more than 5 significant digits.
+fn hist() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid HDR histogram")
+}
+
+/// Compares kept records (with chunk times and tags) with the simulator's `/sim/log` entries.
+pub fn compare(records: &[Record], log: &[Value]) -> Truth {
+    let by_id: std::collections::HashMap<&str, &Value> = log
+        .iter()
+        .filter_map(|e| Some((e["request_id"].as_str()?, e)))
+        .collect();
+    let (mut chunk_h, mut ttft_h) = (hist(), hist());
+    let mut t = Truth::default();
+    for r in records {
+        let Some(entry) = r.tag.as_deref().and_then(|id| by_id.get(id)) else {
+            t.unmatched += 1;
+            continue;
+        };
+        t.matched += 1;
+        let sent: Vec<u64> = entry["chunks"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c["tokens"].as_u64().unwrap_or(0) > 0)
+                    .filter_map(|c| c["sent_ns"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(first_sent), Some(received), Some(ttft)) = (
+            sent.first(),
+            entry["received_ns"].as_u64(),
+            r.ttft_content_ns,
+        ) {
+            let client_ttft = ttft.saturating_sub(r.lag_ns);
+            let server_ttft = first_sent.saturating_sub(received);
+            let _ = ttft_h.record(client_ttft.saturating_sub(server_ttft));
+        }
+        if sent.len() != r.chunk_at_ns.len() {
+            t.chunk_count_mismatch += 1;
+            continue;
+        }
+        for (at, s) in r.chunk_at_ns.iter().zip(&sent) {
+            t.chunks += 1;
+            if at < s {
+                t.causality_violations += 1;
+            }
+            let _ = chunk_h.record(at.saturating_sub(*s));
+        }
+    }
+    t.chunk_delay_us = percentiles(&chunk_h, 1e-3);
+    t.ttft_delta_us = percentiles(&ttft_h, 1e-3);
+    t
+}

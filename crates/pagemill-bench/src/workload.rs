@@ -1,0 +1,395 @@
+//! What a benchmark sends: synthetic prompts of an exact token length, shared-prefix prompts
+//! (to measure caching), or the pages of real documents.
+//!
+//! Prompts are exact under the client's tokenizer: a synthetic prompt of N tokens is N tokens as
+//! `Tokenizer::count_messages` counts them (message framing included), and the report compares
+//! that with what the server says it received. Every synthetic request starts with its own
+//! fixed-width number, so no two share a cacheable prefix by accident.
+
+use std::path::Path;
+
+use pagemill_client::{ChatRequest, Message, Tokenizer};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// One request of a workload.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The request (without model: the endpoint fills it in).
+    pub request: ChatRequest,
+    /// Prompt tokens by our tokenizer, when the workload is sized in tokens.
+    pub input_tokens: u64,
+    /// Pages of source material this request covers (for cost per page).
+    pub pages: f64,
+}
+
+/// How many distinct prompt bodies are prepared; requests cycle through them, each with its
+/// own unique head.
+const POOL: usize = 64;
+
+/// Words that are one token each under o200k, with and without a leading space.
+const WORDS: &[&str] = &[
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
+    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
+    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
+    "been", "if", "more", "when", "will", "would", "who", "so", "no", "page", "report", "market",
+    "value", "data", "model", "time", "year", "state", "order", "court", "law", "city", "water",
+];
+
+/// A workload: a way to produce the i-th request.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Short name for reports.
+    pub name: String,
+    kind: Kind,
+    /// `max_tokens` of every request.
+    pub output_tokens: u32,
+    /// Ask the server to ignore end-of-sequence (exact output lengths).
+    pub ignore_eos: bool,
+    /// Stream answers.
+    pub stream: bool,
+    /// Fixed sampling temperature, if any.
+    pub temperature: Option<f32>,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// `bodies[i % POOL]` after a unique head; `head_tokens + body tokens + framing = input`.
+    Synthetic { bodies: Vec<String>, input: u64 },
+    /// System prefix `i % prefixes`, user message = unique head + suffix body.
+    SharedPrefix {
+        prefixes: Vec<String>,
+        suffixes: Vec<String>,
+        input: u64,
+    },
+    /// Fixed messages, cycled (pages of documents; experiment variants).
+    Fixed {
+        items: Vec<(Vec<Message>, u64, f64)>,
+    },
+}
+
+/// The tokenizer workloads are sized with.
+pub fn tokenizer() -> Tokenizer {
+    Tokenizer::o200k()
+}
+
+fn head(i: u64) -> String {
+    // Nine digits are always three tokens, so every head has the same length.
+    format!("Request {:09}:", i % 1_000_000_000)
+}
+
+fn words(rng: &mut SmallRng, n: usize) -> String {
+    let mut s = String::with_capacity(n * 6);
+    for _ in 0..n {
+        s.push(' ');
+        s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+    }
+    s
+}
+
+/// Tokens of a single user message with empty content (role + framing).
+fn framing(t: &Tokenizer, messages: &[Message]) -> u64 {
+    let empty: Vec<Message> = messages
+        .iter()
+        .map(|m| Message {
+            role: m.role.clone(),
+            content: String::new(),
+        })
+        .collect();
+    t.count_messages(&empty)
+}
+
+/// Errors building a workload.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The requested size cannot be built.
+    #[error("{0}")]
+    Size(String),
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Workload {
+    fn new(name: String, kind: Kind, output_tokens: u32) -> Self {
+        Self {
+            name,
+            kind,
+            output_tokens,
+            ignore_eos: false,
+            stream: true,
+            temperature: None,
+        }
+    }
+
+    /// Prompts of exactly `input_tokens` tokens, each unique from its first tokens on.
+    pub fn synthetic(
+        input_tokens: u64,
+        output_tokens: u32,
+        seed: u64,
+    ) -> Result<Self, WorkloadError> {
+        let t = tokenizer();
+        let overhead = framing(&t, &[Message::user("")]) + t.count(&head(0));
+        let body = input_tokens.checked_sub(overhead).ok_or_else(|| {
+            WorkloadError::Size(format!(
+                "input of {input_tokens} tokens is below the {overhead} a request needs at least"
+            ))
+        })?;
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let bodies = (0..POOL).map(|_| words(&mut rng, body as usize)).collect();
+        Ok(Self::new(
+            format!("synthetic-{input_tokens}in-{output_tokens}out"),
+            Kind::Synthetic {
+                bodies,
+                input: input_tokens,
+            },
+            output_tokens,
+        ))
+    }
+
+    /// `prefixes` distinct system prefixes of `prefix_tokens` tokens each, then a unique user
+    /// suffix, `suffix_tokens` long.
+    pub fn shared_prefix(
+        prefixes: usize,
+        prefix_tokens: u64,
+        suffix_tokens: u64,
+        output_tokens: u32,
+        seed: u64,
+    ) -> Result<Self, WorkloadError> {
+        let t = tokenizer();
+        let suffix_body = suffix_tokens
+            .checked_sub(t.count(&head(0)))
+            .ok_or_else(|| {
+                WorkloadError::Size(format!(
+                    "suffix of {suffix_tokens} tokens is below the request head's {}",
+                    t.count(&head(0))
+                ))
+            })?;
+        let mut rng = SmallRng::seed_from_u64(seed);
+        // Each prefix starts with its own number so prefixes never share blocks.
+        let prefixes: Vec<String> = (0..prefixes.max(1))
+            .map(|p| {
+                let lead = format!("Prefix {p:06}:");
+                let n = prefix_tokens.saturating_sub(t.count(&lead));
+                format!("{lead}{}", words(&mut rng, n as usize))
+            })
+            .collect();
+        let suffixes = (0..POOL)
+            .map(|_| words(&mut rng, suffix_body as usize))
+            .collect();
+        let mut w = Self::new(
+            format!(
+                "shared-prefix-{}x{prefix_tokens}+{suffix_tokens}",
+                prefixes.len()
+            ),
+            Kind::SharedPrefix {
+                prefixes,
+                suffixes,
+                input: 0,
+            },
+            output_tokens,
+        );
+        // Every item has the same length: measure one.
+        let input = t.count_messages(&w.item(0).request.messages);
+        if let Kind::SharedPrefix { input: i, .. } = &mut w.kind {
+            *i = input;
+        }
+        Ok(w)
+    }
+
+    /// The pages of documents: every file split into pages of about `page_tokens` tokens at
+    /// paragraph boundaries, each sent with `instruction` as the system prompt.
+    pub fn pages(
+        files: &[&Path],
+        page_tokens: u64,
+        instruction: &str,
+        output_tokens: u32,
+    ) -> Result<Self, WorkloadError> {
+        let t = tokenizer();
+        let mut items = Vec::new();
+        for path in files {
+            let bytes = std::fs::read(path).map_err(|source| WorkloadError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
+            for page in split_pages(&t, &text, page_tokens) {
+                let messages = vec![Message::system(instruction), Message::user(page)];
+                let n = t.count_messages(&messages);
+                items.push((messages, n, 1.0));
+            }
+        }
+        if items.is_empty() {
+            return Err(WorkloadError::Size("the files hold no text".into()));
+        }
+        Ok(Self::new(
+            format!("pages-{}", items.len()),
+            Kind::Fixed { items },
+            output_tokens,
+        ))
+    }
+
+    /// A workload of fixed conversations, cycled (for experiments).
+    pub fn fixed(
+        name: impl Into<String>,
+        conversations: Vec<(Vec<Message>, f64)>,
+        output_tokens: u32,
+    ) -> Self {
+        let t = tokenizer();
+        let items = conversations
+            .into_iter()
+            .map(|(m, pages)| {
+                let n = t.count_messages(&m);
+                (m, n, pages)
+            })
+            .collect();
+        Self::new(name.into(), Kind::Fixed { items }, output_tokens)
+    }
+
+    /// The i-th request.
+    pub fn item(&self, i: u64) -> Item {
+        let (messages, input_tokens, pages) = match &self.kind {
+            Kind::Synthetic { bodies, input } => {
+                let body = &bodies[(i as usize) % bodies.len()];
+                (
+                    vec![Message::user(format!("{}{body}", head(i)))],
+                    *input,
+                    1.0,
+                )
+            }
+            Kind::SharedPrefix {
+                prefixes,
+                suffixes,
+                input,
+            } => {
+                let prefix = &prefixes[(i as usize) % prefixes.len()];
+                let suffix = &suffixes[(i as usize) % suffixes.len()];
+                (
+                    vec![
+                        Message::system(prefix.clone()),
+                        Message::user(format!("{}{suffix}", head(i))),
+                    ],
+                    *input,
+                    1.0,
+                )
+            }
+            Kind::Fixed { items } => {
+                let (m, n, pages) = &items[(i as usize) % items.len()];
+                (m.clone(), *n, *pages)
+            }
+        };
+        let request = ChatRequest {
+            messages,
+            max_tokens: Some(self.output_tokens),
+            stream: self.stream,
+            ignore_eos: self.ignore_eos.then_some(true),
+            temperature: self.temperature,
+            ..ChatRequest::default()
+        };
+        Item {
+            request,
+            input_tokens,
+            pages,
+        }
+    }
+}
+
+/// Splits text into pages of about `budget` tokens at paragraph (else line, else word)
+/// boundaries.
+pub fn split_pages(t: &Tokenizer, text: &str, budget: u64) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut cur = String::new();
+    let mut cur_tokens = 0;
+    let paragraphs = text.split("\n\n").flat_map(|p| {
+        // A paragraph longer than the budget is split at lines, then at words.
+        if t.count(p) <= budget {
+            vec![p.to_owned()]
+        } else {
+            let mut parts = Vec::new();
+            let mut part = String::new();
+            for w in p.split_inclusive(char::is_whitespace) {
+                part.push_str(w);
+                if part.len() > (budget as usize) * 3 {
+                    parts.push(std::mem::take(&mut part));
+                }
+            }
+            if !part.is_empty() {
+                parts.push(part);
+            }
+            parts
+        }
+    });
+    for p in paragraphs {
+        let n = t.count(&p);
+        if cur_tokens + n > budget && !cur.is_empty() {
+            pages.push(std::mem::take(&mut cur));
+            cur_tokens = 0;
+        }
+        if !cur.is_empty() {
+            cur.push_str("\n\n");
+        }
+        cur.push_str(&p);
+        cur_tokens += n;
+    }
+    if !cur.trim().is_empty() {
+        pages.push(cur);
+    }
+    pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_prompts_are_exactly_the_requested_length_and_unique() {
+        let t = tokenizer();
+        for n in [16, 100, 1_000] {
+            let w = Workload::synthetic(n, 8, 1).unwrap();
+            for i in [0, 1, 99, 12_345, 999_999_999] {
+                let item = w.item(i);
+                assert_eq!(t.count_messages(&item.request.messages), n, "n={n} i={i}");
+                assert_eq!(item.input_tokens, n);
+            }
+            assert_ne!(
+                w.item(1).request.messages[0].content[..20],
+                w.item(2).request.messages[0].content[..20]
+            );
+        }
+        assert!(Workload::synthetic(5, 8, 1).is_err());
+    }
+
+    #[test]
+    fn shared_prefix_prompts_share_exactly_their_prefix() {
+        let t = tokenizer();
+        let w = Workload::shared_prefix(3, 1_200, 40, 8, 1).unwrap();
+        let a = w.item(0).request;
+        let b = w.item(3).request;
+        let c = w.item(1).request;
+        assert_eq!(a.messages[0], b.messages[0]);
+        assert_ne!(a.messages[0], c.messages[0]);
+        assert_ne!(a.messages[1], b.messages[1]);
+        assert_eq!(t.count(&a.messages[0].content), 1_200);
+        assert_eq!(t.count_messages(&a.messages), w.item(0).input_tokens);
+    }
+
+    #[test]
+    fn pages_split_real_text_within_budget() {
+        let t = tokenizer();
+        let text = (0..200)
+            .map(|i| format!("Paragraph {i} talks about the market and the law."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let pages = split_pages(&t, &text, 100);
+        assert!(pages.len() > 10);
+        for p in &pages {
+            assert!(t.count(p) <= 120, "{}", t.count(p));
+        }
+        assert_eq!(pages.join("\n\n"), text, "no text lost");
+    }
+}

@@ -1,0 +1,436 @@
+//! `pagemill bench` against simulators whose behaviour (and log) is the ground truth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pagemill_bench::bench::{BenchSpec, bench};
+use pagemill_bench::record::Record;
+use pagemill_bench::report::{BenchReport, TargetReport};
+use pagemill_bench::runner::Target;
+use pagemill_bench::schedule::{Arrival, Load};
+use pagemill_bench::workload::Workload;
+use pagemill_client::{Client, Endpoint, Prices};
+use pagemill_sim::profile::Profile;
+use pagemill_sim::{Sim, SimHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::{pagemill, tempdir};
+
+fn spec(load: Load, requests: u64) -> BenchSpec {
+    BenchSpec {
+        points: vec![load],
+        find_saturation: false,
+        requests: Some(requests),
+        duration: None,
+        warmup: 0,
+        repeat: 1,
+        seed: 1,
+        slo: Vec::new(),
+        pages_per_day: None,
+        keep_chunk_times: false,
+        agreement_prompts: 0,
+        experiment: None,
+    }
+}
+
+async fn target(profile: Profile, name: &str, workload: Workload) -> (SimHandle, Target) {
+    let sim = Sim::start(profile).await.unwrap();
+    let ep = Endpoint::new(name, sim.base_url(), "sim-model");
+    let t = Target {
+        name: name.into(),
+        client: Client::new(ep).unwrap(),
+        workload: Arc::new(workload),
+    };
+    (sim, t)
+}
+
+async fn run(targets: &[Target], spec: &BenchSpec) -> (BenchReport, Vec<Record>) {
+    bench(targets, spec, CancellationToken::new(), &mut |_| {}).await
+}
+
+fn only(r: &BenchReport) -> &TargetReport {
+    &r.points[0].targets[0]
+}
+
+fn paced(ms_per_token: f64) -> Profile {
+    let mut p = Profile::fast_local();
+    p.latency.ttft_base_ms = 30.0;
+    p.latency.prefill_tokens_per_sec = 0.0;
+    p.latency.decode_tokens_per_sec = 1_000.0 / ms_per_token;
+    p.latency.aggregate_tokens_per_sec = 0.0;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpot_and_ttft_agree_with_the_simulators_log() {
+    let (sim, t) = target(paced(10.0), "sim", Workload::synthetic(64, 20, 1).unwrap()).await;
+    let mut s = spec(Load::Concurrency { n: 4 }, 24);
+    s.keep_chunk_times = true;
+    let (report, kept) = run(&[t], &s).await;
+    let r = only(&report);
+    assert_eq!(r.ok, 24);
+    // The simulator's own view of each stream: (last send − first send) / (tokens − 1).
+    let log = sim.log();
+    let truth_tpot: Vec<f64> = log
+        .iter()
+        .map(|e| {
+            let sent: Vec<u64> = e
+                .chunks
+                .iter()
+                .filter(|c| c.tokens > 0)
+                .map(|c| c.sent_ns)
+                .collect();
+            (sent[sent.len() - 1] - sent[0]) as f64 / (sent.len() - 1) as f64 / 1e6
+        })
+        .collect();
+    let truth_mean = truth_tpot.iter().sum::<f64>() / truth_tpot.len() as f64;
+    let tpot = r.latency_ms["tpot"].mean;
+    assert!(
+        (tpot - truth_mean).abs() < 0.5,
+        "client TPOT {tpot} ms vs server {truth_mean} ms"
+    );
+    // Every latency kind in its order; TTFT includes the simulator's 30 ms.
+    let l = |k: &str| r.latency_ms[k].p50;
+    assert!(l("ttft_headers") <= l("ttft_first_byte"));
+    assert!(l("ttft_first_byte") <= l("ttft_content"));
+    assert!(l("ttft_content") <= l("ttft_answer"));
+    assert!(l("ttft_answer") >= 30.0);
+    // And the truth check pairs every content read with the server's write.
+    let t = pagemill_bench::truth::compare(
+        &kept,
+        &serde_json::to_value(&log)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
+    assert_eq!(t.causality_violations, 0);
+    assert_eq!(t.unmatched, 0, "{t:?}");
+    assert!(t.chunks >= 24 * 19, "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_tokens_per_chunk_are_counted_from_usage() {
+    let mut p = paced(4.0);
+    p.latency.tokens_per_chunk = 4;
+    let (_sim, t) = target(p, "sim", Workload::synthetic(32, 32, 1).unwrap()).await;
+    let (report, _) = run(&[t], &spec(Load::Concurrency { n: 2 }, 6)).await;
+    let r = only(&report);
+    assert_eq!(r.tokens.output_received, 6 * 32);
+    assert_eq!(r.tokens.content_events, 6 * 8, "8 events of 4 tokens");
+    let (chunk, token) = (r.latency_ms["itl_chunk"].p50, r.latency_ms["itl_token"].p50);
+    assert!((chunk / token - 4.0).abs() < 0.05, "{chunk} / {token}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_latency_counts_queueing_from_the_scheduled_time() {
+    let mut p = Profile::fast_local();
+    p.latency.max_concurrency = 1;
+    p.latency.ttft_base_ms = 50.0;
+    p.latency.prefill_tokens_per_sec = 0.0;
+    p.latency.decode_tokens_per_sec = 0.0;
+    let (_sim, t) = target(p, "sim", Workload::synthetic(32, 4, 1).unwrap()).await;
+    // 40/s offered to a server that does 20/s: the 20th request waits behind ~10 others.
+    let (report, _) = run(
+        &[t],
+        &spec(
+            Load::Rate {
+                per_sec: 40.0,
+                arrival: Arrival::Constant,
+            },
+            20,
+        ),
+    )
+    .await;
+    let r = only(&report);
+    assert_eq!(r.ok, 20);
+    assert!(
+        r.latency_ms["e2e"].max >= 400.0,
+        "{:?}",
+        r.latency_ms["e2e"]
+    );
+    assert!(
+        report.self_check.lag_ms.p99 < 50.0,
+        "the client kept to its schedule"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_requests_are_their_own_status_and_never_retried() {
+    let mut p = Profile::instant();
+    p.rate_limits.requests_per_minute = 5;
+    let (sim, t) = target(p, "sim", Workload::synthetic(32, 4, 1).unwrap()).await;
+    let (report, _) = run(&[t], &spec(Load::Concurrency { n: 1 }, 10)).await;
+    let r = only(&report);
+    assert_eq!((r.ok, r.throttled), (5, 5));
+    assert_eq!(r.errors["throttled/status"], 5);
+    assert_eq!(sim.log().len(), 10, "one attempt per request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_per_request_page_and_month_follow_the_prices() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let mut ep = Endpoint::new("priced", sim.base_url(), "sim-model");
+    ep.prices = Prices {
+        input: Some(1.0),
+        output: Some(2.0),
+        ..Prices::default()
+    };
+    let t = Target {
+        name: "priced".into(),
+        client: Client::new(ep).unwrap(),
+        workload: Arc::new(Workload::synthetic(256, 32, 1).unwrap()),
+    };
+    let mut s = spec(Load::Concurrency { n: 2 }, 10);
+    s.pages_per_day = Some(1_000.0);
+    let (report, _) = run(&[t], &s).await;
+    let c = &only(&report).cost;
+    // 256 × $1/1M + 32 × $2/1M = $0.00032 a request (one page each).
+    assert!((c.per_request_usd.unwrap() - 0.00032).abs() < 1e-12);
+    assert!((c.per_1k_pages_usd.unwrap() - 0.32).abs() < 1e-9);
+    assert!((c.per_month_usd.unwrap() - 9.6).abs() < 1e-9);
+    assert!((c.per_1m_output_tokens_usd.unwrap() - 10.0).abs() < 1e-9);
+    assert_eq!(c.unknown, 0);
+    assert_eq!(
+        only(&report).tokens.input_mismatches,
+        0,
+        "prompts are exactly 256 tokens"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_endpoints_are_interleaved_and_compared() {
+    let w = Workload::synthetic(32, 8, 1).unwrap();
+    let (_a, fast) = target(paced(2.0), "fast", w.clone()).await;
+    let (_b, slow) = target(paced(8.0), "slow", w).await;
+    let mut s = spec(Load::Concurrency { n: 4 }, 40);
+    s.warmup = 4;
+    let (report, _) = run(&[fast, slow], &s).await;
+    let p = &report.points[0];
+    assert_eq!(
+        p.targets[0].requests + p.targets[1].requests,
+        36,
+        "warm-up excluded"
+    );
+    let tpot = p
+        .comparisons
+        .iter()
+        .find(|c| c.metric == "tpot mean ms")
+        .unwrap();
+    assert!(tpot.significant && tpot.difference > 4.0, "{tpot:?}");
+    assert_eq!(tpot.method, "welch over requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_give_confidence_intervals_and_paired_comparisons() {
+    let w = Workload::synthetic(32, 8, 1).unwrap();
+    let (_a, a) = target(paced(2.0), "a", w.clone()).await;
+    let (_b, b) = target(paced(2.0), "b", w).await;
+    let mut s = spec(Load::Concurrency { n: 2 }, 12);
+    s.repeat = 3;
+    let (report, _) = run(&[a, b], &s).await;
+    let t = &report.points[0].targets[0];
+    assert_eq!(t.repeats, 3);
+    assert_eq!(t.across_repeats["tpot_p50_ms"].n, 3);
+    let c = report.points[0]
+        .comparisons
+        .iter()
+        .find(|c| c.metric == "tpot mean ms")
+        .unwrap();
+    assert_eq!(c.method, "paired over repeats");
+    assert!(
+        c.difference.abs() < 1.0,
+        "same profile, no real difference: {c:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_drains_and_still_reports() {
+    let (_sim, t) = target(paced(20.0), "sim", Workload::synthetic(32, 50, 1).unwrap()).await;
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.cancel();
+    });
+    let (report, _) = bench(
+        &[t],
+        &spec(Load::Concurrency { n: 4 }, 1_000),
+        cancel,
+        &mut |_| {},
+    )
+    .await;
+    let r = only(&report);
+    assert!(report.interrupted);
+    assert!(r.requests >= 4 && r.requests < 1_000, "{}", r.requests);
+    assert_eq!(
+        r.ok + r.errors.values().sum::<u64>(),
+        r.requests,
+        "every sent request accounted for"
+    );
+    assert_eq!(r.ok, r.requests, "in-flight requests finished, not dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_model_agreement_finds_identical_and_different_outputs() {
+    let w = Workload::synthetic(32, 8, 1).unwrap();
+    let (_a, a) = target(Profile::instant(), "a", w.clone()).await;
+    let (_b, b) = target(Profile::instant(), "b", w.clone()).await;
+    let mut other = Profile::instant();
+    other.seed = 99;
+    let (_c, c) = target(other, "c", w).await;
+    let mut s = spec(Load::Concurrency { n: 1 }, 3);
+    s.agreement_prompts = 5;
+    let (report, _) = run(&[a, b, c], &s).await;
+    let ag = report.agreement.unwrap();
+    assert_eq!(
+        ag.endpoints[0].exact_match_rate, 1.0,
+        "same seed: same answers"
+    );
+    assert!(
+        ag.endpoints[1].exact_match_rate < 1.0,
+        "another seed differs"
+    );
+}
+
+#[test]
+fn the_cli_report_follows_its_schema_with_every_section() {
+    let dir = tempdir("bench-schema");
+    let json = dir.join("report.json");
+    let records = dir.join("records.jsonl");
+    let out = pagemill(&dir)
+        .args([
+            "bench",
+            "-e",
+            "sim",
+            "--sim-profile",
+            "instant",
+            "-n",
+            "24",
+            "-c",
+            "4",
+            "--output-tokens",
+            "8",
+            "--input-tokens",
+            "64",
+            "--experiment",
+            "keepalive",
+            "--repeat",
+            "2",
+            "--agreement",
+            "2",
+            "--truth",
+            "--slo",
+            "ttft_p99=1s,tpot_p99=100ms",
+            "--pages-per-day",
+            "10000",
+            "--format",
+            "json",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--records")
+        .arg(&records)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../schemas/bench-report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(
+        report,
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap())
+            .unwrap()
+    );
+    let targets = report["points"][0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[1]["name"], "sim fresh");
+    assert_eq!(
+        targets[1]["connections"]["reused"], 0,
+        "fresh arm never reuses"
+    );
+    assert!(targets[0]["connections"]["reused"].as_u64().unwrap() > 0);
+    assert!(report["truth"]["matched"].as_u64().unwrap() >= 48);
+    assert_eq!(report["truth"]["causality_violations"], 0);
+    assert_eq!(
+        std::fs::read_to_string(&records).unwrap().lines().count(),
+        48
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_experiment_separates_stable_from_random_prefixes() {
+    let dir = tempdir("bench-cache");
+    let sim = Sim::start(Profile::hosted()).await.unwrap();
+    std::fs::write(
+        dir.join("pagemill.toml"),
+        format!(
+            "[[endpoint]]\nname = \"hosted\"\nbase_url = \"{}\"\nmodel = \"sim-model\"\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        pagemill(&d)
+            .args([
+                "bench",
+                "--experiment",
+                "cache",
+                "--prefix-tokens",
+                "2048",
+                "--suffix-tokens",
+                "32",
+                "--output-tokens",
+                "2",
+                "-n",
+                "16",
+                "-c",
+                "1",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &r["points"][0]["targets"];
+    assert_eq!(t[0]["name"], "hosted stable-prefix");
+    assert!(
+        t[0]["tokens"]["cached_ratio"].as_f64().unwrap() > 0.8,
+        "{}",
+        t[0]["tokens"]
+    );
+    assert_eq!(t[1]["tokens"]["cached_ratio"].as_f64().unwrap(), 0.0);
+    let cmp = r["points"][0]["comparisons"].as_array().unwrap();
+    let cached = cmp
+        .iter()
+        .find(|c| c["metric"] == "cached_tokens mean tokens")
+        .unwrap();
+    assert_eq!(cached["significant"], true, "{cached}");
+    let ttft = cmp
+        .iter()
+        .find(|c| c["metric"] == "ttft_answer mean ms")
+        .unwrap();
+    assert!(
+        ttft["difference"].as_f64().unwrap() > 100.0,
+        "random prefixes pay full prefill: {ttft}"
+    );
+}
