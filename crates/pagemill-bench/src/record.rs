@@ -35,7 +35,7 @@ pub struct Record {
     pub e2e_ns: Option<u64>,
     /// Gaps between consecutive content reads.
     pub chunk_gaps_ns: Vec<u64>,
-    /// Receive time of every content read (kept only when asked, for ground-truth checks).
+    /// Receive time of every content event (kept only when asked, for ground-truth checks).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chunk_at_ns: Vec<u64>,
     /// Content events received.

@@ -292,7 +292,13 @@ async fn one(shared: Arc<Shared>, i: u64, scheduled: u64) {
         item.pages,
     );
     if shared.keep_chunk_times {
-        r.chunk_at_ns = ex.timeline.chunks.iter().map(|c| c.at).collect();
+        // One time per content event: a read that carried several repeats its time.
+        r.chunk_at_ns = ex
+            .timeline
+            .chunks
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(c.at, c.events as usize))
+            .collect();
     }
     if shared.keep_content {
         r.content = Some(ex.content);

@@ -19,7 +19,7 @@ use crate::pricing::Cost;
 use crate::sse::{SseItem, SseParser};
 use crate::transport::{ConnectionInfo, error_chain};
 use crate::usage::Usage;
-use crate::wire::{ChatResponse, ErrorBody, RawUsage};
+use crate::wire::{ChatResponse, ErrorBody, FastChunk, RawUsage};
 
 /// The longest non-streaming or error body read (64 MiB).
 const MAX_BODY_BYTES: usize = 64 << 20;
@@ -59,6 +59,8 @@ pub struct ChunkMark {
     pub at: u64,
     /// It carried answer text (else only reasoning).
     pub answer: bool,
+    /// Content events it carried (several when writes arrive together).
+    pub events: u32,
 }
 
 impl Timeline {
@@ -84,6 +86,18 @@ impl Timeline {
     pub fn total(&self) -> Option<Duration> {
         self.since_scheduled(self.done)
     }
+}
+
+/// The text of an optional field, unless empty.
+fn nonempty<'a>(s: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
+    s.as_deref().filter(|t| !t.is_empty())
+}
+
+/// A choice's contribution to an answer, whatever the dialect.
+struct Piece<'a> {
+    reasoning: Option<&'a str>,
+    answer: Option<&'a str>,
+    finish: Option<&'a str>,
 }
 
 /// One HTTP attempt and everything learned from it: a record, whether it succeeded or not.
@@ -158,6 +172,91 @@ impl Exchange {
     }
 
     /// Folds one parsed chunk or response into the exchange.
+    /// Folds a chunk read by the fast path (see [`FastChunk`]).
+    fn absorb_fast(&mut self, r: FastChunk<'_>, at: u64) {
+        let pieces = r
+            .choices
+            .iter()
+            .flatten()
+            .filter(|c| c.index.unwrap_or(0) == 0)
+            .flat_map(|c| {
+                let parts = [c.delta.as_ref(), c.message.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(move |d| Piece {
+                        reasoning: nonempty(&d.reasoning_content).or(nonempty(&d.reasoning)),
+                        answer: nonempty(&d.content).or(nonempty(&d.refusal)),
+                        finish: None,
+                    });
+                let text = nonempty(&c.text).map(|t| Piece {
+                    reasoning: None,
+                    answer: Some(t),
+                    finish: None,
+                });
+                let finish = nonempty(&c.finish_reason).map(|f| Piece {
+                    reasoning: None,
+                    answer: None,
+                    finish: Some(f),
+                });
+                parts.chain(text).chain(finish)
+            });
+        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, at);
+        if let Some(u) = r.usage {
+            self.usage = Usage::from_raw(&u);
+            self.raw_usage = Some(u);
+        }
+    }
+
+    /// The dialect-free part of absorbing a chunk: text, finish reason, timeline marks.
+    fn absorb_pieces<'a>(
+        &mut self,
+        model: Option<&str>,
+        id: Option<&str>,
+        pieces: impl Iterator<Item = Piece<'a>>,
+        at: u64,
+    ) {
+        if self.model.is_none() {
+            self.model = model.map(str::to_owned);
+        }
+        if self.response_id.is_none() {
+            self.response_id = id.map(str::to_owned);
+        }
+        let (mut answer, mut any) = (false, false);
+        for p in pieces {
+            if let Some(t) = p.reasoning.filter(|t| !t.is_empty()) {
+                self.reasoning.push_str(t);
+                any = true;
+            }
+            if let Some(t) = p.answer.filter(|t| !t.is_empty()) {
+                self.content.push_str(t);
+                answer = true;
+            }
+            if let Some(f) = p.finish.filter(|f| !f.is_empty()) {
+                self.finish_reason = Some(f.to_owned());
+            }
+        }
+        if answer || any {
+            self.content_events += 1;
+            let tl = &mut self.timeline;
+            tl.first_content.get_or_insert(at);
+            if answer {
+                tl.first_answer.get_or_insert(at);
+            }
+            // One mark per read: several events in one read arrived together.
+            match tl.chunks.last_mut() {
+                Some(last) if last.at == at => {
+                    last.answer |= answer;
+                    last.events += 1;
+                }
+                _ => tl.chunks.push(ChunkMark {
+                    at,
+                    answer,
+                    events: 1,
+                }),
+            }
+        }
+    }
+
     fn absorb(&mut self, r: ChatResponse, at: u64) -> Result<(), RequestError> {
         if let Some(e) = r.error {
             let message = e
@@ -174,46 +273,32 @@ impl Exchange {
             err.status = self.status;
             return Err(err);
         }
-        if self.model.is_none() {
-            self.model = r.model;
-        }
-        if self.response_id.is_none() {
-            self.response_id = r.id;
-        }
-        let mut answer = false;
-        let mut any = false;
-        for choice in r.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
-            for d in [choice.delta, choice.message].into_iter().flatten() {
-                if let Some(t) = d.reasoning_text() {
-                    self.reasoning.push_str(t);
-                    any = true;
-                }
-                if let Some(t) = d.answer_text() {
-                    self.content.push_str(t);
-                    answer = true;
-                }
-            }
-            if let Some(t) = choice.text.filter(|t| !t.is_empty()) {
-                self.content.push_str(&t);
-                answer = true;
-            }
-            if choice.finish_reason.is_some() {
-                self.finish_reason = choice.finish_reason;
-            }
-        }
-        if answer || any {
-            self.content_events += 1;
-            let tl = &mut self.timeline;
-            tl.first_content.get_or_insert(at);
-            if answer {
-                tl.first_answer.get_or_insert(at);
-            }
-            // One mark per read: several events in one read arrived together.
-            match tl.chunks.last_mut() {
-                Some(last) if last.at == at => last.answer |= answer,
-                _ => tl.chunks.push(ChunkMark { at, answer }),
-            }
-        }
+        let pieces = r
+            .choices
+            .iter()
+            .filter(|c| c.index.unwrap_or(0) == 0)
+            .flat_map(|c| {
+                let parts = [c.delta.as_ref(), c.message.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|d| Piece {
+                        reasoning: d.reasoning_text(),
+                        answer: d.answer_text(),
+                        finish: None,
+                    });
+                let text = c.text.as_deref().map(|t| Piece {
+                    reasoning: None,
+                    answer: Some(t),
+                    finish: None,
+                });
+                let finish = c.finish_reason.as_deref().map(|f| Piece {
+                    reasoning: None,
+                    answer: None,
+                    finish: Some(f),
+                });
+                parts.chain(text).chain(finish)
+            });
+        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, at);
         if let Some(u) = r.usage {
             self.usage = Usage::from_raw(&u);
             self.raw_usage = Some(u);
@@ -428,6 +513,12 @@ fn handle_items(
                 }
                 if data.is_empty() {
                     continue;
+                }
+                if let Ok(fast) = serde_json::from_str::<FastChunk<'_>>(data) {
+                    if fast.error.is_none() {
+                        ex.absorb_fast(fast, at);
+                        continue;
+                    }
                 }
                 let parsed: ChatResponse = serde_json::from_str(data).map_err(|e| {
                     let shown: String = data.chars().take(120).collect();

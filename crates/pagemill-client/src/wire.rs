@@ -6,6 +6,8 @@
 //! any unknown field. Nothing here indexes into a provider's data, so no byte sequence can make
 //! it panic; bytes that are not JSON at all are the caller's [`serde_json::Error`].
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -426,4 +428,49 @@ mod tests {
             serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false})
         );
     }
+}
+
+/// The common shape of a streamed chunk, borrowed from the event's text: the hot path.
+/// Strictly typed, so anything unusual (a number where a string belongs, an `error` object)
+/// fails here and is read again by the lenient [`ChatResponse`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastChunk<'a> {
+    #[serde(default, borrow)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) choices: Option<Vec<FastChoice<'a>>>,
+    #[serde(default)]
+    pub(crate) usage: Option<RawUsage>,
+    #[serde(default)]
+    pub(crate) error: Option<serde::de::IgnoredAny>,
+}
+
+/// A choice of a [`FastChunk`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastChoice<'a> {
+    #[serde(default)]
+    pub(crate) index: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) delta: Option<FastDelta<'a>>,
+    #[serde(default, borrow)]
+    pub(crate) message: Option<FastDelta<'a>>,
+    #[serde(default, borrow)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
+}
+
+/// The delta of a [`FastChoice`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastDelta<'a> {
+    #[serde(default, borrow)]
+    pub(crate) content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) refusal: Option<Cow<'a, str>>,
 }

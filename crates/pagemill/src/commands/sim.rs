@@ -33,19 +33,20 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("starting the simulator on {}:{}", args.host, args.port))?;
     // Whoever started us may stop reading stdout; that must not stop the server.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "pagemill sim: profile `{name}` (seed {seed}) listening on {}",
-        handle.base_url()
-    );
-    let _ = writeln!(
-        out,
-        "ground truth: http://{0}/sim/log (JSON, ?format=jsonl), http://{0}/sim/stats",
-        handle.addr
-    );
-    let _ = out.flush();
-    drop(out);
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "pagemill sim: profile `{name}` (seed {seed}) listening on {}",
+            handle.base_url()
+        );
+        let _ = writeln!(
+            out,
+            "ground truth: http://{0}/sim/log (JSON, ?format=jsonl), http://{0}/sim/stats",
+            handle.addr
+        );
+        let _ = out.flush();
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
