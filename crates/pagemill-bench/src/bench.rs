@@ -172,6 +172,7 @@ pub async fn bench(
     }
     let self_check = SelfCheck {
         lag_ms,
+        write_lag_ms: percentiles(lag.write_lag(), 1e-6),
         stalls,
         max_stall_ms: worst.as_secs_f64() * 1e3,
         cpu_s: cpu.as_secs_f64(),

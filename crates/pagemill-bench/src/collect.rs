@@ -95,6 +95,7 @@ pub struct TargetStats {
     in_flight: Histogram<u64>,
     connect: Histogram<u64>,
     lag: Histogram<u64>,
+    write_lag: Histogram<u64>,
     requests: u64,
     ok: u64,
     errors: BTreeMap<String, u64>,
@@ -146,6 +147,7 @@ impl TargetStats {
             in_flight: hist(),
             connect: hist(),
             lag: hist(),
+            write_lag: hist(),
             requests: 0,
             ok: 0,
             errors: BTreeMap::new(),
@@ -180,6 +182,9 @@ impl TargetStats {
     /// Folds one measured record in (warm-up records are only counted for lag).
     pub fn add(&mut self, r: &Record) {
         record(&mut self.lag, r.lag_ns);
+        if let Some(w) = r.write_lag_ns {
+            record(&mut self.write_lag, w);
+        }
         if !r.measured {
             return;
         }
@@ -340,6 +345,7 @@ impl TargetStats {
             (&mut self.in_flight, &o.in_flight),
             (&mut self.connect, &o.connect),
             (&mut self.lag, &o.lag),
+            (&mut self.write_lag, &o.write_lag),
         ] {
             let _ = a.add(b);
         }
@@ -385,6 +391,11 @@ impl TargetStats {
     /// The send-lag histogram (for the self-check).
     pub fn lag(&self) -> &Histogram<u64> {
         &self.lag
+    }
+
+    /// Hand-off-to-socket histogram (for the self-check).
+    pub fn write_lag(&self) -> &Histogram<u64> {
+        &self.write_lag
     }
 
     /// A per-request amount's histogram (`prompt_tokens`, `cached_tokens`, `output_tokens`,
@@ -529,6 +540,7 @@ mod tests {
             measured: true,
             scheduled_ns: 1_000_000_000,
             lag_ns: 0,
+            write_lag_ns: None,
             done_ns: 1_000_000_000 + (ttft_ms + gaps_ms.iter().sum::<u64>()) * 1_000_000,
             status: Some(200),
             error: None,

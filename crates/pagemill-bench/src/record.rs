@@ -17,6 +17,8 @@ pub struct Record {
     pub scheduled_ns: u64,
     /// How late the client sent it (sent − scheduled).
     pub lag_ns: u64,
+    /// From handing the request to the transport to its last byte on the socket.
+    pub write_lag_ns: Option<u64>,
     /// When it ended.
     pub done_ns: u64,
     /// HTTP status.
@@ -90,6 +92,11 @@ impl Record {
             measured,
             scheduled_ns: tl.scheduled,
             lag_ns: tl.sent.saturating_sub(tl.scheduled),
+            write_lag_ns: tl
+                .connection
+                .and_then(|c| c.written_ns)
+                .filter(|w| *w >= tl.sent)
+                .map(|w| w - tl.sent),
             done_ns: tl.done.unwrap_or(tl.sent),
             status: ex.status,
             error: ex.error.as_ref().map(|e| (e.class, e.kind)),

@@ -279,6 +279,9 @@ pub struct AgreementRow {
 pub struct SelfCheck {
     /// Send lag behind schedule, ms.
     pub lag_ms: Percentiles,
+    /// From handing a request to the transport to its last byte on the socket, ms: the
+    /// client's own queueing before the wire.
+    pub write_lag_ms: Percentiles,
     /// Event-loop stalls over 5 ms seen by a 10 ms ticker.
     pub stalls: u64,
     /// Longest stall, ms.

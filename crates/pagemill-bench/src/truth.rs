@@ -23,7 +23,8 @@ pub struct Truth {
     pub chunk_count_mismatch: u64,
     /// Client receive − server send of each content chunk, µs.
     pub chunk_delay_us: Percentiles,
-    /// Client TTFT (sent → first content) − server TTFT (received → first content sent), µs.
+    /// Client TTFT (request on the wire → first content) − server TTFT (request read → first
+    /// content sent), µs: network, kernel and the server's own input queue.
     pub ttft_delta_us: Percentiles,
     /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
     pub causality_violations: u64,
@@ -64,7 +65,8 @@ pub fn compare(records: &[Record], log: &[Value]) -> Truth {
             entry["received_ns"].as_u64(),
             r.ttft_content_ns,
         ) {
-            let client_ttft = ttft.saturating_sub(r.lag_ns);
+            // From the request's last byte on the wire when known, else from the hand-off.
+            let client_ttft = ttft.saturating_sub(r.lag_ns + r.write_lag_ns.unwrap_or(0));
             let server_ttft = first_sent.saturating_sub(received);
             let _ = ttft_h.record(client_ttft.saturating_sub(server_ttft));
         }

@@ -514,11 +514,11 @@ fn handle_items(
                 if data.is_empty() {
                     continue;
                 }
-                if let Ok(fast) = serde_json::from_str::<FastChunk<'_>>(data) {
-                    if fast.error.is_none() {
-                        ex.absorb_fast(fast, at);
-                        continue;
-                    }
+                if let Ok(fast) = serde_json::from_str::<FastChunk<'_>>(data)
+                    && fast.error.is_none()
+                {
+                    ex.absorb_fast(fast, at);
+                    continue;
                 }
                 let parsed: ChatResponse = serde_json::from_str(data).map_err(|e| {
                     let shown: String = data.chars().take(120).collect();

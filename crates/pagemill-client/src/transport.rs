@@ -39,6 +39,9 @@ pub struct ConnectionInfo {
     pub reused: bool,
     /// Time to open it (TCP and TLS), in nanoseconds; `None` when reused.
     pub connect_ns: Option<u64>,
+    /// When the request's last bytes were written to the socket (HTTP/1.1; on a multiplexed
+    /// HTTP/2 connection, the latest write of any stream).
+    pub written_ns: Option<u64>,
 }
 
 /// Stamp carried by every connection and copied into its responses.
@@ -50,6 +53,8 @@ struct StampInner {
     id: u64,
     connect_ns: u64,
     uses: AtomicU64,
+    /// When bytes were last written to the connection (the request's last byte, on HTTP/1.1).
+    last_write_ns: AtomicU64,
 }
 
 /// The hyper-rustls connector, timed.
@@ -78,6 +83,7 @@ impl tower_service::Service<Uri> for TimedConnector {
                 id,
                 connect_ns: mono_ns().saturating_sub(start),
                 uses: AtomicU64::new(0),
+                last_write_ns: AtomicU64::new(0),
             }));
             Ok(TimedStream { inner, stamp })
         })
@@ -112,7 +118,10 @@ impl hyper::rt::Write for TimedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stamp_write(&res);
+        res
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -132,7 +141,23 @@ impl hyper::rt::Write for TimedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.stamp_write(&res);
+        res
+    }
+}
+
+impl TimedStream {
+    fn stamp_write(&self, res: &Poll<std::io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = res
+            && *n > 0
+        {
+            self.stamp
+                .0
+                .last_write_ns
+                .store(mono_ns(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -213,10 +238,12 @@ impl Transport {
         };
         let conn = res.extensions().get::<ConnStamp>().map(|s| {
             let previous_uses = s.0.uses.fetch_add(1, Ordering::Relaxed);
+            let written = s.0.last_write_ns.load(Ordering::Relaxed);
             ConnectionInfo {
                 id: s.0.id,
                 reused: previous_uses > 0,
                 connect_ns: (previous_uses == 0).then_some(s.0.connect_ns),
+                written_ns: (written > 0).then_some(written),
             }
         });
         Ok((res, conn))

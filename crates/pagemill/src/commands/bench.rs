@@ -510,8 +510,8 @@ pub fn render(r: &BenchReport) -> String {
     }
     let sc = &r.self_check;
     s.push_str(&format!(
-        "client: lag p50 {:.2} ms p99 {:.2} ms, CPU {:.2}s over {:.2}s ({:.1} µs/request, {:.2} µs/event), peak memory {:.1} MiB\n",
-        sc.lag_ms.p50, sc.lag_ms.p99, sc.cpu_s, sc.wall_s, sc.cpu_per_request_us, sc.cpu_per_event_us,
+                "client: lag p50 {:.2} ms p99 {:.2} ms, to the wire p50 {:.2} ms p99 {:.2} ms, CPU {:.2}s over {:.2}s ({:.1} µs/request, {:.2} µs/event), peak memory {:.1} MiB\n",
+                sc.lag_ms.p50, sc.lag_ms.p99, sc.write_lag_ms.p50, sc.write_lag_ms.p99, sc.cpu_s, sc.wall_s, sc.cpu_per_request_us, sc.cpu_per_event_us,
         sc.peak_rss_bytes as f64 / (1 << 20) as f64
     ));
     for w in &sc.warnings {

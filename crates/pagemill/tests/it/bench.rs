@@ -434,3 +434,173 @@ async fn the_cache_experiment_separates_stable_from_random_prefixes() {
         "random prefixes pay full prefill: {ttft}"
     );
 }
+
+fn cli_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = pagemill(dir)
+        .args(["bench", "-e", "sim", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_pack_experiment_shows_fewer_prompt_tokens_per_item() {
+    let dir = tempdir("bench-pack");
+    let r = cli_json(
+        &dir,
+        &[
+            "--sim-profile",
+            "instant",
+            "--experiment",
+            "pack",
+            "--pack-k",
+            "8",
+            "--input-tokens",
+            "64",
+            "--output-tokens",
+            "4",
+            "-n",
+            "32",
+            "-c",
+            "2",
+        ],
+    );
+    let t = &r["points"][0]["targets"];
+    assert_eq!(t[1]["name"], "sim k=8");
+    let single = t[0]["per_page"]["input_tokens"].as_f64().unwrap();
+    let packed = t[1]["per_page"]["input_tokens"].as_f64().unwrap();
+    // The system prompt and framing are paid once per request instead of once per item.
+    assert!(packed < single * 0.9, "{packed} vs {single}");
+    assert_eq!(t[1]["per_page"]["pages"].as_f64().unwrap(), 16.0 * 8.0);
+}
+
+#[test]
+fn the_trim_experiment_compares_two_prompt_files() {
+    let dir = tempdir("bench-trim");
+    std::fs::write(
+        dir.join("long.txt"),
+        "You are a careful assistant. ".repeat(40),
+    )
+    .unwrap();
+    std::fs::write(dir.join("short.txt"), "Be careful.").unwrap();
+    let r = cli_json(
+        &dir,
+        &[
+            "--sim-profile",
+            "instant",
+            "--experiment",
+            "trim",
+            "--trim-a",
+            "long.txt",
+            "--trim-b",
+            "short.txt",
+            "--output-tokens",
+            "4",
+            "-n",
+            "20",
+            "-c",
+            "2",
+            "--agreement",
+            "3",
+        ],
+    );
+    let cmp = r["points"][0]["comparisons"].as_array().unwrap();
+    let prompt = cmp
+        .iter()
+        .find(|c| c["metric"] == "prompt_tokens mean tokens")
+        .unwrap();
+    assert!(prompt["difference"].as_f64().unwrap() < -200.0, "{prompt}");
+    assert_eq!(prompt["significant"], true);
+    assert!(r["agreement"]["endpoints"][0]["exact_match_rate"].is_number());
+}
+
+#[test]
+fn sweeps_ramps_and_gamma_arrivals_each_make_a_point() {
+    let dir = tempdir("bench-sweep");
+    let r = cli_json(
+        &dir,
+        &[
+            "--sim-profile",
+            "instant",
+            "--sweep-concurrency",
+            "1,4",
+            "--sweep-rate",
+            "200",
+            "--arrival",
+            "gamma",
+            "--burstiness",
+            "0.5",
+            "-n",
+            "20",
+            "--output-tokens",
+            "4",
+            "--input-tokens",
+            "32",
+        ],
+    );
+    let loads: Vec<&serde_json::Value> = r["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["load"])
+        .collect();
+    assert_eq!(loads[0]["n"], 1);
+    assert_eq!(loads[1]["n"], 4);
+    assert_eq!(loads[2]["arrival"]["kind"], "gamma");
+    let ramp = cli_json(
+        &dir,
+        &[
+            "--sim-profile",
+            "instant",
+            "--ramp",
+            "50:200:1",
+            "-n",
+            "30",
+            "--output-tokens",
+            "4",
+            "--input-tokens",
+            "32",
+        ],
+    );
+    assert_eq!(ramp["points"][0]["load"]["kind"], "ramp");
+    assert_eq!(ramp["points"][0]["targets"][0]["ok"], 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_search_stops_where_the_server_stops_keeping_up() {
+    // One slot, 20 ms a request: at most 50 requests/s.
+    let mut p = Profile::fast_local();
+    p.latency.max_concurrency = 1;
+    p.latency.ttft_base_ms = 20.0;
+    p.latency.prefill_tokens_per_sec = 0.0;
+    p.latency.decode_tokens_per_sec = 0.0;
+    let (_sim, t) = target(p, "sim", Workload::synthetic(32, 2, 1).unwrap()).await;
+    let mut s = spec(
+        Load::Rate {
+            per_sec: 10.0,
+            arrival: Arrival::Poisson,
+        },
+        30,
+    );
+    s.find_saturation = true;
+    s.duration = Some(Duration::from_secs(2));
+    s.requests = Some(20);
+    let (report, _) = run(&[t], &s).await;
+    let rates: Vec<f64> = report
+        .points
+        .iter()
+        .map(|p| match p.load {
+            Load::Rate { per_sec, .. } => per_sec,
+            _ => 0.0,
+        })
+        .collect();
+    assert_eq!(rates.len(), 3);
+    // Probes at 10, 20, 40 keep up; 80 does not: points at 50/75/90% of 40.
+    assert!(rates[2] <= 50.0 && rates[2] >= 15.0, "{rates:?}");
+}
