@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use anyhow::{Context, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -41,7 +42,28 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
         )),
         None => None,
     };
+    // Progress on stderr, once a second: requests done and failed so far.
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let progress = {
+        let (done, failed) = (done.clone(), failed.clone());
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let (d, f) = (done.load(Relaxed), failed.load(Relaxed));
+                eprint!(
+                    "\r  {:>6.0}s  {d} requests done, {f} failed   ",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
     let mut sink = |r: &Record| {
+        done.fetch_add(1, Relaxed);
+        if r.error.is_some() {
+            failed.fetch_add(1, Relaxed);
+        }
         if let (Some(w), Ok(line)) = (writer.as_mut(), serde_json::to_string(r)) {
             let _ = writeln!(w, "{line}");
         }
@@ -54,6 +76,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
         spec.repeat
     );
     let (mut report, kept) = bench(&targets, &spec, cancel, &mut sink).await;
+    progress.abort();
+    eprintln!();
     if let Some(w) = writer.as_mut() {
         w.flush().context("writing records")?;
     }
