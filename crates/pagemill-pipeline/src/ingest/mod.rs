@@ -1,0 +1,399 @@
+//! Ingest: files → [`Document`]s of pages, with the structure (headings) each format offers.
+//!
+//! The type is detected from content (magic bytes), not only the extension; an unknown type is
+//! reported and skipped, never guessed. A document that fails keeps every page that worked and
+//! records why the others did not. Nothing here panics on a file's bytes.
+
+pub mod detect;
+pub mod docx;
+pub mod html;
+pub mod markdown;
+pub mod pdf;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sections::{self, Section};
+
+/// What a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKind {
+    /// PDF.
+    Pdf,
+    /// HTML.
+    Html,
+    /// Markdown.
+    Markdown,
+    /// Plain text.
+    Text,
+    /// Word (OOXML).
+    Docx,
+}
+
+/// How readable a page's text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Enough ordinary text.
+    Ok,
+    /// Little or no text: likely a scan that needs OCR, or a figure.
+    NeedsOcr,
+    /// Text that is mostly not words (bad font encodings): needs OCR to be useful.
+    Garbled,
+    /// Extraction failed; see the page's `failure`.
+    Failed,
+}
+
+/// One page of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// 1-based page number.
+    pub number: u32,
+    /// The page's text (headers and footers removed, hyphenation at line ends joined).
+    pub text: String,
+    /// Byte range of this page in [`Document::text`].
+    pub range: (usize, usize),
+    /// Characters on the page.
+    pub chars: usize,
+    /// Readability.
+    pub quality: Quality,
+    /// Why extraction failed, if it did.
+    pub failure: Option<String>,
+    /// Header and footer lines found on most pages and removed from `text`.
+    pub furniture: Vec<String>,
+}
+
+/// A heading the format marked (HTML `h1`–`h6`, Markdown `#`, DOCX heading styles) or the text
+/// shows (numbered headings such as `2.1 Title` in PDFs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heading {
+    /// Title text.
+    pub title: String,
+    /// 1 for top level.
+    pub level: u8,
+    /// Byte offset in [`Document::text`] where the heading's line starts.
+    pub offset: usize,
+}
+
+/// A document, ready for the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// Content hash of the file's bytes (BLAKE3, hex): the same file has the same id anywhere.
+    pub id: String,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Detected type.
+    pub kind: DocKind,
+    /// Text encoding found (text formats), e.g. `utf-8`, `utf-16le`, `latin-1 (fallback)`.
+    pub encoding: Option<String>,
+    /// All page texts, joined by a blank line; every range points into this.
+    pub text: String,
+    /// Pages, in order.
+    pub pages: Vec<Page>,
+    /// Headings, in order.
+    pub headings: Vec<Heading>,
+    /// Sections: a partition of `text` (every character in exactly one).
+    pub sections: Vec<Section>,
+    /// Things the reader should know (limits hit, encodings guessed, pages failed).
+    pub warnings: Vec<String>,
+}
+
+/// Why a file could not be ingested at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Reading failed.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a type we read.
+    #[error("`{path}`: unknown type ({why}); skipped")]
+    Unknown {
+        /// The file.
+        path: PathBuf,
+        /// What it looked like.
+        why: String,
+    },
+    /// Over a configured limit.
+    #[error("`{path}`: {what}")]
+    Limit {
+        /// The file.
+        path: PathBuf,
+        /// Which limit.
+        what: String,
+    },
+    /// The format's parser refused the whole file.
+    #[error("`{path}`: {why}")]
+    Broken {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// Bounds on what one file may cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest file read, in bytes.
+    pub max_file_bytes: u64,
+    /// Most pages kept per document.
+    pub max_pages: u32,
+    /// Largest decompressed size of a container (DOCX), in bytes.
+    pub max_decompressed_bytes: u64,
+    /// Deepest element nesting walked (HTML, DOCX XML).
+    pub max_depth: usize,
+    /// Characters per page when plain text has no form feeds.
+    pub text_page_chars: usize,
+    /// Seconds a PDF may take, plus `pdf_secs_per_page` for each page.
+    pub pdf_base_secs: f64,
+    /// See `pdf_base_secs`.
+    pub pdf_secs_per_page: f64,
+    /// Tokens a section may hold before it is split.
+    pub section_tokens: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 256 << 20,
+            max_pages: 10_000,
+            max_decompressed_bytes: 512 << 20,
+            max_depth: 256,
+            text_page_chars: 3_000,
+            pdf_base_secs: 10.0,
+            pdf_secs_per_page: 2.0,
+            section_tokens: 2_000,
+        }
+    }
+}
+
+/// Raw pages and headings from one format's reader, before assembly.
+#[derive(Debug, Default)]
+pub(crate) struct Extracted {
+    /// (text, failure) per page.
+    pub pages: Vec<(String, Option<String>)>,
+    /// (page index, byte offset in that page's text, title, level).
+    pub headings: Vec<(usize, usize, String, u8)>,
+    pub encoding: Option<String>,
+    pub warnings: Vec<String>,
+    /// Set by readers that already removed headers/footers or should not have them detected.
+    pub furniture: Vec<Vec<String>>,
+}
+
+/// Expands inputs: files as they are, directories recursively, globs; sorted, deduplicated.
+pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for input in inputs {
+        let s = input.to_string_lossy();
+        if s.contains(['*', '?', '[']) {
+            match glob::glob(&s) {
+                Ok(paths) => files.extend(paths.flatten().filter(|p| p.is_file())),
+                Err(e) => problems.push(format!("bad glob `{s}`: {e}")),
+            }
+        } else if input.is_dir() {
+            walk(input, &mut files, &mut problems, 0);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            problems.push(format!("`{}`: no such file or directory", input.display()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    (files, problems)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<String>, depth: usize) {
+    if depth > 64 {
+        problems.push(format!("`{}`: directories nested too deep", dir.display()));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("`{}`: {e}", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files, problems, depth + 1),
+            Ok(t) if t.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Ingests one file.
+pub fn ingest_path(path: &Path, limits: &Limits) -> Result<Document, IngestError> {
+    let meta = std::fs::metadata(path).map_err(|source| IngestError::Read {
+        path: path.into(),
+        source,
+    })?;
+    if meta.len() > limits.max_file_bytes {
+        return Err(IngestError::Limit {
+            path: path.into(),
+            what: format!(
+                "{} bytes is over the {}-byte file limit",
+                meta.len(),
+                limits.max_file_bytes
+            ),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|source| IngestError::Read {
+        path: path.into(),
+        source,
+    })?;
+    ingest_bytes(path, &bytes, limits)
+}
+
+/// Ingests a file's bytes (`path` names it and hints at its type).
+pub fn ingest_bytes(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
+    let kind = detect::detect(path, bytes).map_err(|why| IngestError::Unknown {
+        path: path.into(),
+        why,
+    })?;
+    let broken = |why: String| IngestError::Broken {
+        path: path.into(),
+        why,
+    };
+    let mut ex = match kind {
+        DocKind::Pdf => pdf::extract(bytes, limits).map_err(broken)?,
+        DocKind::Html => html::extract(bytes, limits),
+        DocKind::Markdown => markdown::extract(bytes, limits),
+        DocKind::Text => text::extract(bytes, limits),
+        DocKind::Docx => docx::extract(bytes, limits).map_err(broken)?,
+    };
+    if ex.pages.len() > limits.max_pages as usize {
+        ex.warnings.push(format!(
+            "{} pages is over the {}-page limit: the rest were not read",
+            ex.pages.len(),
+            limits.max_pages
+        ));
+        ex.pages.truncate(limits.max_pages as usize);
+    }
+    Ok(assemble(path, bytes, kind, ex, limits))
+}
+
+/// Joins pages into one text, places headings, rates pages, and cuts sections.
+fn assemble(path: &Path, bytes: &[u8], kind: DocKind, ex: Extracted, limits: &Limits) -> Document {
+    const SEP: &str = "\n\n";
+    let mut text = String::new();
+    let mut pages = Vec::with_capacity(ex.pages.len());
+    let mut starts = Vec::with_capacity(ex.pages.len());
+    for (i, (page_text, failure)) in ex.pages.into_iter().enumerate() {
+        if i > 0 {
+            text.push_str(SEP);
+        }
+        let start = text.len();
+        starts.push(start);
+        text.push_str(&page_text);
+        let chars = page_text.chars().count();
+        let quality = if failure.is_some() {
+            Quality::Failed
+        } else {
+            rate(&page_text)
+        };
+        pages.push(Page {
+            number: i as u32 + 1,
+            range: (start, text.len()),
+            chars,
+            quality,
+            failure,
+            furniture: ex.furniture.get(i).cloned().unwrap_or_default(),
+            text: page_text,
+        });
+    }
+    let headings: Vec<Heading> = ex
+        .headings
+        .into_iter()
+        .filter_map(|(page, off, title, level)| {
+            Some(Heading {
+                title,
+                level,
+                offset: starts.get(page)? + off,
+            })
+        })
+        .collect();
+    let mut warnings = ex.warnings;
+    let failed = pages
+        .iter()
+        .filter(|p| p.quality == Quality::Failed)
+        .count();
+    if failed > 0 {
+        warnings.push(format!("{failed} page(s) failed; the others were kept"));
+    }
+    let sections = sections::cut(&text, &pages, &headings, limits.section_tokens);
+    Document {
+        id: blake3::hash(bytes).to_hex().to_string(),
+        path: path.to_path_buf(),
+        kind,
+        encoding: ex.encoding,
+        text,
+        pages,
+        headings,
+        sections,
+        warnings,
+    }
+}
+
+/// Rates a page: little text needs OCR; text that is mostly not letters is garbled.
+pub fn rate(text: &str) -> Quality {
+    let mut letters = 0usize;
+    let mut visible = 0usize;
+    let mut odd = 0usize;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            continue;
+        }
+        visible += 1;
+        if c.is_alphabetic() {
+            letters += 1;
+        }
+        if c == '\u{FFFD}'
+            || (c.is_control() && c != '\u{c}')
+            || ('\u{E000}'..='\u{F8FF}').contains(&c)
+        {
+            odd += 1;
+        }
+    }
+    if visible < 40 {
+        Quality::NeedsOcr
+    } else if odd * 10 > visible || letters * 10 < visible * 3 {
+        Quality::Garbled
+    } else {
+        Quality::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_quality_ratings() {
+        assert_eq!(rate(""), Quality::NeedsOcr);
+        assert_eq!(rate("Figure 3"), Quality::NeedsOcr);
+        assert_eq!(
+            rate(&"The quick brown fox jumps over the lazy dog. ".repeat(5)),
+            Quality::Ok
+        );
+        assert_eq!(
+            rate(&"\u{FFFD}\u{FFFD}\u{E012} ".repeat(30)),
+            Quality::Garbled
+        );
+        assert_eq!(
+            rate(&"1234 5678 9012 #### $$$$ ".repeat(10)),
+            Quality::Garbled
+        );
+    }
+}

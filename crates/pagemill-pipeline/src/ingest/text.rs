@@ -1,0 +1,162 @@
+//! Plain text: decoding (UTF-8, UTF-16 with a BOM, else Latin-1, reported) and paging (form
+//! feeds are page breaks; otherwise pages of about `text_page_chars` at paragraph, then
+//! sentence, boundaries).
+
+use super::{Extracted, Limits};
+
+/// Decodes text bytes, saying which encoding was used.
+pub fn decode(bytes: &[u8]) -> (String, &'static str) {
+    if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return (String::from_utf8_lossy(rest).into_owned(), "utf-8 (bom)");
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        let units = rest
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]));
+        return (
+            char::decode_utf16(units)
+                .map(|c| c.unwrap_or('\u{FFFD}'))
+                .collect(),
+            "utf-16le",
+        );
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units = rest
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+        return (
+            char::decode_utf16(units)
+                .map(|c| c.unwrap_or('\u{FFFD}'))
+                .collect(),
+            "utf-16be",
+        );
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_owned(), "utf-8"),
+        // Every byte is a Latin-1 character: nothing is lost, and the report says so.
+        Err(_) => (
+            bytes.iter().map(|&b| char::from(b)).collect(),
+            "latin-1 (fallback)",
+        ),
+    }
+}
+
+/// Normalizes line ends to `\n`.
+pub fn normalize(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// Plain text: pages by form feed, else by size.
+pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
+    let (text, encoding) = decode(bytes);
+    let text = normalize(&text);
+    let pages = if text.contains('\u{c}') {
+        text.split('\u{c}')
+            .map(|p| p.trim_matches('\n').to_owned())
+            .collect()
+    } else {
+        paginate(&text, limits.text_page_chars)
+    };
+    let mut ex = Extracted {
+        pages: pages.into_iter().map(|p| (p, None)).collect(),
+        encoding: Some(encoding.to_owned()),
+        ..Extracted::default()
+    };
+    if encoding.starts_with("latin-1") {
+        ex.warnings.push("not valid UTF-8: read as Latin-1".into());
+    }
+    ex
+}
+
+/// Pages of at most about `size` characters, cut at a blank line, else a line end, else a
+/// sentence end, else a space — never inside a word unless a "word" is longer than a page.
+pub fn paginate(text: &str, size: usize) -> Vec<String> {
+    paginate_ranges(text, size)
+        .into_iter()
+        .map(|(a, b)| text[a..b].to_owned())
+        .collect()
+}
+
+/// The byte ranges of [`paginate`]'s pages in `text` (line breaks between pages excluded).
+pub fn paginate_ranges(text: &str, size: usize) -> Vec<(usize, usize)> {
+    let size = size.max(100);
+    let mut pages = Vec::new();
+    let mut pos = text.len() - text.trim_start_matches('\n').len();
+    let end_all = text.trim_end().len();
+    while pos < end_all {
+        let rest = &text[pos..end_all];
+        if rest.chars().count() <= size {
+            pages.push((pos, end_all));
+            break;
+        }
+        let limit = rest.char_indices().nth(size).map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..limit];
+        let floor = limit / 2;
+        let cut = [
+            window.rfind("\n\n").map(|i| i + 2),
+            window.rfind('\n').map(|i| i + 1),
+            window.rfind(". ").map(|i| i + 2),
+            window.rfind(' ').map(|i| i + 1),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|&i| i > floor)
+        .unwrap_or(limit);
+        let page_end = pos + rest[..cut].trim_end().len();
+        pages.push((pos, page_end));
+        pos += cut;
+        pos += text[pos..].len() - text[pos..].trim_start_matches('\n').len();
+    }
+    pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_are_read_and_named() {
+        assert_eq!(decode("héllo".as_bytes()), ("héllo".into(), "utf-8"));
+        assert_eq!(
+            decode(&[0xEF, 0xBB, 0xBF, b'a']),
+            ("a".into(), "utf-8 (bom)")
+        );
+        let utf16le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("hé".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode(&utf16le), ("hé".into(), "utf-16le"));
+        let utf16be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain("hé".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decode(&utf16be), ("hé".into(), "utf-16be"));
+        assert_eq!(
+            decode(&[b'c', b'a', b'f', 0xE9]),
+            ("café".into(), "latin-1 (fallback)")
+        );
+    }
+
+    #[test]
+    fn form_feeds_are_page_breaks() {
+        let ex = extract(b"one\x0ctwo\r\nlines\x0cthree", &Limits::default());
+        let pages: Vec<&str> = ex.pages.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(pages, ["one", "two\nlines", "three"]);
+    }
+
+    #[test]
+    fn one_long_line_is_cut_at_sentences_and_nothing_is_lost() {
+        let text = "This is a sentence about the union. ".repeat(200);
+        let pages = paginate(&text, 1_000);
+        assert!(pages.len() >= 7);
+        for p in &pages {
+            assert!(p.chars().count() <= 1_000);
+            assert!(p.ends_with('.'), "{p:?}");
+        }
+        let joined: String = pages.join(" ");
+        assert_eq!(
+            joined.split_whitespace().count(),
+            text.split_whitespace().count()
+        );
+    }
+}
