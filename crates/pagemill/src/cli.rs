@@ -41,6 +41,8 @@ pub enum Command {
     /// Measure endpoints: latency, throughput, tokens, caching, errors and cost, under load,
     /// interleaved so they share one time window.
     Bench(Box<BenchArgs>),
+    /// Read documents into pages and sections, exactly as the pipeline will see them.
+    Ingest(IngestArgs),
 }
 
 /// `pagemill chat`.
@@ -260,4 +262,27 @@ pub struct BenchArgs {
     /// Seed of arrivals and synthetic prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `pagemill ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, directories (read recursively) or globs.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Print text or JSON (`schemas/ingest.schema.json`).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write each document's page texts under this directory, to read what a model will see.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    /// Characters per page for text without page breaks (HTML, Markdown, plain text, DOCX).
+    #[arg(long, default_value_t = 3000)]
+    pub page_chars: usize,
+    /// Tokens a section may hold before it is split.
+    #[arg(long, default_value_t = 2000)]
+    pub section_tokens: u64,
+    /// List every page, not only the ones that need attention.
+    #[arg(long)]
+    pub all_pages: bool,
 }

@@ -23,6 +23,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Doctor(args) => commands::doctor::run(&cli.global, args).await,
         cli::Command::Sim(args) => commands::sim::run(args).await,
         cli::Command::Bench(args) => commands::bench::run(&cli.global, *args).await,
+        cli::Command::Ingest(args) => commands::ingest::run(args).await,
     }
 }
 

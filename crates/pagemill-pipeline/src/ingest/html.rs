@@ -123,15 +123,15 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
                     if name == "pre" {
                         pre_depth = pre_depth.saturating_sub(1);
                     }
-                    if heading_level(name).is_some() {
-                        if let Some((start, level)) = open_heading.take() {
-                            let title = out[start..]
-                                .split_whitespace()
-                                .collect::<Vec<_>>()
-                                .join(" ");
-                            if !title.is_empty() {
-                                headings.push((start, title, level));
-                            }
+                    if heading_level(name).is_some()
+                        && let Some((start, level)) = open_heading.take()
+                    {
+                        let title = out[start..]
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        if !title.is_empty() {
+                            headings.push((start, title, level));
                         }
                     }
                     if block {

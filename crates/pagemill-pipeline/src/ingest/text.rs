@@ -65,6 +65,14 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
     if encoding.starts_with("latin-1") {
         ex.warnings.push("not valid UTF-8: read as Latin-1".into());
     }
+    // Plain text has no markup: its structure is its numbering (`1. Scope`, `2.1 Terms`).
+    for (page, (t, _)) in ex.pages.iter().enumerate() {
+        ex.headings.extend(
+            super::pdf::numbered_headings(t)
+                .into_iter()
+                .map(|(o, title, l)| (page, o, title, l)),
+        );
+    }
     ex
 }
 

@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod chat;
 pub mod doctor;
+pub mod ingest;
 pub mod sim;

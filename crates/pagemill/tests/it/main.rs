@@ -7,4 +7,5 @@ mod bench;
 mod chat;
 mod client;
 mod doctor;
+mod ingest;
 mod sim;

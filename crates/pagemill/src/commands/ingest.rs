@@ -1,0 +1,212 @@
+//! `pagemill ingest`: documents → pages and sections, printed (text or JSON) and optionally
+//! dumped, so users can see exactly what pagemill will send to a model.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pagemill_pipeline::ingest::{Document, Limits, Quality, expand_inputs, ingest_path};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cli::{Format, IngestArgs};
+
+/// Runs the command.
+pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let limits = Limits {
+        text_page_chars: args.page_chars,
+        section_tokens: args.section_tokens,
+        ..Limits::default()
+    };
+    let (files, problems) = expand_inputs(&args.inputs);
+    let results = tokio::task::spawn_blocking(move || ingest_all(&files, &limits))
+        .await
+        .context("ingest workers")?;
+
+    let mut skipped: Vec<(PathBuf, String)> =
+        problems.into_iter().map(|p| (PathBuf::new(), p)).collect();
+    let mut docs = Vec::new();
+    for (path, r) in results {
+        match r {
+            Ok(d) => docs.push(d),
+            Err(e) => skipped.push((path, e)),
+        }
+    }
+    if let Some(dir) = &args.dump {
+        for d in &docs {
+            dump(dir, d)?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let v = json!({
+                "schema_version": 1,
+                "documents": docs.iter().map(doc_json).collect::<Vec<_>>(),
+                "skipped": skipped.iter().map(|(p, why)| json!({"path": p, "reason": why})).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        Format::Text => {
+            for d in &docs {
+                write!(out, "{}", doc_text(d, args.all_pages))?;
+            }
+            for (_, why) in &skipped {
+                writeln!(out, "skipped: {why}")?;
+            }
+            let pages: usize = docs.iter().map(|d| d.pages.len()).sum();
+            writeln!(
+                out,
+                "{} document(s), {pages} page(s), {} skipped",
+                docs.len(),
+                skipped.len()
+            )?;
+        }
+    }
+    Ok(if skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads files on as many threads as there are cores; results in input order.
+fn ingest_all(files: &[PathBuf], limits: &Limits) -> Vec<(PathBuf, Result<Document, String>)> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Document, String>>> =
+        (0..files.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    // A reader bug must cost one file, not the run.
+                    let r = std::panic::catch_unwind(|| ingest_path(path, limits))
+                        .unwrap_or_else(|_| {
+                            Err(pagemill_pipeline::ingest::IngestError::Broken {
+                                path: path.clone(),
+                                why: "the reader panicked (a bug: please report it with the file)"
+                                    .into(),
+                            })
+                        })
+                        .map_err(|e| e.to_string());
+                    if let Ok(mut slots) = slots.lock() {
+                        slots[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    files
+        .iter()
+        .cloned()
+        .zip(results)
+        .map(|(p, r)| (p, r.unwrap_or_else(|| Err("not read".into()))))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct PageJson<'a> {
+    number: u32,
+    chars: usize,
+    quality: Quality,
+    failure: &'a Option<String>,
+    range: (usize, usize),
+    furniture: &'a [String],
+}
+
+fn doc_json(d: &Document) -> Value {
+    json!({
+        "id": d.id,
+        "path": d.path,
+        "kind": d.kind,
+        "encoding": d.encoding,
+        "chars": d.text.chars().count(),
+        "pages": d.pages.iter().map(|p| PageJson {
+            number: p.number, chars: p.chars, quality: p.quality, failure: &p.failure, range: p.range, furniture: &p.furniture,
+        }).collect::<Vec<_>>(),
+        "headings": d.headings,
+        "sections": d.sections,
+        "warnings": d.warnings,
+    })
+}
+
+fn quality(q: Quality) -> &'static str {
+    match q {
+        Quality::Ok => "ok",
+        Quality::NeedsOcr => "needs OCR",
+        Quality::Garbled => "garbled",
+        Quality::Failed => "FAILED",
+    }
+}
+
+fn doc_text(d: &Document, all_pages: bool) -> String {
+    let mut s = format!(
+        "{}  {:?}  id {}  {} pages  {} sections{}\n",
+        d.path.display(),
+        d.kind,
+        &d.id[..16],
+        d.pages.len(),
+        d.sections.len(),
+        d.encoding
+            .as_deref()
+            .map(|e| format!("  encoding {e}"))
+            .unwrap_or_default()
+    );
+    for p in &d.pages {
+        if all_pages || p.quality != Quality::Ok {
+            s.push_str(&format!(
+                "  page {:>4}  {:>6} chars  {}{}\n",
+                p.number,
+                p.chars,
+                quality(p.quality),
+                p.failure
+                    .as_deref()
+                    .map(|f| format!(": {f}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    for sec in &d.sections {
+        let part = sec
+            .part
+            .map(|(k, n)| format!(" (part {k}/{n})"))
+            .unwrap_or_default();
+        let pages = if sec.pages.0 == sec.pages.1 {
+            format!("p{}", sec.pages.0)
+        } else {
+            format!("p{}-{}", sec.pages.0, sec.pages.1)
+        };
+        s.push_str(&format!(
+            "  {}{} [{}]{part}\n",
+            "  ".repeat(usize::from(sec.level.saturating_sub(1))),
+            sec.title,
+            pages
+        ));
+    }
+    for w in &d.warnings {
+        s.push_str(&format!("  warning: {w}\n"));
+    }
+    s
+}
+
+/// `DIR/<name>-<id>/page-0001.txt`…
+fn dump(dir: &Path, d: &Document) -> anyhow::Result<()> {
+    let stem = d
+        .path
+        .file_stem()
+        .map_or_else(|| "document".into(), |s| s.to_string_lossy().into_owned());
+    let sub = dir.join(format!("{stem}-{}", &d.id[..12]));
+    std::fs::create_dir_all(&sub).with_context(|| format!("creating `{}`", sub.display()))?;
+    for p in &d.pages {
+        let f = sub.join(format!("page-{:04}.txt", p.number));
+        std::fs::write(&f, &p.text).with_context(|| format!("writing `{}`", f.display()))?;
+    }
+    Ok(())
+}
