@@ -27,15 +27,6 @@ pub struct Item {
 /// own unique head.
 const POOL: usize = 64;
 
-/// Words that are one token each under o200k, with and without a leading space.
-const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "page", "report", "market",
-    "value", "data", "model", "time", "year", "state", "order", "court", "law", "city", "water",
-];
-
 /// A workload: a way to produce the i-th request.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -82,7 +73,8 @@ fn words(rng: &mut SmallRng, n: usize) -> String {
     let mut s = String::with_capacity(n * 6);
     for _ in 0..n {
         s.push(' ');
-        s.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        let words = pagemill_client::usage::one_token_words();
+        s.push_str(words[rng.random_range(0..words.len())]);
     }
     s
 }

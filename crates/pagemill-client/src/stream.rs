@@ -100,6 +100,24 @@ struct Piece<'a> {
     finish: Option<&'a str>,
 }
 
+impl<'a> Piece<'a> {
+    fn answer(t: &'a str) -> Self {
+        Self {
+            reasoning: None,
+            answer: Some(t),
+            finish: None,
+        }
+    }
+
+    fn finish(f: &'a str) -> Self {
+        Self {
+            reasoning: None,
+            answer: None,
+            finish: Some(f),
+        }
+    }
+}
+
 /// One HTTP attempt and everything learned from it: a record, whether it succeeded or not.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exchange {
@@ -188,23 +206,11 @@ impl Exchange {
                         answer: nonempty(&d.content).or(nonempty(&d.refusal)),
                         finish: None,
                     });
-                let text = nonempty(&c.text).map(|t| Piece {
-                    reasoning: None,
-                    answer: Some(t),
-                    finish: None,
-                });
-                let finish = nonempty(&c.finish_reason).map(|f| Piece {
-                    reasoning: None,
-                    answer: None,
-                    finish: Some(f),
-                });
+                let text = nonempty(&c.text).map(Piece::answer);
+                let finish = nonempty(&c.finish_reason).map(Piece::finish);
                 parts.chain(text).chain(finish)
             });
-        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, at);
-        if let Some(u) = r.usage {
-            self.usage = Usage::from_raw(&u);
-            self.raw_usage = Some(u);
-        }
+        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, r.usage, at);
     }
 
     /// The dialect-free part of absorbing a chunk: text, finish reason, timeline marks.
@@ -213,8 +219,13 @@ impl Exchange {
         model: Option<&str>,
         id: Option<&str>,
         pieces: impl Iterator<Item = Piece<'a>>,
+        usage: Option<RawUsage>,
         at: u64,
     ) {
+        if let Some(u) = usage {
+            self.usage = Usage::from_raw(&u);
+            self.raw_usage = Some(u);
+        }
         if self.model.is_none() {
             self.model = model.map(str::to_owned);
         }
@@ -286,23 +297,11 @@ impl Exchange {
                         answer: d.answer_text(),
                         finish: None,
                     });
-                let text = c.text.as_deref().map(|t| Piece {
-                    reasoning: None,
-                    answer: Some(t),
-                    finish: None,
-                });
-                let finish = c.finish_reason.as_deref().map(|f| Piece {
-                    reasoning: None,
-                    answer: None,
-                    finish: Some(f),
-                });
+                let text = c.text.as_deref().map(Piece::answer);
+                let finish = c.finish_reason.as_deref().map(Piece::finish);
                 parts.chain(text).chain(finish)
             });
-        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, at);
-        if let Some(u) = r.usage {
-            self.usage = Usage::from_raw(&u);
-            self.raw_usage = Some(u);
-        }
+        self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, r.usage, at);
         Ok(())
     }
 }

@@ -251,6 +251,28 @@ impl Tokenizer {
     }
 }
 
+/// Common words that are one o200k token each, alone and after a space. Simulated answers and
+/// synthetic benchmark prompts are made of them, so their lengths in tokens are exact.
+pub fn one_token_words() -> &'static [&'static str] {
+    const CANDIDATES: &[&str] = &[
+        "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
+        "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
+        "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
+        "been", "if", "more", "when", "will", "would", "who", "so", "no", "page", "section",
+        "report", "market", "value", "data", "model", "time", "year", "state", "order", "court",
+        "law", "city", "water",
+    ];
+    static WORDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        let t = Tokenizer::o200k();
+        CANDIDATES
+            .iter()
+            .copied()
+            .filter(|w| t.count(w) == 1 && t.count(&format!(" {w}")) == 1)
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +340,14 @@ mod tests {
         assert_eq!(u.prompt.unwrap().tokens, 9);
         assert_eq!(u.completion, Some(Count::server(3)));
         assert_eq!(u.cached_prompt, None);
+    }
+
+    #[test]
+    fn one_token_words_are_one_token_each_and_add_up() {
+        let w = one_token_words();
+        assert!(w.len() > 40);
+        let text: String = w.iter().map(|w| format!(" {w}")).collect();
+        assert_eq!(Tokenizer::o200k().count(&text), w.len() as u64);
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! JSON answers are schema-valid instances built from the prompt's own words, so the pipeline
 //! can be tested end to end — entities it asks for appear in its document.
 
-use std::sync::OnceLock;
-
 use rand::Rng;
 use serde_json::{Map, Value, json};
 use tiktoken_rs::CoreBPE;
@@ -39,25 +37,8 @@ pub fn prompt_tokens(messages: &[Message]) -> (Vec<u32>, u64) {
     (ids, n)
 }
 
-/// Candidate answer words; the ones that are not one token (with and without a leading space)
-/// are dropped at first use.
-const CANDIDATES: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "page", "section", "report",
-    "market", "value", "data", "model", "time", "year", "state", "order", "court", "law", "city",
-];
-
 fn words() -> &'static [&'static str] {
-    static WORDS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    WORDS.get_or_init(|| {
-        CANDIDATES
-            .iter()
-            .copied()
-            .filter(|w| count(w) == 1 && count(&format!(" {w}")) == 1)
-            .collect()
-    })
+    pagemill_client::usage::one_token_words()
 }
 
 /// A plain answer of exactly `n` tokens, one piece a token.

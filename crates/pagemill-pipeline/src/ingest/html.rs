@@ -157,15 +157,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
         warnings,
         ..Extracted::default()
     };
-    for (start, title, level) in headings {
-        // The page holding the heading (a heading in a gap between pages goes to the next).
-        let page = ranges
-            .iter()
-            .position(|&(_, e)| start < e)
-            .unwrap_or(ranges.len().saturating_sub(1));
-        let off = start.saturating_sub(ranges.get(page).map_or(0, |r| r.0));
-        ex.headings.push((page, off, title, level));
-    }
+    ex.headings = super::place_headings(&ranges, headings);
     ex.pages = ranges
         .iter()
         .map(|&(a, b)| (text[a..b].to_owned(), None))

@@ -187,6 +187,26 @@ pub(crate) struct Extracted {
     pub furniture: Vec<Vec<String>>,
 }
 
+/// Places headings found at offsets of a whole text onto the pages cut from it (`ranges`):
+/// `(page index, offset in page, title, level)`. A heading in a gap between pages goes to the
+/// next page.
+pub(crate) fn place_headings(
+    ranges: &[(usize, usize)],
+    headings: Vec<(usize, String, u8)>,
+) -> Vec<(usize, usize, String, u8)> {
+    headings
+        .into_iter()
+        .map(|(start, title, level)| {
+            let page = ranges
+                .iter()
+                .position(|&(_, e)| start < e)
+                .unwrap_or(ranges.len().saturating_sub(1));
+            let off = start.saturating_sub(ranges.get(page).map_or(0, |r| r.0));
+            (page, off, title, level)
+        })
+        .collect()
+}
+
 /// Expands inputs: files as they are, directories recursively, globs; sorted, deduplicated.
 pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let mut files = Vec::new();

@@ -14,7 +14,7 @@ use pagemill_sim::profile::Profile;
 use pagemill_sim::{Sim, SimHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{pagemill, tempdir};
+use crate::chat::{pagemill, tempdir, write_config};
 
 fn spec(load: Load, requests: u64) -> BenchSpec {
     BenchSpec {
@@ -372,14 +372,7 @@ fn the_cli_report_follows_its_schema_with_every_section() {
 async fn the_cache_experiment_separates_stable_from_random_prefixes() {
     let dir = tempdir("bench-cache");
     let sim = Sim::start(Profile::hosted()).await.unwrap();
-    std::fs::write(
-        dir.join("pagemill.toml"),
-        format!(
-            "[[endpoint]]\nname = \"hosted\"\nbase_url = \"{}\"\nmodel = \"sim-model\"\n",
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    write_config(&dir, "hosted", &sim.base_url(), "");
     let d = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         pagemill(&d)

@@ -15,6 +15,15 @@ pub(crate) fn pagemill(dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// Writes a `pagemill.toml` with one endpoint (plus `extra` TOML lines) into `dir`.
+pub(crate) fn write_config(dir: &std::path::Path, name: &str, base_url: &str, extra: &str) {
+    std::fs::write(
+        dir.join("pagemill.toml"),
+        format!("[[endpoint]]\nname = \"{name}\"\nbase_url = \"{base_url}\"\nmodel = \"sim-model\"\n{extra}"),
+    )
+    .unwrap();
+}
+
 pub(crate) fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pagemill-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

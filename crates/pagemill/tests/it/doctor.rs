@@ -5,7 +5,7 @@ use pagemill_client::Endpoint;
 use pagemill_sim::script::{self, Framing};
 use pagemill_sim::serve;
 
-use crate::chat::{pagemill, tempdir};
+use crate::chat::{pagemill, tempdir, write_config};
 
 /// A picky server: no json_schema, no ignore_eos, no stream_options, no usage anywhere.
 async fn picky() -> pagemill_sim::ServerHandle {
@@ -87,14 +87,7 @@ async fn doctor_fails_an_unreachable_endpoint() {
 async fn doctor_cli_json_and_table_over_two_endpoints() {
     let server = picky().await;
     let dir = tempdir("doctor");
-    std::fs::write(
-        dir.join("pagemill.toml"),
-        format!(
-            "[[endpoint]]\nname = \"picky\"\nbase_url = \"{}\"\nmodel = \"sim-model\"\n",
-            server.base_url()
-        ),
-    )
-    .unwrap();
+    write_config(&dir, "picky", &server.base_url(), "");
     let d = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         pagemill(&d)
