@@ -6,8 +6,6 @@
 //! that with what the server says it received. Every synthetic request starts with its own
 //! fixed-width number, so no two share a cacheable prefix by accident.
 
-use std::path::Path;
-
 use pagemill_client::{ChatRequest, Message, Tokenizer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -97,14 +95,6 @@ pub enum WorkloadError {
     /// The requested size cannot be built.
     #[error("{0}")]
     Size(String),
-    /// A file could not be read.
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 impl Workload {
@@ -194,30 +184,25 @@ impl Workload {
         Ok(w)
     }
 
-    /// The pages of documents: every file split into pages of about `page_tokens` tokens at
-    /// paragraph boundaries, each sent with `instruction` as the system prompt.
+    /// Pages of documents (from `pagemill ingest`), each sent with `instruction` as the system
+    /// prompt; a page longer than `page_tokens` is cut at paragraph boundaries first.
     pub fn pages(
-        files: &[&Path],
+        pages: &[String],
         page_tokens: u64,
         instruction: &str,
         output_tokens: u32,
     ) -> Result<Self, WorkloadError> {
         let t = tokenizer();
         let mut items = Vec::new();
-        for path in files {
-            let bytes = std::fs::read(path).map_err(|source| WorkloadError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let text = String::from_utf8_lossy(&bytes);
-            for page in split_pages(&t, &text, page_tokens) {
+        for text in pages.iter().filter(|p| !p.trim().is_empty()) {
+            for page in split_pages(&t, text, page_tokens) {
                 let messages = vec![Message::system(instruction), Message::user(page)];
                 let n = t.count_messages(&messages);
                 items.push((messages, n, 1.0));
             }
         }
         if items.is_empty() {
-            return Err(WorkloadError::Size("the files hold no text".into()));
+            return Err(WorkloadError::Size("the documents hold no text".into()));
         }
         Ok(Self::new(
             format!("pages-{}", items.len()),

@@ -15,6 +15,7 @@ use pagemill_bench::runner::Target;
 use pagemill_bench::schedule::{Arrival, Load};
 use pagemill_bench::workload::Workload;
 use pagemill_client::{Client, Endpoint, Message};
+use pagemill_pipeline::ingest::{Limits, expand_inputs, ingest_path};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ArrivalKind, BenchArgs, ExperimentKind, Format, GlobalArgs, WorkloadKind};
@@ -120,11 +121,27 @@ fn workload(args: &BenchArgs) -> anyhow::Result<Workload> {
         )?,
         WorkloadKind::Pages => {
             if args.files.is_empty() {
-                bail!("--workload pages needs --files");
+                bail!("--workload pages needs --files (documents, directories or globs)");
             }
-            let files: Vec<&std::path::Path> = args.files.iter().map(|p| p.as_path()).collect();
+            // Real pages, read exactly as `pagemill ingest` reads them.
+            let (files, problems) = expand_inputs(&args.files);
+            for p in problems {
+                eprintln!("warning: {p}");
+            }
+            let mut pages = Vec::new();
+            for f in &files {
+                match ingest_path(f, &Limits::default()) {
+                    Ok(d) => pages.extend(
+                        d.pages
+                            .into_iter()
+                            .filter(|p| p.failure.is_none())
+                            .map(|p| p.text),
+                    ),
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+            }
             Workload::pages(
-                &files,
+                &pages,
                 args.page_tokens,
                 &args.instruction,
                 args.output_tokens,

@@ -1,5 +1,6 @@
 //! `pagemill bench` against simulators whose behaviour (and log) is the ground truth.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -596,4 +597,37 @@ async fn saturation_search_stops_where_the_server_stops_keeping_up() {
     assert_eq!(rates.len(), 3);
     // Probes at 10, 20, 40 keep up; 80 does not: points at 50/75/90% of 40.
     assert!(rates[2] <= 50.0 && rates[2] >= 15.0, "{rates:?}");
+}
+
+#[test]
+fn the_pages_workload_reads_real_documents_through_ingest() {
+    let dir = tempdir("bench-pages");
+    let pdf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pdf/lmtest-intro.pdf");
+    let r = cli_json(
+        &dir,
+        &[
+            "--sim-profile",
+            "instant",
+            "--workload",
+            "pages",
+            "--files",
+            pdf.to_str().unwrap(),
+            "--page-tokens",
+            "4000",
+            "--output-tokens",
+            "4",
+            "-n",
+            "10",
+            "-c",
+            "2",
+        ],
+    );
+    assert_eq!(r["workload"], "pages-5", "the paper's five pages");
+    let t = &r["points"][0]["targets"][0];
+    assert_eq!(t["ok"], 10);
+    assert!(
+        t["per_page"]["input_tokens"].as_f64().unwrap() > 300.0,
+        "real page text was sent"
+    );
 }
