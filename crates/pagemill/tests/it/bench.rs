@@ -1,6 +1,5 @@
 //! `pagemill bench` against simulators whose behaviour (and log) is the ground truth.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -602,8 +601,7 @@ async fn saturation_search_stops_where_the_server_stops_keeping_up() {
 #[test]
 fn the_pages_workload_reads_real_documents_through_ingest() {
     let dir = tempdir("bench-pages");
-    let pdf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/pdf/lmtest-intro.pdf");
+    let pdf = crate::ingest::data("pdf/lmtest-intro.pdf");
     let r = cli_json(
         &dir,
         &[

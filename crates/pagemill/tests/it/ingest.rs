@@ -7,10 +7,18 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 use crate::chat::{pagemill, tempdir};
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel)
+/// `shared/data` lies beside the repository (as CI lays it out), or where
+/// `PAGEMILL_SHARED_DATA` says.
+pub(crate) fn data(rel: &str) -> PathBuf {
+    let root = std::env::var_os("PAGEMILL_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    assert!(
+        root.is_dir(),
+        "the shared test documents are missing at `{}` (set PAGEMILL_SHARED_DATA)",
+        root.display()
+    );
+    root.join(rel)
 }
 
 fn doc(rel: &str) -> Document {
