@@ -629,3 +629,68 @@ fn the_pages_workload_reads_real_documents_through_ingest() {
         "real page text was sent"
     );
 }
+
+#[test]
+fn ctrl_c_on_the_command_drains_and_still_prints_the_report() {
+    let dir = tempdir("bench-sigint");
+    let mut child = pagemill(&dir)
+        .args([
+            "bench",
+            "-e",
+            "sim",
+            "-n",
+            "1000000",
+            "-c",
+            "4",
+            "--output-tokens",
+            "40",
+            "--format",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first progress line (the signal handler is installed and requests are
+    // completing), then interrupt it as a terminal would.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        let mut told = false;
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if !told && String::from_utf8_lossy(&seen).contains("requests done") {
+                told = true;
+                let _ = tx.send(());
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("progress within a minute");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = reader.join().unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stopping"), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["interrupted"], true);
+    let t = &r["points"][0]["targets"][0];
+    let requests = t["requests"].as_u64().unwrap();
+    assert!(requests > 0 && requests < 1_000_000);
+    assert_eq!(
+        t["ok"].as_u64().unwrap(),
+        requests,
+        "requests in flight finished instead of being dropped"
+    );
+}
