@@ -76,7 +76,7 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
 
 /// Three significant digits, auto-resizing: nanoseconds up to hours.
 #[allow(clippy::expect_used)] // `Histogram::new` fails only for more than 5 significant digits.
-fn hist() -> Histogram<u64> {
+pub(crate) fn hist() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant digits is a valid HDR histogram")
 }
 

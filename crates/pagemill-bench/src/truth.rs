@@ -2,11 +2,10 @@
 //! every write's send time on the same `CLOCK_MONOTONIC` clock, so the client's receive times can
 //! be checked, not just trusted.
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::collect::percentiles;
+use crate::collect::{hist, percentiles};
 use crate::record::Record;
 use crate::report::Percentiles;
 
@@ -28,11 +27,6 @@ pub struct Truth {
     pub ttft_delta_us: Percentiles,
     /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
     pub causality_violations: u64,
-}
-
-#[allow(clippy::expect_used)] // `Histogram::new` fails only for more than 5 significant digits.
-fn hist() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid HDR histogram")
 }
 
 /// Compares kept records (with chunk times and tags) with the simulator's `/sim/log` entries.
