@@ -1,0 +1,668 @@
+//! The ledger: one SQLite file (WAL) that makes every run resumable without paying twice.
+//!
+//! - A **unit** is one piece of work (a task on a target: entities of a page, summary of a
+//!   section, metadata of a document). Its key hashes everything that decides its answer —
+//!   content, task, prompt version, model, schema — so a rerun finds finished work by key.
+//! - Its lifecycle is explicit: `pending → leased → done | failed`. A unit is `done` only in
+//!   the same transaction that commits its validated result, so a run killed at any moment
+//!   loses nothing finished; a `leased` unit whose run died goes back to `pending` on open.
+//! - Every **request** is written before it is sent and updated when it ends (status, error
+//!   class, tokens, cost, timeline), so what a killed run paid for is on record.
+//! - One run at a time: the store is locked (an OS file lock next to it); a second run is
+//!   refused with a message naming the lock, and the lock dies with its process.
+//!
+//! The lifecycle columns are the ones a shared PostgreSQL queue will need (`FOR UPDATE SKIP
+//! LOCKED`, leases that expire), so moving there needs no redesign.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// Schema version written to `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, pages INTEGER NOT NULL,
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS units (
+    key TEXT PRIMARY KEY, document_id TEXT NOT NULL REFERENCES documents(id), task TEXT NOT NULL,
+    target TEXT NOT NULL, prompt_version TEXT NOT NULL, model TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'leased', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS units_status ON units(status, task);
+CREATE TABLE IF NOT EXISTS results (
+    unit_key TEXT PRIMARY KEY REFERENCES units(key), result TEXT NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, endpoint TEXT NOT NULL,
+    unit_keys TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('sent', 'ok', 'failed', 'interrupted')),
+    error_class TEXT, error TEXT, prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER,
+    cost_pico INTEGER, timeline TEXT, started_at INTEGER NOT NULL, finished_at INTEGER
+);
+";
+
+/// What went wrong with the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("ledger `{path}`: {source}")]
+    Sqlite {
+        /// The ledger file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// Another run holds the store.
+    #[error(
+        "ledger `{path}` is in use by another pagemill run (lock `{lock}`); wait for it to finish or use another --store"
+    )]
+    Busy {
+        /// The ledger file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file could not be opened.
+    #[error("cannot lock `{path}`: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Written by a newer pagemill.
+    #[error(
+        "ledger `{path}` has schema version {found}, newer than this pagemill's {SCHEMA_VERSION}"
+    )]
+    Newer {
+        /// The ledger file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+}
+
+/// Lifecycle of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitStatus {
+    /// Not done yet.
+    Pending,
+    /// Taken by a run that is working on it.
+    Leased,
+    /// Its validated result is committed.
+    Done,
+    /// Given up on, with a reason (the dead-letter list).
+    Failed,
+}
+
+impl UnitStatus {
+    fn parse(s: &str) -> Self {
+        match s {
+            "leased" => UnitStatus::Leased,
+            "done" => UnitStatus::Done,
+            "failed" => UnitStatus::Failed,
+            _ => UnitStatus::Pending,
+        }
+    }
+}
+
+/// What decides a unit's answer; its key is their hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitSpec {
+    /// The document.
+    pub document_id: String,
+    /// `entities`, `summary`, `metadata`, …
+    pub task: String,
+    /// What within the document: `page:3`, `section:12`, `document`.
+    pub target: String,
+    /// Hash of the exact content sent (page or section text).
+    pub content_hash: String,
+    /// The prompt template's version.
+    pub prompt_version: String,
+    /// The model.
+    pub model: String,
+    /// Hash of the answer's JSON Schema.
+    pub schema_hash: String,
+}
+
+impl UnitSpec {
+    /// The unit's key: BLAKE3 of every field, length-prefixed so no two specs collide.
+    pub fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for part in [
+            &self.document_id,
+            &self.task,
+            &self.target,
+            &self.content_hash,
+            &self.prompt_version,
+            &self.model,
+            &self.schema_hash,
+        ] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// A finished or failed request, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnd {
+    /// Succeeded.
+    pub ok: bool,
+    /// Error class, when failed.
+    pub error_class: Option<String>,
+    /// Error message (already redacted by the client).
+    pub error: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u64>,
+    /// Cached prompt tokens (`None`: unreported).
+    pub cached_tokens: Option<u64>,
+    /// Completion tokens.
+    pub completion_tokens: Option<u64>,
+    /// Cost in picodollars (`None`: unknown).
+    pub cost_pico: Option<u64>,
+    /// The request's timeline, as JSON.
+    pub timeline: Option<String>,
+}
+
+/// Counts by status, and what was spent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Units pending.
+    pub pending: u64,
+    /// Units leased.
+    pub leased: u64,
+    /// Units done.
+    pub done: u64,
+    /// Units failed.
+    pub failed: u64,
+    /// Requests recorded.
+    pub requests: u64,
+    /// Requests a killed run left unfinished.
+    pub interrupted_requests: u64,
+    /// Picodollars spent (known costs).
+    pub cost_pico: u64,
+}
+
+/// An open ledger, held by one run.
+#[derive(Debug)]
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    run_id: String,
+    _lock: File,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger at `path` for one run, locking it. Units a killed run left
+    /// `leased` return to `pending`, and its unfinished requests are marked `interrupted`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let lock_path = path.with_extension("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Busy {
+                    path: path.into(),
+                    lock: lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let sql = |source| StoreError::Sqlite {
+            path: path.into(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                path: path.into(),
+                found: version,
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sql)?;
+        // Recover from a run that died: its leases lapse, its open requests are marked.
+        conn.execute(
+            "UPDATE units SET status = 'pending', updated_at = ?1 WHERE status = 'leased'",
+            [now()],
+        )
+        .map_err(sql)?;
+        conn.execute(
+            "UPDATE requests SET status = 'interrupted', finished_at = ?1 WHERE status = 'sent'",
+            [now()],
+        )
+        .map_err(sql)?;
+        let run_id = format!("{}-{}", now(), std::process::id());
+        Ok(Self {
+            conn,
+            path: path.into(),
+            run_id,
+            _lock: lock,
+        })
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// This run's id (in every request it records).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Records a document (once; later calls keep the first record).
+    pub fn add_document(
+        &self,
+        id: &str,
+        path: &str,
+        kind: &str,
+        pages: u32,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO documents (id, path, kind, pages, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, path, kind, pages, now()],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Plans units: new ones become `pending`; known ones keep their status (so finished work
+    /// is never redone). With `force`, every given unit is reset to `pending`. Returns the keys
+    /// still to do, in the order given.
+    pub fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
+        let t = now();
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut todo = Vec::new();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO units (key, document_id, task, target, prompt_version, model, status, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                )
+                .map_err(&sql)?;
+            let mut reset = tx
+                .prepare("UPDATE units SET status = 'pending', attempts = 0, reason = NULL, updated_at = ?2 WHERE key = ?1")
+                .map_err(&sql)?;
+            let mut status = tx
+                .prepare("SELECT status FROM units WHERE key = ?1")
+                .map_err(&sql)?;
+            for u in units {
+                let key = u.key();
+                insert
+                    .execute(params![
+                        key,
+                        u.document_id,
+                        u.task,
+                        u.target,
+                        u.prompt_version,
+                        u.model,
+                        t
+                    ])
+                    .map_err(&sql)?;
+                if force {
+                    reset.execute(params![key, t]).map_err(&sql)?;
+                    tx.execute("DELETE FROM results WHERE unit_key = ?1", [&key])
+                        .map_err(&sql)?;
+                }
+                let s: String = status.query_row([&key], |r| r.get(0)).map_err(&sql)?;
+                if UnitStatus::parse(&s) == UnitStatus::Pending {
+                    todo.push(key);
+                }
+            }
+        }
+        tx.commit().map_err(&sql)?;
+        Ok(todo)
+    }
+
+    /// Takes units for work (`pending → leased`), counting an attempt.
+    pub fn lease(&self, keys: &[String]) -> Result<(), StoreError> {
+        for k in keys {
+            self.conn
+                .execute(
+                    "UPDATE units SET status = 'leased', attempts = attempts + 1, updated_at = ?2 WHERE key = ?1 AND status = 'pending'",
+                    params![k, now()],
+                )
+                .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Gives units back (`leased → pending`), e.g. to re-run them alone after a pack failed.
+    pub fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        for k in keys {
+            self.conn
+                .execute(
+                    "UPDATE units SET status = 'pending', updated_at = ?2 WHERE key = ?1 AND status = 'leased'",
+                    params![k, now()],
+                )
+                .map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Records a request before it is sent; returns its id.
+    pub fn request_started(&self, endpoint: &str, unit_keys: &[String]) -> Result<i64, StoreError> {
+        let keys = serde_json::to_string(unit_keys).unwrap_or_else(|_| "[]".into());
+        self.conn
+            .execute(
+                "INSERT INTO requests (run_id, endpoint, unit_keys, status, started_at) VALUES (?1, ?2, ?3, 'sent', ?4)",
+                params![self.run_id, endpoint, keys, now()],
+            )
+            .map_err(self.sql())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records how a request ended.
+    pub fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError> {
+        let n = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+        self.conn
+            .execute(
+                "UPDATE requests SET status = ?2, error_class = ?3, error = ?4, prompt_tokens = ?5, cached_tokens = ?6,
+                 completion_tokens = ?7, cost_pico = ?8, timeline = ?9, finished_at = ?10 WHERE id = ?1",
+                params![
+                    id,
+                    if end.ok { "ok" } else { "failed" },
+                    end.error_class,
+                    end.error,
+                    n(end.prompt_tokens),
+                    n(end.cached_tokens),
+                    n(end.completion_tokens),
+                    n(end.cost_pico),
+                    end.timeline,
+                    now()
+                ],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Commits a unit's validated result and marks it `done`, in one transaction: a unit is
+    /// done exactly when its result is on disk.
+    pub fn complete(&mut self, key: &str, result: &serde_json::Value) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO results (unit_key, result, created_at) VALUES (?1, ?2, ?3)",
+            params![key, result.to_string(), now()],
+        )
+        .map_err(&sql)?;
+        tx.execute(
+            "UPDATE units SET status = 'done', reason = NULL, updated_at = ?2 WHERE key = ?1",
+            params![key, now()],
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)
+    }
+
+    /// Gives up on a unit with a reason (the dead-letter list).
+    pub fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE units SET status = 'failed', reason = ?2, updated_at = ?3 WHERE key = ?1",
+                params![key, reason, now()],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// A unit's status, if known.
+    pub fn status(&self, key: &str) -> Result<Option<UnitStatus>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT status FROM units WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql())?;
+        Ok(s.as_deref().map(UnitStatus::parse))
+    }
+
+    /// A unit's committed result, if done.
+    pub fn result(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT result FROM results WHERE unit_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Failed units with their reasons.
+    pub fn dead_letters(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, COALESCE(reason, '') FROM units WHERE status = 'failed' ORDER BY updated_at, key")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    /// Counts by status, requests and spend.
+    pub fn summary(&self) -> Result<Summary, StoreError> {
+        let mut s = Summary::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM units GROUP BY status")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.sql())?;
+        for row in rows {
+            let (status, n) = row.map_err(self.sql())?;
+            let n = n.max(0) as u64;
+            match UnitStatus::parse(&status) {
+                UnitStatus::Pending => s.pending = n,
+                UnitStatus::Leased => s.leased = n,
+                UnitStatus::Done => s.done = n,
+                UnitStatus::Failed => s.failed = n,
+            }
+        }
+        let (requests, interrupted, cost): (i64, i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'interrupted'), 0), COALESCE(SUM(cost_pico), 0) FROM requests",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(self.sql())?;
+        s.requests = requests.max(0) as u64;
+        s.interrupted_requests = interrupted.max(0) as u64;
+        s.cost_pico = cost.max(0) as u64;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(target: &str) -> UnitSpec {
+        UnitSpec {
+            document_id: "doc".into(),
+            task: "entities".into(),
+            target: target.into(),
+            content_hash: format!("hash-of-{target}"),
+            prompt_version: "entities-v1".into(),
+            model: "m".into(),
+            schema_hash: "s".into(),
+        }
+    }
+
+    fn store(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pagemill-ledger-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("ledger.sqlite")
+    }
+
+    #[test]
+    fn keys_change_with_anything_that_changes_the_answer() {
+        let a = spec("page:1");
+        let mut b = a.clone();
+        assert_eq!(a.key(), b.key());
+        b.prompt_version = "entities-v2".into();
+        assert_ne!(a.key(), b.key());
+        let mut c = a.clone();
+        c.model = "other".into();
+        assert_ne!(a.key(), c.key());
+        // Length prefixes: moving a boundary between fields changes the key.
+        let mut d = a.clone();
+        d.task = "entitiesp".into();
+        d.target = "age:1".into();
+        assert_ne!(a.key(), d.key());
+    }
+
+    #[test]
+    fn a_rerun_skips_done_units_and_force_redoes_them() {
+        let path = store("rerun");
+        let units = [spec("page:1"), spec("page:2")];
+        {
+            let mut l = Ledger::open(&path).unwrap();
+            l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
+            let todo = l.plan(&units, false).unwrap();
+            assert_eq!(todo.len(), 2);
+            l.lease(&todo[..1]).unwrap();
+            l.complete(&todo[0], &serde_json::json!({"entities": []}))
+                .unwrap();
+        }
+        let mut l = Ledger::open(&path).unwrap();
+        let todo = l.plan(&units, false).unwrap();
+        assert_eq!(
+            todo,
+            [units[1].key()],
+            "the finished unit is not planned again"
+        );
+        assert_eq!(
+            l.result(&units[0].key()).unwrap(),
+            Some(serde_json::json!({"entities": []}))
+        );
+        let all = l.plan(&units, true).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(l.result(&units[0].key()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_killed_run_loses_nothing_finished_and_its_leases_lapse() {
+        let path = store("killed");
+        let units = [spec("page:1"), spec("page:2")];
+        let (done_key, leased_key);
+        {
+            let mut l = Ledger::open(&path).unwrap();
+            l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
+            let todo = l.plan(&units, false).unwrap();
+            l.lease(&todo).unwrap();
+            let r = l.request_started("sim", &todo).unwrap();
+            l.complete(&todo[0], &serde_json::json!({"ok": 1})).unwrap();
+            done_key = todo[0].clone();
+            leased_key = todo[1].clone();
+            let _ = r;
+            // The run dies here: no request_finished, unit 2 still leased. `Ledger` has no
+            // cleanup on drop, so dropping it leaves exactly what kill -9 leaves (the file
+            // lock goes with the process either way).
+            drop(l);
+        }
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.status(&done_key).unwrap(), Some(UnitStatus::Done));
+        assert_eq!(l.status(&leased_key).unwrap(), Some(UnitStatus::Pending));
+        let s = l.summary().unwrap();
+        assert_eq!(
+            (s.done, s.pending, s.requests, s.interrupted_requests),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn two_runs_on_one_store_are_refused_with_a_clear_message() {
+        let path = store("two");
+        let _first = Ledger::open(&path).unwrap();
+        let err = Ledger::open(&path).unwrap_err().to_string();
+        assert!(err.contains("in use by another pagemill run"), "{err}");
+    }
+
+    #[test]
+    fn requests_failures_and_dead_letters_are_recorded() {
+        let path = store("requests");
+        let mut l = Ledger::open(&path).unwrap();
+        l.add_document("doc", "a.pdf", "pdf", 1).unwrap();
+        let todo = l.plan(&[spec("page:1")], false).unwrap();
+        let id = l.request_started("sim", &todo).unwrap();
+        l.request_finished(
+            id,
+            &RequestEnd {
+                ok: true,
+                prompt_tokens: Some(100),
+                cached_tokens: None,
+                completion_tokens: Some(5),
+                cost_pico: Some(7_000),
+                ..RequestEnd::default()
+            },
+        )
+        .unwrap();
+        l.fail(&todo[0], "invalid JSON after 3 re-asks").unwrap();
+        assert_eq!(
+            l.dead_letters().unwrap(),
+            [(todo[0].clone(), "invalid JSON after 3 re-asks".into())]
+        );
+        let s = l.summary().unwrap();
+        assert_eq!((s.failed, s.requests, s.cost_pico), (1, 1, 7_000));
+    }
+}
