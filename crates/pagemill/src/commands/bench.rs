@@ -24,7 +24,7 @@ use crate::settings;
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let resolved = settings::resolve_with(global, &args.endpoints, &args.sim_profile).await?;
-        // Building a pages workload reads documents (files, poppler): keep it off the async worker.
+    // Building a pages workload reads documents (files, poppler): keep it off the async worker.
     let workload = tokio::task::block_in_place(|| workload(&args))?;
     let targets = targets(&args, &resolved.endpoints, workload)?;
     let spec = spec(&args)?;

@@ -1,0 +1,334 @@
+//! The pipeline's tasks — entities, summaries, metadata — as prompts and answer schemas.
+//!
+//! Prompts are versioned template files (`prompts/<task>.v<N>.jinja`). A request's system
+//! message is the rendered template alone: rules and a worked example, nothing from the
+//! document, so it is byte-identical across requests and providers can serve it from their
+//! prompt cache. The items (pages, sections) come last, in the user message, each tagged with
+//! the id its answer must carry. A task's version hashes the rendered prompt and its schema, so
+//! changing either (or the configured entity types) changes every unit key.
+
+use minijinja::{Environment, context};
+use pagemill_client::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Which task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Named entities of pages.
+    Entities,
+    /// Summaries of sections.
+    Summary,
+    /// Metadata of a document.
+    Metadata,
+}
+
+impl TaskKind {
+    /// The task's name, as in unit keys and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Entities => "entities",
+            TaskKind::Summary => "summary",
+            TaskKind::Metadata => "metadata",
+        }
+    }
+}
+
+/// What users can configure about the tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Entity types to extract.
+    pub entity_types: Vec<String>,
+    /// Longest summary, in words.
+    pub summary_max_words: u32,
+    /// Most keywords in metadata.
+    pub metadata_max_keywords: u32,
+    /// Replaces the metadata schema (a JSON Schema object), e.g. to add fields.
+    pub metadata_schema: Option<Value>,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            entity_types: [
+                "person",
+                "organization",
+                "location",
+                "date",
+                "money",
+                "law",
+                "product",
+            ]
+            .map(String::from)
+            .to_vec(),
+            summary_max_words: 80,
+            metadata_max_keywords: 8,
+            metadata_schema: None,
+        }
+    }
+}
+
+/// One item of a request: its id (echoed in the answer) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// The id the answer must carry, e.g. `p3` or `s12`.
+    pub id: &'a str,
+    /// The page or section text.
+    pub text: &'a str,
+}
+
+/// A task, ready to render requests.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Which task.
+    pub kind: TaskKind,
+    /// Template version (`v1`).
+    pub template_version: &'static str,
+    system: String,
+    schema: Value,
+}
+
+/// A template could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("prompt template `{name}`: {source}")]
+pub struct TaskError {
+    name: String,
+    source: minijinja::Error,
+}
+
+const ENTITIES_V1: &str = include_str!("../../prompts/entities.v1.jinja");
+const SUMMARY_V1: &str = include_str!("../../prompts/summary.v1.jinja");
+const METADATA_V1: &str = include_str!("../../prompts/metadata.v1.jinja");
+
+impl Task {
+    /// The current version of `kind` under `config`.
+    pub fn new(kind: TaskKind, config: &TaskConfig) -> Result<Self, TaskError> {
+        let (name, template) = match kind {
+            TaskKind::Entities => ("entities.v1", ENTITIES_V1),
+            TaskKind::Summary => ("summary.v1", SUMMARY_V1),
+            TaskKind::Metadata => ("metadata.v1", METADATA_V1),
+        };
+        let mut env = Environment::new();
+        env.set_keep_trailing_newline(true);
+        let err = |source| TaskError {
+            name: name.to_owned(),
+            source,
+        };
+        env.add_template(name, template).map_err(err)?;
+        let system = env
+            .get_template(name)
+            .and_then(|t| {
+                t.render(context! {
+                    types => config.entity_types,
+                    max_words => config.summary_max_words,
+                    max_keywords => config.metadata_max_keywords,
+                })
+            })
+            .map_err(err)?;
+        Ok(Self {
+            kind,
+            template_version: "v1",
+            system: system.trim_end().to_owned(),
+            schema: schema(kind, config),
+        })
+    }
+
+    /// The version that goes into unit keys: task, template version, and a hash of the
+    /// rendered prompt and the schema (so configuration changes are new versions too).
+    pub fn prompt_version(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.system.as_bytes());
+        h.update(self.schema.to_string().as_bytes());
+        format!(
+            "{}-{}-{}",
+            self.kind.name(),
+            self.template_version,
+            &h.finalize().to_hex()[..12]
+        )
+    }
+
+    /// The rendered system prompt: the same bytes for every request of this task.
+    pub fn system_prompt(&self) -> &str {
+        &self.system
+    }
+
+    /// The JSON Schema answers must follow.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// `response_format` asking for the schema (for endpoints that accept `json_schema`).
+    pub fn response_format(&self) -> Value {
+        json!({"type": "json_schema", "json_schema": {"name": self.kind.name(), "strict": false, "schema": self.schema}})
+    }
+
+    /// The messages of one request: the stable system prompt, then the items, text last.
+    pub fn messages(&self, items: &[Item<'_>]) -> Vec<Message> {
+        let mut user = String::from(match self.kind {
+            TaskKind::Metadata => "Document:\n",
+            _ => "Items:\n",
+        });
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                user.push('\n');
+            }
+            // The id is ours (ASCII); the text is the document's, exactly as ingested.
+            user.push_str(&format!(
+                "<item id=\"{}\">\n{}\n</item>\n",
+                item.id, item.text
+            ));
+        }
+        vec![Message::system(self.system.clone()), Message::user(user)]
+    }
+}
+
+/// The answer schema of a task. Arrays and strings are bounded, so a small model constrained
+/// by the schema cannot loop forever inside one.
+fn schema(kind: TaskKind, config: &TaskConfig) -> Value {
+    let items = |entry: Value| {
+        json!({
+            "type": "object",
+            "properties": {"items": {"type": "array", "maxItems": 64, "items": entry}},
+            "required": ["items"],
+            "additionalProperties": false
+        })
+    };
+    match kind {
+        TaskKind::Entities => items(json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "maxLength": 64},
+                "entities": {"type": "array", "maxItems": 200, "items": {
+                    "type": "object",
+                    "properties": {
+                        "text": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "type": {"enum": config.entity_types}
+                    },
+                    "required": ["text", "type"],
+                    "additionalProperties": false
+                }}
+            },
+            "required": ["id", "entities"],
+            "additionalProperties": false
+        })),
+        TaskKind::Summary => items(json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "maxLength": 64},
+                "summary": {"type": "string", "minLength": 1, "maxLength": config.summary_max_words * 12}
+            },
+            "required": ["id", "summary"],
+            "additionalProperties": false
+        })),
+        TaskKind::Metadata => config.metadata_schema.clone().unwrap_or_else(|| {
+            let list = |max: u32| json!({"type": "array", "maxItems": max, "items": {"type": "string", "maxLength": 200}});
+            json!({
+                "type": "object",
+                "properties": {
+                    "title": {"type": ["string", "null"], "maxLength": 300},
+                    "authors": list(32),
+                    "date": {"type": ["string", "null"], "maxLength": 10},
+                    "document_type": {"type": ["string", "null"], "maxLength": 40},
+                    "language": {"type": ["string", "null"], "maxLength": 8},
+                    "keywords": list(config.metadata_max_keywords),
+                    "parties": list(32)
+                },
+                "required": ["title", "authors", "date", "document_type", "language", "keywords", "parties"],
+                "additionalProperties": false
+            })
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items() -> [Item<'static>; 2] {
+        [
+            Item {
+                id: "p1",
+                text: "On 1 June 2020 Initech hired Peter Gibbons in Austin.",
+            },
+            Item {
+                id: "p2",
+                text: "Initech paid $400 under the Fair Labor Standards Act.",
+            },
+        ]
+    }
+
+    #[test]
+    fn rendered_prompts_match_their_snapshots() {
+        let config = TaskConfig::default();
+        for kind in [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata] {
+            let task = Task::new(kind, &config).unwrap();
+            let m = task.messages(&items());
+            let rendered = format!(
+                "--- system ---\n{}\n--- user ---\n{}",
+                m[0].content, m[1].content
+            );
+            insta::assert_snapshot!(format!("{}_v1", kind.name()), rendered);
+        }
+    }
+
+    #[test]
+    fn the_system_prefix_is_byte_stable_and_the_document_comes_last() {
+        let task = Task::new(TaskKind::Entities, &TaskConfig::default()).unwrap();
+        let a = task.messages(&items()[..1]);
+        let b = task.messages(&items()[1..]);
+        assert_eq!(
+            a[0].content.as_bytes(),
+            b[0].content.as_bytes(),
+            "identical system prompts"
+        );
+        assert!(
+            !a[0].content.contains("Initech"),
+            "no document text in the cacheable prefix"
+        );
+        assert!(b[1].content.trim_end().ends_with("Act.\n</item>"));
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn versions_change_with_the_prompt_or_its_configuration_only() {
+        let base = TaskConfig::default();
+        let v = |c: &TaskConfig| Task::new(TaskKind::Entities, c).unwrap().prompt_version();
+        assert_eq!(v(&base), v(&base));
+        assert!(v(&base).starts_with("entities-v1-"));
+        let mut other = base.clone();
+        other.entity_types.push("vehicle".into());
+        assert_ne!(v(&base), v(&other));
+        let mut summary = base.clone();
+        summary.summary_max_words = 40;
+        assert_eq!(
+            v(&base),
+            v(&summary),
+            "summary settings do not touch entities"
+        );
+    }
+
+    #[test]
+    fn the_worked_examples_are_valid_answers_of_their_own_schemas() {
+        for kind in [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata] {
+            let task = Task::new(kind, &TaskConfig::default()).unwrap();
+            let answer = task.system_prompt().lines().last().unwrap();
+            let v: Value = serde_json::from_str(answer).unwrap();
+            let required = task.schema()["required"].as_array().unwrap();
+            for field in required {
+                assert!(
+                    v.get(field.as_str().unwrap()).is_some(),
+                    "{kind:?}: {field}"
+                );
+            }
+            if kind == TaskKind::Entities {
+                let types = &task.schema()["properties"]["items"]["items"]["properties"]["entities"]
+                    ["items"]["properties"]["type"]["enum"];
+                for e in v["items"][0]["entities"].as_array().unwrap() {
+                    assert!(types.as_array().unwrap().contains(&e["type"]), "{e}");
+                }
+            }
+        }
+    }
+}
