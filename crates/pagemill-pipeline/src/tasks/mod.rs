@@ -7,6 +7,8 @@
 //! the id its answer must carry. A task's version hashes the rendered prompt and its schema, so
 //! changing either (or the configured entity types) changes every unit key.
 
+pub mod answers;
+
 use minijinja::{Environment, context};
 use pagemill_client::Message;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,297 @@
+//! Reading a model's answer: parse leniently, repair what is safe to repair, validate strictly,
+//! and check a packed answer item by item.
+//!
+//! Lenient: code fences, prose around the JSON, trailing commas and a cut-off tail of closing
+//! brackets are forgiven. Strict: the repaired value must satisfy the task's JSON Schema. For a
+//! pack, each requested id must appear once; items that are missing, invalid or duplicated are
+//! reported by id, so only those units are re-run.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// Why an answer (or one item of it) is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// No JSON could be recovered.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// JSON that breaks the schema.
+    #[error("does not match the schema: {0}")]
+    Invalid(String),
+}
+
+/// Outcome of checking a packed answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackCheck {
+    /// Valid answers, by requested id.
+    pub answers: HashMap<String, Value>,
+    /// Requested ids with no answer.
+    pub missing: Vec<String>,
+    /// Requested ids whose answer broke the schema, with why.
+    pub invalid: Vec<(String, String)>,
+    /// Ids answered that were never asked (ignored).
+    pub unexpected: Vec<String>,
+    /// Requested ids answered more than once (the first valid one is kept).
+    pub duplicated: Vec<String>,
+    /// The text needed repair (fences, prose, trailing commas, a cut-off tail).
+    pub repaired: bool,
+}
+
+/// Recovers a JSON value from a model's text; says whether repair was needed.
+pub fn parse_lenient(text: &str) -> Result<(Value, bool), AnswerError> {
+    let trimmed = text.trim();
+    if let Ok(v) = serde_json::from_str(trimmed) {
+        return Ok((v, false));
+    }
+    let unfenced = strip_fences(trimmed);
+    let Some(start) = unfenced.find(['{', '[']) else {
+        return Err(AnswerError::NotJson("no `{` or `[` in the answer".into()));
+    };
+    let body = &unfenced[start..];
+    let candidate = balanced(body).unwrap_or(body);
+    let cleaned = remove_trailing_commas(candidate);
+    if let Ok(v) = serde_json::from_str(&cleaned) {
+        return Ok((v, true));
+    }
+    // A cut-off answer (max_tokens): close what is open, if that yields JSON.
+    let closed = close_open(&cleaned);
+    serde_json::from_str(&closed)
+        .map(|v| (v, true))
+        .map_err(|e| AnswerError::NotJson(e.to_string()))
+}
+
+fn strip_fences(s: &str) -> &str {
+    let Some(open) = s.find("```") else { return s };
+    let after = &s[open + 3..];
+    let after = after.find('\n').map_or(after, |nl| &after[nl + 1..]);
+    after.find("```").map_or(after, |close| &after[..close])
+}
+
+/// The first complete JSON value at the start of `s` (brackets balanced outside strings).
+fn balanced(s: &str) -> Option<&str> {
+    let mut depth = 0i32;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&s[..i + c.len_utf8()]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn remove_trailing_commas(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if in_str {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        if c == ',' {
+            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if matches!(next, Some('}' | ']')) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Closes an answer cut off mid-way: ends an open string, drops a dangling `,` or `:` part,
+/// and closes open brackets in order.
+fn close_open(s: &str) -> String {
+    let mut stack = Vec::new();
+    let mut in_str = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' => stack.push('}'),
+            '[' => stack.push(']'),
+            '}' | ']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut out = s.to_owned();
+    if in_str {
+        out.push('"');
+    }
+    let trimmed = out.trim_end().trim_end_matches([',', ':']).len();
+    out.truncate(trimmed);
+    while let Some(c) = stack.pop() {
+        out.push(c);
+    }
+    out
+}
+
+/// Validates `value` against a JSON Schema.
+pub fn validate(schema: &Value, value: &Value) -> Result<(), AnswerError> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| AnswerError::Invalid(format!("bad schema: {e}")))?;
+    match validator.iter_errors(value).next() {
+        None => Ok(()),
+        Some(e) => Err(AnswerError::Invalid(format!(
+            "{e} at `{}`",
+            e.instance_path()
+        ))),
+    }
+}
+
+/// Checks a packed answer `{"items": [{"id": …, …}]}` against the ids asked for: each item is
+/// validated on its own against the schema's item schema.
+pub fn check_pack(text: &str, schema: &Value, ids: &[&str]) -> Result<PackCheck, AnswerError> {
+    let (value, repaired) = parse_lenient(text)?;
+    let item_schema = &schema["properties"]["items"]["items"];
+    let entries = value
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AnswerError::Invalid("no `items` array".into()))?;
+    let wanted: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    let mut check = PackCheck {
+        repaired,
+        ..PackCheck::default()
+    };
+    for entry in entries {
+        let Some(id) = entry.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        if !wanted.contains(id) {
+            check.unexpected.push(id.to_owned());
+            continue;
+        }
+        if check.answers.contains_key(id) {
+            check.duplicated.push(id.to_owned());
+            continue;
+        }
+        match validate(item_schema, entry) {
+            Ok(()) => {
+                check.invalid.retain(|(i, _)| i != id);
+                check.answers.insert(id.to_owned(), entry.clone());
+            }
+            Err(e) => {
+                if !check.invalid.iter().any(|(i, _)| i == id) {
+                    check.invalid.push((id.to_owned(), e.to_string()));
+                }
+            }
+        }
+    }
+    check.missing = ids
+        .iter()
+        .filter(|id| {
+            !check.answers.contains_key(**id) && !check.invalid.iter().any(|(i, _)| i == *id)
+        })
+        .map(|id| (*id).to_owned())
+        .collect();
+    Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{Task, TaskConfig, TaskKind};
+    use serde_json::json;
+
+    #[test]
+    fn lenient_parsing_forgives_what_models_do() {
+        let cases = [
+            ("{\"a\": 1}", json!({"a": 1}), false),
+            ("```json\n{\"a\": 1}\n```", json!({"a": 1}), true),
+            (
+                "Here is the JSON:\n{\"a\": [1, 2,], }\nHope this helps!",
+                json!({"a": [1, 2]}),
+                true,
+            ),
+            (
+                "{\"items\": [{\"id\": \"p1\", \"summary\": \"cut off he",
+                json!({"items": [{"id": "p1", "summary": "cut off he"}]}),
+                true,
+            ),
+            (
+                "{\"s\": \"a } inside, ] a string,\"}",
+                json!({"s": "a } inside, ] a string,"}),
+                false,
+            ),
+        ];
+        for (text, want, repaired) in cases {
+            assert_eq!(parse_lenient(text).unwrap(), (want, repaired), "{text}");
+        }
+        assert!(parse_lenient("I cannot help with that.").is_err());
+    }
+
+    #[test]
+    fn a_pack_reports_missing_invalid_unexpected_and_duplicated_items_by_id() {
+        let task = Task::new(TaskKind::Entities, &TaskConfig::default()).unwrap();
+        let answer = r#"{"items": [
+            {"id": "p1", "entities": [{"text": "Initech", "type": "organization"}]},
+            {"id": "p2", "entities": [{"text": "Austin", "type": "spaceship"}]},
+            {"id": "p1", "entities": []},
+            {"id": "p9", "entities": []}
+        ]}"#;
+        let c = check_pack(answer, task.schema(), &["p1", "p2", "p3"]).unwrap();
+        assert_eq!(c.answers.keys().collect::<Vec<_>>(), ["p1"]);
+        assert_eq!(c.invalid.len(), 1);
+        assert_eq!(c.invalid[0].0, "p2");
+        assert!(c.invalid[0].1.contains("spaceship"), "{:?}", c.invalid);
+        assert_eq!(c.missing, ["p3"]);
+        assert_eq!(c.unexpected, ["p9"]);
+        assert_eq!(c.duplicated, ["p1"]);
+        assert!(!c.repaired);
+    }
+
+    #[test]
+    fn whole_answers_validate_against_task_schemas() {
+        let task = Task::new(TaskKind::Metadata, &TaskConfig::default()).unwrap();
+        let good = json!({"title": "T", "authors": [], "date": null, "document_type": "paper", "language": "en", "keywords": ["a"], "parties": []});
+        assert!(validate(task.schema(), &good).is_ok());
+        let mut bad = good.clone();
+        bad["keywords"] = json!(["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+        assert!(
+            validate(task.schema(), &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("keywords")
+        );
+    }
+}
