@@ -68,25 +68,52 @@ fn strip_fences(s: &str) -> &str {
     after.find("```").map_or(after, |close| &after[..close])
 }
 
+/// The characters of JSON text, each with whether it lies outside string literals (the
+/// quotes themselves count as inside): the one scanner behind the repairs below.
+struct Scan<'a> {
+    chars: std::str::CharIndices<'a>,
+    in_str: bool,
+    escaped: bool,
+}
+
+fn scan(s: &str) -> Scan<'_> {
+    Scan {
+        chars: s.char_indices(),
+        in_str: false,
+        escaped: false,
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = (usize, char, bool);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (i, c) = self.chars.next()?;
+        let outside = if self.in_str {
+            match (self.escaped, c) {
+                (true, _) => self.escaped = false,
+                (false, '\\') => self.escaped = true,
+                (false, '"') => self.in_str = false,
+                _ => {}
+            }
+            false
+        } else if c == '"' {
+            self.in_str = true;
+            false
+        } else {
+            true
+        };
+        Some((i, c, outside))
+    }
+}
+
 /// The first complete JSON value at the start of `s` (brackets balanced outside strings).
 fn balanced(s: &str) -> Option<&str> {
     let mut depth = 0i32;
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        if in_str {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' | '[' => depth += 1,
-            '}' | ']' => {
+    for (i, c, outside) in scan(s) {
+        match (outside, c) {
+            (true, '{' | '[') => depth += 1,
+            (true, '}' | ']') => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(&s[..i + c.len_utf8()]);
@@ -100,28 +127,9 @@ fn balanced(s: &str) -> Option<&str> {
 
 fn remove_trailing_commas(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut in_str = false;
-    let mut escaped = false;
-    let chars: Vec<char> = s.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if in_str {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
+    for (i, c, outside) in scan(s) {
+        if outside && c == ',' && s[i + 1..].trim_start().starts_with(['}', ']']) {
             continue;
-        }
-        if c == '"' {
-            in_str = true;
-        }
-        if c == ',' {
-            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-            if matches!(next, Some('}' | ']')) {
-                continue;
-            }
         }
         out.push(c);
     }
@@ -132,30 +140,19 @@ fn remove_trailing_commas(s: &str) -> String {
 /// and closes open brackets in order.
 fn close_open(s: &str) -> String {
     let mut stack = Vec::new();
-    let mut in_str = false;
-    let mut escaped = false;
-    for c in s.chars() {
-        if in_str {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_str = true,
-            '{' => stack.push('}'),
-            '[' => stack.push(']'),
-            '}' | ']' => {
+    let mut chars = scan(s);
+    for (_, c, outside) in chars.by_ref() {
+        match (outside, c) {
+            (true, '{') => stack.push('}'),
+            (true, '[') => stack.push(']'),
+            (true, '}' | ']') => {
                 stack.pop();
             }
             _ => {}
         }
     }
     let mut out = s.to_owned();
-    if in_str {
+    if chars.in_str {
         out.push('"');
     }
     let trimmed = out.trim_end().trim_end_matches([',', ':']).len();
