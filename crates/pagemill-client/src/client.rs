@@ -302,13 +302,24 @@ impl Client {
     /// Like [`Client::chat`]; with `resend_after_content`, a stream that broke after delivering
     /// content is sent again too (its tokens may be billed twice).
     pub async fn chat_with(&self, req: &ChatRequest, resend_after_content: bool) -> Outcome {
+        self.chat_tagged(req, resend_after_content, None).await
+    }
+
+    /// Like [`Client::chat_with`], every attempt tagged with `x-pagemill-request-id` (see
+    /// [`Client::send_tagged`]).
+    pub async fn chat_tagged(
+        &self,
+        req: &ChatRequest,
+        resend_after_content: bool,
+        tag: Option<&str>,
+    ) -> Outcome {
         let mut retry = RetryState::new(&self.endpoint.retry, resend_after_content);
         let estimate = self.estimate_tokens(req);
         let mut retried = Vec::new();
         loop {
             let permit = self.limiter.acquire(estimate).await;
             let scheduled = mono_ns();
-            let ex = self.send(req, scheduled).await;
+            let ex = self.send_tagged(req, scheduled, tag).await;
             drop(permit);
             self.limiter.observe(&ex.rate_limit);
             let Some(err) = &ex.error else {

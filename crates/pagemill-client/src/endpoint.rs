@@ -154,6 +154,10 @@ pub struct Endpoint {
     /// `cl100k_base`, or the path of a Hugging Face `tokenizer.json`.
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// Send `prompt_cache_key` (OpenAI's routing hint for its prompt cache) with pipeline
+    /// requests; off by default because strict servers refuse unknown parameters.
+    #[serde(default)]
+    pub prompt_cache_key: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -183,6 +187,7 @@ impl std::fmt::Debug for Endpoint {
             .field("transport", &self.transport)
             .field("retry", &self.retry)
             .field("tokenizer", &self.tokenizer)
+            .field("prompt_cache_key", &self.prompt_cache_key)
             .finish()
     }
 }
@@ -215,6 +220,7 @@ impl Endpoint {
             transport: TransportConfig::default(),
             retry: RetryConfig::default(),
             tokenizer: None,
+            prompt_cache_key: false,
         }
     }
 

@@ -139,7 +139,8 @@ pub struct RequestError {
 }
 
 impl RequestError {
-    pub(crate) fn new(kind: FailureKind, class: ErrorClass, message: impl Into<String>) -> Self {
+    /// A failure of `kind` and `class`; the message is redacted of anything key-like.
+    pub fn new(kind: FailureKind, class: ErrorClass, message: impl Into<String>) -> Self {
         Self {
             class,
             kind,

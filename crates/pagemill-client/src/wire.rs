@@ -98,6 +98,14 @@ impl Message {
             content: content.into(),
         }
     }
+
+    /// An assistant message (an earlier answer, e.g. before a re-ask).
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
 }
 
 /// A chat completion, or one chunk of a streamed one: both share this shape (`message` in the

@@ -120,6 +120,61 @@ pub fn json_answer(response_format: &Value, words: &[String], rng: &mut impl Rng
     }
 }
 
+/// The items of a pipeline prompt (`<item id="ID">` … `</item>` in the last user message), as
+/// (id, text).
+pub fn prompt_items(messages: &[Message]) -> Vec<(String, String)> {
+    let Some(user) = messages.iter().rev().find(|m| m.role == "user") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rest = user.content.as_str();
+    while let Some(open) = rest.find("<item id=\"") {
+        let after = &rest[open + 10..];
+        let Some(q) = after.find("\">") else { break };
+        let id = &after[..q];
+        let body = &after[q + 2..];
+        let Some(close) = body.find("</item>") else {
+            break;
+        };
+        out.push((id.to_owned(), body[..close].trim().to_owned()));
+        rest = &body[close + 7..];
+    }
+    out
+}
+
+/// A packed answer: when the schema asks for `{"items": [{"id", …}]}` and the prompt carries
+/// items, one entry per item with its id, quoting only that item's words. Each entry's draws
+/// come from a source seeded by the item alone (`seed`, id, text), so an item gets the same
+/// answer whatever pack it travels in and whenever it is asked — the ground truth that lets
+/// tests compare an interrupted run with an uninterrupted one.
+pub fn packed_answer(response_format: &Value, messages: &[Message], seed: u64) -> Option<Value> {
+    use rand::SeedableRng;
+    use std::hash::{Hash, Hasher};
+    let schema = response_format.get("json_schema")?.get("schema")?;
+    let entry = resolve(schema.get("properties")?.get("items")?, schema).get("items")?;
+    let entry = resolve(entry, schema);
+    entry.get("properties")?.get("id")?;
+    let items = prompt_items(messages);
+    if items.is_empty() {
+        return None;
+    }
+    let answers: Vec<Value> = items
+        .iter()
+        .map(|(id, text)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (seed, id, text).hash(&mut h);
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(h.finish());
+            let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+            let mut v = instance(entry, schema, &words, &mut rng, 1);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("id".into(), Value::String(id.clone()));
+            }
+            v
+        })
+        .collect();
+    Some(json!({ "items": answers }))
+}
+
 /// A run of 1..=max consecutive words of the source, cleaned of edge punctuation.
 fn phrase(words: &[String], rng: &mut impl Rng, max: usize) -> String {
     if words.is_empty() {
@@ -346,6 +401,45 @@ mod tests {
             let tokens: u64 = pieces.iter().map(|p| u64::from(p.1)).sum();
             assert_eq!(tokens, count(text));
         }
+    }
+
+    #[test]
+    fn packed_answers_carry_every_item_id_and_do_not_depend_on_the_pack() {
+        let schema = json!({"type": "object", "properties": {"items": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "entities": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "properties": {"text": {"type": "string"}, "type": {"enum": ["person"]}},
+                "required": ["text", "type"]}}},
+            "required": ["id", "entities"]}}}, "required": ["items"]});
+        let format = json!({"type": "json_schema", "json_schema": {"schema": schema}});
+        let item = |id: &str, text: &str| format!("<item id=\"{id}\">\n{text}\n</item>\n");
+        let a = item("d1:p1", "Alpha beta gamma delta.");
+        let b = item("d1:p2", "Epsilon zeta eta theta.");
+        let pack = |body: String| {
+            vec![
+                Message::system("rules"),
+                Message::user(format!("Items:\n{body}")),
+            ]
+        };
+        let both = packed_answer(&format, &pack(format!("{a}\n{b}")), 7).unwrap();
+        let alone = packed_answer(&format, &pack(b.clone()), 7).unwrap();
+        let entries = both["items"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["id"], "d1:p1");
+        assert_eq!(entries[1]["id"], "d1:p2");
+        assert_eq!(
+            entries[1], alone["items"][0],
+            "same item, same answer, any pack"
+        );
+        for e in entries[1]["entities"].as_array().unwrap() {
+            let t = e["text"].as_str().unwrap();
+            assert!(
+                "Epsilon zeta eta theta".contains(t),
+                "quotes its own item: {t}"
+            );
+        }
+        let plain = json!({"type": "json_schema", "json_schema": {"schema": {"type": "object"}}});
+        assert!(packed_answer(&plain, &pack(a), 7).is_none());
     }
 
     #[test]

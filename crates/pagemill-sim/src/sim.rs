@@ -420,7 +420,10 @@ impl State {
             .is_some_and(|t| t == "json_object" || t == "json_schema");
         if wants_json {
             let format = chat.response_format.clone().unwrap_or(Value::Null);
-            let value = content::json_answer(&format, &content::source_words(&chat.messages), rng);
+            let value = content::packed_answer(&format, &chat.messages, self.profile.seed)
+                .unwrap_or_else(|| {
+                    content::json_answer(&format, &content::source_words(&chat.messages), rng)
+                });
             let (text, sloppy) = if rng.random_bool(self.profile.content.sloppy.clamp(0.0, 1.0)) {
                 let (t, kind) = content::sloppy(&value, rng);
                 (t, Some(kind))

@@ -43,6 +43,119 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// Read documents into pages and sections, exactly as the pipeline will see them.
     Ingest(IngestArgs),
+    /// Run the pipeline: entities of pages, summaries of sections, metadata of documents —
+    /// packed, cache-friendly, validated, grounded, resumable, with exact cost.
+    Run(Box<RunArgs>),
+    /// Tokens and cost of running the pipeline on each endpoint, before running it.
+    Quote(Box<QuoteArgs>),
+}
+
+/// What the pipeline does to documents (shared by `run` and `quote`).
+#[derive(Debug, Args, Clone)]
+pub struct PipelineArgs {
+    /// Files, directories (read recursively) or globs.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Tasks to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "entities,summary,metadata"
+    )]
+    pub tasks: Vec<String>,
+    /// Entity types, comma-separated (default: person, organization, location, date, money,
+    /// law, product).
+    #[arg(long, value_delimiter = ',')]
+    pub entity_types: Vec<String>,
+    /// Longest summary, in words.
+    #[arg(long, default_value_t = 80)]
+    pub summary_max_words: u32,
+    /// A JSON Schema file replacing the metadata schema (e.g. to add fields).
+    #[arg(long)]
+    pub metadata_schema: Option<PathBuf>,
+    /// Items per request: a number, or `auto` (as many as fit --pack-tokens, up to 16).
+    #[arg(long, default_value = "auto")]
+    pub pack: String,
+    /// Document tokens one packed request may carry (with --pack auto).
+    #[arg(long, default_value_t = 6000)]
+    pub pack_tokens: u64,
+    /// Characters per page for text without page breaks.
+    #[arg(long, default_value_t = 3000)]
+    pub page_chars: usize,
+    /// Tokens a section may hold before it is split.
+    #[arg(long, default_value_t = 2000)]
+    pub section_tokens: u64,
+    /// Profile of the in-process simulator when the endpoint is `sim`.
+    #[arg(long, default_value = "fast-local")]
+    pub sim_profile: String,
+}
+
+/// `pagemill run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Documents and what to do with them.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Endpoint (default: the first configured; `sim` for the simulator).
+    #[arg(long, short)]
+    pub endpoint: Option<String>,
+    /// Endpoints to fall back to, in order, when the primary fails permanently.
+    #[arg(long)]
+    pub fallback: Vec<String>,
+    /// Where results go: one JSON per document and run-summary.json.
+    #[arg(long, short, default_value = "pagemill-out")]
+    pub out: PathBuf,
+    /// The ledger (default: <out>/ledger.sqlite).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Redo units the ledger already has results for.
+    #[arg(long)]
+    pub force: bool,
+    /// Requests in flight (default: the endpoint's max_concurrency, else 8).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Re-asks of a unit whose answer is unusable, before it is dead-lettered.
+    #[arg(long, default_value_t = 2)]
+    pub max_reasks: u32,
+    /// Structured output: auto (json_schema, falling back when refused), json_schema,
+    /// json_object or text.
+    #[arg(long, default_value = "auto")]
+    pub response_format: String,
+    /// Mentions not found in their page: keep-flagged or drop.
+    #[arg(long, default_value = "keep-flagged")]
+    pub ungrounded: String,
+    /// Send through the endpoint's batch API (OpenAI-style), polling until done.
+    #[arg(long)]
+    pub batch: bool,
+    /// Seconds between batch polls.
+    #[arg(long, default_value_t = 10.0)]
+    pub batch_poll: f64,
+    /// Ask for whole answers instead of streams.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the run summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pagemill quote`.
+#[derive(Debug, Args)]
+pub struct QuoteArgs {
+    /// Documents and what to do with them.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Endpoints to quote (default: all configured).
+    #[arg(long, short)]
+    pub endpoint: Vec<String>,
+    /// Pages a day, for the monthly figure.
+    #[arg(long)]
+    pub pages_per_day: Option<u64>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pagemill chat`.

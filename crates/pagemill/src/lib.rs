@@ -24,6 +24,8 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Sim(args) => commands::sim::run(args).await,
         cli::Command::Bench(args) => commands::bench::run(&cli.global, *args).await,
         cli::Command::Ingest(args) => commands::ingest::run(args).await,
+        cli::Command::Run(args) => commands::run::run(&cli.global, *args).await,
+        cli::Command::Quote(args) => commands::quote::run(&cli.global, *args).await,
     }
 }
 

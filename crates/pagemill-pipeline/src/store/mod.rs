@@ -36,11 +36,12 @@ CREATE TABLE IF NOT EXISTS units (
 );
 CREATE INDEX IF NOT EXISTS units_status ON units(status, task);
 CREATE TABLE IF NOT EXISTS results (
-    unit_key TEXT PRIMARY KEY REFERENCES units(key), result TEXT NOT NULL, created_at INTEGER NOT NULL
+    unit_key TEXT PRIMARY KEY REFERENCES units(key), result TEXT NOT NULL, request_id INTEGER,
+    created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, endpoint TEXT NOT NULL,
-    unit_keys TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('sent', 'ok', 'failed', 'interrupted')),
+    task TEXT NOT NULL, prompt_version TEXT NOT NULL, unit_keys TEXT NOT NULL, retries INTEGER NOT NULL DEFAULT 0, retried_errors TEXT, status TEXT NOT NULL CHECK (status IN ('sent', 'ok', 'failed', 'interrupted')),
     error_class TEXT, error TEXT, prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER,
     cost_pico INTEGER, timeline TEXT, started_at INTEGER NOT NULL, finished_at INTEGER
 );
@@ -170,6 +171,52 @@ pub struct RequestEnd {
     pub cost_pico: Option<u64>,
     /// The request's timeline, as JSON.
     pub timeline: Option<String>,
+    /// Attempts the client retried before this outcome.
+    pub retries: u32,
+    /// The error class of each retried attempt.
+    #[serde(default)]
+    pub retried_errors: Vec<String>,
+}
+
+/// A request as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRow {
+    /// Its id (ascending in the order requests were made).
+    pub id: i64,
+    /// The run that made it.
+    pub run_id: String,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Task name.
+    pub task: String,
+    /// Prompt version.
+    pub prompt_version: String,
+    /// Units it carried.
+    pub unit_keys: Vec<String>,
+    /// `sent`, `ok`, `failed` or `interrupted`.
+    pub status: String,
+    /// How it ended otherwise.
+    #[serde(flatten)]
+    pub end: RequestEnd,
+    /// Unix seconds.
+    pub started_at: i64,
+}
+
+/// A unit as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitRow {
+    /// Its key.
+    pub key: String,
+    /// Status.
+    pub status: UnitStatus,
+    /// Attempts (leases) so far.
+    pub attempts: u32,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+    /// Its result, when done.
+    pub result: Option<serde_json::Value>,
+    /// The request that produced the result.
+    pub request_id: Option<i64>,
 }
 
 /// Counts by status, and what was spent.
@@ -387,12 +434,19 @@ impl Ledger {
     }
 
     /// Records a request before it is sent; returns its id.
-    pub fn request_started(&self, endpoint: &str, unit_keys: &[String]) -> Result<i64, StoreError> {
+    pub fn request_started(
+        &self,
+        endpoint: &str,
+        task: &str,
+        prompt_version: &str,
+        unit_keys: &[String],
+    ) -> Result<i64, StoreError> {
         let keys = serde_json::to_string(unit_keys).unwrap_or_else(|_| "[]".into());
         self.conn
             .execute(
-                "INSERT INTO requests (run_id, endpoint, unit_keys, status, started_at) VALUES (?1, ?2, ?3, 'sent', ?4)",
-                params![self.run_id, endpoint, keys, now()],
+                "INSERT INTO requests (run_id, endpoint, task, prompt_version, unit_keys, status, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'sent', ?6)",
+                params![self.run_id, endpoint, task, prompt_version, keys, now()],
             )
             .map_err(self.sql())?;
         Ok(self.conn.last_insert_rowid())
@@ -404,7 +458,7 @@ impl Ledger {
         self.conn
             .execute(
                 "UPDATE requests SET status = ?2, error_class = ?3, error = ?4, prompt_tokens = ?5, cached_tokens = ?6,
-                 completion_tokens = ?7, cost_pico = ?8, timeline = ?9, finished_at = ?10 WHERE id = ?1",
+                 completion_tokens = ?7, cost_pico = ?8, timeline = ?9, finished_at = ?10, retries = ?11, retried_errors = ?12 WHERE id = ?1",
                 params![
                     id,
                     if end.ok { "ok" } else { "failed" },
@@ -415,7 +469,9 @@ impl Ledger {
                     n(end.completion_tokens),
                     n(end.cost_pico),
                     end.timeline,
-                    now()
+                    now(),
+                    end.retries,
+                    serde_json::to_string(&end.retried_errors).ok()
                 ],
             )
             .map_err(self.sql())?;
@@ -424,7 +480,12 @@ impl Ledger {
 
     /// Commits a unit's validated result and marks it `done`, in one transaction: a unit is
     /// done exactly when its result is on disk.
-    pub fn complete(&mut self, key: &str, result: &serde_json::Value) -> Result<(), StoreError> {
+    pub fn complete(
+        &mut self,
+        key: &str,
+        result: &serde_json::Value,
+        request_id: Option<i64>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql = move |source| StoreError::Sqlite {
             path: path.clone(),
@@ -432,8 +493,8 @@ impl Ledger {
         };
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
-            "INSERT OR REPLACE INTO results (unit_key, result, created_at) VALUES (?1, ?2, ?3)",
-            params![key, result.to_string(), now()],
+            "INSERT OR REPLACE INTO results (unit_key, result, request_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![key, result.to_string(), request_id, now()],
         )
         .map_err(&sql)?;
         tx.execute(
@@ -479,6 +540,83 @@ impl Ledger {
             .optional()
             .map_err(self.sql())?;
         Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Every unit among `keys` that the ledger knows, with its result when done.
+    pub fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT u.key, u.status, u.attempts, u.reason, r.result, r.request_id
+                 FROM units u LEFT JOIN results r ON r.unit_key = u.key WHERE u.key = ?1",
+            )
+            .map_err(self.sql())?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let row = st
+                .query_row([k], |r| {
+                    Ok(UnitRow {
+                        key: r.get(0)?,
+                        status: UnitStatus::parse(&r.get::<_, String>(1)?),
+                        attempts: r.get::<_, i64>(2)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        reason: r.get(3)?,
+                        result: r
+                            .get::<_, Option<String>>(4)?
+                            .and_then(|s| serde_json::from_str(&s).ok()),
+                        request_id: r.get(5)?,
+                    })
+                })
+                .optional()
+                .map_err(self.sql())?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    /// Every request recorded, oldest first.
+    pub fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
+                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors
+                 FROM requests ORDER BY id",
+            )
+            .map_err(self.sql())?;
+        let n = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+        let rows = st
+            .query_map([], |r| {
+                let status: String = r.get(6)?;
+                Ok(RequestRow {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    endpoint: r.get(2)?,
+                    task: r.get(3)?,
+                    prompt_version: r.get(4)?,
+                    unit_keys: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    end: RequestEnd {
+                        ok: status == "ok",
+                        error_class: r.get(7)?,
+                        error: r.get(8)?,
+                        prompt_tokens: n(r.get(9)?),
+                        cached_tokens: n(r.get(10)?),
+                        completion_tokens: n(r.get(11)?),
+                        cost_pico: n(r.get(12)?),
+                        timeline: r.get(13)?,
+                        retries: r.get::<_, i64>(14)?.clamp(0, i64::from(u32::MAX)) as u32,
+                        retried_errors: r
+                            .get::<_, Option<String>>(16)?
+                            .and_then(|s| serde_json::from_str(&s).ok())
+                            .unwrap_or_default(),
+                    },
+                    status,
+                    started_at: r.get(15)?,
+                })
+            })
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
     }
 
     /// Failed units with their reasons.
@@ -581,7 +719,7 @@ mod tests {
             let todo = l.plan(&units, false).unwrap();
             assert_eq!(todo.len(), 2);
             l.lease(&todo[..1]).unwrap();
-            l.complete(&todo[0], &serde_json::json!({"entities": []}))
+            l.complete(&todo[0], &serde_json::json!({"entities": []}), None)
                 .unwrap();
         }
         let mut l = Ledger::open(&path).unwrap();
@@ -610,8 +748,11 @@ mod tests {
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
             let todo = l.plan(&units, false).unwrap();
             l.lease(&todo).unwrap();
-            let r = l.request_started("sim", &todo).unwrap();
-            l.complete(&todo[0], &serde_json::json!({"ok": 1})).unwrap();
+            let r = l
+                .request_started("sim", "entities", "entities-v1", &todo)
+                .unwrap();
+            l.complete(&todo[0], &serde_json::json!({"ok": 1}), Some(r))
+                .unwrap();
             done_key = todo[0].clone();
             leased_key = todo[1].clone();
             let _ = r;
@@ -644,7 +785,9 @@ mod tests {
         let mut l = Ledger::open(&path).unwrap();
         l.add_document("doc", "a.pdf", "pdf", 1).unwrap();
         let todo = l.plan(&[spec("page:1")], false).unwrap();
-        let id = l.request_started("sim", &todo).unwrap();
+        let id = l
+            .request_started("sim", "entities", "entities-v1", &todo)
+            .unwrap();
         l.request_finished(
             id,
             &RequestEnd {

@@ -164,6 +164,14 @@ fn close_open(s: &str) -> String {
 }
 
 /// Validates `value` against a JSON Schema.
+/// Whether `schema` is a JSON Schema this validator accepts (for user-supplied schemas).
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| format!("not a valid JSON Schema: {e}"))
+}
+
+/// Validates `value` against `schema`, naming the first violation and where it is.
 pub fn validate(schema: &Value, value: &Value) -> Result<(), AnswerError> {
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| AnswerError::Invalid(format!("bad schema: {e}")))?;

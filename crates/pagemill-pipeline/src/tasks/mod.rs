@@ -90,6 +90,7 @@ pub struct Task {
     pub template_version: &'static str,
     system: String,
     schema: Value,
+    max_words: u32,
 }
 
 /// A template could not be rendered.
@@ -134,6 +135,7 @@ impl Task {
             template_version: "v1",
             system: system.trim_end().to_owned(),
             schema: schema(kind, config),
+            max_words: config.summary_max_words,
         })
     }
 
@@ -154,6 +156,11 @@ impl Task {
     /// The rendered system prompt: the same bytes for every request of this task.
     pub fn system_prompt(&self) -> &str {
         &self.system
+    }
+
+    /// Longest summary, in words (summaries).
+    pub fn max_words(&self) -> u32 {
+        self.max_words
     }
 
     /// The JSON Schema answers must follow.

@@ -72,7 +72,10 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Reads files on as many threads as there are cores; results in input order.
-fn ingest_all(files: &[PathBuf], limits: &Limits) -> Vec<(PathBuf, Result<Document, String>)> {
+pub(crate) fn ingest_all(
+    files: &[PathBuf],
+    limits: &Limits,
+) -> Vec<(PathBuf, Result<Document, String>)> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(files.len().max(1));

@@ -4,4 +4,6 @@ pub mod bench;
 pub mod chat;
 pub mod doctor;
 pub mod ingest;
+pub mod quote;
+pub mod run;
 pub mod sim;

@@ -1,0 +1,666 @@
+//! Executing units: packs formed on the fly, sent under the endpoints' limits, answers checked
+//! item by item, failures routed (re-run alone, re-ask, split, fall back, give up with a
+//! reason), every outcome committed to the ledger as it happens.
+//!
+//! Workers share one queue. Fresh units are packed when a worker takes them, so a pack size
+//! reduced after failures applies to the very next pack. Explicit jobs (items re-run alone,
+//! re-asks, fallbacks) go first. A unit is leased while in flight and released when it goes
+//! back to the queue, so a killed run leaves it `pending`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use pagemill_client::wire::StreamOptions;
+use pagemill_client::{ChatRequest, Client, ErrorClass, Message, Outcome, RequestError};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::grounding::ground;
+use super::plan::{Tasks, Work};
+use super::{FormatMode, PackSize, Progress, RunOptions, TaskStats};
+use crate::store::{Ledger, RequestEnd, StoreError};
+use crate::tasks::answers::{check_pack, parse_lenient, validate};
+use crate::tasks::{Item, TaskKind};
+
+/// Pack size when chosen by budget alone.
+pub(crate) const AUTO_MAX_ITEMS: usize = 16;
+/// Packs in a row with failed items before the pack size is halved.
+const SHRINK_AFTER: u32 = 2;
+
+/// One request to make.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) kind: TaskKind,
+    /// Indices into the work list.
+    pub(crate) units: Vec<usize>,
+    /// Index into the endpoint list (0 = primary, then fallbacks).
+    pub(crate) endpoint: usize,
+    /// The earlier answer and what was wrong with it, for a re-ask.
+    pub(crate) reask: Option<(String, String)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct UnitState {
+    reasks: u32,
+    reask_tokens: u64,
+    rounds: u32,
+}
+
+/// What the workers share.
+pub(crate) struct Shared {
+    pub(crate) work: Vec<Work>,
+    pub(crate) page_texts: Vec<HashMap<u32, String>>,
+    pub(crate) tasks: Tasks,
+    pub(crate) endpoints: Vec<Arc<Client>>,
+    pub(crate) ledger: Mutex<Ledger>,
+    pub(crate) opts: RunOptions,
+    pub(crate) progress: Arc<Progress>,
+    queue: Mutex<Queue>,
+    notify: Notify,
+}
+
+struct Queue {
+    fresh: [VecDeque<usize>; 3],
+    jobs: VecDeque<Job>,
+    next_task: usize,
+    k: [usize; 3],
+    streak: [u32; 3],
+    in_flight: usize,
+    /// Per endpoint: the structured-output mode in use (downgraded when refused).
+    format: Vec<FormatMode>,
+    state: HashMap<usize, UnitState>,
+    error: Option<String>,
+}
+
+pub(crate) fn slot(kind: TaskKind) -> usize {
+    match kind {
+        TaskKind::Entities => 0,
+        TaskKind::Summary => 1,
+        TaskKind::Metadata => 2,
+    }
+}
+
+const KINDS: [TaskKind; 3] = [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata];
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)] // one call site, each argument a different part
+    pub(crate) fn new(
+        work: Vec<Work>,
+        page_texts: Vec<HashMap<u32, String>>,
+        tasks: Tasks,
+        endpoints: Vec<Arc<Client>>,
+        ledger: Ledger,
+        opts: RunOptions,
+        progress: Arc<Progress>,
+        todo: &HashSet<String>,
+    ) -> Self {
+        let mut fresh: [VecDeque<usize>; 3] = Default::default();
+        let mut scheduled = HashSet::new();
+        for (i, w) in work.iter().enumerate() {
+            if todo.contains(&w.key) && scheduled.insert(w.key.clone()) {
+                fresh[slot(w.kind)].push_back(i);
+            }
+        }
+        let k0 = match opts.pack {
+            PackSize::Fixed(k) => k.max(1),
+            PackSize::Auto => AUTO_MAX_ITEMS,
+        };
+        // Metadata reads a whole document head: one a request.
+        let k = [k0, k0, 1];
+        let format = vec![opts.format; endpoints.len()];
+        Self {
+            work,
+            page_texts,
+            tasks,
+            endpoints,
+            ledger: Mutex::new(ledger),
+            opts,
+            progress,
+            queue: Mutex::new(Queue {
+                fresh,
+                jobs: VecDeque::new(),
+                next_task: 0,
+                k,
+                streak: [0; 3],
+                in_flight: 0,
+                format,
+                state: HashMap::new(),
+                error: None,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Final pack sizes by task.
+    pub(crate) fn pack_sizes(&self) -> [usize; 3] {
+        self.queue().k
+    }
+
+    /// A ledger error that stopped the run, if any.
+    pub(crate) fn fatal(&self) -> Option<String> {
+        self.queue().error.clone()
+    }
+
+    /// Takes the next job, packing fresh units under the current pack size and token budget.
+    pub(crate) fn take(&self) -> Option<Job> {
+        let mut q = self.queue();
+        if q.error.is_some() || self.progress.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let job = if let Some(job) = q.jobs.pop_front() {
+            job
+        } else {
+            let start = q.next_task;
+            let t = (0..3)
+                .map(|i| (start + i) % 3)
+                .find(|&t| !q.fresh[t].is_empty())?;
+            q.next_task = (t + 1) % 3;
+            let k = q.k[t];
+            let budget = match self.opts.pack {
+                PackSize::Auto => self.opts.pack_tokens,
+                PackSize::Fixed(_) => u64::MAX,
+            };
+            let n = pack_len(q.fresh[t].iter().map(|&u| self.work[u].tokens), k, budget);
+            let units: Vec<usize> = q.fresh[t].drain(..n).collect();
+            Job {
+                kind: KINDS[t],
+                units,
+                endpoint: 0,
+                reask: None,
+            }
+        };
+        q.in_flight += 1;
+        Some(job)
+    }
+
+    /// Runs workers until every unit is done, failed, or the run is stopped.
+    pub(crate) async fn drive(self: &Arc<Self>, workers: usize) {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..workers.max(1) {
+            let me = Arc::clone(self);
+            set.spawn(async move { me.worker().await });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    async fn worker(self: Arc<Self>) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.take() {
+                Some(job) => {
+                    if let Err(e) = self.process(job).await {
+                        self.queue().error = Some(e.to_string());
+                    }
+                    self.job_over();
+                }
+                None => {
+                    let idle = {
+                        let q = self.queue();
+                        q.in_flight == 0
+                            || q.error.is_some()
+                            || self.progress.stop.load(Ordering::Relaxed)
+                    };
+                    if idle {
+                        self.notify.notify_waiters();
+                        return;
+                    }
+                    notified.await;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn keys(&self, units: &[usize]) -> Vec<String> {
+        units.iter().map(|&u| self.work[u].key.clone()).collect()
+    }
+
+    /// Puts units back in the queue as `job` (leases released first).
+    fn requeue(&self, job: Job) -> Result<(), StoreError> {
+        self.ledger().release(&self.keys(&job.units))?;
+        self.queue().jobs.push_back(job);
+        Ok(())
+    }
+
+    fn give_up(&self, units: &[usize], reason: &str) -> Result<(), StoreError> {
+        let ledger = self.ledger();
+        for &u in units {
+            ledger.fail(&self.work[u].key, reason)?;
+            self.progress.failed[slot(self.work[u].kind)].fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn request(&self, job: &Job, format: FormatMode) -> Option<ChatRequest> {
+        let task = self.tasks.get(job.kind)?;
+        let client = &self.endpoints[job.endpoint];
+        let items: Vec<Item<'_>> = job
+            .units
+            .iter()
+            .map(|&u| Item {
+                id: &self.work[u].item_id,
+                text: &self.work[u].text,
+            })
+            .collect();
+        let mut messages = task.messages(&items);
+        if let Some((answer, problem)) = &job.reask {
+            messages.push(Message::assistant(answer.clone()));
+            messages.push(Message::user(format!(
+                "That answer cannot be used: {problem}. Answer again with only the JSON, in the shape the instructions give."
+            )));
+        }
+        let response_format = match format {
+            FormatMode::JsonSchema | FormatMode::Auto => Some(task.response_format()),
+            FormatMode::JsonObject => Some(json!({"type": "json_object"})),
+            FormatMode::Text => None,
+        };
+        let max_tokens: u64 = job
+            .units
+            .iter()
+            .map(|&u| completion_budget(job.kind, self.work[u].tokens, &self.tasks))
+            .sum();
+        Some(ChatRequest {
+            model: client.endpoint().model.clone(),
+            messages,
+            max_tokens: Some(max_tokens.clamp(64, self.opts.max_completion_tokens) as u32),
+            temperature: Some(0.0),
+            seed: Some(0),
+            stream: self.opts.stream,
+            stream_options: self.opts.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            response_format,
+            prompt_cache_key: client
+                .endpoint()
+                .prompt_cache_key
+                .then(|| task.prompt_version()),
+            ..ChatRequest::default()
+        })
+    }
+
+    /// Sends one job and routes what comes back.
+    async fn process(&self, job: Job) -> Result<(), StoreError> {
+        let Some((req, rid, format)) = self.start(&job)? else {
+            return Ok(());
+        };
+        let client = Arc::clone(&self.endpoints[job.endpoint]);
+        let outcome = client
+            .chat_tagged(&req, false, Some(&rid.to_string()))
+            .await;
+        self.finish(job, rid, format, &outcome)
+    }
+
+    /// Builds a job's request, leases its units and records the request; `None` when its task
+    /// is off.
+    pub(crate) fn start(
+        &self,
+        job: &Job,
+    ) -> Result<Option<(ChatRequest, i64, FormatMode)>, StoreError> {
+        let format = self.queue().format[job.endpoint];
+        let Some(req) = self.request(job, format) else {
+            return Ok(None);
+        };
+        let keys = self.keys(&job.units);
+        let version = self
+            .tasks
+            .get(job.kind)
+            .map(|t| t.prompt_version())
+            .unwrap_or_default();
+        let ledger = self.ledger();
+        ledger.lease(&keys)?;
+        let rid = ledger.request_started(
+            &self.endpoints[job.endpoint].endpoint().name,
+            job.kind.name(),
+            &version,
+            &keys,
+        )?;
+        Ok(Some((req, rid, format)))
+    }
+
+    /// Records how a job's request ended and routes the answer or the failure.
+    pub(crate) fn finish(
+        &self,
+        job: Job,
+        rid: i64,
+        format: FormatMode,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let end = record(outcome);
+        self.ledger().request_finished(rid, &end)?;
+        self.progress.add(job.kind, &end, job.units.len());
+        match outcome.result() {
+            Err(e) => self.on_error(job, e, format),
+            Ok(ex) => {
+                let cut = ex.finish_reason.as_deref() == Some("length");
+                self.on_answer(job, rid, &ex.content, cut)
+            }
+        }
+    }
+
+    /// Marks a job taken by [`Shared::take`] as over.
+    pub(crate) fn job_over(&self) {
+        self.queue().in_flight -= 1;
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn on_error(
+        &self,
+        mut job: Job,
+        e: &RequestError,
+        format: FormatMode,
+    ) -> Result<(), StoreError> {
+        let why = format!("{}: {}", e.class, e.message);
+        match e.class {
+            ErrorClass::Permanent if format == FormatMode::Auto && refuses_format(e) => {
+                // The endpoint does not take json_schema: fall to json_object, then to text.
+                let mut q = self.queue();
+                let f = &mut q.format[job.endpoint];
+                *f = match *f {
+                    FormatMode::Auto => FormatMode::JsonObject,
+                    _ => FormatMode::Text,
+                };
+                tracing::info!(endpoint = %self.endpoints[job.endpoint].endpoint().name, to = ?*f, "structured output refused; downgrading");
+                drop(q);
+                self.requeue(job)
+            }
+            ErrorClass::Permanent if job.endpoint + 1 < self.endpoints.len() => {
+                job.endpoint += 1;
+                self.progress.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.requeue(job)
+            }
+            ErrorClass::ContextTooLong if job.units.len() > 1 => {
+                let half = job.units.len() / 2;
+                {
+                    let mut q = self.queue();
+                    let s = slot(job.kind);
+                    q.k[s] = q.k[s].min(half.max(1));
+                }
+                let rest = job.units.split_off(half);
+                self.progress.splits.fetch_add(1, Ordering::Relaxed);
+                self.requeue(Job {
+                    units: rest,
+                    ..job.clone()
+                })?;
+                self.requeue(job)
+            }
+            ErrorClass::Transient | ErrorClass::Throttled => {
+                let exhausted = {
+                    let mut q = self.queue();
+                    let mut over = false;
+                    for &u in &job.units {
+                        let st = q.state.entry(u).or_default();
+                        st.rounds += 1;
+                        over |= st.rounds > self.opts.rounds;
+                    }
+                    over
+                };
+                if !exhausted {
+                    self.requeue(job)
+                } else if job.endpoint + 1 < self.endpoints.len() {
+                    job.endpoint += 1;
+                    self.progress.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    self.requeue(job)
+                } else {
+                    self.give_up(
+                        &job.units,
+                        &format!("{why} (after {} rounds of retries)", self.opts.rounds + 1),
+                    )
+                }
+            }
+            _ => self.give_up(&job.units, &why),
+        }
+    }
+
+    fn on_answer(&self, job: Job, rid: i64, text: &str, cut: bool) -> Result<(), StoreError> {
+        let Some(task) = self.tasks.get(job.kind) else {
+            return Ok(());
+        };
+        let ids: Vec<&str> = job
+            .units
+            .iter()
+            .map(|&u| self.work[u].item_id.as_str())
+            .collect();
+        let cut_note = if cut {
+            " (answer cut off at max_tokens)"
+        } else {
+            ""
+        };
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        let mut answers: HashMap<String, Value> = HashMap::new();
+        if job.kind == TaskKind::Metadata {
+            match parse_lenient(text).and_then(|(v, _)| validate(task.schema(), &v).map(|()| v)) {
+                Ok(v) => {
+                    answers.insert(ids[0].to_owned(), v);
+                }
+                Err(e) => failed.push((job.units[0], format!("{e}{cut_note}"))),
+            }
+        } else {
+            match check_pack(text, task.schema(), &ids) {
+                Ok(check) => {
+                    answers = check.answers;
+                    let reasons: HashMap<&str, &str> = check
+                        .invalid
+                        .iter()
+                        .map(|(id, why)| (id.as_str(), why.as_str()))
+                        .collect();
+                    for &u in &job.units {
+                        let id = self.work[u].item_id.as_str();
+                        if answers.contains_key(id) {
+                            continue;
+                        }
+                        let why = reasons.get(id).map_or_else(
+                            || format!("no answer for item `{id}`{cut_note}"),
+                            |w| format!("invalid answer for item `{id}`: {w}"),
+                        );
+                        failed.push((u, why));
+                    }
+                }
+                Err(e) => failed.extend(job.units.iter().map(|&u| (u, format!("{e}{cut_note}")))),
+            }
+        }
+        for &u in &job.units {
+            let w = &self.work[u];
+            if let Some(answer) = answers.get(&w.item_id) {
+                let result = self.result(w, answer);
+                self.ledger().complete(&w.key, &result, Some(rid))?;
+                self.progress.done[slot(w.kind)].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let s = slot(job.kind);
+        if job.units.len() > 1 {
+            let mut q = self.queue();
+            if failed.is_empty() {
+                q.streak[s] = 0;
+            } else {
+                q.streak[s] += 1;
+                if q.streak[s] >= SHRINK_AFTER && q.k[s] > 1 {
+                    q.k[s] = (q.k[s] / 2).max(1);
+                    q.streak[s] = 0;
+                    self.progress.shrinks.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        task = job.kind.name(),
+                        k = q.k[s],
+                        "packs keep failing; smaller packs"
+                    );
+                }
+            }
+            drop(q);
+            // Items that failed in a pack are re-run alone.
+            for (u, _) in failed {
+                self.progress.singles.fetch_add(1, Ordering::Relaxed);
+                self.requeue(Job {
+                    kind: job.kind,
+                    units: vec![u],
+                    endpoint: job.endpoint,
+                    reask: None,
+                })?;
+            }
+            return Ok(());
+        }
+        let Some((u, why)) = failed.into_iter().next() else {
+            return Ok(());
+        };
+        let prompt_tokens = self.work[u].tokens + 500;
+        let reask = {
+            let mut q = self.queue();
+            let st = q.state.entry(u).or_default();
+            if st.reasks < self.opts.max_reasks
+                && st.reask_tokens + prompt_tokens <= self.opts.reask_tokens
+            {
+                st.reasks += 1;
+                st.reask_tokens += prompt_tokens;
+                true
+            } else {
+                false
+            }
+        };
+        if reask {
+            self.progress.reasks.fetch_add(1, Ordering::Relaxed);
+            let answer: String = text.chars().take(4000).collect();
+            self.requeue(Job {
+                kind: job.kind,
+                units: vec![u],
+                endpoint: job.endpoint,
+                reask: Some((answer, why)),
+            })
+        } else {
+            let n = self.queue().state.get(&u).map_or(0, |s| s.reasks);
+            self.give_up(&[u], &format!("{why} (after {n} re-asks)"))
+        }
+    }
+
+    /// The result committed for a unit: grounded mentions, a summary, or metadata.
+    fn result(&self, w: &Work, answer: &Value) -> Value {
+        match w.kind {
+            TaskKind::Entities => {
+                let page = w.page.unwrap_or(0);
+                let text = self.page_texts[w.doc].get(&page).map_or("", String::as_str);
+                let mentions: Vec<(String, String)> = answer["entities"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|e| {
+                                (
+                                    e["text"].as_str().unwrap_or("").to_owned(),
+                                    e["type"].as_str().unwrap_or("").to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!({"mentions": ground(text, page, &mentions)})
+            }
+            TaskKind::Summary => json!({"summary": answer["summary"]}),
+            TaskKind::Metadata => answer.clone(),
+        }
+    }
+}
+
+/// How many of the next units (by their tokens) go in one pack: at most `k`, within `budget`
+/// tokens, and always at least one.
+pub(crate) fn pack_len(tokens: impl Iterator<Item = u64>, k: usize, budget: u64) -> usize {
+    let mut n = 0;
+    let mut sum = 0u64;
+    for t in tokens {
+        if n >= k || (n > 0 && sum.saturating_add(t) > budget) {
+            break;
+        }
+        sum = sum.saturating_add(t);
+        n += 1;
+    }
+    n
+}
+
+/// Whether a 4xx says the endpoint does not take our `response_format`.
+fn refuses_format(e: &RequestError) -> bool {
+    let m = e.message.to_ascii_lowercase();
+    e.status.is_some_and(|s| (400..500).contains(&s))
+        && (m.contains("response_format") || m.contains("json_schema") || m.contains("json schema"))
+}
+
+/// Completion tokens to allow an item.
+pub(crate) fn completion_budget(kind: TaskKind, item_tokens: u64, tasks: &Tasks) -> u64 {
+    match kind {
+        TaskKind::Entities => (40 + item_tokens / 2).min(1500),
+        TaskKind::Summary => {
+            let words = tasks.summary.as_ref().map_or(80, |t| t.max_words());
+            u64::from(words) * 2 + 40
+        }
+        TaskKind::Metadata => 600,
+    }
+}
+
+/// The ledger record of a request: tokens and cost summed over every attempt (failed attempts
+/// that were billed count too), the last attempt's timeline and error.
+fn record(outcome: &Outcome) -> RequestEnd {
+    let mut end = RequestEnd {
+        ok: outcome.last.is_ok(),
+        error_class: outcome.last.error.as_ref().map(|e| e.class.to_string()),
+        error: outcome.last.error.as_ref().map(|e| e.to_string()),
+        timeline: serde_json::to_string(&outcome.last.timeline).ok(),
+        retries: outcome.retried.len() as u32,
+        retried_errors: outcome
+            .retried
+            .iter()
+            .filter_map(|ex| ex.error.as_ref())
+            .map(|e| e.class.to_string())
+            .collect(),
+        ..RequestEnd::default()
+    };
+    let add = |slot: &mut Option<u64>, v: Option<u64>| {
+        if let Some(v) = v {
+            *slot = Some(slot.unwrap_or(0) + v);
+        }
+    };
+    for ex in outcome.attempts() {
+        add(&mut end.prompt_tokens, ex.usage.prompt.map(|c| c.tokens));
+        add(
+            &mut end.cached_tokens,
+            ex.usage.cached_prompt.map(|c| c.tokens),
+        );
+        add(
+            &mut end.completion_tokens,
+            ex.usage.completion.map(|c| c.tokens),
+        );
+        add(&mut end.cost_pico, ex.cost.map(|c| c.total.0));
+    }
+    end
+}
+
+impl Progress {
+    fn add(&self, kind: TaskKind, end: &RequestEnd, items: usize) {
+        let s = slot(kind);
+        let t: &TaskStats = &self.tasks[s];
+        t.requests.fetch_add(1, Ordering::Relaxed);
+        t.items.fetch_add(items as u64, Ordering::Relaxed);
+        t.prompt
+            .fetch_add(end.prompt_tokens.unwrap_or(0), Ordering::Relaxed);
+        t.cached
+            .fetch_add(end.cached_tokens.unwrap_or(0), Ordering::Relaxed);
+        t.completion
+            .fetch_add(end.completion_tokens.unwrap_or(0), Ordering::Relaxed);
+        t.cost_pico
+            .fetch_add(end.cost_pico.unwrap_or(0), Ordering::Relaxed);
+        if end.cached_tokens.is_none() {
+            t.cached_unreported.fetch_add(1, Ordering::Relaxed);
+        }
+        if end.cost_pico.is_none() {
+            t.cost_unknown.fetch_add(1, Ordering::Relaxed);
+        }
+        t.retries
+            .fetch_add(u64::from(end.retries), Ordering::Relaxed);
+        if !end.ok {
+            t.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! `pagemill run`: documents → units → requests → validated, grounded results in the ledger →
+//! one JSON per document and a run summary.
+//!
+//! - [`plan`]: the units of a set of documents, with their keys, and the pages that get none.
+//! - `exec`: packing, sending, checking, routing failures (re-run alone, re-ask, split, fall
+//!   back, give up with a reason), committing.
+//! - `batch`: the same through an OpenAI-style batch API.
+//! - [`grounding`]: mentions placed in their pages; mentions merged into entities.
+//! - [`output`]: per-document results and the run summary, from the ledger alone.
+//! - [`quote`]: tokens and cost before running.
+
+mod batch;
+mod exec;
+pub mod grounding;
+pub mod output;
+pub mod plan;
+pub mod quote;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pagemill_client::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::Document;
+use crate::store::{Ledger, StoreError};
+use crate::tasks::TaskKind;
+pub use output::{DocumentResult, RunSummary, UngroundedPolicy};
+pub use plan::{PageSkip, Tasks, Work};
+
+/// How many items go in one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackSize {
+    /// Exactly this many (fewer at the end).
+    Fixed(usize),
+    /// As many as fit the token budget ([`RunOptions::pack_tokens`]), up to 16.
+    Auto,
+}
+
+impl std::str::FromStr for PackSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(PackSize::Auto),
+            n => match n.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(PackSize::Fixed(k)),
+                _ => Err(format!("pack size `{s}`: expected `auto` or a number ≥ 1")),
+            },
+        }
+    }
+}
+
+/// How answers are asked to be JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatMode {
+    /// `json_schema`, falling back to `json_object`, then plain text, when the endpoint
+    /// refuses it.
+    Auto,
+    /// `response_format: json_schema` only.
+    JsonSchema,
+    /// `response_format: json_object`.
+    JsonObject,
+    /// No `response_format`: the prompt alone asks for JSON.
+    Text,
+}
+
+impl std::str::FromStr for FormatMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => FormatMode::Auto,
+            "json_schema" => FormatMode::JsonSchema,
+            "json_object" => FormatMode::JsonObject,
+            "text" => FormatMode::Text,
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected auto, json_schema, json_object or text"
+                ));
+            }
+        })
+    }
+}
+
+/// How a run goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Items per request.
+    pub pack: PackSize,
+    /// Item tokens a packed request may carry (with [`PackSize::Auto`]).
+    pub pack_tokens: u64,
+    /// Re-asks of a unit whose answer is unusable.
+    pub max_reasks: u32,
+    /// Prompt tokens a unit's re-asks may spend in all.
+    pub reask_tokens: u64,
+    /// Times a unit goes back in the queue after the client's own retries gave up on a
+    /// transient failure, before it is given up on.
+    pub rounds: u32,
+    /// Requests in flight (the endpoint's limits still apply).
+    pub concurrency: usize,
+    /// Structured output.
+    pub format: FormatMode,
+    /// Stream answers (timelines with first-token times).
+    pub stream: bool,
+    /// Largest `max_tokens` of a request.
+    pub max_completion_tokens: u64,
+    /// Redo finished units.
+    pub force: bool,
+    /// Use the endpoint's batch API.
+    pub batch: bool,
+    /// How often to poll a batch.
+    pub batch_poll: Duration,
+    /// Most items in one batch file.
+    pub batch_max_lines: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            pack: PackSize::Auto,
+            pack_tokens: 6000,
+            max_reasks: 2,
+            reask_tokens: 16_000,
+            rounds: 3,
+            concurrency: 8,
+            format: FormatMode::Auto,
+            stream: true,
+            max_completion_tokens: 8192,
+            force: false,
+            batch: false,
+            batch_poll: Duration::from_secs(10),
+            batch_max_lines: 50_000,
+        }
+    }
+}
+
+/// Running totals of one task.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    /// Requests made.
+    pub requests: AtomicU64,
+    /// Items sent (a unit re-run counts again).
+    pub items: AtomicU64,
+    /// Prompt tokens (every attempt).
+    pub prompt: AtomicU64,
+    /// Cached prompt tokens reported.
+    pub cached: AtomicU64,
+    /// Completion tokens.
+    pub completion: AtomicU64,
+    /// Picodollars (known costs).
+    pub cost_pico: AtomicU64,
+    /// Requests whose server did not report cached tokens.
+    pub cached_unreported: AtomicU64,
+    /// Requests of unknown cost.
+    pub cost_unknown: AtomicU64,
+    /// Attempts the client retried.
+    pub retries: AtomicU64,
+    /// Requests that failed in the end.
+    pub failed_requests: AtomicU64,
+}
+
+/// Live counters of a run, for progress bars and the summary; `stop` asks the run to finish
+/// what is in flight and take nothing new.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Set to stop taking new work.
+    pub stop: AtomicBool,
+    /// Units by task (entities, summary, metadata): in the plan.
+    pub total: [AtomicU64; 3],
+    /// Units finished by an earlier run.
+    pub already: [AtomicU64; 3],
+    /// Units finished by this run.
+    pub done: [AtomicU64; 3],
+    /// Units given up on by this run.
+    pub failed: [AtomicU64; 3],
+    /// Tokens, cost and requests by task.
+    pub tasks: [TaskStats; 3],
+    /// Re-asks made.
+    pub reasks: AtomicU64,
+    /// Items re-run alone after their pack failed them.
+    pub singles: AtomicU64,
+    /// Jobs moved to a fallback endpoint.
+    pub fallbacks: AtomicU64,
+    /// Packs split because they did not fit the context.
+    pub splits: AtomicU64,
+    /// Times a task's pack size was halved.
+    pub shrinks: AtomicU64,
+    /// Batches submitted.
+    pub batches: AtomicU64,
+}
+
+impl Progress {
+    /// Units finished or given up on (by this run or an earlier one), and the plan's total.
+    pub fn units(&self) -> (u64, u64) {
+        let sum = |a: &[AtomicU64; 3]| a.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();
+        (
+            sum(&self.already) + sum(&self.done) + sum(&self.failed),
+            sum(&self.total),
+        )
+    }
+
+    /// Pages whose entities are finished or given up on, and pages with an entities unit.
+    pub fn pages(&self) -> (u64, u64) {
+        let i = exec::slot(TaskKind::Entities);
+        (
+            self.already[i].load(Ordering::Relaxed)
+                + self.done[i].load(Ordering::Relaxed)
+                + self.failed[i].load(Ordering::Relaxed),
+            self.total[i].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Tokens (prompt + completion) and known cost so far.
+    pub fn spend(&self) -> (u64, u64) {
+        let mut tokens = 0;
+        let mut cost = 0;
+        for t in &self.tasks {
+            tokens += t.prompt.load(Ordering::Relaxed) + t.completion.load(Ordering::Relaxed);
+            cost += t.cost_pico.load(Ordering::Relaxed);
+        }
+        (tokens, cost)
+    }
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The ledger failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No endpoint to send to.
+    #[error("no endpoint to run on")]
+    NoEndpoint,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// One result per document, in input order.
+    pub documents: Vec<DocumentResult>,
+    /// The summary.
+    pub summary: RunSummary,
+}
+
+/// Runs `tasks` over `docs` on `endpoints` (the first is primary, the others fallbacks on
+/// permanent failure), recording everything in `ledger`.
+pub async fn run(
+    docs: &[Document],
+    tasks: Tasks,
+    endpoints: Vec<Arc<Client>>,
+    ledger: Ledger,
+    opts: RunOptions,
+    progress: Arc<Progress>,
+    policy: UngroundedPolicy,
+) -> Result<RunOutcome, RunError> {
+    let started = Instant::now();
+    let primary = endpoints.first().ok_or(RunError::NoEndpoint)?;
+    let (work, skips) = plan::plan(docs, &tasks, &primary.endpoint().model, primary.tokenizer());
+    let mut ledger = ledger;
+    for d in docs {
+        ledger.add_document(
+            &d.id,
+            &d.path.to_string_lossy(),
+            kind_name(d),
+            d.pages.len() as u32,
+        )?;
+    }
+    let specs: Vec<_> = work.iter().map(|w| w.spec.clone()).collect();
+    let todo: HashSet<String> = ledger.plan(&specs, opts.force)?.into_iter().collect();
+    let mut seen = HashSet::new();
+    for w in &work {
+        if seen.insert(&w.key) {
+            let i = exec::slot(w.kind);
+            progress.total[i].fetch_add(1, Ordering::Relaxed);
+            if !todo.contains(&w.key) {
+                progress.already[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let page_texts: Vec<HashMap<u32, String>> = docs
+        .iter()
+        .map(|d| d.pages.iter().map(|p| (p.number, p.text.clone())).collect())
+        .collect();
+    let workers = opts.concurrency.max(1);
+    let batch = opts.batch;
+    let shared = Arc::new(exec::Shared::new(
+        work,
+        page_texts,
+        tasks,
+        endpoints,
+        ledger,
+        opts,
+        Arc::clone(&progress),
+        &todo,
+    ));
+    if batch {
+        batch::drive(&shared).await?;
+    } else {
+        shared.drive(workers).await;
+    }
+    if let Some(e) = shared.fatal() {
+        tracing::error!("run stopped: {e}");
+    }
+    let ledger = shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
+    let documents = output::documents(docs, &shared.work, &skips, &ledger, policy)?;
+    let summary = output::summary(
+        &documents,
+        &shared.work,
+        &ledger,
+        &progress,
+        shared.pack_sizes(),
+        started.elapsed(),
+        &shared.endpoints,
+        shared.fatal(),
+    )?;
+    Ok(RunOutcome { documents, summary })
+}
+
+fn kind_name(d: &Document) -> &'static str {
+    match d.kind {
+        crate::ingest::DocKind::Pdf => "pdf",
+        crate::ingest::DocKind::Html => "html",
+        crate::ingest::DocKind::Markdown => "markdown",
+        crate::ingest::DocKind::Text => "text",
+        crate::ingest::DocKind::Docx => "docx",
+    }
+}

@@ -1,0 +1,502 @@
+//! What a run leaves for its users: one JSON per document (`schemas/document-result.schema.json`)
+//! and a run summary. Both are built from the ledger alone, so a resumed run writes exactly
+//! what an uninterrupted one would. Document results hold no timings, costs or request ids;
+//! those live in the summary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pagemill_client::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::grounding::{Entity, Grounding, Mention, merge};
+use super::plan::{PageSkip, Work};
+use super::{Progress, exec};
+use crate::ingest::{Document, Quality};
+use crate::store::{Ledger, StoreError, UnitRow, UnitStatus};
+use crate::tasks::TaskKind;
+
+/// Version of the document result format.
+pub const RESULT_SCHEMA_VERSION: u32 = 1;
+
+/// What happens to mentions that could not be found in their page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UngroundedPolicy {
+    /// Keep them, with `grounding: "none"` and no offsets.
+    #[default]
+    KeepFlagged,
+    /// Leave them out (their count is reported).
+    Drop,
+}
+
+impl std::str::FromStr for UngroundedPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" | "keep-flagged" | "keep_flagged" => Ok(Self::KeepFlagged),
+            "drop" => Ok(Self::Drop),
+            _ => Err(format!("`{s}`: expected keep-flagged or drop")),
+        }
+    }
+}
+
+/// Where a unit stands, as shown in results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Its validated result is in.
+    Done,
+    /// Given up on; see the reason.
+    Failed,
+    /// Not sent (no usable text); see the reason.
+    Skipped,
+    /// Not finished yet (the run was stopped); a rerun picks it up.
+    Pending,
+}
+
+/// One page in a document result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageResult {
+    /// 1-based page number.
+    pub number: u32,
+    /// Readability, from ingest.
+    pub quality: Quality,
+    /// Where its entities stand.
+    pub entities: State,
+    /// Why it has no entities, when failed or skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Mentions found on it.
+    pub mentions: usize,
+}
+
+/// One section in a document result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionResult {
+    /// Section id.
+    pub id: u32,
+    /// Title.
+    pub title: String,
+    /// Heading level.
+    pub level: u8,
+    /// First and last page.
+    pub pages: (u32, u32),
+    /// The summary, when done.
+    pub summary: Option<String>,
+    /// Where it stands.
+    pub state: State,
+    /// Why not done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A unit given up on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Task.
+    pub task: String,
+    /// What within the document.
+    pub target: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Everything pagemill learned about one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentResult {
+    /// Format version.
+    pub schema_version: u32,
+    /// Content hash (same bytes, same id).
+    pub id: String,
+    /// Path given.
+    pub path: String,
+    /// Detected type.
+    pub kind: crate::ingest::DocKind,
+    /// True when every unit is done.
+    pub complete: bool,
+    /// Every page, with its entities' state.
+    pub pages: Vec<PageResult>,
+    /// Entities, merged from grounded mentions.
+    pub entities: Vec<Entity>,
+    /// Ungrounded mentions left out by the `drop` policy.
+    pub ungrounded_dropped: usize,
+    /// Sections with their summaries.
+    pub sections: Vec<SectionResult>,
+    /// Metadata, when done.
+    pub metadata: Option<Value>,
+    /// Where metadata stands.
+    pub metadata_state: State,
+    /// Units given up on.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Ingest warnings.
+    pub warnings: Vec<String>,
+}
+
+fn state(row: Option<&UnitRow>) -> (State, Option<String>) {
+    match row {
+        Some(r) if r.status == UnitStatus::Done => (State::Done, None),
+        Some(r) if r.status == UnitStatus::Failed => (State::Failed, r.reason.clone()),
+        _ => (State::Pending, None),
+    }
+}
+
+/// Builds every document's result from the ledger.
+pub fn documents(
+    docs: &[Document],
+    work: &[Work],
+    skips: &[PageSkip],
+    ledger: &Ledger,
+    policy: UngroundedPolicy,
+) -> Result<Vec<DocumentResult>, StoreError> {
+    let keys: Vec<String> = work.iter().map(|w| w.key.clone()).collect();
+    let rows: HashMap<String, UnitRow> = ledger
+        .units(&keys)?
+        .into_iter()
+        .map(|r| (r.key.clone(), r))
+        .collect();
+    let mut by_doc: Vec<Vec<&Work>> = vec![Vec::new(); docs.len()];
+    for w in work {
+        by_doc[w.doc].push(w);
+    }
+    let mut out = Vec::with_capacity(docs.len());
+    for (d, doc) in docs.iter().enumerate() {
+        let units = &by_doc[d];
+        let find = |kind: TaskKind, page: Option<u32>, section: Option<u32>| {
+            units
+                .iter()
+                .find(|w| w.kind == kind && w.page == page && w.section == section)
+                .map(|w| (w, rows.get(&w.key)))
+        };
+        let mut dead = Vec::new();
+        let mut mentions: Vec<Mention> = Vec::new();
+        let mut pages = Vec::with_capacity(doc.pages.len());
+        let mut dropped = 0;
+        for p in &doc.pages {
+            let skip = skips.iter().find(|s| s.doc == d && s.page == p.number);
+            let (st, reason, n) = match (skip, find(TaskKind::Entities, Some(p.number), None)) {
+                (Some(s), _) => (State::Skipped, Some(s.reason.clone()), 0),
+                (None, Some((w, row))) => {
+                    let (st, reason) = state(row);
+                    if st == State::Failed {
+                        dead.push(DeadLetter {
+                            task: "entities".into(),
+                            target: w.spec.target.clone(),
+                            reason: reason.clone().unwrap_or_default(),
+                        });
+                    }
+                    let found: Vec<Mention> = row
+                        .and_then(|r| r.result.as_ref())
+                        .and_then(|v| serde_json::from_value(v["mentions"].clone()).ok())
+                        .unwrap_or_default();
+                    let before = found.len();
+                    let kept: Vec<Mention> = found
+                        .into_iter()
+                        .filter(|m| {
+                            policy == UngroundedPolicy::KeepFlagged
+                                || m.grounding != Grounding::None
+                        })
+                        .collect();
+                    dropped += before - kept.len();
+                    let n = kept.len();
+                    mentions.extend(kept);
+                    (st, reason, n)
+                }
+                (None, None) => (State::Skipped, Some("entities not requested".into()), 0),
+            };
+            pages.push(PageResult {
+                number: p.number,
+                quality: p.quality,
+                entities: st,
+                reason,
+                mentions: n,
+            });
+        }
+        let mut sections = Vec::with_capacity(doc.sections.len());
+        for s in &doc.sections {
+            let (summary, st, reason) = match find(TaskKind::Summary, None, Some(s.id)) {
+                Some((w, row)) => {
+                    let (st, reason) = state(row);
+                    if st == State::Failed {
+                        dead.push(DeadLetter {
+                            task: "summary".into(),
+                            target: w.spec.target.clone(),
+                            reason: reason.clone().unwrap_or_default(),
+                        });
+                    }
+                    let summary = row
+                        .and_then(|r| r.result.as_ref())
+                        .and_then(|v| v["summary"].as_str().map(str::to_owned));
+                    (summary, st, reason)
+                }
+                None => (
+                    None,
+                    State::Skipped,
+                    Some("no text or summaries not requested".into()),
+                ),
+            };
+            sections.push(SectionResult {
+                id: s.id,
+                title: s.title.clone(),
+                level: s.level,
+                pages: s.pages,
+                summary,
+                state: st,
+                reason,
+            });
+        }
+        let (metadata, metadata_state) = match find(TaskKind::Metadata, None, None) {
+            Some((w, row)) => {
+                let (st, reason) = state(row);
+                if st == State::Failed {
+                    dead.push(DeadLetter {
+                        task: "metadata".into(),
+                        target: w.spec.target.clone(),
+                        reason: reason.unwrap_or_default(),
+                    });
+                }
+                (row.and_then(|r| r.result.clone()), st)
+            }
+            None => (None, State::Skipped),
+        };
+        let complete = pages
+            .iter()
+            .all(|p| p.entities != State::Pending && p.entities != State::Failed)
+            && sections
+                .iter()
+                .all(|s| s.state == State::Done || s.state == State::Skipped)
+            && metadata_state != State::Pending
+            && metadata_state != State::Failed;
+        out.push(DocumentResult {
+            schema_version: RESULT_SCHEMA_VERSION,
+            id: doc.id.clone(),
+            path: doc.path.to_string_lossy().into_owned(),
+            kind: doc.kind,
+            complete,
+            pages,
+            entities: merge(mentions),
+            ungrounded_dropped: dropped,
+            sections,
+            metadata,
+            metadata_state,
+            dead_letters: dead,
+            warnings: doc.warnings.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Tokens and requests of one task in this run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// Units in the plan.
+    pub units: u64,
+    /// Units an earlier run had finished (not paid again).
+    pub already_done: u64,
+    /// Units finished now.
+    pub done: u64,
+    /// Units given up on now.
+    pub failed: u64,
+    /// Requests made.
+    pub requests: u64,
+    /// Items sent (re-runs included).
+    pub items_sent: u64,
+    /// Pack size at the end of the run.
+    pub pack_size: usize,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Cached prompt tokens (as reported).
+    pub cached_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Prompt tokens per page processed this run (entities: per page sent).
+    pub prompt_tokens_per_page: f64,
+    /// Client retries.
+    pub retries: u64,
+    /// Known cost, USD.
+    pub cost_usd: f64,
+}
+
+/// What a run did and spent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Format version.
+    pub schema_version: u32,
+    /// The run's id (in the ledger's requests).
+    pub run_id: String,
+    /// Endpoints, primary first.
+    pub endpoints: Vec<String>,
+    /// Wall time, seconds.
+    pub wall_secs: f64,
+    /// Documents.
+    pub documents: usize,
+    /// Documents with every unit done.
+    pub complete_documents: usize,
+    /// Pages in all.
+    pub pages: u64,
+    /// Pages whose entities are done.
+    pub pages_done: u64,
+    /// Pages with no entities unit, and why (scans, blank pages…).
+    pub pages_skipped: u64,
+    /// Pages whose entities were given up on.
+    pub pages_failed: u64,
+    /// Pages not finished (a stopped run).
+    pub pages_pending: u64,
+    /// By task: entities, summary, metadata.
+    pub tasks: std::collections::BTreeMap<String, TaskSummary>,
+    /// Prompt tokens per page (all tasks), over pages processed this run.
+    pub prompt_tokens_per_page: f64,
+    /// Completion tokens per page.
+    pub completion_tokens_per_page: f64,
+    /// Cached share of prompt tokens (`None` when no server reported cached tokens).
+    pub cached_share: Option<f64>,
+    /// Requests made.
+    pub requests: u64,
+    /// Requests that failed in the end.
+    pub failed_requests: u64,
+    /// Client retries (429s, 5xx, resets…).
+    pub retries: u64,
+    /// Re-asks after unusable answers.
+    pub reasks: u64,
+    /// Items re-run alone after their pack failed them.
+    pub singles: u64,
+    /// Jobs moved to a fallback endpoint.
+    pub fallbacks: u64,
+    /// Times a pack size was halved.
+    pub shrinks: u64,
+    /// Batches submitted (batch mode).
+    pub batches: u64,
+    /// Known cost of this run, USD (`None` when no request had a known cost).
+    pub cost_usd: Option<f64>,
+    /// Cost per page processed, USD.
+    pub cost_per_page_usd: Option<f64>,
+    /// Some requests' cost is unknown (no prices) or an upper bound (cached tokens unreported).
+    pub cost_note: Option<String>,
+    /// Requests by error class (failed attempts included).
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Units given up on, across documents.
+    pub dead_letters: u64,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Builds the run summary.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn summary(
+    docs: &[DocumentResult],
+    work: &[Work],
+    ledger: &Ledger,
+    progress: &Progress,
+    pack_sizes: [usize; 3],
+    wall: Duration,
+    endpoints: &[Arc<Client>],
+    stopped: Option<String>,
+) -> Result<RunSummary, StoreError> {
+    let _ = work;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut s = RunSummary {
+        schema_version: 1,
+        run_id: ledger.run_id().to_owned(),
+        endpoints: endpoints
+            .iter()
+            .map(|c| c.endpoint().name.clone())
+            .collect(),
+        wall_secs: wall.as_secs_f64(),
+        documents: docs.len(),
+        complete_documents: docs.iter().filter(|d| d.complete).count(),
+        reasks: load(&progress.reasks),
+        singles: load(&progress.singles),
+        fallbacks: load(&progress.fallbacks),
+        shrinks: load(&progress.shrinks),
+        batches: load(&progress.batches),
+        stopped,
+        ..RunSummary::default()
+    };
+    for d in docs {
+        for p in &d.pages {
+            s.pages += 1;
+            match p.entities {
+                State::Done => s.pages_done += 1,
+                State::Skipped => s.pages_skipped += 1,
+                State::Failed => s.pages_failed += 1,
+                State::Pending => s.pages_pending += 1,
+            }
+        }
+        s.dead_letters += d.dead_letters.len() as u64;
+    }
+    let ent = exec::slot(TaskKind::Entities);
+    // Pages processed this run: entities units finished or failed now (at least 1).
+    let pages_now = (load(&progress.done[ent]) + load(&progress.failed[ent])).max(1) as f64;
+    let (mut prompt, mut cached, mut completion, mut cost, mut unknown, mut unreported) =
+        (0, 0, 0, 0u64, 0, 0);
+    for kind in [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata] {
+        let i = exec::slot(kind);
+        let t = &progress.tasks[i];
+        let ts = TaskSummary {
+            units: load(&progress.total[i]),
+            already_done: load(&progress.already[i]),
+            done: load(&progress.done[i]),
+            failed: load(&progress.failed[i]),
+            requests: load(&t.requests),
+            items_sent: load(&t.items),
+            pack_size: pack_sizes[i],
+            prompt_tokens: load(&t.prompt),
+            cached_tokens: load(&t.cached),
+            completion_tokens: load(&t.completion),
+            prompt_tokens_per_page: round2(load(&t.prompt) as f64 / pages_now),
+            retries: load(&t.retries),
+            cost_usd: load(&t.cost_pico) as f64 / 1e12,
+        };
+        prompt += ts.prompt_tokens;
+        cached += ts.cached_tokens;
+        completion += ts.completion_tokens;
+        cost += load(&t.cost_pico);
+        unknown += load(&t.cost_unknown);
+        unreported += load(&t.cached_unreported);
+        s.requests += ts.requests;
+        s.retries += ts.retries;
+        s.failed_requests += load(&t.failed_requests);
+        s.tasks.insert(kind.name().to_owned(), ts);
+    }
+    s.prompt_tokens_per_page = round2(prompt as f64 / pages_now);
+    s.completion_tokens_per_page = round2(completion as f64 / pages_now);
+    s.cached_share =
+        (s.requests > unreported && prompt > 0).then(|| round4(cached as f64 / prompt as f64));
+    if s.requests > unknown {
+        s.cost_usd = Some(cost as f64 / 1e12);
+        s.cost_per_page_usd = Some(cost as f64 / 1e12 / pages_now);
+    }
+    s.cost_note = match (unknown, unreported) {
+        (0, 0) => None,
+        (u, _) if u == s.requests => {
+            Some("cost unknown: the endpoint has no prices configured".into())
+        }
+        (u, 0) => Some(format!("{u} request(s) of unknown cost are not included")),
+        (_, r) => Some(format!(
+            "{r} request(s) did not report cached tokens: their cost is an upper bound"
+        )),
+    };
+    for r in ledger.requests()? {
+        if r.run_id != s.run_id {
+            continue;
+        }
+        if let Some(class) = r.end.error_class {
+            *s.errors.entry(class).or_default() += 1;
+        }
+        for class in r.end.retried_errors {
+            *s.errors.entry(class).or_default() += 1;
+        }
+    }
+    Ok(s)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}

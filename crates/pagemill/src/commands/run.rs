@@ -1,0 +1,387 @@
+//! `pagemill run`: the document pipeline, with progress bars, a resumable ledger, one JSON per
+//! document and a run summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::Table;
+use pagemill_client::{Client, Money, Tokenizer};
+use pagemill_pipeline::ingest::{Document, Limits, expand_inputs};
+use pagemill_pipeline::run::{
+    FormatMode, PackSize, Progress, RunOptions, RunSummary, Tasks, UngroundedPolicy,
+};
+use pagemill_pipeline::store::Ledger;
+use pagemill_pipeline::tasks::{Task, TaskConfig, TaskKind};
+
+use crate::cli::{GlobalArgs, PipelineArgs, RunArgs};
+use crate::commands::ingest::ingest_all;
+use crate::settings;
+
+/// Documents read, the ones that could not be, and the tasks to run.
+pub(crate) struct Prepared {
+    pub(crate) docs: Vec<Document>,
+    pub(crate) skipped: Vec<(PathBuf, String)>,
+    pub(crate) tasks: Tasks,
+    pub(crate) opts: RunOptions,
+}
+
+/// Reads the inputs and builds the tasks `args` ask for.
+pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
+    let mut config = TaskConfig {
+        summary_max_words: args.summary_max_words,
+        ..TaskConfig::default()
+    };
+    if !args.entity_types.is_empty() {
+        config.entity_types = args.entity_types.clone();
+    }
+    if let Some(path) = &args.metadata_schema {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the metadata schema `{}`", path.display()))?;
+        let schema: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not JSON", path.display()))?;
+        jsonschema_check(&schema).with_context(|| format!("`{}`", path.display()))?;
+        config.metadata_schema = Some(schema);
+    }
+    let mut tasks = Tasks {
+        entities: None,
+        summary: None,
+        metadata: None,
+        metadata_tokens: 1500,
+    };
+    for name in &args.tasks {
+        let kind = match name.trim() {
+            "entities" => TaskKind::Entities,
+            "summary" | "summaries" => TaskKind::Summary,
+            "metadata" => TaskKind::Metadata,
+            other => anyhow::bail!("unknown task `{other}` (entities, summary, metadata)"),
+        };
+        let task = Task::new(kind, &config)?;
+        match kind {
+            TaskKind::Entities => tasks.entities = Some(task),
+            TaskKind::Summary => tasks.summary = Some(task),
+            TaskKind::Metadata => tasks.metadata = Some(task),
+        }
+    }
+    let opts = RunOptions {
+        pack: args.pack.parse::<PackSize>().map_err(anyhow::Error::msg)?,
+        pack_tokens: args.pack_tokens,
+        ..RunOptions::default()
+    };
+    let limits = Limits {
+        text_page_chars: args.page_chars,
+        section_tokens: args.section_tokens,
+        ..Limits::default()
+    };
+    let (files, problems) = expand_inputs(&args.inputs);
+    let results = tokio::task::spawn_blocking(move || ingest_all(&files, &limits))
+        .await
+        .context("ingest workers")?;
+    let mut skipped: Vec<(PathBuf, String)> =
+        problems.into_iter().map(|p| (PathBuf::new(), p)).collect();
+    let mut docs = Vec::new();
+    for (path, r) in results {
+        match r {
+            Ok(d) => docs.push(d),
+            Err(e) => skipped.push((path, e)),
+        }
+    }
+    Ok(Prepared {
+        docs,
+        skipped,
+        tasks,
+        opts,
+    })
+}
+
+/// A user's metadata schema must be a schema (and an object schema: metadata is an object).
+fn jsonschema_check(schema: &serde_json::Value) -> anyhow::Result<()> {
+    if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+        anyhow::bail!("the metadata schema must be a JSON Schema with \"type\": \"object\"");
+    }
+    pagemill_pipeline::tasks::answers::check_schema(schema).map_err(anyhow::Error::msg)
+}
+
+/// The file a document's result is written to: its name and the start of its id.
+pub(crate) fn result_file(out: &Path, path: &str, id: &str) -> PathBuf {
+    let stem = Path::new(path)
+        .file_name()
+        .map_or_else(|| "document".into(), |s| s.to_string_lossy().into_owned());
+    let safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    out.join(format!("{safe}.{}.json", &id[..id.len().min(8)]))
+}
+
+/// Runs the command.
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(&args.pipeline).await?;
+    let mut opts = prepared.opts;
+    let wanted: Vec<String> = args
+        .endpoint
+        .iter()
+        .chain(&args.fallback)
+        .cloned()
+        .collect();
+    let resolved = settings::resolve_with(global, &wanted, &args.pipeline.sim_profile).await?;
+    let endpoints: Vec<Arc<Client>> = resolved
+        .endpoints
+        .iter()
+        .take(if wanted.is_empty() { 1 } else { usize::MAX })
+        .map(|e| Client::new(e.clone()).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let primary = endpoints
+        .first()
+        .ok_or(pagemill_client::ClientError::NoEndpoint)?;
+    opts.force = args.force;
+    opts.max_reasks = args.max_reasks;
+    opts.format = args
+        .response_format
+        .parse::<FormatMode>()
+        .map_err(anyhow::Error::msg)?;
+    opts.stream = !args.no_stream;
+    opts.batch = args.batch;
+    opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
+    opts.concurrency = args
+        .concurrency
+        .or(primary.endpoint().limits.max_concurrency)
+        .unwrap_or(8);
+    let policy = args
+        .ungrounded
+        .parse::<UngroundedPolicy>()
+        .map_err(anyhow::Error::msg)?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating `{}`", args.out.display()))?;
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| args.out.join("ledger.sqlite"));
+    let ledger = Ledger::open(&store)?;
+    for (path, why) in &prepared.skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+
+    let progress = Arc::new(Progress::default());
+    let on_signal = Arc::clone(&progress);
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "\nstopping: no new requests; finishing those in flight (Ctrl-C again to quit now; the ledger keeps every finished result)"
+            );
+            on_signal.stop.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let bars = show.then(|| Bars::new(Arc::clone(&progress)));
+
+    let outcome = pagemill_pipeline::run::run(
+        &prepared.docs,
+        prepared.tasks,
+        endpoints,
+        ledger,
+        opts,
+        Arc::clone(&progress),
+        policy,
+    )
+    .await;
+    signals.abort();
+    if let Some(b) = bars {
+        b.finish().await;
+    }
+    let outcome = outcome?;
+
+    for d in &outcome.documents {
+        let path = result_file(&args.out, &d.path, &d.id);
+        let text = serde_json::to_string_pretty(d)?;
+        write_atomic(&path, text.as_bytes())?;
+    }
+    let summary_path = args.out.join("run-summary.json");
+    write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&outcome.summary)?.as_bytes(),
+    )?;
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &outcome.summary)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", summary_text(&outcome.summary))?;
+        writeln!(
+            stdout,
+            "results: {} (one JSON per document, run-summary.json); ledger: {}",
+            args.out.display(),
+            store.display()
+        )?;
+    }
+    let s = &outcome.summary;
+    Ok(if s.pages_pending > 0 || s.stopped.is_some() {
+        ExitCode::from(3)
+    } else if s.dead_letters > 0 || !prepared.skipped.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes through a temporary file and a rename, so a killed run never leaves half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))?;
+    Ok(())
+}
+
+fn usd(x: Option<f64>) -> String {
+    x.map_or_else(
+        || "unknown".into(),
+        |v| Money((v * 1e12).round() as u64).to_string(),
+    )
+}
+
+/// The summary as a table and a few lines.
+pub(crate) fn summary_text(s: &RunSummary) -> String {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header([
+        "task",
+        "units",
+        "done before",
+        "done",
+        "failed",
+        "requests",
+        "pack",
+        "prompt tok",
+        "cached",
+        "completion",
+        "prompt/page",
+        "retries",
+        "cost",
+    ]);
+    for (name, ts) in &s.tasks {
+        if ts.units == 0 {
+            continue;
+        }
+        t.add_row([
+            name.clone(),
+            ts.units.to_string(),
+            ts.already_done.to_string(),
+            ts.done.to_string(),
+            ts.failed.to_string(),
+            ts.requests.to_string(),
+            ts.pack_size.to_string(),
+            ts.prompt_tokens.to_string(),
+            ts.cached_tokens.to_string(),
+            ts.completion_tokens.to_string(),
+            format!("{:.1}", ts.prompt_tokens_per_page),
+            ts.retries.to_string(),
+            usd((s.cost_usd.is_some()).then_some(ts.cost_usd)),
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    out.push_str(&format!(
+        "pages {} · done {} · skipped {} · failed {} · pending {} · documents {}/{} complete · {:.1} s\n",
+        s.pages, s.pages_done, s.pages_skipped, s.pages_failed, s.pages_pending,
+        s.complete_documents, s.documents, s.wall_secs
+    ));
+    out.push_str(&format!(
+        "tokens/page: prompt {:.1} · completion {:.1} · cached share {} · requests {} (failed {}, client retries {}, re-asks {}, re-run alone {}, fallbacks {}, pack shrinks {})\n",
+        s.prompt_tokens_per_page,
+        s.completion_tokens_per_page,
+        s.cached_share.map_or_else(|| "unreported".into(), |c| format!("{:.1}%", c * 100.0)),
+        s.requests, s.failed_requests, s.retries, s.reasks, s.singles, s.fallbacks, s.shrinks
+    ));
+    out.push_str(&format!(
+        "cost {} · per page {}{}\n",
+        usd(s.cost_usd),
+        usd(s.cost_per_page_usd),
+        s.cost_note
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    ));
+    if !s.errors.is_empty() {
+        let list: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!("errors by class: {}\n", list.join(" · ")));
+    }
+    if s.dead_letters > 0 {
+        out.push_str(&format!(
+            "{} unit(s) dead-lettered: see `dead_letters` in the document results\n",
+            s.dead_letters
+        ));
+    }
+    if let Some(why) = &s.stopped {
+        out.push_str(&format!("stopped early: {why}\n"));
+    }
+    out
+}
+
+/// Progress bars on stderr: pages, units, tokens, cost so far, ETA.
+struct Bars {
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Bars {
+    fn new(progress: Arc<Progress>) -> Self {
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:>6} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let pages = multi.add(indicatif::ProgressBar::new(0).with_style(style.clone()));
+        pages.set_prefix("pages");
+        let units = multi.add(indicatif::ProgressBar::new(0).with_style(style));
+        units.set_prefix("units");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            loop {
+                let (p, pt) = progress.pages();
+                let (u, ut) = progress.units();
+                let (tokens, cost) = progress.spend();
+                pages.set_length(pt);
+                pages.set_position(p);
+                units.set_length(ut);
+                units.set_position(u);
+                units.set_message(format!("{tokens} tokens · {}", Money(cost)));
+                if done.load(Ordering::Relaxed) {
+                    pages.finish();
+                    units.finish();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self { task, stop }
+    }
+
+    async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+    }
+}
+
+/// The tokenizer of an endpoint, for quotes.
+pub(crate) fn tokenizer_of(endpoint: &pagemill_client::Endpoint) -> anyhow::Result<Tokenizer> {
+    match &endpoint.tokenizer {
+        Some(name) => Tokenizer::by_name(name).map_err(anyhow::Error::msg),
+        None => Ok(Tokenizer::o200k()),
+    }
+}
