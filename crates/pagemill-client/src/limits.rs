@@ -63,18 +63,28 @@ impl RateLimitInfo {
         }
     }
 
-    /// How long to wait before sending again: `Retry-After` if given, else the reset of an
-    /// exhausted window.
+    /// How long to wait before sending again: `Retry-After` if given; else, for an exhausted
+    /// window, the time until it has room again. Providers (OpenAI and the simulator) report
+    /// `reset` as the time until the window is *full* again, refilling steadily, so room for
+    /// one request comes after `reset / limit`, and room for a typical request's tokens (about
+    /// [`TYPICAL_REQUEST_TOKENS`]) after that share of `reset`. Waiting for the full reset
+    /// instead idles a client for up to a minute after every brief exhaustion.
     pub fn wait_hint(&self) -> Option<Duration> {
         if self.retry_after.is_some() {
             return self.retry_after;
         }
+        let share = |reset: Duration, need: f64, limit: Option<u64>| match limit {
+            Some(l) if l > 0 => reset.mul_f64((need / l as f64).min(1.0)),
+            _ => reset,
+        };
         let req = self
             .reset_requests
-            .filter(|_| self.remaining_requests == Some(0));
+            .filter(|_| self.remaining_requests == Some(0))
+            .map(|r| share(r, 1.0, self.limit_requests));
         let tok = self
             .reset_tokens
-            .filter(|_| self.remaining_tokens == Some(0));
+            .filter(|_| self.remaining_tokens == Some(0))
+            .map(|r| share(r, TYPICAL_REQUEST_TOKENS, self.limit_tokens));
         req.max(tok)
     }
 
@@ -83,6 +93,9 @@ impl RateLimitInfo {
         *self == Self::default()
     }
 }
+
+/// Tokens assumed for the next request when a tokens window is exhausted.
+pub const TYPICAL_REQUEST_TOKENS: f64 = 2_000.0;
 
 /// `Retry-After`: delay seconds (integer, or a float some servers send) or an HTTP date.
 fn parse_retry_after(v: &str) -> Option<Duration> {
@@ -174,6 +187,9 @@ pub struct Limiter {
     tokens: Option<Bucket>,
     concurrency: Option<Arc<Semaphore>>,
     paused_until: Mutex<Option<Instant>>,
+    /// The requests/min limit the server announced (`x-ratelimit-limit-requests`), paced from
+    /// then on when none is configured: a client that only reacts to 429s sends in herds.
+    learned_requests: std::sync::OnceLock<Bucket>,
 }
 
 /// Holds a concurrency slot until dropped.
@@ -198,6 +214,7 @@ impl Limiter {
                 .max_concurrency
                 .map(|c| Arc::new(Semaphore::new(c.max(1)))),
             paused_until: Mutex::new(None),
+            learned_requests: std::sync::OnceLock::new(),
         }
     }
 
@@ -211,7 +228,7 @@ impl Limiter {
             None => None,
         };
         let mut wait = Duration::ZERO;
-        if let Some(b) = &self.requests {
+        if let Some(b) = self.requests.as_ref().or(self.learned_requests.get()) {
             wait = wait.max(b.reserve(1.0));
         }
         if let Some(b) = &self.tokens {
@@ -236,8 +253,15 @@ impl Limiter {
         }
     }
 
-    /// Adapts to what a response said: an exhausted window pauses everyone until it resets.
+    /// Adapts to what a response said: an announced requests/min limit is paced from then on
+    /// (unless one is configured), and an exhausted window pauses everyone until it has room.
     pub fn observe(&self, info: &RateLimitInfo) {
+        if self.requests.is_none()
+            && let Some(limit) = info.limit_requests.filter(|l| *l > 0)
+        {
+            self.learned_requests
+                .get_or_init(|| Bucket::per_minute(limit as f64));
+        }
         if let Some(wait) = info.wait_hint() {
             self.pause(wait);
         }
@@ -282,8 +306,12 @@ mod tests {
         h.insert("x-ratelimit-reset-tokens", "30s".parse().unwrap());
         let info = RateLimitInfo::from_headers(&h);
         assert_eq!(info.limit_requests, Some(500));
-        // Only the exhausted window counts.
-        assert_eq!(info.wait_hint(), Some(Duration::from_secs(12)));
+        // Only the exhausted window counts, and only until it has room for one request.
+        assert_eq!(info.wait_hint(), Some(Duration::from_millis(24)));
+        h.remove("x-ratelimit-limit-requests");
+        let unknown_limit = RateLimitInfo::from_headers(&h);
+        assert_eq!(unknown_limit.wait_hint(), Some(Duration::from_secs(12)));
+        h.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
         h.insert("retry-after", "3".parse().unwrap());
         assert_eq!(
             RateLimitInfo::from_headers(&h).wait_hint(),
@@ -321,6 +349,29 @@ mod tests {
             limiter.acquire(0).await;
         }
         assert_eq!(start.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_announced_requests_limit_is_paced_when_none_is_configured() {
+        let limiter = Limiter::new(&Limits::default());
+        let start = Instant::now();
+        for _ in 0..10 {
+            limiter.acquire(0).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "no limit known yet");
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit-requests", "120".parse().unwrap());
+        h.insert("x-ratelimit-remaining-requests", "50".parse().unwrap());
+        limiter.observe(&RateLimitInfo::from_headers(&h));
+        let start = Instant::now();
+        for _ in 0..10 {
+            limiter.acquire(0).await;
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(4),
+            "2/s after a burst of 2"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -186,7 +186,15 @@ impl BatchStore {
             .filter(|l| !l.is_empty())
             .enumerate()
         {
-            let mut rng = state.rng(u64::MAX - i as u64);
+            // Each line of each batch draws afresh (seeded by batch and line), so a line
+            // that failed can succeed when resubmitted.
+            let salt = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&batch.id, i).hash(&mut h);
+                h.finish()
+            };
+            let mut rng = state.rng(salt);
             let parsed: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
             let custom_id = parsed["custom_id"].as_str().unwrap_or("").to_owned();
             let request: Option<ChatRequest> = serde_json::from_value(parsed["body"].clone()).ok();

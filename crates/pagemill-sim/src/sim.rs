@@ -422,7 +422,14 @@ impl State {
             let format = chat.response_format.clone().unwrap_or(Value::Null);
             let value = content::packed_answer(&format, &chat.messages, self.profile.seed)
                 .unwrap_or_else(|| {
-                    content::json_answer(&format, &content::source_words(&chat.messages), rng)
+                    // The same prompt gets the same answer (as at temperature 0), whatever
+                    // else the server has seen.
+                    let mut h = DefaultHasher::new();
+                    for m in &chat.messages {
+                        (&m.role, &m.content).hash(&mut h);
+                    }
+                    let mut same = self.rng(h.finish());
+                    content::json_answer(&format, &content::source_words(&chat.messages), &mut same)
                 });
             let (text, sloppy) = if rng.random_bool(self.profile.content.sloppy.clamp(0.0, 1.0)) {
                 let (t, kind) = content::sloppy(&value, rng);

@@ -140,6 +140,16 @@ impl Shared {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Times a unit may go back in the queue after a transient failure: batch rounds are
+    /// cheap (a failed line costs nothing), so batch mode allows more.
+    fn rounds(&self) -> u32 {
+        if self.opts.batch {
+            self.opts.rounds.max(8)
+        } else {
+            self.opts.rounds
+        }
+    }
+
     /// Final pack sizes by task.
     pub(crate) fn pack_sizes(&self) -> [usize; 3] {
         self.queue().k
@@ -397,10 +407,16 @@ impl Shared {
                 let exhausted = {
                     let mut q = self.queue();
                     let mut over = false;
+                    // Being throttled is the endpoint asking us to slow down, not the unit
+                    // failing: it may go round several times as often.
+                    let (cost, cap) = match e.class {
+                        ErrorClass::Throttled => (1, self.rounds() * 4),
+                        _ => (4, self.rounds() * 4),
+                    };
                     for &u in &job.units {
                         let st = q.state.entry(u).or_default();
-                        st.rounds += 1;
-                        over |= st.rounds > self.opts.rounds;
+                        st.rounds += cost;
+                        over |= st.rounds > cap;
                     }
                     over
                 };
@@ -411,9 +427,10 @@ impl Shared {
                     self.progress.fallbacks.fetch_add(1, Ordering::Relaxed);
                     self.requeue(job)
                 } else {
+                    let rounds = rounds_of(&self.queue(), &job.units);
                     self.give_up(
                         &job.units,
-                        &format!("{why} (after {} rounds of retries)", self.opts.rounds + 1),
+                        &format!("{why} (after {rounds} rounds of retries)"),
                     )
                 }
             }
@@ -564,6 +581,16 @@ impl Shared {
             TaskKind::Metadata => answer.clone(),
         }
     }
+}
+
+/// Rounds (in transient-failure units) the most-tried of `units` has been through.
+fn rounds_of(q: &Queue, units: &[usize]) -> u32 {
+    units
+        .iter()
+        .filter_map(|u| q.state.get(u))
+        .map(|s| s.rounds.div_ceil(4))
+        .max()
+        .unwrap_or(0)
 }
 
 /// How many of the next units (by their tokens) go in one pack: at most `k`, within `budget`

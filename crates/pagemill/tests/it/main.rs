@@ -8,4 +8,5 @@ mod chat;
 mod client;
 mod doctor;
 mod ingest;
+mod run;
 mod sim;

@@ -1,0 +1,645 @@
+//! `pagemill run` and `pagemill quote` on the real documents of `shared/data`, against the
+//! simulator: results and reasons for every page, resumption after kill -9 without paying
+//! twice, faults and throttling without loss, packing, re-asks, fallback, batch mode.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use pagemill_pipeline::store::Ledger;
+use pagemill_sim::{Profile, Sim};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use serde_json::Value;
+
+use crate::chat::{pagemill, tempdir};
+use crate::ingest::data;
+
+/// A config file naming one endpoint `name` at `base_url`, with quick retries.
+fn config(dir: &Path, file: &str, name: &str, base_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!(
+            "[[endpoint]]\nname = \"{name}\"\nbase_url = \"{base_url}\"\nmodel = \"sim-model\"\n{extra}\n\
+             [endpoint.retry]\nbase_delay_ms = 5\nmax_delay_ms = 200\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `pagemill --config CONFIG run INPUTS -o OUT ARGS --json -q`.
+fn run(dir: &Path, config: &Path, inputs: &[PathBuf], out: &str, args: &[&str]) -> Output {
+    let mut cmd = pagemill(dir);
+    cmd.arg("--config").arg(config).arg("run");
+    cmd.args(inputs)
+        .args(["-o", out, "--json", "-q"])
+        .args(args);
+    cmd.output().unwrap()
+}
+
+fn summary(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The document results in an output directory, by file name.
+fn results(out: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && p.file_name().is_some_and(|n| n != "run-summary.json")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn subset() -> Vec<PathBuf> {
+    [
+        "pdf/zoo.pdf",
+        "pdf/sandwich.pdf",
+        "html/ch01.en.html",
+        "text/licenses",
+    ]
+    .map(data)
+    .to_vec()
+}
+
+fn quick(mut p: Profile) -> Profile {
+    p.latency = Profile::instant().latency;
+    p.batch.completion_delay_ms = 0;
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_the_corpus_ends_with_a_result_or_a_reason() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-corpus");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let out = run(&dir, &cfg, &[data("")], "out", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s["documents"], 73);
+    assert_eq!(s["pages"], 1128);
+    assert_eq!(s["pages_pending"], 0);
+    assert_eq!(s["pages_failed"], 0);
+    assert_eq!(
+        s["pages_done"].as_u64().unwrap() + s["pages_skipped"].as_u64().unwrap(),
+        1128
+    );
+    let schema: Value = serde_json::from_str(include_str!(
+        "../../../../schemas/document-result.schema.json"
+    ))
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let docs = results(&dir.join("out"));
+    assert_eq!(docs.len(), 73);
+    let mut grounded = 0;
+    let mut pages_seen = 0;
+    for (name, text) in &docs {
+        let v: Value = serde_json::from_str(text).unwrap();
+        if let Some(e) = validator.iter_errors(&v).next() {
+            panic!("{name}: {e} at {}", e.instance_path());
+        }
+        assert_eq!(v["complete"], true, "{name}");
+        for p in v["pages"].as_array().unwrap() {
+            pages_seen += 1;
+            match p["entities"].as_str().unwrap() {
+                "done" => {}
+                "skipped" => assert!(p["reason"].as_str().is_some_and(|r| !r.is_empty())),
+                other => panic!("{name} page {}: {other}", p["number"]),
+            }
+        }
+        assert!(v["metadata"].is_object(), "{name}");
+        for e in v["entities"].as_array().unwrap() {
+            for m in e["mentions"].as_array().unwrap() {
+                grounded += usize::from(m["grounding"] != "none");
+            }
+        }
+    }
+    assert_eq!(pages_seen, 1128);
+    assert!(
+        grounded > 1000,
+        "the simulator quotes pages, so mentions ground: {grounded}"
+    );
+
+    // The offsets point at the mention's text in the page as ingested.
+    let zoo =
+        pagemill_pipeline::ingest::ingest_path(&data("pdf/zoo.pdf"), &Default::default()).unwrap();
+    let (_, text) = docs
+        .iter()
+        .find(|(n, _)| n.starts_with("zoo.pdf."))
+        .unwrap();
+    let v: Value = serde_json::from_str(text).unwrap();
+    let mut checked = 0;
+    for e in v["entities"].as_array().unwrap() {
+        for m in e["mentions"].as_array().unwrap() {
+            let (Some(s), Some(t)) = (m["start"].as_u64(), m["end"].as_u64()) else {
+                continue;
+            };
+            let page = &zoo.pages[m["page"].as_u64().unwrap() as usize - 1].text;
+            let slice: String = page
+                .chars()
+                .skip(s as usize)
+                .take((t - s) as usize)
+                .collect();
+            assert_eq!(slice, m["text"].as_str().unwrap());
+            checked += 1;
+        }
+    }
+    assert!(checked > 20);
+
+    // A rerun pays for nothing and writes the same results.
+    let again = run(&dir, &cfg, &[data("")], "out", &[]);
+    let s2 = summary(&again);
+    assert_eq!(s2["requests"], 0);
+    assert_eq!(
+        s2["tasks"]["entities"]["already_done"],
+        s["tasks"]["entities"]["units"]
+    );
+    assert_eq!(results(&dir.join("out")), docs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_random_moments_resumes_to_the_same_results_without_paying_twice() {
+    let mut profile = Profile::instant();
+    profile.latency.ttft_base_ms = 120.0;
+    let reference = Sim::start(profile.clone()).await.unwrap();
+    let sim = Sim::start(profile).await.unwrap();
+    let dir = tempdir("run-kill");
+    let ref_cfg = config(&dir, "ref.toml", "sim", &reference.base_url(), "");
+    let cfg = config(&dir, "k.toml", "sim", &sim.base_url(), "");
+    let inputs = subset();
+    let args = ["--pack", "4", "--concurrency", "3"];
+    let r = run(&dir, &ref_cfg, &inputs, "ref", &args);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+
+    let mut rng = SmallRng::seed_from_u64(0x6b696c6c);
+    let mut kills = 0;
+    for _ in 0..4 {
+        let mut cmd = pagemill(&dir);
+        cmd.arg("--config").arg(&cfg).arg("run");
+        cmd.args(&inputs).args(["-o", "k", "-q"]).args(args);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let at = rng.random_range(150..1500);
+        std::thread::sleep(std::time::Duration::from_millis(at));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 2, "the runs were killed mid-way ({kills} kills)");
+    let last = run(&dir, &cfg, &inputs, "k", &args);
+    assert_eq!(
+        last.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+
+    let (got, want) = (results(&dir.join("k")), results(&dir.join("ref")));
+    assert_eq!(got.len(), want.len());
+    for (name, text) in &want {
+        assert!(
+            got.get(name) == Some(text),
+            "{name} differs from the uninterrupted run's"
+        );
+    }
+
+    // The ledger and the simulator's own log agree that nothing finished was asked again.
+    let ledger = Ledger::open(&dir.join("k/ledger.sqlite")).unwrap();
+    let requests = ledger.requests().unwrap();
+    let by_id: HashMap<i64, &Vec<String>> = requests.iter().map(|r| (r.id, &r.unit_keys)).collect();
+    let keys: Vec<String> = requests
+        .iter()
+        .flat_map(|r| r.unit_keys.iter().cloned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let finished_by: HashMap<String, i64> = ledger
+        .units(&keys)
+        .unwrap()
+        .into_iter()
+        .filter_map(|u| Some((u.key, u.request_id?)))
+        .collect();
+    let sent: Vec<i64> = sim
+        .log()
+        .iter()
+        .filter(|e| e.path().ends_with("/chat/completions"))
+        .map(|e| e.request_id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(!sent.is_empty());
+    let mut asked_again = 0;
+    for id in &sent {
+        let carried = by_id
+            .get(id)
+            .expect("every request sent was recorded first");
+        for k in carried.iter() {
+            if finished_by.get(k).is_some_and(|done| done < id) {
+                asked_again += 1;
+            }
+        }
+    }
+    assert_eq!(asked_again, 0, "no finished unit was requested again");
+    let interrupted = requests
+        .iter()
+        .filter(|r| r.status == "interrupted")
+        .count();
+    assert!(
+        interrupted > 0,
+        "kills left requests in flight, recorded as interrupted"
+    );
+}
+
+/// Asserts a run lost nothing and every failure it met is classified; returns its summary.
+fn assert_no_loss(name: &str, out: &Output, class: &str) -> Value {
+    let s = summary(out);
+    assert_eq!(out.status.code(), Some(0), "{name}: {s}");
+    assert_eq!(s["pages_pending"], 0, "{name}");
+    assert_eq!(s["pages_failed"], 0, "{name}");
+    assert_eq!(s["dead_letters"], 0, "{name}");
+    let errors = s["errors"].as_object().unwrap();
+    assert!(
+        errors.get(class).and_then(Value::as_u64).unwrap_or(0) > 0,
+        "{name}: {errors:?}"
+    );
+    for k in errors.keys() {
+        assert!(
+            ["transient", "throttled", "permanent", "context_too_long"].contains(&k.as_str()),
+            "{k}"
+        );
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_endpoint_loses_no_page_and_every_failure_is_classified() {
+    let mut flaky = quick(Profile::flaky());
+    flaky.faults.slow_headers = 0.0;
+    let sim = Sim::start(flaky).await.unwrap();
+    let dir = tempdir("run-flaky");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let out = run(&dir, &cfg, &subset(), "out", &["--pack", "2"]);
+    assert_no_loss("flaky", &out, "transient");
+    let faults = sim.log().iter().filter(|e| e.fault.is_some()).count();
+    assert!(faults > 5, "the simulator did misbehave: {faults}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_endpoint_loses_no_page() {
+    let mut throttled = quick(Profile::throttled());
+    throttled.rate_limits.requests_per_minute = 1200;
+    throttled.rate_limits.tokens_per_minute = 0;
+    let sim = Sim::start(throttled).await.unwrap();
+    // Spend the minute's allowance first, as another tenant of the same key would.
+    let client = std::sync::Arc::new(
+        pagemill_client::Client::new(pagemill_client::Endpoint::new(
+            "sim",
+            sim.base_url(),
+            "sim-model",
+        ))
+        .unwrap(),
+    );
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..1200 {
+        let c = std::sync::Arc::clone(&client);
+        set.spawn(async move {
+            let mut req = pagemill_client::ChatRequest::user("hi");
+            req.max_tokens = Some(1);
+            c.send(&req, pagemill_client::clock::mono_ns()).await
+        });
+    }
+    while set.join_next().await.is_some() {}
+    let dir = tempdir("run-throttled");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let inputs = [data("html/ch01.en.html"), data("text/licenses/MIT.txt")];
+    let out = run(&dir, &cfg, &inputs, "out", &["--pack", "2"]);
+    let s = assert_no_loss("throttled", &out, "throttled");
+    assert!(s["retries"].as_u64().unwrap() > 0);
+    let refused = sim.log().iter().filter(|e| e.status == 429).count();
+    assert!(refused > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packing_cuts_prompt_tokens_per_page_and_quote_predicts_them_exactly() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-pack");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let inputs = [data("text/sotu")];
+    let mut per_page = Vec::new();
+    for k in ["1", "4", "8"] {
+        let args = ["--tasks", "entities", "--pack", k];
+        let out = run(&dir, &cfg, &inputs, &format!("k{k}"), &args);
+        let s = summary(&out);
+        let t = &s["tasks"]["entities"];
+        per_page.push(t["prompt_tokens_per_page"].as_f64().unwrap());
+        let mut q = pagemill(&dir);
+        q.arg("--config")
+            .arg(&cfg)
+            .arg("quote")
+            .args(&inputs)
+            .args(args)
+            .arg("--json");
+        let q: Value = serde_json::from_slice(&q.output().unwrap().stdout).unwrap();
+        assert_eq!(
+            q[0]["prompt_tokens"], t["prompt_tokens"],
+            "k={k}: quote = what was sent"
+        );
+        assert_eq!(q[0]["requests"], t["requests"], "k={k}");
+    }
+    assert!(
+        per_page[1] < per_page[0] && per_page[2] < per_page[1],
+        "{per_page:?}"
+    );
+    assert!(
+        per_page[2] <= 0.6 * per_page[0],
+        "k=8 saves at least 40%: {per_page:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sloppy_answers_are_rerun_alone_reasked_or_dead_lettered_with_reasons() {
+    let mut sloppy = Profile::instant();
+    sloppy.content.sloppy = 0.35;
+    let sim = Sim::start(sloppy).await.unwrap();
+    let dir = tempdir("run-sloppy");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let out = run(&dir, &cfg, &subset(), "out", &["--pack", "4"]);
+    let s = summary(&out);
+    assert!(s["singles"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["reasks"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["pages_pending"], 0);
+    assert!(s["tasks"]["entities"]["done"].as_u64().unwrap() > 0);
+
+    // Answers that are never usable end in the dead-letter list, with why.
+    let mut hopeless = Profile::instant();
+    hopeless.content.sloppy = 1.0;
+    let sim = Sim::start(hopeless).await.unwrap();
+    let cfg = config(&dir, "h.toml", "sim", &sim.base_url(), "");
+    let out = run(
+        &dir,
+        &cfg,
+        &[data("text/licenses/MIT.txt")],
+        "hopeless",
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dead letters make the exit code 1"
+    );
+    let s = summary(&out);
+    assert_eq!(s["pages_failed"], s["pages"]);
+    let docs = results(&dir.join("hopeless"));
+    let v: Value = serde_json::from_str(docs.values().next().unwrap()).unwrap();
+    let dead = v["dead_letters"].as_array().unwrap();
+    assert!(!dead.is_empty());
+    for d in dead {
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains("after 2 re-asks"), "{reason}");
+    }
+    assert_eq!(v["complete"], false);
+}
+
+/// A server that refuses every request as unauthorized.
+async fn refusing() -> pagemill_sim::ServerHandle {
+    pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), |_| {
+        pagemill_sim::script::error(401, "invalid_request_error", "Incorrect API key provided")
+    })
+    .await
+    .unwrap()
+}
+
+/// A server that takes `json_object` but refuses `json_schema`, answering each item with an
+/// empty entity list.
+async fn no_json_schema() -> pagemill_sim::ServerHandle {
+    pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), |req| {
+        let body = req.json();
+        if body["response_format"]["type"] == "json_schema" {
+            return pagemill_sim::script::error(
+                400,
+                "invalid_request_error",
+                "response_format json_schema is not supported by this model",
+            );
+        }
+        let user = body["messages"][1]["content"].as_str().unwrap_or("");
+        let ids: Vec<Value> = user
+            .split("<item id=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(|id| serde_json::json!({"id": id, "entities": []}))
+            .collect();
+        let answer = serde_json::json!({ "items": ids }).to_string();
+        pagemill_sim::script::completion(&answer, None)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_fall_back_and_refused_formats_are_downgraded() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let bad = refusing().await;
+    let dir = tempdir("run-fallback");
+    let cfg = dir.join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[endpoint]]\nname = \"primary\"\nbase_url = \"{}\"\nmodel = \"m\"\n\n\
+             [[endpoint]]\nname = \"backup\"\nbase_url = \"{}\"\nmodel = \"sim-model\"\n",
+            bad.base_url(),
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let input = [data("text/licenses/MIT.txt")];
+    let out = run(
+        &dir,
+        &cfg,
+        &input,
+        "out",
+        &["-e", "primary", "--fallback", "backup"],
+    );
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s["fallbacks"].as_u64().unwrap() > 0);
+    assert_eq!(s["pages_done"], s["pages"]);
+    assert_eq!(
+        s["errors"]["permanent"].as_u64().unwrap(),
+        s["fallbacks"].as_u64().unwrap()
+    );
+    // Without a fallback, the same failure is a dead letter naming the cause, and no key or
+    // retry storm: one request a unit.
+    let out = run(&dir, &cfg, &input, "alone", &["-e", "primary"]);
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(s["requests"], s["dead_letters"]);
+    let v: Value =
+        serde_json::from_str(results(&dir.join("alone")).values().next().unwrap()).unwrap();
+    assert!(
+        v["dead_letters"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("permanent")
+    );
+
+    let picky = no_json_schema().await;
+    let cfg = config(&dir, "picky.toml", "picky", &picky.base_url(), "");
+    let out = run(
+        &dir,
+        &cfg,
+        &input,
+        "picky",
+        &["--tasks", "entities", "--no-stream"],
+    );
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert_eq!(s["pages_done"], s["pages"]);
+    let formats: Vec<String> = picky
+        .log()
+        .iter()
+        .map(|e| {
+            e.body["response_format"]["type"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(formats[0], "json_schema");
+    assert!(
+        formats[1..].iter().all(|f| f == "json_object"),
+        "{formats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_takes_partial_results_and_resubmits_only_failed_lines() {
+    let mut p = Profile::instant();
+    p.batch.failure_rate = 0.2;
+    let sim = Sim::start(p).await.unwrap();
+    let dir = tempdir("run-batch");
+    let cfg = config(
+        &dir,
+        "p.toml",
+        "sim",
+        &sim.base_url(),
+        "prices = { input = 1.0, output = 4.0, batch_discount = 0.5 }",
+    );
+    let inputs = [data("html/ch01.en.html"), data("text/licenses")];
+    let out = run(
+        &dir,
+        &cfg,
+        &inputs,
+        "out",
+        &["--batch", "--batch-poll", "0.02", "--pack", "4"],
+    );
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(
+        s["batches"].as_u64().unwrap() >= 2,
+        "failed lines went in a second batch: {s}"
+    );
+    assert_eq!(
+        s["pages_done"].as_u64().unwrap() + s["pages_skipped"].as_u64().unwrap(),
+        s["pages"].as_u64().unwrap()
+    );
+    assert!(s["errors"]["transient"].as_u64().unwrap() > 0);
+    assert!(s["cost_usd"].as_f64().unwrap() > 0.0, "batch prices apply");
+    // Resubmitted lines carry only units that were not done.
+    let ledger = Ledger::open(&dir.join("out/ledger.sqlite")).unwrap();
+    let mut done_in: HashMap<String, i64> = HashMap::new();
+    for r in ledger.requests().unwrap() {
+        for k in &r.unit_keys {
+            assert!(
+                !done_in.contains_key(k),
+                "unit sent again after it was done"
+            );
+        }
+        if r.status == "ok" {
+            for u in ledger.units(&r.unit_keys).unwrap() {
+                if u.request_id == Some(r.id) {
+                    done_in.insert(u.key, r.id);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_prices_each_endpoint_and_projects_a_month() {
+    let dir = tempdir("quote");
+    let cfg = dir.join("p.toml");
+    std::fs::write(
+        &cfg,
+        "[[endpoint]]\nname = \"cheap\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nprices = { input = 0.15, output = 0.6, cached_input = 0.075 }\n\n\
+         [[endpoint]]\nname = \"dear\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nprices = { input = 2.5, output = 10.0 }\n",
+    )
+    .unwrap();
+    let mut q = pagemill(&dir);
+    q.arg("--config")
+        .arg(&cfg)
+        .arg("quote")
+        .arg(data("pdf/zoo.pdf"));
+    q.args(["--pages-per-day", "10000", "--json"]);
+    let out = q.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (cheap, dear) = (&v[0], &v[1]);
+    assert_eq!(cheap["prompt_tokens"], dear["prompt_tokens"]);
+    let c = cheap["cost_usd"].as_f64().unwrap();
+    let d = dear["cost_usd"].as_f64().unwrap();
+    assert!(d > 10.0 * c, "{c} vs {d}");
+    assert!(cheap["cost_cached_usd"].as_f64().unwrap() < c);
+    let per_page = cheap["cost_per_page_usd"].as_f64().unwrap();
+    let month = cheap["per_month_usd"].as_f64().unwrap();
+    assert!((month - per_page * 10_000.0 * 30.0).abs() < 1e-6 * month);
+    // The text view says the same, with no request made (the endpoints are unreachable).
+    let mut q = pagemill(&dir);
+    q.arg("--config")
+        .arg(&cfg)
+        .arg("quote")
+        .arg(data("pdf/zoo.pdf"));
+    let text = String::from_utf8(q.output().unwrap().stdout).unwrap();
+    assert!(text.contains("cheap") && text.contains("dear"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_a_busy_store_is_refused_clearly() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-busy");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let _held = Ledger::open(&dir.join("out/ledger.sqlite")).unwrap();
+    let out = run(&dir, &cfg, &[data("text/licenses/MIT.txt")], "out", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another pagemill run"), "{err}");
+}
