@@ -219,6 +219,9 @@ pub struct LogEntry {
     pub status: u16,
     /// Prompt tokens counted.
     pub prompt_tokens: u64,
+    /// Tokens charged to the tokens/min limit (prompt + `max_tokens`), 0 when not admitted.
+    #[serde(default)]
+    pub rate_tokens: u64,
     /// Prompt tokens served from the emulated cache.
     pub cached_tokens: u64,
     /// Completion tokens generated.

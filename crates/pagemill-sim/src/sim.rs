@@ -163,7 +163,10 @@ impl State {
         sink.entry_mut().prompt_tokens = prompt_tokens;
 
         let limit_headers = match self.limiter.admit(prompt_tokens + u64::from(max_tokens)) {
-            Admission::Allowed(h) => h,
+            Admission::Allowed(h) => {
+                sink.entry_mut().rate_tokens = prompt_tokens + u64::from(max_tokens);
+                h
+            }
             Admission::Throttled(_, headers) => {
                 let mut reply = script::error(
                     429,
