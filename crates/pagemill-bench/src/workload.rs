@@ -51,10 +51,26 @@ enum Kind {
         suffixes: Vec<String>,
         input: u64,
     },
-    /// Fixed messages, cycled (pages of documents; experiment variants).
+    /// Fixed messages, cycled (pages of documents; experiment variants; a replayed ledger):
+    /// messages, prompt tokens, pages, and the item's own `max_tokens` if it has one.
     Fixed {
-        items: Vec<(Vec<Message>, u64, f64)>,
+        items: Vec<(Vec<Message>, u64, f64, Option<u32>)>,
     },
+}
+
+/// One recorded request, as replayed by [`Workload::replay`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    /// Requests with the same key share a system prefix (the prompt version).
+    pub prefix_key: String,
+    /// Tokens of that prefix.
+    pub prefix_tokens: u64,
+    /// Prompt tokens of the request.
+    pub prompt_tokens: u64,
+    /// Completion tokens it produced.
+    pub completion_tokens: u64,
+    /// Pages it covered.
+    pub pages: f64,
 }
 
 /// The tokenizer workloads are sized with.
@@ -198,7 +214,7 @@ impl Workload {
             for page in split_pages(&t, text, page_tokens) {
                 let messages = vec![Message::system(instruction), Message::user(page)];
                 let n = t.count_messages(&messages);
-                items.push((messages, n, 1.0));
+                items.push((messages, n, 1.0, None));
             }
         }
         if items.is_empty() {
@@ -209,6 +225,48 @@ impl Workload {
             Kind::Fixed { items },
             output_tokens,
         ))
+    }
+
+    /// The shape of a recorded run, replayed: one request per recorded request, in order, with
+    /// its prompt length (a system prefix shared by requests of the same prompt version, of the
+    /// recorded prefix length, then a unique part) and its completion length as `max_tokens`
+    /// (send with `ignore_eos` for exact lengths). Endpoints then see the real traffic's sizes
+    /// and caching opportunities, without the documents.
+    pub fn replay(requests: &[Replayed], seed: u64) -> Result<Self, WorkloadError> {
+        let t = tokenizer();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut prefixes: std::collections::HashMap<&str, String> = Default::default();
+        let overhead = framing(&t, &[Message::system(""), Message::user("")]) + t.count(&head(0));
+        let mut items = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let prefix_tokens = r
+                .prefix_tokens
+                .min(r.prompt_tokens.saturating_sub(overhead));
+            let prefix = prefixes
+                .entry(&r.prefix_key)
+                .or_insert_with(|| {
+                    let lead = format!("Prompt {}:", r.prefix_key);
+                    let n = prefix_tokens.saturating_sub(t.count(&lead));
+                    format!("{lead}{}", words(&mut rng, n as usize))
+                })
+                .clone();
+            let rest = r.prompt_tokens.saturating_sub(overhead + t.count(&prefix)) as usize;
+            let messages = vec![
+                Message::system(prefix),
+                Message::user(format!("{}{}", head(i as u64), words(&mut rng, rest))),
+            ];
+            let n = t.count_messages(&messages);
+            let max = u32::try_from(r.completion_tokens.max(1)).unwrap_or(u32::MAX);
+            items.push((messages, n, r.pages, Some(max)));
+        }
+        if items.is_empty() {
+            return Err(WorkloadError::Size(
+                "the ledger holds no finished request to replay".into(),
+            ));
+        }
+        let mut w = Self::new(format!("replay-{}", items.len()), Kind::Fixed { items }, 0);
+        w.ignore_eos = true;
+        Ok(w)
     }
 
     /// A workload of fixed conversations, cycled (for experiments).
@@ -222,7 +280,7 @@ impl Workload {
             .into_iter()
             .map(|(m, pages)| {
                 let n = t.count_messages(&m);
-                (m, n, pages)
+                (m, n, pages, None)
             })
             .collect();
         Self::new(name.into(), Kind::Fixed { items }, output_tokens)
@@ -230,13 +288,14 @@ impl Workload {
 
     /// The i-th request.
     pub fn item(&self, i: u64) -> Item {
-        let (messages, input_tokens, pages) = match &self.kind {
+        let (messages, input_tokens, pages, max_tokens) = match &self.kind {
             Kind::Synthetic { bodies, input } => {
                 let body = &bodies[(i as usize) % bodies.len()];
                 (
                     vec![Message::user(format!("{}{body}", head(i)))],
                     *input,
                     1.0,
+                    None,
                 )
             }
             Kind::SharedPrefix {
@@ -253,16 +312,17 @@ impl Workload {
                     ],
                     *input,
                     1.0,
+                    None,
                 )
             }
             Kind::Fixed { items } => {
-                let (m, n, pages) = &items[(i as usize) % items.len()];
-                (m.clone(), *n, *pages)
+                let (m, n, pages, max) = &items[(i as usize) % items.len()];
+                (m.clone(), *n, *pages, *max)
             }
         };
         let request = ChatRequest {
             messages,
-            max_tokens: Some(self.output_tokens),
+            max_tokens: Some(max_tokens.unwrap_or(self.output_tokens)),
             stream: self.stream,
             ignore_eos: self.ignore_eos.then_some(true),
             temperature: self.temperature,
@@ -339,6 +399,43 @@ mod tests {
             );
         }
         assert!(Workload::synthetic(5, 8, 1).is_err());
+    }
+
+    #[test]
+    fn a_replayed_ledger_keeps_each_requests_lengths_and_shared_prefixes() {
+        let t = tokenizer();
+        let rec = |key: &str, prompt, completion, pages| Replayed {
+            prefix_key: key.into(),
+            prefix_tokens: 300,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            pages,
+        };
+        let shape = [
+            rec("entities-v1-aaa", 2_000, 120, 4.0),
+            rec("summary-v1-bbb", 900, 60, 0.0),
+            rec("entities-v1-aaa", 1_500, 80, 2.0),
+        ];
+        let w = Workload::replay(&shape, 1).unwrap();
+        for (i, r) in shape.iter().enumerate() {
+            let item = w.item(i as u64);
+            assert_eq!(
+                t.count_messages(&item.request.messages),
+                r.prompt_tokens,
+                "{i}"
+            );
+            assert_eq!(item.request.max_tokens, Some(r.completion_tokens as u32));
+            assert_eq!(item.pages, r.pages);
+            assert_eq!(item.request.ignore_eos, Some(true));
+        }
+        let (a, b, c) = (w.item(0).request, w.item(1).request, w.item(2).request);
+        assert_eq!(
+            a.messages[0], c.messages[0],
+            "same prompt version, same prefix"
+        );
+        assert_ne!(a.messages[0], b.messages[0]);
+        assert_eq!(t.count(&a.messages[0].content), 300);
+        assert!(Workload::replay(&[], 1).is_err());
     }
 
     #[test]

@@ -226,6 +226,10 @@ pub enum WorkloadKind {
     SharedPrefix,
     /// Pages of `--files`, about `--page-tokens` each.
     Pages,
+    /// The requests a `pagemill run` recorded in `--ledger`, replayed with their prompt and
+    /// completion lengths and shared prefixes (your real traffic's shape, without the
+    /// documents).
+    Ledger,
 }
 
 /// How arrivals are spaced with `--rate`.
@@ -294,6 +298,9 @@ pub struct BenchArgs {
     /// Pages workload: page size.
     #[arg(long, default_value_t = 800)]
     pub page_tokens: u64,
+    /// Ledger workload: the ledger of a finished `pagemill run` (e.g. pagemill-out/ledger.sqlite).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
     /// Pages workload: the system prompt.
     #[arg(long, default_value = "Summarize this page in three sentences.")]
     pub instruction: String,

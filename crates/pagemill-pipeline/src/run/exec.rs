@@ -321,17 +321,17 @@ impl Shared {
             return Ok(None);
         };
         let keys = self.keys(&job.units);
-        let version = self
-            .tasks
-            .get(job.kind)
-            .map(|t| t.prompt_version())
-            .unwrap_or_default();
+        let (version, prefix) = self.tasks.get(job.kind).map_or((String::new(), 0), |t| {
+            let tokenizer = self.endpoints[job.endpoint].tokenizer();
+            (t.prompt_version(), tokenizer.count(t.system_prompt()))
+        });
         let ledger = self.ledger();
         ledger.lease(&keys)?;
         let rid = ledger.request_started(
             &self.endpoints[job.endpoint].endpoint().name,
             job.kind.name(),
             &version,
+            prefix,
             &keys,
         )?;
         Ok(Some((req, rid, format)))

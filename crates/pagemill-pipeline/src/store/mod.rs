@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, endpoint TEXT NOT NULL,
-    task TEXT NOT NULL, prompt_version TEXT NOT NULL, unit_keys TEXT NOT NULL, retries INTEGER NOT NULL DEFAULT 0, retried_errors TEXT, status TEXT NOT NULL CHECK (status IN ('sent', 'ok', 'failed', 'interrupted')),
+    task TEXT NOT NULL, prompt_version TEXT NOT NULL, prefix_tokens INTEGER, unit_keys TEXT NOT NULL, retries INTEGER NOT NULL DEFAULT 0, retried_errors TEXT, status TEXT NOT NULL CHECK (status IN ('sent', 'ok', 'failed', 'interrupted')),
     error_class TEXT, error TEXT, prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER,
     cost_pico INTEGER, timeline TEXT, started_at INTEGER NOT NULL, finished_at INTEGER
 );
@@ -191,6 +191,8 @@ pub struct RequestRow {
     pub task: String,
     /// Prompt version.
     pub prompt_version: String,
+    /// Tokens of the byte-stable system prefix it began with.
+    pub prefix_tokens: Option<u64>,
     /// Units it carried.
     pub unit_keys: Vec<String>,
     /// `sent`, `ok`, `failed` or `interrupted`.
@@ -439,14 +441,15 @@ impl Ledger {
         endpoint: &str,
         task: &str,
         prompt_version: &str,
+        prefix_tokens: u64,
         unit_keys: &[String],
     ) -> Result<i64, StoreError> {
         let keys = serde_json::to_string(unit_keys).unwrap_or_else(|_| "[]".into());
         self.conn
             .execute(
-                "INSERT INTO requests (run_id, endpoint, task, prompt_version, unit_keys, status, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'sent', ?6)",
-                params![self.run_id, endpoint, task, prompt_version, keys, now()],
+                "INSERT INTO requests (run_id, endpoint, task, prompt_version, prefix_tokens, unit_keys, status, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sent', ?7)",
+                params![self.run_id, endpoint, task, prompt_version, i64::try_from(prefix_tokens).unwrap_or(i64::MAX), keys, now()],
             )
             .map_err(self.sql())?;
         Ok(self.conn.last_insert_rowid())
@@ -579,7 +582,7 @@ impl Ledger {
             .conn
             .prepare(
                 "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
-                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors
+                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors, prefix_tokens
                  FROM requests ORDER BY id",
             )
             .map_err(self.sql())?;
@@ -593,6 +596,7 @@ impl Ledger {
                     endpoint: r.get(2)?,
                     task: r.get(3)?,
                     prompt_version: r.get(4)?,
+                    prefix_tokens: n(r.get(17)?),
                     unit_keys: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                     end: RequestEnd {
                         ok: status == "ok",
@@ -749,7 +753,7 @@ mod tests {
             let todo = l.plan(&units, false).unwrap();
             l.lease(&todo).unwrap();
             let r = l
-                .request_started("sim", "entities", "entities-v1", &todo)
+                .request_started("sim", "entities", "entities-v1", 300, &todo)
                 .unwrap();
             l.complete(&todo[0], &serde_json::json!({"ok": 1}), Some(r))
                 .unwrap();
@@ -786,7 +790,7 @@ mod tests {
         l.add_document("doc", "a.pdf", "pdf", 1).unwrap();
         let todo = l.plan(&[spec("page:1")], false).unwrap();
         let id = l
-            .request_started("sim", "entities", "entities-v1", &todo)
+            .request_started("sim", "entities", "entities-v1", 300, &todo)
             .unwrap();
         l.request_finished(
             id,

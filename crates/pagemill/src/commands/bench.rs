@@ -13,7 +13,7 @@ use pagemill_bench::record::Record;
 use pagemill_bench::report::{BenchReport, TargetReport};
 use pagemill_bench::runner::Target;
 use pagemill_bench::schedule::{Arrival, Load};
-use pagemill_bench::workload::Workload;
+use pagemill_bench::workload::{Replayed, Workload};
 use pagemill_client::{Client, Endpoint, Message};
 use pagemill_pipeline::ingest::{Limits, expand_inputs, ingest_path};
 use tokio_util::sync::CancellationToken;
@@ -147,6 +147,37 @@ fn workload(args: &BenchArgs) -> anyhow::Result<Workload> {
                 &args.instruction,
                 args.output_tokens,
             )?
+        }
+        WorkloadKind::Ledger => {
+            let Some(path) = &args.ledger else {
+                bail!("--workload ledger needs --ledger (the ledger of a finished pagemill run)");
+            };
+            if !path.is_file() {
+                bail!("no ledger at `{}`", path.display());
+            }
+            let ledger = pagemill_pipeline::store::Ledger::open(path)?;
+            let shape: Vec<Replayed> = ledger
+                .requests()?
+                .into_iter()
+                .filter(|r| r.end.ok)
+                .filter_map(|r| {
+                    Some(Replayed {
+                        pages: if r.task == "entities" {
+                            r.unit_keys.len() as f64
+                        } else {
+                            0.0
+                        },
+                        prefix_key: r.prompt_version,
+                        prefix_tokens: r.prefix_tokens.unwrap_or(0),
+                        prompt_tokens: r.end.prompt_tokens?,
+                        completion_tokens: r.end.completion_tokens?,
+                    })
+                })
+                .collect();
+            let mut w = Workload::replay(&shape, args.seed)?;
+            w.ignore_eos = true;
+            w.stream = !args.no_stream;
+            return Ok(w);
         }
     };
     w.ignore_eos = args.ignore_eos;

@@ -643,3 +643,52 @@ async fn a_second_run_on_a_busy_store_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another pagemill run"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_replays_a_runs_ledger_with_its_lengths_and_shared_prefixes() {
+    let recorded = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-replay");
+    let cfg = config(&dir, "p.toml", "sim", &recorded.base_url(), "");
+    let out = run(
+        &dir,
+        &cfg,
+        &[data("html/ch01.en.html")],
+        "out",
+        &["--pack", "4"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let ledger_path = dir.join("out/ledger.sqlite");
+    let requests = Ledger::open(&ledger_path).unwrap().requests().unwrap();
+    let n = requests.len();
+
+    let replay = Sim::start(Profile::instant()).await.unwrap();
+    let cfg = config(&dir, "r.toml", "sim", &replay.base_url(), "");
+    let mut cmd = pagemill(&dir);
+    cmd.arg("--config").arg(&cfg);
+    cmd.args(["bench", "-e", "sim", "--workload", "ledger", "--ledger"])
+        .arg(&ledger_path);
+    cmd.args(["-c", "1", "-n", &n.to_string(), "--format", "json"]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = replay.log();
+    assert_eq!(sent.len(), n);
+    for (r, e) in requests.iter().zip(&sent) {
+        assert_eq!(
+            Some(e.prompt_tokens),
+            r.end.prompt_tokens,
+            "prompt length replayed"
+        );
+        assert_eq!(
+            Some(e.completion_tokens),
+            r.end.completion_tokens,
+            "answer length replayed"
+        );
+    }
+    // Requests of one prompt version share their prefix, so the replay sees the cache too.
+    let cached: u64 = sent.iter().map(|e| e.cached_tokens).sum();
+    assert!(cached > 0);
+}
