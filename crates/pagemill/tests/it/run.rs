@@ -692,3 +692,47 @@ async fn bench_replays_a_runs_ledger_with_its_lengths_and_shared_prefixes() {
     let cached: u64 = sent.iter().map(|e| e.cached_tokens).sum();
     assert!(cached > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_of_a_task_starts_with_the_same_bytes_and_carries_its_cache_key() {
+    let options = pagemill_sim::ServerOptions {
+        keep_bodies: true,
+        ..Default::default()
+    };
+    let sim = Sim::start_with(Profile::instant(), options).await.unwrap();
+    let dir = tempdir("run-prefix");
+    let cfg = config(
+        &dir,
+        "p.toml",
+        "sim",
+        &sim.base_url(),
+        "prompt_cache_key = true",
+    );
+    let out = run(&dir, &cfg, &[data("pdf/zoo.pdf")], "out", &["--pack", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut by_key: HashMap<String, HashSet<String>> = HashMap::new();
+    for e in sim.log() {
+        let key = e.body["prompt_cache_key"].as_str().unwrap().to_owned();
+        let system = e.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            !system.contains("zoo"),
+            "no document text in the cached prefix"
+        );
+        by_key.entry(key).or_default().insert(system);
+    }
+    assert_eq!(
+        by_key.len(),
+        3,
+        "one cache key per task: {:?}",
+        by_key.keys()
+    );
+    for (key, systems) in &by_key {
+        assert_eq!(systems.len(), 1, "{key}: one byte-identical system prompt");
+    }
+    // And the simulator's prompt cache served those prefixes.
+    let cached: u64 = sim.log().iter().map(|e| e.cached_tokens).sum();
+    assert!(cached > 0);
+}
