@@ -261,12 +261,7 @@ pub async fn run(
     let (work, skips) = plan::plan(docs, &tasks, &primary.endpoint().model, primary.tokenizer());
     let mut ledger = ledger;
     for d in docs {
-        ledger.add_document(
-            &d.id,
-            &d.path.to_string_lossy(),
-            kind_name(d),
-            d.pages.len() as u32,
-        )?;
+        ledger.record_document(d, kind_name(d))?;
     }
     let specs: Vec<_> = work.iter().map(|w| w.spec.clone()).collect();
     let todo: HashSet<String> = ledger.plan(&specs, opts.force)?.into_iter().collect();

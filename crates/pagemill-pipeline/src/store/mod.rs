@@ -28,6 +28,15 @@ CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, pages INTEGER NOT NULL,
     added_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pages (
+    document_id TEXT NOT NULL REFERENCES documents(id), number INTEGER NOT NULL, quality TEXT NOT NULL,
+    chars INTEGER NOT NULL, failure TEXT, text TEXT NOT NULL, PRIMARY KEY (document_id, number)
+);
+CREATE TABLE IF NOT EXISTS sections (
+    document_id TEXT NOT NULL REFERENCES documents(id), id INTEGER NOT NULL, title TEXT NOT NULL,
+    level INTEGER NOT NULL, first_page INTEGER NOT NULL, last_page INTEGER NOT NULL,
+    PRIMARY KEY (document_id, id)
+);
 CREATE TABLE IF NOT EXISTS units (
     key TEXT PRIMARY KEY, document_id TEXT NOT NULL REFERENCES documents(id), task TEXT NOT NULL,
     target TEXT NOT NULL, prompt_version TEXT NOT NULL, model TEXT NOT NULL,
@@ -354,6 +363,75 @@ impl Ledger {
             )
             .map_err(self.sql())?;
         Ok(())
+    }
+
+    /// Records a document with its pages (text, quality) and sections, once: what reports
+    /// need to show results in context, without the source files.
+    pub fn record_document(
+        &mut self,
+        doc: &crate::ingest::Document,
+        kind: &str,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO documents (id, path, kind, pages, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![doc.id, doc.path.to_string_lossy(), kind, doc.pages.len() as i64, now()],
+        )
+        .map_err(&sql)?;
+        {
+            let mut page = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO pages (document_id, number, quality, chars, failure, text)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&sql)?;
+            for p in &doc.pages {
+                let quality = serde_json::to_value(p.quality)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                page.execute(params![
+                    doc.id,
+                    p.number,
+                    quality,
+                    p.chars as i64,
+                    p.failure,
+                    p.text
+                ])
+                .map_err(&sql)?;
+            }
+            let mut section = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO sections (document_id, id, title, level, first_page, last_page)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(&sql)?;
+            for s in &doc.sections {
+                section
+                    .execute(params![
+                        doc.id, s.id, s.title, s.level, s.pages.0, s.pages.1
+                    ])
+                    .map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// A recorded page's text.
+    pub fn page_text(&self, document_id: &str, number: u32) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT text FROM pages WHERE document_id = ?1 AND number = ?2",
+                params![document_id, number],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())
     }
 
     /// Plans units: new ones become `pending`; known ones keep their status (so finished work

@@ -174,6 +174,13 @@ async fn every_page_of_the_corpus_ends_with_a_result_or_a_reason() {
         s["tasks"]["entities"]["units"]
     );
     assert_eq!(results(&dir.join("out")), docs);
+
+    // The ledger holds the pages as read, for reports that show results in context.
+    let ledger = Ledger::open(&dir.join("out/ledger.sqlite")).unwrap();
+    assert_eq!(
+        ledger.page_text(&zoo.id, 3).unwrap().as_deref(),
+        Some(zoo.pages[2].text.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
