@@ -48,6 +48,58 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Tokens and cost of running the pipeline on each endpoint, before running it.
     Quote(Box<QuoteArgs>),
+    /// Serve the embedded local model over the OpenAI-compatible HTTP surface.
+    Serve(ServeArgs),
+    /// The embedded local model's file: fetch it, or say where it is.
+    Model(ModelArgs),
+}
+
+/// How to run the embedded local model (shared by `serve` and the default endpoint).
+#[derive(Debug, Args, Clone)]
+pub struct LocalArgs {
+    /// A GGUF file (default: SmolLM2-135M-Instruct Q4_1, fetched on first use).
+    #[arg(long, env = "PAGEMILL_MODEL")]
+    pub model: Option<PathBuf>,
+    /// CPU threads per slot (more than the idle cores makes llama.cpp much slower).
+    #[arg(long, default_value_t = 1)]
+    pub threads: i32,
+    /// Requests decoded at once, each with its own KV cache.
+    #[arg(long, default_value_t = 1)]
+    pub slots: usize,
+    /// Context length per slot, in tokens.
+    #[arg(long, default_value_t = 8192)]
+    pub ctx: u32,
+}
+
+/// `pagemill serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The model and how to run it.
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port).
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+}
+
+/// `pagemill model`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ModelAction,
+}
+
+/// `pagemill model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Download the default model into the cache (once) and verify it.
+    Fetch,
+    /// Print where the default model is (or would be).
+    Path,
 }
 
 /// What the pipeline does to documents (shared by `run` and `quote`).

@@ -1,7 +1,8 @@
 //! Which endpoints a command talks to: the configuration file, else the environment's
-//! `OPENAI_*` default, else the simulator started in-process (so every command works on a
-//! fresh machine with no key and no network). The name `sim` always means the simulator
-//! unless the configuration defines an endpoint of that name.
+//! `OPENAI_*` default, else a built-in one started in-process — the embedded local model
+//! (`local`), or the simulator (`sim`) in a build without it — so every command works on a
+//! fresh machine with no key and no network. The names `local` and `sim` always mean the
+//! built-in ones unless the configuration defines endpoints of those names.
 
 use anyhow::Context;
 use pagemill_client::{Config, Endpoint};
@@ -11,14 +12,16 @@ use crate::cli::GlobalArgs;
 
 /// The built-in simulator's endpoint name.
 pub const SIM_ENDPOINT: &str = "sim";
+/// The embedded local model's endpoint name.
+pub const LOCAL_ENDPOINT: &str = "local";
 
-/// Endpoints ready to use, and the simulator behind `sim` if one was started.
+/// Endpoints ready to use, and the in-process servers behind `sim` / `local` if started.
 #[derive(Debug)]
 pub struct Resolved {
     /// The endpoints, in the order asked for (or configured).
     pub endpoints: Vec<Endpoint>,
-    /// Keeps the in-process simulator alive while the command runs.
-    pub sim: Option<ServerHandle>,
+    /// Keeps the in-process servers alive while the command runs.
+    pub servers: Vec<ServerHandle>,
     /// Where the endpoints came from, for messages.
     pub origin: String,
 }
@@ -35,14 +38,16 @@ pub async fn resolve_with(
     sim_profile: &str,
 ) -> anyhow::Result<Resolved> {
     let config = Config::load(global.config.as_deref())?;
-    let configured_sim = config.endpoint.iter().any(|e| e.name == SIM_ENDPOINT);
-    let wants_sim = wanted.iter().any(|w| w == SIM_ENDPOINT) && !configured_sim;
+    let configured = |name: &str| config.endpoint.iter().any(|e| e.name == name);
+    let asks = |name: &str| wanted.iter().any(|w| w == name) && !configured(name);
     let nothing_configured = config.endpoint.is_empty();
+    let by_default = nothing_configured && wanted.is_empty();
+    let local_default = by_default && pagemill_local::AVAILABLE;
 
-    let mut sim = None;
-    let mut endpoints = Vec::new();
-    if wants_sim || nothing_configured {
-        if nothing_configured && wanted.is_empty() {
+    let mut servers = Vec::new();
+    let mut builtin: Vec<Endpoint> = Vec::new();
+    if asks(SIM_ENDPOINT) || (by_default && !local_default) {
+        if by_default {
             eprintln!(
                 "note: no endpoint configured (no pagemill.toml, no OPENAI_API_KEY); \
                  using the in-process simulator `{SIM_ENDPOINT}`"
@@ -53,31 +58,56 @@ pub async fn resolve_with(
         let handle = Sim::start(profile)
             .await
             .context("starting the in-process simulator")?;
-        let ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), model);
-        sim = Some((handle, ep));
+        builtin.push(Endpoint::new(SIM_ENDPOINT, handle.base_url(), model));
+        servers.push(handle);
     }
-    let sim_endpoint = sim.as_ref().map(|(_, ep)| ep.clone());
+    if asks(LOCAL_ENDPOINT) || local_default {
+        if by_default {
+            eprintln!(
+                "note: no endpoint configured (no pagemill.toml, no OPENAI_API_KEY); \
+                 using the embedded local model `{LOCAL_ENDPOINT}`"
+            );
+        }
+        let (handle, ep) = start_local().await?;
+        builtin.push(ep);
+        servers.push(handle);
+    }
+    let find_builtin = |name: &str| builtin.iter().find(|e| e.name == name).cloned();
+    let mut endpoints = Vec::new();
     if wanted.is_empty() {
         endpoints.extend(config.endpoint.iter().cloned());
         if nothing_configured {
-            endpoints.extend(sim_endpoint);
+            endpoints.extend(builtin.iter().cloned());
         }
     } else {
         for name in wanted {
-            match (&sim_endpoint, name.as_str()) {
-                (Some(ep), SIM_ENDPOINT) => endpoints.push(ep.clone()),
+            match find_builtin(name) {
+                Some(ep) if !configured(name) => endpoints.push(ep),
                 _ => endpoints.push(config.get(Some(name))?.clone()),
             }
         }
     }
     let origin = if nothing_configured {
-        "the in-process simulator".to_owned()
+        "the built-in endpoint".to_owned()
     } else {
         config.origin.clone().unwrap_or_default()
     };
     Ok(Resolved {
         endpoints,
-        sim: sim.map(|(h, _)| h),
+        servers,
         origin,
     })
+}
+
+#[cfg(feature = "local")]
+async fn start_local() -> anyhow::Result<(ServerHandle, Endpoint)> {
+    let args = crate::cli::LocalArgs::from_env();
+    crate::commands::local::start(&args, std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+#[cfg(not(feature = "local"))]
+async fn start_local() -> anyhow::Result<(ServerHandle, Endpoint)> {
+    anyhow::bail!(
+        "this pagemill was built without the local model (--no-default-features): use `-e sim` or configure an endpoint"
+    )
 }

@@ -226,7 +226,7 @@ fn schema(kind: TaskKind, config: &TaskConfig) -> Value {
             "type": "object",
             "properties": {
                 "id": {"type": "string", "maxLength": 64},
-                "summary": {"type": "string", "minLength": 1, "maxLength": config.summary_max_words * 12}
+                "summary": {"type": "string", "minLength": 1, "maxLength": config.summary_max_words * 7}
             },
             "required": ["id", "summary"],
             "additionalProperties": false

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod doctor;
 pub mod ingest;
+pub mod local;
 pub mod quote;
 pub mod run;
 pub mod sim;
