@@ -68,6 +68,8 @@ pub struct Job {
     pub stop: Vec<String>,
     /// A GBNF grammar the answer must follow.
     pub grammar: Option<String>,
+    /// Keep generating past end-of-generation tokens, to exactly `max_tokens` (benchmarks).
+    pub ignore_eos: bool,
     /// Where the answer goes.
     pub events: UnboundedSender<Event>,
 }
@@ -459,7 +461,7 @@ fn run_job(
             break;
         }
         let token = sampler.sample(ctx, batch.n_tokens() - 1);
-        if vocab.is_eog(token) {
+        if vocab.is_eog(token) && !job.ignore_eos {
             finish = "stop";
             break;
         }

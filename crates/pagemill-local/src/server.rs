@@ -200,6 +200,7 @@ async fn chat(engine: &Engine, req: &Received, mut sink: Sink) {
             .map_or_else(|| rand_seed(req.received_ns), |s| s as u32),
         stop: chat.stop.clone(),
         grammar,
+        ignore_eos: chat.ignore_eos.unwrap_or(false),
         events: tx,
     });
     let id = format!("chatcmpl-local-{}", req.index);

@@ -47,6 +47,7 @@ async fn generate(
         seed: 0,
         stop: Vec::new(),
         grammar: None,
+        ignore_eos: false,
         events: tx,
     });
     let mut text = String::new();

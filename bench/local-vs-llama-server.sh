@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The embedded local model against upstream llama.cpp's llama-server, same GGUF, same thread
+# count, same machine, measured by `pagemill bench` with the two interleaved request by request
+# (c = 1, so one server works at a time). Both servers on core 0, the client on core 1.
+#
+#   prefill: 1,000-token prompts (unique from their first token: nothing cached), 1 output token;
+#            prompt tokens/s = server-reported prompt tokens / TTFT (first content)
+#   decode:  64-token prompts, 256 output tokens (ignore_eos); tokens/s = 1 / TPOT
+#   cache:   pagemill's own server, a 1,000-token shared system prompt vs a randomized one
+#
+# Usage: LLAMA_SERVER=/path/to/llama-server bench/local-vs-llama-server.sh [REQUESTS=16]
+# A llama-server can be built from PyPI's llama-cpp-python source package:
+#   pip download --no-deps --no-binary :all: llama-cpp-python && tar xzf llama_cpp_python-*.tar.gz
+#   cmake -S llama_cpp_python-*/vendor/llama.cpp -B build -DCMAKE_BUILD_TYPE=Release \
+#     -DGGML_NATIVE=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+#   cmake --build build --target llama-server -j
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-16}
+: "${LLAMA_SERVER:?set LLAMA_SERVER to an upstream llama-server binary (see the header)}"
+bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("executable") and m["target"]["name"]=="pagemill": print(m["executable"])' | tail -1)}
+work=$(mktemp -d)
+model=$("$bin" model fetch)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+p1=$(port); p2=$(port)
+taskset -c 0 "$bin" serve --model "$model" --threads 1 --port "$p1" > "$work/pagemill.log" 2>&1 &
+s1=$!
+taskset -c 0 "$LLAMA_SERVER" -m "$model" --threads 1 --threads-batch 1 -c 8192 --parallel 1 --port "$p2" > "$work/llama.log" 2>&1 &
+s2=$!
+trap 'kill $s1 $s2 2>/dev/null || true; rm -rf "$work"' EXIT
+for p in "$p1" "$p2"; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/v1/models" > /dev/null && break; sleep 0.1; done
+done
+cat > "$work/pagemill.toml" <<TOML
+[[endpoint]]
+name = "pagemill-serve"
+base_url = "http://127.0.0.1:$p1/v1"
+model = "local"
+transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
+
+[[endpoint]]
+name = "llama-server"
+base_url = "http://127.0.0.1:$p2/v1"
+model = "local"
+transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
+TOML
+bench() { taskset -c 1 "$bin" --config "$work/pagemill.toml" bench -c 1 --format json "$@" 2>/dev/null; }
+bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 1000 --output-tokens 1 > "$work/prefill.json"
+bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 64 --output-tokens 256 --ignore-eos > "$work/decode.json"
+bench -e pagemill-serve --experiment cache --prefix-tokens 1000 --suffix-tokens 32 --output-tokens 1 -n "$((2 * n))" > "$work/cache.json"
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+def targets(f):
+    return {t["name"]: t for t in json.load(open(f"{w}/{f}"))["points"][0]["targets"]}
+pre, dec, cache = targets("prefill.json"), targets("decode.json"), targets("cache.json")
+rows = {}
+for name in ("pagemill-serve", "llama-server"):
+    p, d = pre[name], dec[name]
+    prompt = p["tokens"]["input_counted"] / max(p["ok"], 1) if p["tokens"].get("input_counted") else None
+    ttft = p["latency_ms"]["ttft_content"]["p50"] / 1e3
+    tpot = d["latency_ms"]["tpot"]["p50"] / 1e3
+    rows[name] = (prompt, ttft, tpot)
+    print(f"{name:15} prefill: TTFT p50 {ttft*1e3:7.1f} ms" + (f" for {prompt:.0f} prompt tokens = {prompt/ttft:6.1f} tok/s" if prompt else "")
+          + f"   decode: TPOT p50 {tpot*1e3:6.2f} ms = {1/tpot:6.1f} tok/s   (ok {p['ok']}+{d['ok']})")
+a, b = rows["pagemill-serve"], rows["llama-server"]
+print(f"ratio pagemill/llama-server: prefill {b[1]/a[1]:.3f}x, decode {b[2]/a[2]:.3f}x (higher is better for pagemill)")
+for name, t in cache.items():
+    print(f"cache experiment {name:10}: TTFT p50 {t['latency_ms']['ttft_content']['p50']:7.1f} ms, cached ratio {t['tokens'].get('cached_ratio')}")
+PY
