@@ -158,6 +158,11 @@ pub struct Endpoint {
     /// requests; off by default because strict servers refuse unknown parameters.
     #[serde(default)]
     pub prompt_cache_key: bool,
+    /// Narrow the answer schema of each pipeline request to that request (exactly its item
+    /// count, only its item ids). A big help to local constrained decoding; off by default
+    /// because providers that compile schemas pay for every new one.
+    #[serde(default)]
+    pub per_request_schema: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -188,6 +193,7 @@ impl std::fmt::Debug for Endpoint {
             .field("retry", &self.retry)
             .field("tokenizer", &self.tokenizer)
             .field("prompt_cache_key", &self.prompt_cache_key)
+            .field("per_request_schema", &self.per_request_schema)
             .finish()
     }
 }
@@ -221,6 +227,7 @@ impl Endpoint {
             retry: RetryConfig::default(),
             tokenizer: None,
             prompt_cache_key: false,
+            per_request_schema: false,
         }
     }
 

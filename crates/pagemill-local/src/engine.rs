@@ -455,12 +455,23 @@ fn run_job(
     let mut generated: Vec<LlamaToken> = Vec::new();
     let mut finish = "length";
     let mut piece = Vec::with_capacity(16);
+    // Runaway handling: tokens of a detected loop are kept out for a few steps.
+    let mut banned: std::collections::HashSet<LlamaToken> = Default::default();
+    let mut ban_steps = 0;
+    let mut loop_from = 0;
+    let mut interventions = 0;
     while generated.len() < budget {
         if job.events.is_closed() {
             finish = "cancelled";
             break;
         }
-        let token = sampler.sample(ctx, batch.n_tokens() - 1);
+        let idx = batch.n_tokens() - 1;
+        let token = if ban_steps > 0 {
+            ban_steps -= 1;
+            avoiding(&mut sampler, ctx, idx, &banned).unwrap_or_else(|| sampler.sample(ctx, idx))
+        } else {
+            sampler.sample(ctx, idx)
+        };
         if vocab.is_eog(token) && !job.ignore_eos {
             finish = "stop";
             break;
@@ -477,9 +488,23 @@ fn run_job(
             finish = "stop";
             break;
         }
-        if runaway(&generated) {
-            tracing::debug!("runaway repetition: answer cut");
-            break;
+        if let Some(period) = runaway(&generated[loop_from..]) {
+            // Under a grammar, cutting would leave broken JSON: keep the loop's tokens out for
+            // a while, so the grammar's way out (close the string, end the array) wins. A few
+            // tries, then cut.
+            if job.grammar.is_some() && interventions < MAX_INTERVENTIONS {
+                interventions += 1;
+                banned = generated[generated.len() - period..]
+                    .iter()
+                    .copied()
+                    .collect();
+                ban_steps = period.max(8);
+                loop_from = generated.len();
+                tracing::debug!(period, "runaway repetition: steering out of the loop");
+            } else {
+                tracing::debug!("runaway repetition: answer cut");
+                break;
+            }
         }
         if generated.len() >= budget {
             break;
@@ -528,16 +553,47 @@ fn sampler(model: &LlamaModel, job: &Job) -> Result<LlamaSampler, JobError> {
     Ok(LlamaSampler::chain_simple(chain))
 }
 
-/// True when the answer's last 96+ tokens are one short sequence (≤ 48 tokens) over and over:
-/// a small model looping (`{"text":"","type":"money"}, …`), which would otherwise run to
-/// `max_tokens`.
-fn runaway(tokens: &[LlamaToken]) -> bool {
-    const SPAN: usize = 96;
+/// Tries to get a grammar-constrained answer out of a loop before it is cut.
+const MAX_INTERVENTIONS: u32 = 4;
+
+/// The period when the answer's last 48 tokens are one short sequence (≤ 16 tokens) over and
+/// over: a small model looping (`{"text":"","type":"money"}, …`, `B.A.S.B.A.S.…`), which
+/// would otherwise run to `max_tokens`.
+fn runaway(tokens: &[LlamaToken]) -> Option<usize> {
+    const SPAN: usize = 48;
     if tokens.len() < SPAN {
-        return false;
+        return None;
     }
     let tail = &tokens[tokens.len() - SPAN..];
-    (1..=48).any(|period| (period..SPAN).all(|i| tail[i] == tail[i - period]))
+    (1..=16).find(|&period| (period..SPAN).all(|i| tail[i] == tail[i - period]))
+}
+
+/// Samples with `banned` tokens excluded, if anything the sampler allows is left; accepts the
+/// token into the sampler (grammar state) as `sample` would.
+fn avoiding(
+    sampler: &mut LlamaSampler,
+    ctx: &llama_cpp_2::context::LlamaContext<'_>,
+    idx: i32,
+    banned: &std::collections::HashSet<LlamaToken>,
+) -> Option<LlamaToken> {
+    let mut arr = ctx.token_data_array_ith(idx);
+    for d in &mut arr.data {
+        if banned.contains(&d.id()) {
+            d.set_logit(f32::NEG_INFINITY);
+        }
+    }
+    sampler.apply(&mut arr);
+    let token = arr.selected_token()?;
+    let allowed = arr
+        .data
+        .iter()
+        .find(|d| d.id() == token)
+        .is_some_and(|d| d.logit().is_finite());
+    if !allowed {
+        return None;
+    }
+    sampler.accept(token);
+    Some(token)
 }
 
 /// Turns token bytes into whole UTF-8 characters and applies stop sequences, holding back
@@ -637,11 +693,11 @@ mod tests {
     #[test]
     fn runaway_is_a_short_loop_not_a_long_answer() {
         let t = |v: i32| LlamaToken(v);
-        let looping: Vec<_> = (0..120).map(|i| t(i % 12)).collect();
-        assert!(runaway(&looping));
+        let looping: Vec<_> = (0..60).map(|i| t(i % 12)).collect();
+        assert_eq!(runaway(&looping), Some(12));
         let varied: Vec<_> = (0..200).map(t).collect();
-        assert!(!runaway(&varied));
-        let short: Vec<_> = (0..60).map(|_| t(1)).collect();
-        assert!(!runaway(&short));
+        assert_eq!(runaway(&varied), None);
+        let short: Vec<_> = (0..40).map(|_| t(1)).collect();
+        assert_eq!(runaway(&short), None);
     }
 }

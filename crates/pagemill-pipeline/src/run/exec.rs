@@ -269,7 +269,12 @@ impl Shared {
                 "That answer cannot be used: {problem}. Answer again with only the JSON, in the shape the instructions give."
             )));
         }
+        let narrowed = client.endpoint().per_request_schema;
         let response_format = match format {
+            FormatMode::JsonSchema | FormatMode::Auto if narrowed => {
+                let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
+                Some(task.response_format_for(&ids))
+            }
             FormatMode::JsonSchema | FormatMode::Auto => Some(task.response_format()),
             FormatMode::JsonObject => Some(json!({"type": "json_object"})),
             FormatMode::Text => None,

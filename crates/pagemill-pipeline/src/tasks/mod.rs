@@ -173,6 +173,20 @@ impl Task {
         json!({"type": "json_schema", "json_schema": {"name": self.kind.name(), "strict": false, "schema": self.schema}})
     }
 
+    /// `response_format` narrowed to one request: exactly `ids.len()` items, each with one of
+    /// `ids` (packed tasks; metadata is unchanged).
+    pub fn response_format_for(&self, ids: &[&str]) -> Value {
+        let mut schema = self.schema.clone();
+        if let Some(items) = schema.pointer_mut("/properties/items") {
+            items["minItems"] = json!(ids.len());
+            items["maxItems"] = json!(ids.len());
+            if let Some(id) = items.pointer_mut("/items/properties/id") {
+                *id = json!({"enum": ids});
+            }
+        }
+        json!({"type": "json_schema", "json_schema": {"name": self.kind.name(), "strict": false, "schema": schema}})
+    }
+
     /// The messages of one request: the stable system prompt, then the items, text last.
     pub fn messages(&self, items: &[Item<'_>]) -> Vec<Message> {
         let mut user = String::from(match self.kind {
@@ -315,6 +329,27 @@ mod tests {
             v(&base),
             v(&summary),
             "summary settings do not touch entities"
+        );
+    }
+
+    #[test]
+    fn a_narrowed_schema_takes_exactly_the_requests_items() {
+        let task = Task::new(TaskKind::Entities, &TaskConfig::default()).unwrap();
+        let f = task.response_format_for(&["d:p1", "d:p2"]);
+        let schema = &f["json_schema"]["schema"];
+        let ok = json!({"items": [{"id": "d:p1", "entities": []}, {"id": "d:p2", "entities": []}]});
+        let short = json!({"items": [{"id": "d:p1", "entities": []}]});
+        let stranger =
+            json!({"items": [{"id": "d:p1", "entities": []}, {"id": "d:p9", "entities": []}]});
+        assert!(answers::validate(schema, &ok).is_ok());
+        assert!(answers::validate(schema, &short).is_err());
+        assert!(answers::validate(schema, &stranger).is_err());
+        assert_eq!(
+            task.prompt_version(),
+            Task::new(TaskKind::Entities, &TaskConfig::default())
+                .unwrap()
+                .prompt_version(),
+            "unit keys do not change"
         );
     }
 

@@ -98,6 +98,8 @@ mod enabled {
         );
         // One request decoding per slot and one waiting behind each: more would only queue.
         ep.limits.max_concurrency = Some(engine.info().slots * 2);
+        // Constrained decoding follows the schema exactly: tell it the items of each request.
+        ep.per_request_schema = true;
         Ok((handle, ep))
     }
 
