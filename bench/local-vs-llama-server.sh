@@ -6,7 +6,8 @@
 #   prefill: 1,000-token prompts (unique from their first token: nothing cached), 1 output token;
 #            prompt tokens/s = server-reported prompt tokens / TTFT (first content)
 #   decode:  64-token prompts, 256 output tokens (ignore_eos); tokens/s = 1 / TPOT
-#   cache:   pagemill's own server, a 1,000-token shared system prompt vs a randomized one
+#   cache:   pagemill's own server, a 1,000-token system prompt: TTFT of the first request, then
+#            of repeats with the same system prompt and a new question (prefix reused)
 #
 # Usage: LLAMA_SERVER=/path/to/llama-server bench/local-vs-llama-server.sh [REQUESTS=16]
 # A llama-server can be built from PyPI's llama-cpp-python source package:
@@ -51,13 +52,36 @@ TOML
 bench() { taskset -c 1 "$bin" --config "$work/pagemill.toml" bench -c 1 --format json "$@" 2>/dev/null; }
 bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 1000 --output-tokens 1 > "$work/prefill.json"
 bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 64 --output-tokens 256 --ignore-eos > "$work/decode.json"
-bench -e pagemill-serve --experiment cache --prefix-tokens 1000 --suffix-tokens 32 --output-tokens 1 -n "$((2 * n))" > "$work/cache.json"
+python3 - "$p1" > "$work/cache.txt" <<'PY'
+import json, sys, time, urllib.request
+port = sys.argv[1]
+system = " ".join(f"Rule {i}: answer briefly and cite the clause." for i in range(90))
+def ttft(question):
+    body = {"model": "local", "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+            "max_tokens": 1, "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    t0 = time.monotonic(); first = None; usage = None
+    with urllib.request.urlopen(req) as r:
+        for line in r:
+            line = line.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]": continue
+            ev = json.loads(line[6:])
+            if first is None and ev.get("choices") and ev["choices"][0]["delta"].get("content"): first = time.monotonic() - t0
+            if ev.get("usage"): usage = ev["usage"]
+    return first, usage
+f, u = ttft("What is clause 1 about?")
+print(f"first: TTFT {f*1e3:.1f} ms, prompt {u['prompt_tokens']} tokens, cached {u['prompt_tokens_details']['cached_tokens']}")
+for q in ["And clause 2?", "Which clause covers payment?", "Summarize clause 3."]:
+    f, u = ttft(q)
+    print(f"repeat: TTFT {f*1e3:.1f} ms, prompt {u['prompt_tokens']} tokens, cached {u['prompt_tokens_details']['cached_tokens']}")
+PY
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
 def targets(f):
     return {t["name"]: t for t in json.load(open(f"{w}/{f}"))["points"][0]["targets"]}
-pre, dec, cache = targets("prefill.json"), targets("decode.json"), targets("cache.json")
+pre, dec = targets("prefill.json"), targets("decode.json")
 rows = {}
 for name in ("pagemill-serve", "llama-server"):
     p, d = pre[name], dec[name]
@@ -69,6 +93,5 @@ for name in ("pagemill-serve", "llama-server"):
           + f"   decode: TPOT p50 {tpot*1e3:6.2f} ms = {1/tpot:6.1f} tok/s   (ok {p['ok']}+{d['ok']})")
 a, b = rows["pagemill-serve"], rows["llama-server"]
 print(f"ratio pagemill/llama-server: prefill {b[1]/a[1]:.3f}x, decode {b[2]/a[2]:.3f}x (higher is better for pagemill)")
-for name, t in cache.items():
-    print(f"cache experiment {name:10}: TTFT p50 {t['latency_ms']['ttft_content']['p50']:7.1f} ms, cached ratio {t['tokens'].get('cached_ratio')}")
+print(open(f"{w}/cache.txt").read(), end="")
 PY

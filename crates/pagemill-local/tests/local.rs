@@ -204,7 +204,7 @@ async fn json_schema_answers_are_valid_and_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_at_once_all_finish_in_arrival_order_per_slot() {
+async fn requests_at_once_all_finish_and_an_overlong_prompt_is_refused_as_too_long() {
     let (server, client) = serve(2).await;
     let client = std::sync::Arc::new(client);
     let mut set = tokio::task::JoinSet::new();

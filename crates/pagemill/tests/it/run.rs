@@ -743,3 +743,35 @@ async fn every_request_of_a_task_starts_with_the_same_bytes_and_carries_its_cach
     let cached: u64 = sim.log().iter().map(|e| e.cached_tokens).sum();
     assert!(cached > 0);
 }
+
+#[test]
+fn with_nothing_configured_the_pipeline_runs_on_the_embedded_model() {
+    let dir = tempdir("run-local");
+    std::fs::write(
+        dir.join("memo.txt"),
+        "On 3 March 2025 Ingrid Halvorsen of Halvorsen Marine Supplies met Malcolm Reid in Aberdeen.",
+    )
+    .unwrap();
+    let out = pagemill(&dir)
+        .args(["run", "memo.txt", "--tasks", "entities", "--json", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("using the embedded local model"),
+        "{stderr}"
+    );
+    let s = summary(&out);
+    assert_eq!(s["endpoints"][0], "local");
+    assert_eq!(s["pages"], 1);
+    assert_eq!(s["pages_pending"], 0);
+    assert!(s["tasks"]["entities"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let docs = results(&dir.join("pagemill-out"));
+    let v: Value = serde_json::from_str(docs.values().next().unwrap()).unwrap();
+    // A 135M model's entities are not graded here; that the page ends done or with a reason is.
+    let page = &v["pages"][0];
+    assert!(
+        page["entities"] == "done" || page["reason"].is_string(),
+        "{page}"
+    );
+}
