@@ -157,7 +157,7 @@ pub struct RunArgs {
     /// Where results go: one JSON per document and run-summary.json.
     #[arg(long, short, default_value = "pagemill-out")]
     pub out: PathBuf,
-    /// The ledger (default: <out>/ledger.sqlite).
+    /// The ledger (default: `<out>/ledger.sqlite`).
     #[arg(long)]
     pub store: Option<PathBuf>,
     /// Redo units the ledger already has results for.
