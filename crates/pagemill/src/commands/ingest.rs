@@ -12,18 +12,22 @@ use serde_json::{Value, json};
 
 use crate::cli::{Format, IngestArgs};
 
-/// Runs the command.
-pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+/// Documents read from `inputs` (files, directories, globs) on worker threads, and the inputs
+/// that could not be read, with why (shared by `ingest`, `run` and `quote`).
+pub(crate) async fn read_inputs(
+    inputs: &[PathBuf],
+    page_chars: usize,
+    section_tokens: u64,
+) -> anyhow::Result<(Vec<Document>, Vec<(PathBuf, String)>)> {
     let limits = Limits {
-        text_page_chars: args.page_chars,
-        section_tokens: args.section_tokens,
+        text_page_chars: page_chars,
+        section_tokens,
         ..Limits::default()
     };
-    let (files, problems) = expand_inputs(&args.inputs);
+    let (files, problems) = expand_inputs(inputs);
     let results = tokio::task::spawn_blocking(move || ingest_all(&files, &limits))
         .await
         .context("ingest workers")?;
-
     let mut skipped: Vec<(PathBuf, String)> =
         problems.into_iter().map(|p| (PathBuf::new(), p)).collect();
     let mut docs = Vec::new();
@@ -33,6 +37,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             Err(e) => skipped.push((path, e)),
         }
     }
+    Ok((docs, skipped))
+}
+
+/// Runs the command.
+pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let (docs, skipped) = read_inputs(&args.inputs, args.page_chars, args.section_tokens).await?;
     if let Some(dir) = &args.dump {
         for d in &docs {
             dump(dir, d)?;
@@ -72,10 +82,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Reads files on as many threads as there are cores; results in input order.
-pub(crate) fn ingest_all(
-    files: &[PathBuf],
-    limits: &Limits,
-) -> Vec<(PathBuf, Result<Document, String>)> {
+fn ingest_all(files: &[PathBuf], limits: &Limits) -> Vec<(PathBuf, Result<Document, String>)> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(files.len().max(1));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use comfy_table::Table;
 use pagemill_client::{Client, Money, Tokenizer};
-use pagemill_pipeline::ingest::{Document, Limits, expand_inputs};
+use pagemill_pipeline::ingest::Document;
 use pagemill_pipeline::run::{
     FormatMode, PackSize, Progress, RunOptions, RunSummary, Tasks, UngroundedPolicy,
 };
@@ -19,7 +19,7 @@ use pagemill_pipeline::store::Ledger;
 use pagemill_pipeline::tasks::{Task, TaskConfig, TaskKind};
 
 use crate::cli::{GlobalArgs, PipelineArgs, RunArgs};
-use crate::commands::ingest::ingest_all;
+use crate::commands::ingest::read_inputs;
 use crate::settings;
 
 /// Documents read, the ones that could not be, and the tasks to run.
@@ -72,24 +72,7 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
         pack_tokens: args.pack_tokens,
         ..RunOptions::default()
     };
-    let limits = Limits {
-        text_page_chars: args.page_chars,
-        section_tokens: args.section_tokens,
-        ..Limits::default()
-    };
-    let (files, problems) = expand_inputs(&args.inputs);
-    let results = tokio::task::spawn_blocking(move || ingest_all(&files, &limits))
-        .await
-        .context("ingest workers")?;
-    let mut skipped: Vec<(PathBuf, String)> =
-        problems.into_iter().map(|p| (PathBuf::new(), p)).collect();
-    let mut docs = Vec::new();
-    for (path, r) in results {
-        match r {
-            Ok(d) => docs.push(d),
-            Err(e) => skipped.push((path, e)),
-        }
-    }
+    let (docs, skipped) = read_inputs(&args.inputs, args.page_chars, args.section_tokens).await?;
     Ok(Prepared {
         docs,
         skipped,
