@@ -376,12 +376,16 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let why = format!("{}: {}", e.class, e.message);
         match e.class {
-            ErrorClass::Permanent if format == FormatMode::Auto && refuses_format(e) => {
+            ErrorClass::Permanent
+                if self.opts.format == FormatMode::Auto
+                    && format != FormatMode::Text
+                    && refuses_format(e) =>
+            {
                 // The endpoint does not take json_schema: fall to json_object, then to text.
                 let mut q = self.queue();
                 let f = &mut q.format[job.endpoint];
-                *f = match *f {
-                    FormatMode::Auto => FormatMode::JsonObject,
+                *f = match format {
+                    FormatMode::Auto | FormatMode::JsonSchema => FormatMode::JsonObject,
                     _ => FormatMode::Text,
                 };
                 tracing::info!(endpoint = %self.endpoints[job.endpoint].endpoint().name, to = ?*f, "structured output refused; downgrading");

@@ -157,9 +157,8 @@ pub fn plan(
             );
         }
     }
-    // Identical documents (the same bytes under two names) share units: do each once.
-    let mut seen = std::collections::HashSet::new();
-    work.retain(|w| seen.insert(w.key.clone()));
+    // Identical documents (the same bytes under two names) have the same unit keys: each
+    // keeps its own work items (for its results), and the executor sends each key once.
     (work, skips)
 }
 

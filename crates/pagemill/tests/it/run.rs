@@ -775,3 +775,38 @@ fn with_nothing_configured_the_pipeline_runs_on_the_embedded_model() {
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_file_under_two_names_is_paid_once_and_both_get_results() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-twins");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let text = std::fs::read(data("text/licenses/MIT.txt")).unwrap();
+    std::fs::write(dir.join("a.txt"), &text).unwrap();
+    std::fs::write(dir.join("b.txt"), &text).unwrap();
+    let out = run(&dir, &cfg, &[dir.join("a.txt")], "one", &[]);
+    let single = summary(&out)["requests"].as_u64().unwrap();
+    let out = run(
+        &dir,
+        &cfg,
+        &[dir.join("a.txt"), dir.join("b.txt")],
+        "two",
+        &[],
+    );
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert_eq!(
+        s["requests"].as_u64().unwrap(),
+        single,
+        "one copy's requests"
+    );
+    assert_eq!(s["complete_documents"], 2);
+    let docs = results(&dir.join("two"));
+    let bodies: Vec<Value> = docs
+        .values()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0]["entities"], bodies[1]["entities"]);
+    assert_eq!(bodies[0]["metadata"], bodies[1]["metadata"]);
+}
