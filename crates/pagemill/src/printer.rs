@@ -37,3 +37,11 @@ pub fn rate(r: Option<f64>) -> String {
     r.filter(|r| r.is_finite())
         .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.1} tok/s"))
 }
+
+/// Dollars as exact money (`$0.000228`), or `unknown` (what to say then is the caller's).
+pub fn usd(x: Option<f64>, unknown: &str) -> String {
+    x.map_or_else(
+        || unknown.to_owned(),
+        |v| Money((v * 1e12).round() as u64).to_string(),
+    )
+}

@@ -56,6 +56,10 @@ pub(crate) struct Shared {
     pub(crate) ledger: Mutex<Ledger>,
     pub(crate) opts: RunOptions,
     pub(crate) progress: Arc<Progress>,
+    /// Per task slot: its prompt version (hashed once, not per request).
+    versions: [String; 3],
+    /// Per endpoint and task slot: tokens of the system prefix under that endpoint's tokenizer.
+    prefix_tokens: Vec<[u64; 3]>,
     queue: Mutex<Queue>,
     notify: Notify,
 }
@@ -109,7 +113,20 @@ impl Shared {
         // Metadata reads a whole document head: one a request.
         let k = [k0, k0, 1];
         let format = vec![opts.format; endpoints.len()];
+        let versions = KINDS.map(|k| tasks.get(k).map(|t| t.prompt_version()).unwrap_or_default());
+        let prefix_tokens = endpoints
+            .iter()
+            .map(|c| {
+                KINDS.map(|k| {
+                    tasks
+                        .get(k)
+                        .map_or(0, |t| c.tokenizer().count(t.system_prompt()))
+                })
+            })
+            .collect();
         Self {
+            versions,
+            prefix_tokens,
             work,
             page_texts,
             tasks,
@@ -298,7 +315,7 @@ impl Shared {
             prompt_cache_key: client
                 .endpoint()
                 .prompt_cache_key
-                .then(|| task.prompt_version()),
+                .then(|| self.versions[slot(job.kind)].clone()),
             ..ChatRequest::default()
         })
     }
@@ -326,16 +343,14 @@ impl Shared {
             return Ok(None);
         };
         let keys = self.keys(&job.units);
-        let (version, prefix) = self.tasks.get(job.kind).map_or((String::new(), 0), |t| {
-            let tokenizer = self.endpoints[job.endpoint].tokenizer();
-            (t.prompt_version(), tokenizer.count(t.system_prompt()))
-        });
+        let version = &self.versions[slot(job.kind)];
+        let prefix = self.prefix_tokens[job.endpoint][slot(job.kind)];
         let ledger = self.ledger();
         ledger.lease(&keys)?;
         let rid = ledger.request_started(
             &self.endpoints[job.endpoint].endpoint().name,
             job.kind.name(),
-            &version,
+            version,
             prefix,
             &keys,
         )?;

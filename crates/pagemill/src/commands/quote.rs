@@ -4,7 +4,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use comfy_table::Table;
-use pagemill_client::Money;
 use pagemill_pipeline::run::quote::{Quote, quote};
 
 use crate::cli::{GlobalArgs, QuoteArgs};
@@ -37,12 +36,7 @@ pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCod
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let usd = |x: Option<f64>| {
-        x.map_or_else(
-            || "unknown (no prices)".into(),
-            |v| Money((v * 1e12).round() as u64).to_string(),
-        )
-    };
+    let usd = |x: Option<f64>| crate::printer::usd(x, "unknown (no prices)");
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     let mut header = vec![

@@ -231,10 +231,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn usd(x: Option<f64>) -> String {
-    x.map_or_else(
-        || "unknown".into(),
-        |v| Money((v * 1e12).round() as u64).to_string(),
-    )
+    crate::printer::usd(x, "unknown")
 }
 
 /// The summary as a table and a few lines.
