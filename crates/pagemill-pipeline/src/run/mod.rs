@@ -263,6 +263,11 @@ pub async fn run(
     for d in docs {
         ledger.record_document(d, kind_name(d))?;
     }
+    let names: Vec<String> = endpoints
+        .iter()
+        .map(|c| c.endpoint().name.clone())
+        .collect();
+    ledger.run_started(&names)?;
     let specs: Vec<_> = work.iter().map(|w| w.spec.clone()).collect();
     let todo: HashSet<String> = ledger.plan(&specs, opts.force)?.into_iter().collect();
     let mut seen = HashSet::new();
@@ -311,6 +316,7 @@ pub async fn run(
         &shared.endpoints,
         shared.fatal(),
     )?;
+    ledger.run_finished(&serde_json::to_string(&summary).unwrap_or_default())?;
     Ok(RunOutcome { documents, summary })
 }
 

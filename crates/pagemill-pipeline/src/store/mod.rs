@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+mod view;
+pub use view::{DocumentRow, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
+
 /// Schema version written to `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS requests (
     error_class TEXT, error TEXT, prompt_tokens INTEGER, cached_tokens INTEGER, completion_tokens INTEGER,
     cost_pico INTEGER, timeline TEXT, started_at INTEGER NOT NULL, finished_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER, endpoints TEXT NOT NULL,
+    summary TEXT
+);
 ";
 
 /// What went wrong with the ledger.
@@ -84,6 +91,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Not a pagemill ledger (missing, or another kind of file).
+    #[error("`{path}` is not a pagemill ledger: {why}")]
+    NotALedger {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        why: String,
     },
     /// Written by a newer pagemill.
     #[error(
@@ -211,6 +226,9 @@ pub struct RequestRow {
     pub end: RequestEnd,
     /// Unix seconds.
     pub started_at: i64,
+    /// Unix seconds, when it ended.
+    #[serde(default)]
+    pub finished_at: Option<i64>,
 }
 
 /// A unit as recorded.
@@ -656,49 +674,33 @@ impl Ledger {
 
     /// Every request recorded, oldest first.
     pub fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
-                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors, prefix_tokens
-                 FROM requests ORDER BY id",
+        read_requests(&self.conn).map_err(self.sql())
+    }
+
+    /// Records that this run started, on `endpoints` (primary first).
+    pub fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO runs (id, started_at, endpoints) VALUES (?1, ?2, ?3)",
+                params![
+                    self.run_id,
+                    now(),
+                    serde_json::to_string(endpoints).unwrap_or_default()
+                ],
             )
             .map_err(self.sql())?;
-        let n = |v: Option<i64>| v.map(|v| v.max(0) as u64);
-        let rows = st
-            .query_map([], |r| {
-                let status: String = r.get(6)?;
-                Ok(RequestRow {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    endpoint: r.get(2)?,
-                    task: r.get(3)?,
-                    prompt_version: r.get(4)?,
-                    prefix_tokens: n(r.get(17)?),
-                    unit_keys: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                    end: RequestEnd {
-                        ok: status == "ok",
-                        error_class: r.get(7)?,
-                        error: r.get(8)?,
-                        prompt_tokens: n(r.get(9)?),
-                        cached_tokens: n(r.get(10)?),
-                        completion_tokens: n(r.get(11)?),
-                        cost_pico: n(r.get(12)?),
-                        timeline: r.get(13)?,
-                        retries: r.get::<_, i64>(14)?.clamp(0, i64::from(u32::MAX)) as u32,
-                        retried_errors: r
-                            .get::<_, Option<String>>(16)?
-                            .and_then(|s| serde_json::from_str(&s).ok())
-                            .unwrap_or_default(),
-                    },
-                    status,
-                    started_at: r.get(15)?,
-                })
-            })
-            .map_err(self.sql())?
-            .collect::<Result<Vec<_>, _>>()
+        Ok(())
+    }
+
+    /// Records that this run ended, with its summary (JSON).
+    pub fn run_finished(&self, summary: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
+                params![self.run_id, now(), summary],
+            )
             .map_err(self.sql())?;
-        Ok(rows)
+        Ok(())
     }
 
     /// Failed units with their reasons.
@@ -748,6 +750,47 @@ impl Ledger {
         s.cost_pico = cost.max(0) as u64;
         Ok(s)
     }
+}
+
+/// Every request in `conn`, oldest first.
+pub(crate) fn read_requests(conn: &Connection) -> rusqlite::Result<Vec<RequestRow>> {
+    let mut st = conn.prepare(
+        "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
+                prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors, prefix_tokens, finished_at
+         FROM requests ORDER BY id",
+    )?;
+    let n = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+    st.query_map([], |r| {
+        let status: String = r.get(6)?;
+        Ok(RequestRow {
+            id: r.get(0)?,
+            run_id: r.get(1)?,
+            endpoint: r.get(2)?,
+            task: r.get(3)?,
+            prompt_version: r.get(4)?,
+            prefix_tokens: n(r.get(17)?),
+            unit_keys: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            end: RequestEnd {
+                ok: status == "ok",
+                error_class: r.get(7)?,
+                error: r.get(8)?,
+                prompt_tokens: n(r.get(9)?),
+                cached_tokens: n(r.get(10)?),
+                completion_tokens: n(r.get(11)?),
+                cost_pico: n(r.get(12)?),
+                timeline: r.get(13)?,
+                retries: r.get::<_, i64>(14)?.clamp(0, i64::from(u32::MAX)) as u32,
+                retried_errors: r
+                    .get::<_, Option<String>>(16)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
+            },
+            status,
+            started_at: r.get(15)?,
+            finished_at: r.get(18)?,
+        })
+    })?
+    .collect()
 }
 
 #[cfg(test)]
@@ -889,5 +932,61 @@ mod tests {
         );
         let s = l.summary().unwrap();
         assert_eq!((s.failed, s.requests, s.cost_pico), (1, 1, 7_000));
+    }
+
+    #[test]
+    fn a_view_reads_a_held_ledger_and_refuses_other_files() {
+        let path = store("view");
+        let mut l = Ledger::open(&path).unwrap();
+        l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
+        l.run_started(&["sim".into()]).unwrap();
+        let todo = l.plan(&[spec("page:1")], false).unwrap();
+        let id = l
+            .request_started("sim", "entities", "entities-v1", 300, &todo)
+            .unwrap();
+        l.request_finished(
+            id,
+            &RequestEnd {
+                ok: true,
+                prompt_tokens: Some(100),
+                ..RequestEnd::default()
+            },
+        )
+        .unwrap();
+        l.complete(&todo[0], &serde_json::json!({"mentions": []}), Some(id))
+            .unwrap();
+
+        // While the run holds the ledger, and before it has finished.
+        let v = LedgerView::open(&path).unwrap();
+        let runs = v.runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].finished_at, runs[0].endpoints.clone()),
+            (None, vec!["sim".to_owned()])
+        );
+        assert_eq!(v.requests().unwrap()[0].id, id);
+        let units = v.units().unwrap();
+        assert_eq!(
+            (units[0].status, units[0].request_id),
+            (UnitStatus::Done, Some(id))
+        );
+        assert!(units[0].result.is_none(), "results only per document");
+        assert_eq!(
+            v.units_of("doc").unwrap()[0].result,
+            Some(serde_json::json!({"mentions": []}))
+        );
+        assert_eq!(v.documents().unwrap()[0].pages, 2);
+
+        l.run_finished("{\"stopped\": null}").unwrap();
+        let runs = v.runs().unwrap();
+        assert!(runs[0].finished_at.is_some());
+        assert_eq!(runs[0].summary, Some(serde_json::json!({"stopped": null})));
+
+        let text = path.with_file_name("notes.txt");
+        std::fs::write(&text, "not a database at all, just some text").unwrap();
+        for bad in [text, path.with_file_name("missing.sqlite")] {
+            let e = LedgerView::open(&bad).unwrap_err().to_string();
+            assert!(e.contains("is not a pagemill ledger"), "{e}");
+        }
     }
 }
