@@ -431,6 +431,12 @@ impl TargetStats {
             .iter()
             .map(|(k, h)| ((*k).to_owned(), percentiles(h, 1e-6)))
             .collect();
+        let latency_cdf_ms = self
+            .latency
+            .iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(k, h)| ((*k).to_owned(), cdf(h, 1e-6)))
+            .collect();
         let mut tokens = self.tokens.clone();
         tokens.cached_ratio =
             (self.cached_den > 0).then(|| self.cached_num as f64 / self.cached_den as f64);
@@ -487,6 +493,7 @@ impl TargetStats {
                 .then(|| self.slo_met as f64 / self.requests as f64),
             slo,
             latency_ms,
+            latency_cdf_ms,
             output_tokens_per_sec: percentiles(&self.tokens_per_sec, 1e-3),
             tokens,
             cost,
@@ -507,6 +514,19 @@ impl TargetStats {
             across_repeats: BTreeMap::new(),
         }
     }
+}
+
+/// A histogram's distribution as `[value × scale, quantile]` points: every percentile from 0
+/// to 100, then 99.9 and the maximum — enough to draw its CDF.
+pub fn cdf(h: &Histogram<u64>, scale: f64) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut qs: Vec<f64> = (0..100).map(|i| f64::from(i) / 100.0).collect();
+    qs.extend([0.999, 1.0]);
+    qs.into_iter()
+        .map(|q| [h.value_at_quantile(q) as f64 * scale, q])
+        .collect()
 }
 
 /// A histogram's summary, each value multiplied by `scale`.

@@ -78,6 +78,10 @@ pub struct TargetReport {
     pub slo: Vec<SloResult>,
     /// Latency distributions, in milliseconds.
     pub latency_ms: BTreeMap<String, Percentiles>,
+    /// The same distributions as `[ms, quantile]` points (quantiles 0–0.99 by 0.01, 0.999, 1),
+    /// for CDF plots. Empty in reports written before it was added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_cdf_ms: BTreeMap<String, Vec<[f64; 2]>>,
     /// Per-request output tokens per second.
     pub output_tokens_per_sec: Percentiles,
     /// Token accounting.
