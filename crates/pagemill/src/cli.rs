@@ -48,6 +48,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Tokens and cost of running the pipeline on each endpoint, before running it.
     Quote(Box<QuoteArgs>),
+    /// Report on runs and benchmarks: one self-contained HTML file (charts, tables, documents
+    /// with their entities), terminal tables (--terminal) or JSON (--format json).
+    Report(ReportArgs),
     /// Serve the embedded local model over the OpenAI-compatible HTTP surface.
     Serve(ServeArgs),
     /// The embedded local model's file: fetch it, or say where it is.
@@ -191,6 +194,42 @@ pub struct RunArgs {
     /// Print the run summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `pagemill report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML file.
+    Html,
+    /// The figures as JSON (schemas/report.schema.json).
+    Json,
+}
+
+/// `pagemill report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A ledger (`pagemill run`'s `<out>/ledger.sqlite`) and/or bench reports (`pagemill bench
+    /// --json > FILE`), told apart by their contents [default: pagemill-out/ledger.sqlite].
+    pub inputs: Vec<PathBuf>,
+    /// Where to write (`-` for standard output) [default: pagemill-report.html; JSON goes to
+    /// standard output].
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Print the figures as tables instead (with --document: that document page by page).
+    #[arg(long)]
+    pub terminal: bool,
+    /// HTML or JSON.
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    /// Show documents whose path contains this, or whose id starts with it (repeatable).
+    #[arg(long)]
+    pub document: Vec<String>,
+    /// Show at most this many documents page by page (the most recent, unless --document).
+    #[arg(long, default_value_t = 20)]
+    pub documents: usize,
+    /// Project monthly cost at this many pages a day (besides the observed rate).
+    #[arg(long)]
+    pub pages_per_day: Option<f64>,
 }
 
 /// `pagemill quote`.

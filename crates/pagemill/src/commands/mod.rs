@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod ingest;
 pub mod local;
 pub mod quote;
+pub mod report;
 pub mod run;
 pub mod sim;

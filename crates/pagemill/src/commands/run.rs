@@ -223,8 +223,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
 }
 
 /// Writes through a temporary file and a rename, so a killed run never leaves half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     std::fs::write(&tmp, bytes).with_context(|| format!("writing `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))?;
     Ok(())

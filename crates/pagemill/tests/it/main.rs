@@ -8,5 +8,6 @@ mod chat;
 mod client;
 mod doctor;
 mod ingest;
+mod report;
 mod run;
 mod sim;

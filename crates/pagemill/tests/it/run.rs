@@ -15,7 +15,7 @@ use crate::chat::{pagemill, tempdir};
 use crate::ingest::data;
 
 /// A config file naming one endpoint `name` at `base_url`, with quick retries.
-fn config(dir: &Path, file: &str, name: &str, base_url: &str, extra: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, file: &str, name: &str, base_url: &str, extra: &str) -> PathBuf {
     let path = dir.join(file);
     std::fs::write(
         &path,
@@ -76,7 +76,7 @@ fn subset() -> Vec<PathBuf> {
     .to_vec()
 }
 
-fn quick(mut p: Profile) -> Profile {
+pub(crate) fn quick(mut p: Profile) -> Profile {
     p.latency = Profile::instant().latency;
     p.batch.completion_delay_ms = 0;
     p

@@ -1,0 +1,251 @@
+//! `pagemill report`: what runs cost and how endpoints behaved, as one self-contained HTML
+//! file, terminal tables, or JSON.
+//!
+//! The figures are computed once, into [`Report`] (what `--format json` writes); the HTML and
+//! terminal views only present them. Sources are read, never changed: a ledger is opened
+//! read-only without its lock (a report can be made while a run writes), bench reports are the
+//! JSON files `pagemill bench --json` wrote.
+//!
+//! - [`runs`]: figures from a ledger's requests, units and runs.
+//! - [`documents`]: one document's pages with grounded entities, summaries and metadata.
+//! - [`html`] with [`chart`]: the HTML page; charts are SVG drawn here, so they show without
+//!   JavaScript, and every text goes through maud's escaping.
+//! - [`terminal`]: the same figures as tables.
+
+use std::path::{Path, PathBuf};
+
+use pagemill_bench::report::BenchReport;
+use pagemill_bench::schedule::Load;
+use pagemill_pipeline::store::{LedgerView, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub mod chart;
+pub mod documents;
+pub mod html;
+pub mod runs;
+pub mod terminal;
+mod time;
+
+pub use documents::DocumentView;
+pub use runs::RunsReport;
+
+/// Version of the report format (`schemas/report.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a report could not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The ledger.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A JSON file is not a bench report.
+    #[error("`{path}` is not a pagemill bench report: {why}")]
+    NotBench {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Nothing to report on.
+    #[error(
+        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite) or bench reports (pagemill bench --json > FILE)"
+    )]
+    Empty,
+}
+
+/// What to put in a report.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Documents shown page by page: at most this many (the most recently added).
+    pub documents: usize,
+    /// Show only documents whose path contains one of these, or whose id starts with one.
+    pub select: Vec<String>,
+    /// Pages a day to project monthly cost at (besides the observed rate).
+    pub pages_per_day: Option<f64>,
+}
+
+/// One bench report and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchInput {
+    /// The file.
+    pub path: String,
+    /// Its contents.
+    pub report: BenchReport,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Format version.
+    pub schema_version: u32,
+    /// Unix seconds when it was made.
+    pub generated_at: i64,
+    /// Figures from the ledger, when one was given.
+    pub runs: Option<RunsReport>,
+    /// Documents shown page by page.
+    pub documents: Vec<DocumentView>,
+    /// Documents in the ledger not shown (see `--document`, `--documents`).
+    pub documents_omitted: usize,
+    /// Bench reports, in the order given.
+    pub benchmarks: Vec<BenchInput>,
+}
+
+/// A source, told apart by its contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A pagemill ledger (SQLite).
+    Ledger(PathBuf),
+    /// A bench report (JSON).
+    Bench(PathBuf),
+}
+
+impl Source {
+    /// SQLite files start with `SQLite format 3\0`; anything else is taken for bench JSON.
+    pub fn detect(path: &Path) -> Result<Self, ReportError> {
+        use std::io::Read;
+        let mut head = [0u8; 16];
+        let mut f = std::fs::File::open(path).map_err(|source| ReportError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let n = f.read(&mut head).map_err(|source| ReportError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Ok(if head[..n] == *b"SQLite format 3\0" {
+            Source::Ledger(path.into())
+        } else {
+            Source::Bench(path.into())
+        })
+    }
+}
+
+/// Reads a bench report.
+pub fn read_bench(path: &Path) -> Result<BenchInput, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let report: BenchReport = serde_json::from_str(&text).map_err(|e| ReportError::NotBench {
+        path: path.into(),
+        why: e.to_string(),
+    })?;
+    Ok(BenchInput {
+        path: path.display().to_string(),
+        report,
+    })
+}
+
+/// Builds the report from its sources (at most one ledger; later ones are refused by the
+/// caller).
+pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> {
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        generated_at: time::now(),
+        runs: None,
+        documents: Vec::new(),
+        documents_omitted: 0,
+        benchmarks: Vec::new(),
+    };
+    for source in sources {
+        match source {
+            Source::Ledger(path) => {
+                let view = LedgerView::open(path)?;
+                report.runs = Some(runs::build(&view, opts.pages_per_day)?);
+                let (docs, omitted) = documents::build(&view, opts)?;
+                report.documents = docs;
+                report.documents_omitted = omitted;
+            }
+            Source::Bench(path) => report.benchmarks.push(read_bench(path)?),
+        }
+    }
+    if report.runs.is_none() && report.benchmarks.is_empty() {
+        return Err(ReportError::Empty);
+    }
+    Ok(report)
+}
+
+/// Formats US dollars as `pagemill run` and `quote` do (`$0.000228`, `$12.3400`).
+pub fn usd(v: f64) -> String {
+    pagemill_client::Money((v.max(0.0) * 1e12).round() as u64).to_string()
+}
+
+/// Formats a count with thousands separators.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Formats a number with about three significant digits, without trailing zeros.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        return "–".into();
+    }
+    if a >= 1000.0 {
+        let s = count(a.round() as u64);
+        return if v < 0.0 { format!("-{s}") } else { s };
+    }
+    if a != 0.0 && a < 0.01 {
+        return format!("{v:.2e}");
+    }
+    let s = if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// Names a load level: `concurrency 4`, `2 req/s`, `ramp 1→8 req/s`.
+pub fn load_text(l: &Load) -> String {
+    match *l {
+        Load::Concurrency { n } => format!("concurrency {n}"),
+        Load::Rate { per_sec, .. } => format!("{} req/s", num(per_sec)),
+        Load::Ramp { from, to, .. } => format!("ramp {}→{} req/s", num(from), num(to)),
+    }
+}
+
+/// Formats a share as a percentage.
+pub fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(num(2.0), "2");
+        assert_eq!(num(16.45), "16.4");
+        assert_eq!(num(0.333), "0.33");
+        assert_eq!(num(1234.4), "1,234");
+        assert_eq!(num(-1234.4), "-1,234");
+        assert_eq!(num(0.000_228), "2.28e-4");
+        assert_eq!(num(f64::NAN), "–");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(usd(0.000_228), "$0.000228");
+    }
+}
