@@ -129,10 +129,19 @@ pub fn line(c: &Line<'_>) -> Markup {
         return empty(c.title);
     }
     if x1 <= x0 {
-        x0 -= 1.0;
+        // One x value: give it room, without inventing negative x for counts and times.
+        if x0 >= 1.0 {
+            x0 -= 1.0;
+        }
         x1 += 1.0;
     }
-    let yt = ticks(0.0, if y1 > 0.0 { y1 } else { 1.0 }, 5);
+    let mut yt = ticks(0.0, if y1 > 0.0 { y1 } else { 1.0 }, 5);
+    // The top gridline sits at or above the highest point.
+    if let (Some(&last), true) = (yt.last(), yt.len() >= 2)
+        && last < y1
+    {
+        yt.push(last + (yt[1] - yt[0]));
+    }
     let ytop = yt
         .last()
         .copied()

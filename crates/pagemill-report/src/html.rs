@@ -70,6 +70,10 @@ fn ms(v: f64) -> String {
     }
 }
 
+fn signed(v: f64) -> String {
+    format!("{}{}", if v < 0.0 { "−" } else { "+" }, num(v.abs()))
+}
+
 fn share_cell(v: Option<f64>) -> Markup {
     cell(v, pct)
 }
@@ -752,7 +756,7 @@ fn bench_file(b: &BenchInput) -> Markup {
                     thead { tr { th.l { "metric" } th.l { "target" } th { "baseline" } th { "target" } th { "difference" } th { "95% CI ±" } th.l { "significant" } th.l { "method" } } }
                     tbody { @for c in &p.comparisons { tr {
                         td.l { (c.metric) } td.l { (c.target) } (cell(Some(c.baseline_value), num)) (cell(Some(c.target_value), num))
-                        (cell(Some(c.difference), |v| format!("{v:+.3}"))) (cell(Some(c.ci95), num))
+                        (cell(Some(c.difference), signed)) (cell(Some(c.ci95), num))
                         td class=(if c.significant { "l bad" } else { "l muted" }) { @if c.significant { "yes" } @else { "no" } }
                         td.l { (c.method) }
                     } } }

@@ -12,7 +12,7 @@ use crate::{Report, count, num, pct, time, usd};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+    t.load_preset(presets::UTF8_BORDERS_ONLY);
     t.set_header(header.iter().map(|h| Cell::new(*h)));
     t
 }
@@ -126,11 +126,12 @@ fn runs_text(out: &mut String, r: &RunsReport) {
     );
     let _ = writeln!(
         out,
-        "cost {} · per page {} · per active day {} ({} days) · per month at that rate {}{}",
+        "cost {} · per page {} · per active day {} ({} day{}) · per month at that rate {}{}",
         opt(t.cost_usd, usd),
         opt(t.cost_per_page_usd, usd),
         opt(p.observed_cost_per_day_usd, usd),
         p.active_days,
+        if p.active_days == 1 { "" } else { "s" },
         opt(p.observed_per_month_usd, usd),
         match (p.pages_per_day, p.per_month_usd) {
             (Some(n), Some(m)) => format!(" · at {} pages/day {}", num(n), usd(m)),
@@ -220,7 +221,7 @@ fn runs_text(out: &mut String, r: &RunsReport) {
     let x = &r.retries;
     let _ = writeln!(
         out,
-        "\nRetries: {} client retries{} · {} requests re-sent work, costing {} · {} failed · {} interrupted",
+        "\nRetries: {} client retries{} · {} request(s) re-sent work, costing {} · {} failed · {} interrupted",
         count(x.client_retries),
         if x.retried_by_class.is_empty() {
             String::new()
@@ -333,7 +334,11 @@ fn bench_text(out: &mut String, b: &crate::BenchInput) {
         "cached",
         "cost/1k pages",
     ]);
+    let mut comparisons = String::new();
     for p in &r.points {
+        if !p.comparisons.is_empty() {
+            let _ = writeln!(comparisons, "  at {}:", crate::load_text(&p.load));
+        }
         for t in &p.targets {
             let lat = |k: &str, f: fn(&pagemill_bench::report::Percentiles) -> f64| {
                 opt(t.latency_ms.get(k).filter(|p| p.count > 0).map(f), ms)
@@ -355,12 +360,13 @@ fn bench_text(out: &mut String, b: &crate::BenchInput) {
         }
         for c in &p.comparisons {
             let _ = writeln!(
-                out,
-                "  {} vs {}: {} {:+.3} ± {} ({}{})",
+                comparisons,
+                "    {} vs {}: {} {}{} ± {} ({}{})",
                 c.target,
                 c.baseline,
                 c.metric,
-                c.difference,
+                if c.difference < 0.0 { "−" } else { "+" },
+                num(c.difference.abs()),
                 num(c.ci95),
                 if c.significant {
                     "significant"
@@ -373,6 +379,13 @@ fn bench_text(out: &mut String, b: &crate::BenchInput) {
     }
     right(&mut tb, 2);
     let _ = writeln!(out, "{tb}");
+    if !comparisons.is_empty() {
+        let _ = writeln!(
+            out,
+            "Paired comparisons (difference ± 95% confidence half-width):"
+        );
+        out.push_str(&comparisons);
+    }
 }
 
 /// One document page by page, mentions marked.
