@@ -21,16 +21,8 @@ use crate::{BenchInput, Report, count, load_text, num, pct, time, usd};
 const CSS: &str = include_str!("../assets/report.css");
 const JS: &str = include_str!("../assets/report.js");
 
-/// Entity types with their own colour; anything else is drawn as `other`.
-const TYPES: [&str; 7] = [
-    "person",
-    "organization",
-    "location",
-    "date",
-    "money",
-    "law",
-    "product",
-];
+/// Entity types with their own colour (the default ones); anything else is drawn as `other`.
+const TYPES: [&str; 7] = pagemill_pipeline::tasks::DEFAULT_ENTITY_TYPES;
 
 fn hash(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());

@@ -51,20 +51,21 @@ pub struct TaskConfig {
     pub metadata_schema: Option<Value>,
 }
 
+/// The entity types asked for unless configured otherwise.
+pub const DEFAULT_ENTITY_TYPES: [&str; 7] = [
+    "person",
+    "organization",
+    "location",
+    "date",
+    "money",
+    "law",
+    "product",
+];
+
 impl Default for TaskConfig {
     fn default() -> Self {
         Self {
-            entity_types: [
-                "person",
-                "organization",
-                "location",
-                "date",
-                "money",
-                "law",
-                "product",
-            ]
-            .map(String::from)
-            .to_vec(),
+            entity_types: DEFAULT_ENTITY_TYPES.map(String::from).to_vec(),
             summary_max_words: 80,
             metadata_max_keywords: 8,
             metadata_schema: None,
