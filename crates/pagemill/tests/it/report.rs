@@ -467,6 +467,34 @@ fn report_refuses_what_it_cannot_read_and_reads_a_ledger_in_use() {
     let _ = &f.bench;
 }
 
+#[test]
+fn bench_reports_alone_make_a_report_of_their_own() {
+    let f = fixture();
+    let out = pagemill(&f.dir)
+        .args(["report", "bench.json", "bench.json", "--format", "json"])
+        .output()
+        .unwrap();
+    ok(&out, "report of bench files");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["runs"].is_null());
+    assert_eq!(r["documents"], json!([]));
+    assert_eq!(r["benchmarks"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        r["benchmarks"][0]["report"],
+        f.json["benchmarks"][0]["report"]
+    );
+
+    let out = pagemill(&f.dir)
+        .args(["report", "bench.json", "-o", "-"])
+        .output()
+        .unwrap();
+    ok(&out, "report of a bench file to stdout");
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("id=\"bench\"") && !html.contains("id=\"runs\""));
+    assert!(html.contains("TTFT distribution (CDF)"));
+}
+
 // ---- headless Chromium, over the DevTools protocol ----
 
 fn chromium() -> Option<PathBuf> {
