@@ -180,7 +180,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                 (tile("Prompt tokens per page", opt(t.prompt_tokens_per_page, num),
                       Some(format!("completion {}", opt(t.completion_tokens_per_page, num)))))
                 (tile("Cached share", opt(t.cached_share, pct), Some("of prompt tokens, where reported".into())))
-                (tile("Spent on repeats", opt(r.retries.repeat_cost_share, pct), Some(usd(r.retries.repeat_cost_usd))))
+                (tile("Spent on repeats", opt(r.retries.repeat_cost_share, pct), Some(opt(r.retries.repeat_cost_usd, usd))))
                 (tile("Total spent", opt(t.cost_usd, usd),
                       Some(format!("{} requests{}", count(t.requests),
                           if t.cost_unknown_requests > 0 { format!(", {} of unknown cost", count(t.cost_unknown_requests)) } else { String::new() }))))
@@ -301,8 +301,8 @@ fn retries_html(r: &RunsReport) -> Markup {
             div.tiles {
                 (tile("Client retries", count(x.client_retries), Some("attempts re-sent after an error".into())))
                 (tile("Requests re-sending work", count(x.repeat_requests), Some("re-asks, items re-run alone, retried packs".into())))
-                (tile("Their cost", usd(x.repeat_cost_usd), Some(format!("{} of all spend · {} prompt tokens", opt(x.repeat_cost_share, pct), count(x.repeat_prompt_tokens)))))
-                (tile("Failed requests", count(x.failed_requests), Some(format!("billed {}", usd(x.failed_cost_usd)))))
+                (tile("Their cost", opt(x.repeat_cost_usd, usd), Some(format!("{} of all spend · {} prompt tokens", opt(x.repeat_cost_share, pct), count(x.repeat_prompt_tokens)))))
+                (tile("Failed requests", count(x.failed_requests), Some(format!("billed {}", opt(x.failed_cost_usd, usd)))))
                 (tile("Interrupted requests", count(x.interrupted_requests), Some("left open by a killed run".into())))
             }
             @if !x.retried_by_class.is_empty() {

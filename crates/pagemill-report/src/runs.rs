@@ -221,16 +221,16 @@ pub struct Retries {
     /// Requests that carried a unit an earlier request had carried (re-asks, items re-run
     /// alone, retries after failure, `--force`).
     pub repeat_requests: u64,
-    /// Their cost, prorated by the share of repeated units in each.
-    pub repeat_cost_usd: f64,
+    /// Their cost, prorated by the share of repeated units in each (`None`: no known costs).
+    pub repeat_cost_usd: Option<f64>,
     /// Their prompt tokens, prorated the same way.
     pub repeat_prompt_tokens: u64,
     /// Share of all known cost spent on repeats.
     pub repeat_cost_share: Option<f64>,
     /// Requests that failed in the end.
     pub failed_requests: u64,
-    /// What failed requests cost (providers bill some).
-    pub failed_cost_usd: f64,
+    /// What failed requests cost (providers bill some; `None`: no known costs).
+    pub failed_cost_usd: Option<f64>,
     /// Requests left unfinished by a killed run.
     pub interrupted_requests: u64,
 }
@@ -762,6 +762,7 @@ fn retries(requests: &[RequestRow], total_pico: u64) -> Retries {
     let mut out = Retries::default();
     let mut seen: HashSet<&str> = HashSet::new();
     let mut repeat_pico = 0.0;
+    let mut failed_pico = 0;
     for r in requests {
         out.client_retries += u64::from(r.end.retries);
         for class in &r.end.retried_errors {
@@ -770,7 +771,7 @@ fn retries(requests: &[RequestRow], total_pico: u64) -> Retries {
         match r.status.as_str() {
             "failed" => {
                 out.failed_requests += 1;
-                out.failed_cost_usd += r.end.cost_pico.unwrap_or(0) as f64 / PICO;
+                failed_pico += r.end.cost_pico.unwrap_or(0);
             }
             "interrupted" => out.interrupted_requests += 1,
             _ => {}
@@ -789,7 +790,9 @@ fn retries(requests: &[RequestRow], total_pico: u64) -> Retries {
                 (r.end.prompt_tokens.unwrap_or(0) as f64 * part).round() as u64;
         }
     }
-    out.repeat_cost_usd = repeat_pico / PICO;
+    let known = requests.iter().any(|r| r.end.cost_pico.is_some());
+    out.repeat_cost_usd = known.then(|| repeat_pico / PICO);
+    out.failed_cost_usd = known.then(|| failed_pico as f64 / PICO);
     out.repeat_cost_share = (total_pico > 0).then(|| repeat_pico / total_pico as f64);
     out
 }

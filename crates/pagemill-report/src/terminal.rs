@@ -116,8 +116,9 @@ fn runs_text(out: &mut String, r: &RunsReport) {
     let _ = writeln!(out, "Ledger {}", clean(&r.ledger));
     let _ = writeln!(
         out,
-        "{} runs · {} documents · {} pages · {} requests ({} failed, {} interrupted)",
+        "{} run{} · {} documents · {} pages · {} requests ({} failed, {} interrupted)",
         t.runs,
+        if t.runs == 1 { "" } else { "s" },
         count(t.documents),
         count(t.pages),
         count(t.requests),
@@ -127,7 +128,8 @@ fn runs_text(out: &mut String, r: &RunsReport) {
     let _ = writeln!(
         out,
         "cost {} · per page {} · per active day {} ({} day{}) · per month at that rate {}{}",
-        opt(t.cost_usd, usd),
+        t.cost_usd
+            .map_or_else(|| "unknown (no prices)".to_owned(), usd),
         opt(t.cost_per_page_usd, usd),
         opt(p.observed_cost_per_day_usd, usd),
         p.active_days,
@@ -144,7 +146,7 @@ fn runs_text(out: &mut String, r: &RunsReport) {
         opt(t.prompt_tokens_per_page, num),
         opt(t.completion_tokens_per_page, num),
         opt(t.cached_share, pct),
-        usd(r.retries.repeat_cost_usd),
+        opt(r.retries.repeat_cost_usd, usd),
         opt(r.retries.repeat_cost_share, pct)
     );
     if r.days.len() > 1 {
@@ -236,7 +238,7 @@ fn runs_text(out: &mut String, r: &RunsReport) {
             )
         },
         count(x.repeat_requests),
-        usd(x.repeat_cost_usd),
+        opt(x.repeat_cost_usd, usd),
         count(x.failed_requests),
         count(x.interrupted_requests)
     );

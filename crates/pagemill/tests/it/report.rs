@@ -293,6 +293,8 @@ fn report_json_matches_its_schema_and_the_ledger() {
     }
     assert_eq!((seen_retried, seen_failed), (retried, failed));
     assert_eq!(runs["retries"]["client_retries"], retried as u64);
+    let repeats = runs["retries"]["repeat_cost_usd"].as_f64().unwrap();
+    assert!(repeats <= t["cost_usd"].as_f64().unwrap());
 
     // Documents: the newest results, with offsets that point at the mention's text.
     let docs = r["documents"].as_array().unwrap();
