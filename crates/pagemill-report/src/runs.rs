@@ -449,7 +449,14 @@ impl Sums {
 /// Computes every figure from the ledger.
 pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport, StoreError> {
     let runs = view.runs()?;
-    let requests = view.requests()?;
+    // Each timeline is reduced to its few latencies as it is read, then dropped.
+    let mut requests = Vec::new();
+    let mut timings = Vec::new();
+    view.each_request(|mut r| {
+        timings.push(timing(&r));
+        r.end.timeline = None;
+        requests.push(r);
+    })?;
     let units = view.units()?;
     let documents = view.documents()?;
     let cov = Coverage {
@@ -515,7 +522,7 @@ pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport
                 .map(|(n, c)| n * c * 30.0),
         }
     };
-    let (endpoints, bucket_secs) = latency(&requests);
+    let (endpoints, bucket_secs) = latency(&requests, &timings);
     let mut dead: Vec<&UnitBrief> = units
         .iter()
         .filter(|u| u.status == UnitStatus::Failed)
@@ -816,7 +823,7 @@ fn bucket_width(span: i64) -> i64 {
         .unwrap_or(30 * 86_400)
 }
 
-fn latency(requests: &[RequestRow]) -> (Vec<EndpointLatency>, i64) {
+fn latency(requests: &[RequestRow], timings: &[Option<Timing>]) -> (Vec<EndpointLatency>, i64) {
     let first = requests.iter().map(|r| r.started_at).min().unwrap_or(0);
     let last = requests.iter().map(|r| r.started_at).max().unwrap_or(0);
     let width = bucket_width(last - first);
@@ -830,14 +837,14 @@ fn latency(requests: &[RequestRow]) -> (Vec<EndpointLatency>, i64) {
         buckets: BTreeMap<i64, (u64, Vec<f64>, Vec<f64>)>,
     }
     let mut by: BTreeMap<&str, Acc> = BTreeMap::new();
-    for r in requests {
+    for (r, t) in requests.iter().zip(timings) {
         let a = by.entry(r.endpoint.as_str()).or_default();
         a.requests += 1;
         if !r.end.ok {
             continue;
         }
         a.ok += 1;
-        let Some(t) = timing(r) else { continue };
+        let Some(t) = t else { continue };
         let b = a
             .buckets
             .entry(r.started_at.div_euclid(width) * width)

@@ -754,13 +754,24 @@ impl Ledger {
 
 /// Every request in `conn`, oldest first.
 pub(crate) fn read_requests(conn: &Connection) -> rusqlite::Result<Vec<RequestRow>> {
+    let mut out = Vec::new();
+    each_request(conn, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Hands every request in `conn` to `f`, oldest first, one at a time (a long history of
+/// streamed timelines need not be in memory at once).
+pub(crate) fn each_request(
+    conn: &Connection,
+    mut f: impl FnMut(RequestRow),
+) -> rusqlite::Result<()> {
     let mut st = conn.prepare(
         "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
                 prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries, started_at, retried_errors, prefix_tokens, finished_at
          FROM requests ORDER BY id",
     )?;
     let n = |v: Option<i64>| v.map(|v| v.max(0) as u64);
-    st.query_map([], |r| {
+    let rows = st.query_map([], |r| {
         let status: String = r.get(6)?;
         Ok(RequestRow {
             id: r.get(0)?,
@@ -789,8 +800,11 @@ pub(crate) fn read_requests(conn: &Connection) -> rusqlite::Result<Vec<RequestRo
             started_at: r.get(15)?,
             finished_at: r.get(18)?,
         })
-    })?
-    .collect()
+    })?;
+    for row in rows {
+        f(row?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::{Deserialize, Serialize};
 
-use super::{RequestRow, SCHEMA_VERSION, StoreError, UnitStatus, read_requests};
+use super::{RequestRow, SCHEMA_VERSION, StoreError, UnitStatus, each_request, read_requests};
 
 /// A run as recorded (ledgers written before runs were recorded have none; reports then
 /// derive runs from their requests).
@@ -191,6 +191,12 @@ impl LedgerView {
     /// Every request, oldest first.
     pub fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         read_requests(&self.conn).map_err(self.sql())
+    }
+
+    /// Hands every request to `f`, oldest first, one at a time: for reducing long histories
+    /// (timelines of streamed answers run to tens of kilobytes each) without holding them.
+    pub fn each_request(&self, f: impl FnMut(RequestRow)) -> Result<(), StoreError> {
+        each_request(&self.conn, f).map_err(self.sql())
     }
 
     /// Every document, in the order they were added.
