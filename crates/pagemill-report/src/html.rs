@@ -141,11 +141,8 @@ fn tile(k: &str, v: String, note: Option<String>) -> Markup {
 fn runs_html(r: &RunsReport) -> Markup {
     let t = &r.totals;
     let p = &r.projection;
-    let days: Vec<(String, Option<f64>)> = r
-        .days
-        .iter()
-        .map(|d| (d.day.clone(), Some(d.cost_usd)))
-        .collect();
+    let days: Vec<(String, Option<f64>)> =
+        r.days.iter().map(|d| (d.day.clone(), d.cost_usd)).collect();
     let cost_chart = if r.days.len() > 14 {
         chart::line(&Line {
             title: "Cost per day",
@@ -159,7 +156,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                 points: r
                     .days
                     .iter()
-                    .map(|d| (d.start as f64, d.cost_usd))
+                    .filter_map(|d| Some((d.start as f64, d.cost_usd?)))
                     .collect(),
             }],
         })
@@ -209,7 +206,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                     thead { tr { th { "day (UTC)" } th { "requests" } th { "pages" } th { "prompt tokens" } th { "completion tokens" } th { "cost" } th { "cost/page" } } }
                     tbody { @for d in &r.days { tr {
                         td data-v=(d.start) { (d.day) } (int(d.requests)) (int(d.pages)) (int(d.prompt_tokens)) (int(d.completion_tokens))
-                        (cell(Some(d.cost_usd), usd)) (cell(d.cost_per_page_usd, usd))
+                        (cell(d.cost_usd, usd)) (cell(d.cost_per_page_usd, usd))
                     } } }
                 }
             }

@@ -153,8 +153,8 @@ pub struct DayFigures {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
-    /// USD.
-    pub cost_usd: f64,
+    /// USD (`None`: no request that day had a known cost).
+    pub cost_usd: Option<f64>,
     /// USD per page.
     pub cost_per_page_usd: Option<f64>,
 }
@@ -652,7 +652,7 @@ fn days(
         .into_iter()
         .map(|(day, (s, keys))| {
             let pages = cov.pages(keys.iter().copied());
-            let cost = s.cost_pico as f64 / PICO;
+            let cost = s.cost_usd();
             DayFigures {
                 day: time::date(day * 86_400),
                 start: day * 86_400,
@@ -661,7 +661,7 @@ fn days(
                 prompt_tokens: s.prompt,
                 completion_tokens: s.completion,
                 cost_usd: cost,
-                cost_per_page_usd: per(cost, pages),
+                cost_per_page_usd: cost.and_then(|c| per(c, pages)),
             }
         })
         .collect()

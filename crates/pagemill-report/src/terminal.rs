@@ -149,8 +149,8 @@ fn runs_text(out: &mut String, r: &RunsReport) {
         opt(r.retries.repeat_cost_usd, usd),
         opt(r.retries.repeat_cost_share, pct)
     );
-    if r.days.len() > 1 {
-        let costs: Vec<f64> = r.days.iter().map(|d| d.cost_usd).collect();
+    if r.days.iter().filter(|d| d.cost_usd.is_some()).count() > 1 {
+        let costs: Vec<f64> = r.days.iter().filter_map(|d| d.cost_usd).collect();
         let _ = writeln!(
             out,
             "cost by day {} → {}: {}",
