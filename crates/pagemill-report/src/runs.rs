@@ -927,6 +927,66 @@ fn errors(requests: &[RequestRow]) -> Vec<ErrorRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pagemill_pipeline::store::{Ledger, RequestEnd, UnitSpec};
+
+    fn spec(target: &str, task: &str) -> UnitSpec {
+        UnitSpec {
+            document_id: "doc".into(),
+            task: task.into(),
+            target: target.into(),
+            content_hash: "c".into(),
+            prompt_version: format!("{task}-v1"),
+            model: "m".into(),
+            schema_hash: "s".into(),
+        }
+    }
+
+    #[test]
+    fn unknown_prices_stay_unknown_and_pages_count_once() {
+        let dir = std::env::temp_dir().join(format!("pagemill-report-runs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ledger.sqlite");
+        let mut l = Ledger::open(&path).unwrap();
+        l.add_document("doc", "a.txt", "text", 3).unwrap();
+        l.run_started(&["local".into()]).unwrap();
+        let keys = l
+            .plan(
+                &[spec("page:2", "entities"), spec("section:1", "summary")],
+                false,
+            )
+            .unwrap();
+        let ok = RequestEnd {
+            ok: true,
+            prompt_tokens: Some(300),
+            completion_tokens: Some(20),
+            ..RequestEnd::default()
+        };
+        // The entities unit is asked twice (a re-ask), the summary once; no request has a price.
+        for key in [&keys[0], &keys[0], &keys[1]] {
+            let id = l
+                .request_started("local", "t", "t-v1", 100, std::slice::from_ref(key))
+                .unwrap();
+            l.request_finished(id, &ok).unwrap();
+            l.complete(key, &serde_json::json!({}), Some(id)).unwrap();
+        }
+        let r = build(&LedgerView::open(&path).unwrap(), Some(1000.0)).unwrap();
+        assert_eq!(r.totals.cost_usd, None);
+        assert_eq!(r.totals.cost_unknown_requests, 3);
+        assert_eq!(r.totals.cost_per_page_usd, None);
+        assert_eq!(r.projection.per_month_usd, None);
+        assert_eq!(r.days[0].cost_usd, None);
+        assert_eq!(r.retries.repeat_requests, 1);
+        assert_eq!(r.retries.repeat_cost_usd, None);
+        // The summary covers the document's 3 pages, page 2's entities among them: 3, not 4.
+        assert_eq!(r.totals.pages, 3);
+        assert_eq!(r.totals.prompt_tokens_per_page, Some(300.0));
+        assert_eq!(r.runs.len(), 1);
+        assert_eq!(r.runs[0].state, "did not finish");
+        assert_eq!(r.runs[0].units_done, 2);
+        assert_eq!(r.endpoints[0].ok, 3);
+        assert!(r.endpoints[0].ttft_ms.is_none(), "no timelines recorded");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
