@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::chart::{self, Line, Series, XAxis};
 use crate::documents::{DocumentView, PageView, segments};
 use crate::runs::{Pcts, RunsReport};
-use crate::{BenchInput, Report, count, load_text, num, pct, time, usd};
+use crate::{BenchInput, Report, count, load_text, num, opt, pct, time, usd};
 
 const CSS: &str = include_str!("../assets/report.css");
 const JS: &str = include_str!("../assets/report.js");
@@ -43,10 +43,6 @@ fn type_class(kind: &str) -> &'static str {
         Some(6) => "t-product",
         _ => "t-other",
     }
-}
-
-fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
-    v.map_or_else(|| "–".to_owned(), f)
 }
 
 /// A numeric cell: shown formatted, sorted by value.

@@ -227,6 +227,11 @@ pub fn load_text(l: &Load) -> String {
     }
 }
 
+/// Formats a value, or `–` when there is none.
+pub(crate) fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map_or_else(|| "–".to_owned(), f)
+}
+
 /// Formats a share as a percentage.
 pub fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)

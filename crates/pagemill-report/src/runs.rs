@@ -484,9 +484,10 @@ pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport
     for r in &requests {
         all.add(r);
     }
+    let run_figures = run_figures(&runs, &requests, &finished_by, &cov);
     let pages = cov.pages(done.iter().copied());
     let totals = Totals {
-        runs: 0,
+        runs: run_figures.len() as u64,
         documents: documents.len() as u64,
         requests: all.requests,
         failed_requests: all.failed,
@@ -504,7 +505,6 @@ pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport
         completion_tokens_per_page: per(all.completion as f64, pages),
     };
 
-    let run_figures = run_figures(&runs, &requests, &finished_by, &cov);
     let days = days(&requests, &finished_by, &cov);
     let (prompts, prompt_runs) = prompts(&requests, &run_figures, &cov);
     let projection = {
@@ -530,10 +530,7 @@ pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport
     dead.sort_by_key(|u| std::cmp::Reverse(u.updated_at));
     Ok(RunsReport {
         ledger: view.path().display().to_string(),
-        totals: Totals {
-            runs: run_figures.len() as u64,
-            ..totals
-        },
+        totals,
         projection,
         runs: run_figures,
         days,

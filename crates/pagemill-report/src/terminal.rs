@@ -8,7 +8,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets};
 
 use crate::documents::{DocumentView, segments};
 use crate::runs::{Pcts, RunsReport};
-use crate::{Report, count, num, pct, time, usd};
+use crate::{Report, count, num, opt, pct, time, usd};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -24,10 +24,6 @@ fn right(t: &mut Table, from: usize) {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
-}
-
-fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
-    v.map_or_else(|| "–".to_owned(), f)
 }
 
 fn ms(v: f64) -> String {

@@ -311,10 +311,7 @@ impl Ledger {
                 });
             }
         }
-        let sql = |source| StoreError::Sqlite {
-            path: path.into(),
-            source,
-        };
+        let sql = sqlite_error(path);
         let conn = Connection::open(path).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
@@ -355,10 +352,7 @@ impl Ledger {
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path)
     }
 
     /// This run's id (in every request it records).
@@ -390,11 +384,7 @@ impl Ledger {
         doc: &crate::ingest::Document,
         kind: &str,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
             "INSERT OR IGNORE INTO documents (id, path, kind, pages, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -457,11 +447,7 @@ impl Ledger {
     /// still to do, in the order given.
     pub fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
         let t = now();
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
         let mut todo = Vec::new();
         {
@@ -585,11 +571,7 @@ impl Ledger {
         result: &serde_json::Value,
         request_id: Option<i64>,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
             "INSERT OR REPLACE INTO results (unit_key, result, request_id, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -749,6 +731,14 @@ impl Ledger {
         s.interrupted_requests = interrupted.max(0) as u64;
         s.cost_pico = cost.max(0) as u64;
         Ok(s)
+    }
+}
+
+/// Maps SQLite errors on the ledger at `path`.
+pub(crate) fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.into(),
+        source,
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 use serde::{Deserialize, Serialize};
 
-use super::{RequestRow, SCHEMA_VERSION, StoreError, UnitStatus, each_request, read_requests};
+use super::{
+    RequestRow, SCHEMA_VERSION, StoreError, UnitStatus, each_request, read_requests, sqlite_error,
+};
 
 /// A run as recorded (ledgers written before runs were recorded have none; reports then
 /// derive runs from their requests).
@@ -104,10 +106,7 @@ pub struct LedgerView {
 impl LedgerView {
     /// Opens the ledger at `path` read-only.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let sql = |source| StoreError::Sqlite {
-            path: path.into(),
-            source,
-        };
+        let sql = sqlite_error(path);
         let not = |why: &str| StoreError::NotALedger {
             path: path.into(),
             why: why.into(),
@@ -150,10 +149,7 @@ impl LedgerView {
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_error(&self.path)
     }
 
     /// The file.
