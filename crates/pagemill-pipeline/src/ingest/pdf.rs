@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::{Extracted, Limits};
 
 /// The hint shown when poppler is missing.
-pub const POPPLER_HINT: &str = "PDF support runs poppler's `pdfinfo` and `pdftotext`: install them (Debian/Ubuntu: `apt-get install poppler-utils`, macOS: `brew install poppler`)";
+pub const POPPLER_HINT: &str = "PDF support runs poppler's `pdfinfo` and `pdftotext`: install them (Debian/Ubuntu: `apt-get install poppler-utils`, Fedora: `dnf install poppler-utils`, Arch: `pacman -S poppler`, macOS: `brew install poppler`; in a clone of pagemill, `./dev setup --tests` does it)";
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, String> {
     let pages = page_count(bytes)?;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What the portable build costs the local model: the default release binary (ggml at
+# x86-64-v3, see .cargo/config.toml) against one built for this CPU alone
+# (RUSTFLAGS="-C target-cpu=native", so ggml gets GGML_NATIVE: AVX-512 where the CPU has it).
+# Same GGUF, one thread each, both servers on core 0, the client on core 1, the two interleaved
+# request by request by `pagemill bench` (c = 1, so one server works at a time).
+#
+#   prefill: 1,000-token prompts (unique from their first token: nothing cached), 1 output token
+#   decode:  64-token prompts, 256 output tokens (ignore_eos); tokens/s = 1 / TPOT
+#
+# Usage: bench/cpu-levels.sh [REQUESTS=16]   (builds the native binary into target/native once;
+# run through ./dev, or after `eval "$(./dev env)"`, on a machine without cmake/libclang)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-16}
+exe() { python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("executable") and m["target"]["name"]=="pagemill": print(m["executable"])' | tail -1; }
+portable=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null | exe)}
+native=${NATIVE_BIN:-$(RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR="${NATIVE_TARGET:-target/native}" \
+  cargo build --release --locked -p pagemill --message-format=json 2>/dev/null | exe)}
+work=$(mktemp -d)
+model=$("$portable" model fetch)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+p1=$(port); p2=$(port)
+taskset -c 0 "$portable" serve --model "$model" --threads 1 --port "$p1" > "$work/portable.log" 2>&1 &
+s1=$!
+taskset -c 0 "$native" serve --model "$model" --threads 1 --port "$p2" > "$work/native.log" 2>&1 &
+s2=$!
+trap 'kill $s1 $s2 2>/dev/null || true; rm -rf "$work"' EXIT
+for p in "$p1" "$p2"; do
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$p/v1/models" > /dev/null && break; sleep 0.1; done
+done
+cat > "$work/pagemill.toml" <<TOML
+[[endpoint]]
+name = "portable"
+base_url = "http://127.0.0.1:$p1/v1"
+model = "local"
+transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
+
+[[endpoint]]
+name = "native"
+base_url = "http://127.0.0.1:$p2/v1"
+model = "local"
+transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
+TOML
+bench() { taskset -c 1 "$portable" --config "$work/pagemill.toml" bench -c 1 --format json "$@" 2>/dev/null; }
+bench -e portable -e native -n "$((2 * n))" --input-tokens 1000 --output-tokens 1 > "$work/prefill.json"
+bench -e portable -e native -n "$((2 * n))" --input-tokens 64 --output-tokens 256 --ignore-eos > "$work/decode.json"
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+def targets(f):
+    return {t["name"]: t for t in json.load(open(f"{w}/{f}"))["points"][0]["targets"]}
+pre, dec = targets("prefill.json"), targets("decode.json")
+rows = {}
+for name in ("portable", "native"):
+    p, d = pre[name], dec[name]
+    ttft = p["latency_ms"]["ttft_content"]["p50"] / 1e3
+    tpot = d["latency_ms"]["tpot"]["p50"] / 1e3
+    rows[name] = (ttft, tpot)
+    print(f"{name:9} prefill: TTFT p50 {ttft*1e3:7.1f} ms (1,000 tokens = {1000/ttft:6.1f} tok/s)"
+          f"   decode: TPOT p50 {tpot*1e3:6.2f} ms = {1/tpot:6.1f} tok/s   (ok {p['ok']}+{d['ok']})")
+a, b = rows["portable"], rows["native"]
+print(f"portable/native speed: prefill {b[0]/a[0]:.3f}, decode {b[1]/a[1]:.3f} (1.000 = no loss)")
+PY
