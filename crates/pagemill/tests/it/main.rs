@@ -10,4 +10,5 @@ mod doctor;
 mod ingest;
 mod report;
 mod run;
+mod setup;
 mod sim;
