@@ -7,11 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-$( [ -d ../shared/data/pdf ] && echo ../shared/data/pdf || echo testdata/pdf )}
 runs=${2:-5}
-bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("executable") and m["target"]["name"]=="pagemill": print(m["executable"])' | tail -1)}
+. bench/common.sh
+bin=${PAGEMILL_BIN:-$(release_bin)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 pages=0

@@ -19,36 +19,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-16}
 : "${LLAMA_SERVER:?set LLAMA_SERVER to an upstream llama-server binary (see the header)}"
-bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("executable") and m["target"]["name"]=="pagemill": print(m["executable"])' | tail -1)}
+. bench/common.sh
+bin=${PAGEMILL_BIN:-$(release_bin)}
 work=$(mktemp -d)
 model=$("$bin" model fetch)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-p1=$(port); p2=$(port)
+p1=$(free_port); p2=$(free_port)
 taskset -c 0 "$bin" serve --model "$model" --threads 1 --port "$p1" > "$work/pagemill.log" 2>&1 &
 s1=$!
 taskset -c 0 "$LLAMA_SERVER" -m "$model" --threads 1 --threads-batch 1 -c 8192 --parallel 1 --port "$p2" > "$work/llama.log" 2>&1 &
 s2=$!
 trap 'kill $s1 $s2 2>/dev/null || true; rm -rf "$work"' EXIT
-for p in "$p1" "$p2"; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/v1/models" > /dev/null && break; sleep 0.1; done
-done
-cat > "$work/pagemill.toml" <<TOML
-[[endpoint]]
-name = "pagemill-serve"
-base_url = "http://127.0.0.1:$p1/v1"
-model = "local"
-transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
-
-[[endpoint]]
-name = "llama-server"
-base_url = "http://127.0.0.1:$p2/v1"
-model = "local"
-transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
-TOML
+wait_ready "$p1" "$p2"
+endpoints_toml "pagemill-serve:$p1" "llama-server:$p2" > "$work/pagemill.toml"
 bench() { taskset -c 1 "$bin" --config "$work/pagemill.toml" bench -c 1 --format json "$@" 2>/dev/null; }
 bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 1000 --output-tokens 1 > "$work/prefill.json"
 bench -e pagemill-serve -e llama-server -n "$((2 * n))" --input-tokens 64 --output-tokens 256 --ignore-eos > "$work/decode.json"

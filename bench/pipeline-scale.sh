@@ -16,11 +16,8 @@ rpm=${2:-500}
 tpm=${3:-200000}
 tasks=${4:-entities,summary,metadata}
 data=${PAGEMILL_CORPUS:-$( [ -d ../shared/data ] && echo ../shared/data || echo testdata )}
-bin=${PAGEMILL_BIN:-$(cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("executable") and m["target"]["name"]=="pagemill": print(m["executable"])' | tail -1)}
+. bench/common.sh
+bin=${PAGEMILL_BIN:-$(release_bin)}
 work=${WORK:-$(mktemp -d)}
 echo "work directory: $work"
 
