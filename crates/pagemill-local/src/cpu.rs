@@ -18,7 +18,7 @@ pub fn missing() -> Vec<&'static str> {
         .collect()
 }
 
-/// The features this build needs, comma-separated (for messages and `pagemill doctor`).
+/// The features this build needs, comma-separated (for the error message).
 pub fn needed() -> &'static str {
     NEEDED
 }
