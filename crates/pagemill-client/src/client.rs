@@ -16,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{ClientError, ErrorClass, FailureKind, RequestError};
 use crate::limits::Limiter;
 use crate::retry::{Outcome, RetryState};
+use crate::runaway::LoopGuard;
 use crate::stream::{Exchange, Timeline, read_response};
 use crate::transport::Transport;
 use crate::usage::Tokenizer;
@@ -138,8 +139,9 @@ impl Client {
         tag: Option<&str>,
     ) -> Exchange {
         let body = self.body(req);
+        let guard = (req.stream && req.cancel_loops).then(|| LoopGuard::new(&req.messages));
         let mut ex = self
-            .post_tagged("chat/completions", &body, req.stream, scheduled, tag)
+            .post_guarded("chat/completions", &body, req.stream, scheduled, tag, guard)
             .await;
         if ex.is_ok() || ex.error.as_ref().is_some_and(|e| e.delivered_content) {
             ex.usage.fill_from_tokenizer(
@@ -167,6 +169,19 @@ impl Client {
         stream: bool,
         scheduled: u64,
         tag: Option<&str>,
+    ) -> Exchange {
+        self.post_guarded(path, body, stream, scheduled, tag, None)
+            .await
+    }
+
+    async fn post_guarded(
+        &self,
+        path: &str,
+        body: &Value,
+        stream: bool,
+        scheduled: u64,
+        tag: Option<&str>,
+        guard: Option<LoopGuard>,
     ) -> Exchange {
         let mut ex = Exchange {
             endpoint: self.endpoint.name.clone(),
@@ -229,6 +244,7 @@ impl Client {
                     res,
                     Endpoint::secs(cfg.idle_timeout_secs),
                     deadline,
+                    guard,
                 )
                 .await;
             }

@@ -163,6 +163,21 @@ pub struct Endpoint {
     /// because providers that compile schemas pay for every new one.
     #[serde(default)]
     pub per_request_schema: bool,
+    /// How the pipeline prompts this endpoint's model: `standard`, or `small` for models of a
+    /// few hundred million parameters (smaller packs, tighter answer bounds).
+    #[serde(default)]
+    pub prompt_profile: PromptProfile,
+}
+
+/// How the pipeline prompts a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptProfile {
+    /// Packs of up to 16 items, today's bounds.
+    #[default]
+    Standard,
+    /// A tiny model: few items a request, tight bounds on what an answer may hold.
+    Small,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -194,6 +209,7 @@ impl std::fmt::Debug for Endpoint {
             .field("tokenizer", &self.tokenizer)
             .field("prompt_cache_key", &self.prompt_cache_key)
             .field("per_request_schema", &self.per_request_schema)
+            .field("prompt_profile", &self.prompt_profile)
             .finish()
     }
 }
@@ -228,6 +244,7 @@ impl Endpoint {
             tokenizer: None,
             prompt_cache_key: false,
             per_request_schema: false,
+            prompt_profile: PromptProfile::Standard,
         }
     }
 

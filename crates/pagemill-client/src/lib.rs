@@ -13,6 +13,7 @@
 //! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`].
 //! - [`transport`]: pooled or fresh-connection HTTP with connection stamps.
 //! - [`limits`]: RPM/TPM/concurrency pacing and rate-limit headers. [`retry`]: retry policy.
+//! - [`runaway`]: answers that loop, caught while they stream.
 //! - [`client`]: [`Client::send`] (one attempt) and [`Client::chat`] (paced, retried).
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod limits;
 pub mod pricing;
 pub mod retry;
+pub mod runaway;
 pub mod sse;
 pub mod stream;
 pub mod transport;
@@ -31,7 +33,7 @@ pub mod usage;
 pub mod wire;
 
 pub use client::Client;
-pub use endpoint::{ApiKey, Config, Endpoint, Limits, RetryConfig, TransportConfig};
+pub use endpoint::{ApiKey, Config, Endpoint, Limits, PromptProfile, RetryConfig, TransportConfig};
 pub use error::{ClientError, ErrorClass, FailureKind, RequestError};
 pub use limits::{Limiter, RateLimitInfo};
 pub use pricing::{Cost, Money, Prices};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::endpoint::RetryConfig;
-use crate::error::{ErrorClass, RequestError};
+use crate::error::{ErrorClass, FailureKind, RequestError};
 use crate::stream::Exchange;
 
 /// The final attempt of a request and the failed ones before it.
@@ -46,6 +46,7 @@ pub struct RetryState {
     attempts: u32,
     waited: Duration,
     resend_after_content: bool,
+    fast_reset_used: bool,
 }
 
 impl RetryState {
@@ -65,6 +66,7 @@ impl RetryState {
             attempts: 0,
             waited: Duration::ZERO,
             resend_after_content,
+            fast_reset_used: false,
         }
     }
 
@@ -78,6 +80,13 @@ impl RetryState {
             || self.attempts >= self.config.max_attempts
         {
             return None;
+        }
+        // A connection closed under a request before any answer is most often a pooled
+        // connection the server had just timed out (llama-server keeps idle ones 5 s): the
+        // first such retry goes at once, on a new connection; later ones back off as usual.
+        if err.kind == FailureKind::ResetBeforeHeaders && !self.fast_reset_used {
+            self.fast_reset_used = true;
+            return Some(Duration::ZERO);
         }
         let jittered = self
             .backoff
@@ -104,7 +113,6 @@ impl RetryState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::FailureKind;
 
     fn err(class: ErrorClass) -> RequestError {
         RequestError::new(FailureKind::Status, class, "x")
@@ -181,5 +189,14 @@ mod tests {
         let mut s = RetryState::new(&cfg, false);
         assert!(s.next_delay(&e, Duration::from_secs(1)).is_some()); // 1 + 6 ≤ 10
         assert_eq!(s.next_delay(&e, Duration::from_secs(1)), None); // 8 + 6 > 10
+    }
+
+    #[test]
+    fn a_connection_closed_before_headers_is_retried_at_once_the_first_time() {
+        let mut r = RetryState::new(&config(), false);
+        let reset = RequestError::new(FailureKind::ResetBeforeHeaders, ErrorClass::Transient, "x");
+        assert_eq!(r.next_delay(&reset, Duration::ZERO), Some(Duration::ZERO));
+        let second = r.next_delay(&reset, Duration::ZERO).unwrap();
+        assert!(second > Duration::ZERO, "then the usual backoff");
     }
 }

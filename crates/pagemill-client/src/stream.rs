@@ -16,6 +16,7 @@ use crate::clock::mono_ns;
 use crate::error::{ErrorClass, FailureKind, RequestError, classify_status};
 use crate::limits::RateLimitInfo;
 use crate::pricing::Cost;
+use crate::runaway::LoopGuard;
 use crate::sse::{SseItem, SseParser};
 use crate::transport::{ConnectionInfo, error_chain};
 use crate::usage::Usage;
@@ -153,6 +154,9 @@ pub struct Exchange {
     pub cost: Option<Cost>,
     /// Oddities that did not fail the request (e.g. no `[DONE]`).
     pub notes: Vec<String>,
+    /// Why the client stopped reading the stream before its end (a runaway answer): the
+    /// content is what came until then.
+    pub cancelled: Option<String>,
     /// Why it failed, if it did.
     pub error: Option<RequestError>,
 }
@@ -312,6 +316,7 @@ pub(crate) async fn read_response(
     res: http::Response<Incoming>,
     idle: Duration,
     deadline: tokio::time::Instant,
+    guard: Option<LoopGuard>,
 ) {
     let status = res.status();
     ex.status = Some(status.as_u16());
@@ -345,7 +350,7 @@ pub(crate) async fn read_response(
     }
 
     if is_sse {
-        read_stream(ex, &mut body, idle, deadline).await;
+        read_stream(ex, &mut body, idle, deadline, guard).await;
     } else {
         let bytes = match read_all(ex, &mut body, idle, deadline).await {
             Ok(b) => b,
@@ -431,6 +436,7 @@ async fn read_stream(
     body: &mut Incoming,
     idle: Duration,
     deadline: tokio::time::Instant,
+    mut guard: Option<LoopGuard>,
 ) {
     let mut parser = SseParser::new();
     let mut items = Vec::new();
@@ -457,8 +463,21 @@ async fn read_stream(
         if saw_done {
             break;
         }
+        if let Some(why) = guard.as_mut().and_then(|g| g.check(&ex.content)) {
+            // Dropping the body closes the connection, which is how a server learns to stop.
+            ex.notes
+                .push(format!("answer loops ({why}): stream cancelled"));
+            ex.cancelled = Some(why);
+            ex.timeline.done = Some(at);
+            return;
+        }
     }
     let at = mono_ns();
+    if saw_done {
+        ex.timeline.done = Some(at);
+        drain(body, idle, deadline).await;
+        return;
+    }
     if !saw_done {
         if let Err(e) = parser.finish(&mut items) {
             return ex.fail(RequestError::new(
@@ -490,6 +509,26 @@ async fn read_stream(
         }
     }
     ex.timeline.done = Some(at);
+}
+
+/// Most time spent reading what follows `[DONE]`.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// Most bytes read after `[DONE]`.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Reads a stream's body to its end after `[DONE]`, bounded in time and bytes. Servers end
+/// the HTTP body after `[DONE]`, sometimes in a later write (llama-server sends the chunked
+/// terminator separately); a body dropped before its end takes its connection with it, and
+/// every next request would pay for a new one.
+async fn drain(body: &mut Incoming, idle: Duration, deadline: tokio::time::Instant) {
+    let until = deadline.min(tokio::time::Instant::now() + DRAIN_TIME.min(idle));
+    let mut read = 0;
+    while read <= DRAIN_BYTES {
+        match next_data(body, idle, until).await {
+            Ok(Some(data)) => read += data.len(),
+            Ok(None) | Err(_) => return,
+        }
+    }
 }
 
 fn handle_items(

@@ -53,6 +53,10 @@ pub struct ChatRequest {
     /// Any other body parameter.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// Client side, never sent: stop reading a stream whose answer loops (see
+    /// [`crate::runaway`]); the exchange then says so in [`crate::Exchange::cancelled`].
+    #[serde(skip)]
+    pub cancel_loops: bool,
 }
 
 impl ChatRequest {

@@ -90,10 +90,19 @@ pub fn token_pieces(text: &str, per_piece: usize) -> Vec<(String, u32)> {
     out
 }
 
-/// The words an answer may quote: those of the last user message (where the document goes),
-/// else of the whole prompt.
+/// The user message a pipeline's items are in: the last one holding `<item id=`, so a re-ask
+/// (the earlier answer, then "that answer cannot be used…") still answers the items.
+fn items_message(messages: &[Message]) -> Option<&Message> {
+    let users = || messages.iter().rev().filter(|m| m.role == "user");
+    users()
+        .find(|m| m.content.contains("<item id=\""))
+        .or_else(|| users().next())
+}
+
+/// The words an answer may quote: those of the last user message (where the document goes;
+/// with items, the one holding them), else of the whole prompt.
 pub fn source_words(messages: &[Message]) -> Vec<String> {
-    let last_user = messages.iter().rev().find(|m| m.role == "user");
+    let last_user = items_message(messages);
     let text = match last_user {
         Some(m) if !m.content.trim().is_empty() => m.content.as_str(),
         _ => {
@@ -123,7 +132,7 @@ pub fn json_answer(response_format: &Value, words: &[String], rng: &mut impl Rng
 /// The items of a pipeline prompt (`<item id="ID">` … `</item>` in the last user message), as
 /// (id, text).
 pub fn prompt_items(messages: &[Message]) -> Vec<(String, String)> {
-    let Some(user) = messages.iter().rev().find(|m| m.role == "user") else {
+    let Some(user) = items_message(messages) else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -46,6 +46,7 @@ impl Fault {
             "no_space" => quirk(|q| q.no_space = true),
             "multiline_data" => quirk(|q| q.multiline_data = true),
             "split_utf8" => quirk(|q| q.split_utf8 = true),
+            "late_end" => quirk(|q| q.late_end = true),
             other => return Err(format!("unknown fault `{other}` in the profile's script")),
         })
     }
@@ -66,6 +67,7 @@ impl Fault {
                     (q.no_space, "no_space"),
                     (q.multiline_data, "multiline_data"),
                     (q.split_utf8, "split_utf8"),
+                    (q.late_end, "late_end"),
                 ] {
                     if on {
                         names.push(n);

@@ -136,6 +136,8 @@ pub struct FramingQuirks {
     pub multiline_data: bool,
     /// Multibyte UTF-8 characters split across two writes.
     pub split_utf8: bool,
+    /// The body ends in a separate, later write after `[DONE]` (llama-server's framing).
+    pub late_end: bool,
 }
 
 /// What answers contain.

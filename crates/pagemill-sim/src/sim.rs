@@ -372,6 +372,11 @@ impl State {
             }
         }
         sink.send(framer.frame_raw("[DONE]"), None, 0).await;
+        if quirks.late_end {
+            // The body's end (the chunked terminator) goes out in a later write, as
+            // llama-server's does: a client that stops at `[DONE]` loses the connection.
+            tokio::time::sleep(LATE_END).await;
+        }
     }
 
     fn keepalive_tick(
@@ -779,12 +784,16 @@ impl Framer {
     }
 }
 
+/// How long after `[DONE]` a `late_end` stream ends its body.
+const LATE_END: Duration = Duration::from_millis(30);
+
 fn merge(a: FramingQuirks, b: FramingQuirks) -> FramingQuirks {
     FramingQuirks {
         crlf: a.crlf || b.crlf,
         no_space: a.no_space || b.no_space,
         multiline_data: a.multiline_data || b.multiline_data,
         split_utf8: a.split_utf8 || b.split_utf8,
+        late_end: a.late_end || b.late_end,
     }
 }
 

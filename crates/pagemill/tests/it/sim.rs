@@ -361,7 +361,13 @@ async fn scripted_faults_each_reach_the_client_as_their_class() {
 
 #[tokio::test]
 async fn framing_quirks_still_parse_to_the_same_answer() {
-    for quirk in ["crlf", "no_space", "multiline_data", "split_utf8"] {
+    for quirk in [
+        "crlf",
+        "no_space",
+        "multiline_data",
+        "split_utf8",
+        "late_end",
+    ] {
         let mut p = quiet();
         p.seed = 9;
         p.faults.script = vec![quirk.into()];
@@ -380,6 +386,26 @@ async fn framing_quirks_still_parse_to_the_same_answer() {
             assert!(!ex.content.is_ascii(), "{:?}", ex.content);
         }
     }
+}
+
+/// llama-server ends each stream's body in a later write than `[DONE]`; a client that stopped
+/// reading at `[DONE]` dropped the body and its connection, so every request opened a new one.
+#[tokio::test]
+async fn streams_whose_body_ends_after_done_keep_their_connection() {
+    let mut p = quiet();
+    p.framing.late_end = true;
+    let (sim, c) = start(p).await;
+    let mut reused = Vec::new();
+    for _ in 0..4 {
+        let ex = c.send(&stream("hello", 6), 0).await;
+        assert!(ex.is_ok(), "{:?}", ex.error);
+        let conn = ex.timeline.connection.expect("connection info");
+        reused.push(conn.reused);
+        // Timelines end at `[DONE]`, not after the wait for the body's end.
+        let body_end = sim.log().last().and_then(|e| e.done_ns).unwrap_or(0);
+        assert!(ex.timeline.done.unwrap_or(u64::MAX) < body_end);
+    }
+    assert_eq!(reused, [false, true, true, true]);
 }
 
 #[tokio::test]
