@@ -37,3 +37,38 @@ transport = { request_timeout_secs = 600, idle_timeout_secs = 600 }
 TOML
   done
 }
+
+# Upstream llama.cpp's llama-server, built once from PyPI's llama-cpp-python source package
+# (its vendored llama.cpp) into ~/.cache/pagemill/llama-server-VERSION, for the same x86-64-v3
+# level as pagemill's own build (a native build can SIGILL on VMs that advertise AMX).
+# Prints the binary's path; $LLAMA_SERVER wins when set.
+LLAMA_CPP_PYTHON_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+llama_server_bin() {
+  if [[ -n ${LLAMA_SERVER:-} ]]; then echo "$LLAMA_SERVER"; return; fi
+  local dir=$HOME/.cache/pagemill/llama-server-$LLAMA_CPP_PYTHON_VERSION
+  if [[ ! -x $dir/bin/llama-server ]]; then
+    local src; src=$(mktemp -d)
+    echo "building llama-server from llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION (once, into $dir)" >&2
+    # The source archive itself, from PyPI's simple index (hash-checked): `pip download
+    # --no-binary :all:` would also build its build dependencies (cmake, ninja) from source.
+    python3 - "$LLAMA_CPP_PYTHON_VERSION" "$src" <<'PY'
+import hashlib, re, sys, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+page = urllib.request.urlopen("https://pypi.org/simple/llama-cpp-python/").read().decode()
+url, sha = re.search(rf'href="([^"#]*llama_cpp_python-{re.escape(version)}\.tar\.gz)#sha256=([0-9a-f]+)"', page).groups()
+data = urllib.request.urlopen(url).read()
+assert hashlib.sha256(data).hexdigest() == sha, "sha256 mismatch"
+open(f"{dest}/llama_cpp_python-{version}.tar.gz", "wb").write(data)
+PY
+    tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
+    local cmake=${CMAKE:-cmake}
+    "$cmake" -S "$src"/llama_cpp_python-*/vendor/llama.cpp -B "$src/build" -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+      -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF > "$src/cmake.log" 2>&1
+    "$cmake" --build "$src/build" --target llama-server -j "$(nproc)" > "$src/build.log" 2>&1 \
+      || { tail -20 "$src/build.log" >&2; return 1; }
+    mkdir -p "$dir/bin" && cp "$src/build/bin/llama-server" "$dir/bin/"
+    rm -rf "$src"
+  fi
+  echo "$dir/bin/llama-server"
+}

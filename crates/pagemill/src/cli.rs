@@ -176,8 +176,10 @@ pub struct RunArgs {
     /// json_object or text.
     #[arg(long, default_value = "auto")]
     pub response_format: String,
-    /// Mentions not found in their page: keep-flagged or drop.
-    #[arg(long, default_value = "keep-flagged")]
+    /// Values the document does not back (mentions and metadata not found in it, `date` or
+    /// `money` mentions that are neither): drop (counted by reason in each document's
+    /// `dropped`) or keep-flagged. Values from the prompt's examples are dropped either way.
+    #[arg(long, default_value = "drop")]
     pub ungrounded: String,
     /// Send through the endpoint's batch API (OpenAI-style), polling until done.
     #[arg(long)]

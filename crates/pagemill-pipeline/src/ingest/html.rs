@@ -158,6 +158,15 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
         ..Extracted::default()
     };
     ex.headings = super::place_headings(&ranges, headings);
+    let first = |css: &str| {
+        scraper::Selector::parse(css)
+            .ok()
+            .and_then(|sel| doc.select(&sel).next())
+    };
+    let title = first("title").map(|t| t.text().collect::<String>());
+    let author =
+        first("meta[name=author]").and_then(|m| m.value().attr("content").map(str::to_owned));
+    ex.hints = super::hints::from_html(title.as_deref(), author.as_deref());
     ex.pages = ranges
         .iter()
         .map(|&(a, b)| (text[a..b].to_owned(), None))

@@ -6,6 +6,7 @@
 
 pub mod detect;
 pub mod docx;
+pub mod hints;
 pub mod html;
 pub mod markdown;
 pub mod pdf;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::sections::{self, Section};
+pub use hints::Hints;
 
 /// What a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -99,6 +101,10 @@ pub struct Document {
     pub sections: Vec<Section>,
     /// Things the reader should know (limits hit, encodings guessed, pages failed).
     pub warnings: Vec<String>,
+    /// Metadata candidates from the file's form (PDF properties, first-page layout, HTML
+    /// `<title>`), for the metadata task to choose among.
+    #[serde(default)]
+    pub hints: Hints,
 }
 
 /// Why a file could not be ingested at all.
@@ -185,6 +191,8 @@ pub(crate) struct Extracted {
     pub warnings: Vec<String>,
     /// Set by readers that already removed headers/footers or should not have them detected.
     pub furniture: Vec<Vec<String>>,
+    /// Metadata candidates from the file's form.
+    pub hints: Hints,
 }
 
 /// Places headings found at offsets of a whole text onto the pages cut from it (`ranges`):
@@ -353,6 +361,26 @@ fn assemble(path: &Path, bytes: &[u8], kind: DocKind, ex: Extracted, limits: &Li
         warnings.push(format!("{failed} page(s) failed; the others were kept"));
     }
     let sections = sections::cut(&text, &pages, &headings, limits.section_tokens);
+    let mut hints = ex.hints;
+    // Titles from the form: the top heading of the first page (marked-up formats: a PDF's
+    // headings are numbered sections), else, with no title so far, a short first line.
+    let first_page_end = pages.first().map_or(0, |p| p.range.1);
+    let top = headings
+        .iter()
+        .filter(|h| kind != DocKind::Pdf && h.offset < first_page_end)
+        .min_by_key(|h| (h.level, h.offset))
+        .map(|h| h.title.clone());
+    if let Some(t) = top {
+        hints.add_title(&t);
+    }
+    let first_line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .filter(|l| l.split_whitespace().count() <= 16 && !l.ends_with(['.', ',', ';', ':']));
+    if let Some(t) = first_line.filter(|_| hints.titles.is_empty()) {
+        hints.add_title(t);
+    }
     Document {
         id: blake3::hash(bytes).to_hex().to_string(),
         path: path.to_path_buf(),
@@ -363,6 +391,7 @@ fn assemble(path: &Path, bytes: &[u8], kind: DocKind, ex: Extracted, limits: &Li
         headings,
         sections,
         warnings,
+        hints,
     }
 }
 

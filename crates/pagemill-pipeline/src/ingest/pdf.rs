@@ -20,7 +20,7 @@ use super::{Extracted, Limits};
 pub const POPPLER_HINT: &str = "PDF support runs poppler's `pdfinfo` and `pdftotext`: install them (Debian/Ubuntu: `apt-get install poppler-utils`, Fedora: `dnf install poppler-utils`, Arch: `pacman -S poppler`, macOS: `brew install poppler`; in a clone of pagemill, `./dev setup --tests` does it)";
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, String> {
-    let pages = page_count(bytes)?;
+    let (pages, info) = page_count(bytes)?;
     let mut raw: Vec<(String, Option<String>)> = Vec::with_capacity(pages as usize);
     let mut next = 1u32;
     let mut restarts = 0;
@@ -98,11 +98,34 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, String
         .zip(raw.into_iter().map(|(_, f)| f))
         .collect();
     ex.furniture = furniture;
+    // The first page's layout, for title and author candidates; a failure costs only those.
+    let layout = run_tool(
+        "pdftotext",
+        &[
+            "-q",
+            "-enc",
+            "UTF-8",
+            "-bbox-layout",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            "-",
+            "-",
+        ],
+        bytes,
+        Duration::from_secs_f64(limits.pdf_base_secs + limits.pdf_secs_per_page),
+    )
+    .ok()
+    .filter(|r| r.ok)
+    .map(|r| r.stdout)
+    .unwrap_or_default();
+    ex.hints = super::hints::from_pdf(&info, &layout);
     Ok(ex)
 }
 
-/// Pages the file declares, from `pdfinfo`.
-fn page_count(bytes: &[u8]) -> Result<u32, String> {
+/// Pages the file declares, from `pdfinfo`, and all it said.
+fn page_count(bytes: &[u8]) -> Result<(u32, String), String> {
     let run = run_tool("pdfinfo", &["-"], bytes, Duration::from_secs(30))?;
     if !run.ok {
         let why = run
@@ -114,11 +137,13 @@ fn page_count(bytes: &[u8]) -> Result<u32, String> {
             .to_owned();
         return Err(format!("not a readable PDF: {why}"));
     }
-    run.stdout
+    let pages = run
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix("Pages:"))
         .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| "not a readable PDF: no page count".to_owned())
+        .ok_or_else(|| "not a readable PDF: no page count".to_owned())?;
+    Ok((pages, run.stdout))
 }
 
 struct Run {

@@ -16,6 +16,7 @@ use pagemill_client::{ChatRequest, Client, ErrorClass, Message, Outcome, Request
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::checks;
 use super::grounding::ground;
 use super::plan::{Tasks, Work};
 use super::{FormatMode, PackSize, Progress, RunOptions, TaskStats};
@@ -45,6 +46,9 @@ struct UnitState {
     reasks: u32,
     reask_tokens: u64,
     rounds: u32,
+    /// Answers refused for their quality (a copied summary, repeated keywords): one more try,
+    /// then the answer is kept with a flag.
+    quality: u32,
 }
 
 /// What the workers share.
@@ -62,7 +66,16 @@ pub(crate) struct Shared {
     prefix_tokens: Vec<[u64; 3]>,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Per document: summaries committed by this run (summary, unit), to catch one copied into
+    /// another section.
+    summaries: Mutex<HashMap<usize, Vec<(String, usize)>>>,
+    /// The words of the summary prompt's worked example.
+    example_words: std::collections::HashSet<String>,
 }
+
+/// A summary with this many words of the prompt's example that its section lacks (the
+/// example's "Skerrow", "keeper", "wicks") is the example, not the section.
+const EXAMPLE_BORROWED: usize = 2;
 
 struct Queue {
     fresh: [VecDeque<usize>; 3],
@@ -108,12 +121,17 @@ impl Shared {
         }
         let k0 = match opts.pack {
             PackSize::Fixed(k) => k.max(1),
-            PackSize::Auto => AUTO_MAX_ITEMS,
+            PackSize::Auto => AUTO_MAX_ITEMS.min(opts.max_pack.max(1)),
         };
         // Metadata reads a whole document head: one a request.
         let k = [k0, k0, 1];
         let format = vec![opts.format; endpoints.len()];
         let versions = KINDS.map(|k| tasks.get(k).map(|t| t.prompt_version()).unwrap_or_default());
+        let tasks_example_words = tasks
+            .summary
+            .as_ref()
+            .map(|t| checks::example_words(t.system_prompt()))
+            .unwrap_or_default();
         let prefix_tokens = endpoints
             .iter()
             .map(|c| {
@@ -146,6 +164,8 @@ impl Shared {
                 error: None,
             }),
             notify: Notify::new(),
+            summaries: Mutex::new(HashMap::new()),
+            example_words: tasks_example_words,
         }
     }
 
@@ -268,6 +288,16 @@ impl Shared {
         Ok(())
     }
 
+    /// `max_tokens` of a job's request: each item's budget, within the run's bounds.
+    fn max_tokens(&self, job: &Job) -> u64 {
+        let sum: u64 = job
+            .units
+            .iter()
+            .map(|&u| completion_budget(job.kind, self.work[u].tokens, &self.tasks))
+            .sum();
+        sum.clamp(64, self.opts.max_completion_tokens.max(64))
+    }
+
     fn request(&self, job: &Job, format: FormatMode) -> Option<ChatRequest> {
         let task = self.tasks.get(job.kind)?;
         let client = &self.endpoints[job.endpoint];
@@ -277,6 +307,7 @@ impl Shared {
             .map(|&u| Item {
                 id: &self.work[u].item_id,
                 text: &self.work[u].text,
+                hints: self.work[u].hints.as_ref(),
             })
             .collect();
         let mut messages = task.messages(&items);
@@ -290,21 +321,18 @@ impl Shared {
         let response_format = match format {
             FormatMode::JsonSchema | FormatMode::Auto if narrowed => {
                 let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
-                Some(task.response_format_for(&ids))
+                Some(task.response_format_for(&ids, items[0].hints))
             }
             FormatMode::JsonSchema | FormatMode::Auto => Some(task.response_format()),
             FormatMode::JsonObject => Some(json!({"type": "json_object"})),
             FormatMode::Text => None,
         };
-        let max_tokens: u64 = job
-            .units
-            .iter()
-            .map(|&u| completion_budget(job.kind, self.work[u].tokens, &self.tasks))
-            .sum();
+        let max_tokens = self.max_tokens(job);
         Some(ChatRequest {
+            cancel_loops: true,
             model: client.endpoint().model.clone(),
             messages,
-            max_tokens: Some(max_tokens.clamp(64, self.opts.max_completion_tokens) as u32),
+            max_tokens: Some(max_tokens as u32),
             temperature: Some(0.0),
             seed: Some(0),
             stream: self.opts.stream,
@@ -371,7 +399,19 @@ impl Shared {
         match outcome.result() {
             Err(e) => self.on_error(job, e, format),
             Ok(ex) => {
-                let cut = ex.finish_reason.as_deref() == Some("length");
+                let cut = match (&ex.cancelled, ex.finish_reason.as_deref()) {
+                    (Some(why), _) => {
+                        let spent = ex.usage.completion.map_or(0, |c| c.tokens);
+                        let saved = self.max_tokens(&job).saturating_sub(spent);
+                        self.progress.loops.fetch_add(1, Ordering::Relaxed);
+                        self.progress
+                            .loop_tokens_saved
+                            .fetch_add(saved, Ordering::Relaxed);
+                        Some(format!(" (answer looped, {why}: stream cancelled)"))
+                    }
+                    (None, Some("length")) => Some(" (answer cut off at max_tokens)".to_owned()),
+                    _ => None,
+                };
                 self.on_answer(job, rid, &ex.content, cut)
             }
         }
@@ -462,7 +502,13 @@ impl Shared {
         }
     }
 
-    fn on_answer(&self, job: Job, rid: i64, text: &str, cut: bool) -> Result<(), StoreError> {
+    fn on_answer(
+        &self,
+        job: Job,
+        rid: i64,
+        text: &str,
+        cut: Option<String>,
+    ) -> Result<(), StoreError> {
         let Some(task) = self.tasks.get(job.kind) else {
             return Ok(());
         };
@@ -471,22 +517,33 @@ impl Shared {
             .iter()
             .map(|&u| self.work[u].item_id.as_str())
             .collect();
-        let cut_note = if cut {
-            " (answer cut off at max_tokens)"
-        } else {
-            ""
-        };
+        let cut_note = cut.as_deref().unwrap_or("");
         let mut failed: Vec<(usize, String)> = Vec::new();
         let mut answers: HashMap<String, Value> = HashMap::new();
         if job.kind == TaskKind::Metadata {
-            match parse_lenient(text).and_then(|(v, _)| validate(task.schema(), &v).map(|()| v)) {
+            // Empty strings are candidates the model declined (see `response_format_for`).
+            let parsed = parse_lenient(text).map(|(mut v, _)| {
+                if let Some(o) = v.as_object_mut() {
+                    for field in o.values_mut() {
+                        if let Some(list) = field.as_array_mut() {
+                            list.retain(|x| x.as_str() != Some(""));
+                        }
+                    }
+                }
+                v
+            });
+            match parsed.and_then(|v| validate(task.schema(), &v).map(|()| v)) {
                 Ok(v) => {
                     answers.insert(ids[0].to_owned(), v);
                 }
                 Err(e) => failed.push((job.units[0], format!("{e}{cut_note}"))),
             }
         } else {
-            match check_pack(text, task.schema(), &ids) {
+            // A cut answer's last entity may be half written: leave out what is incomplete.
+            let pruned = (cut.is_some() && job.kind == TaskKind::Entities)
+                .then(|| prune_entities(text))
+                .flatten();
+            match check_pack(pruned.as_deref().unwrap_or(text), task.schema(), &ids) {
                 Ok(check) => {
                     answers = check.answers;
                     let reasons: HashMap<&str, &str> = check
@@ -509,13 +566,49 @@ impl Shared {
                 Err(e) => failed.extend(job.units.iter().map(|&u| (u, format!("{e}{cut_note}")))),
             }
         }
+        if cut.is_some() && job.units.len() > 1 {
+            // The item being answered when the answer was cut or cancelled was closed by the
+            // repair, not by the model: it goes round again.
+            if let Some(last) = last_item_id(text)
+                && let Some(&u) = job.units.iter().find(|&&u| self.work[u].item_id == last)
+                && answers.remove(&last).is_some()
+            {
+                failed.push((u, format!("answer for item `{last}` incomplete{cut_note}")));
+            }
+        }
+        // Alone, a cut answer the repair could close is kept: every value in it is still
+        // grounded (or dropped) like any other, and asking again gives the same loop.
+        let (flags, refused) = self.quality(&job, &mut answers, &mut failed);
         for &u in &job.units {
             let w = &self.work[u];
             if let Some(answer) = answers.get(&w.item_id) {
-                let result = self.result(w, answer);
+                let result = self.result(w, answer, flags.get(&u).map(String::as_str));
                 self.ledger().complete(&w.key, &result, Some(rid))?;
                 self.progress.done[slot(w.kind)].fetch_add(1, Ordering::Relaxed);
+                if let (TaskKind::Summary, Some(s)) = (w.kind, answer["summary"].as_str()) {
+                    self.summaries
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(w.doc)
+                        .or_default()
+                        .push((s.to_owned(), u));
+                }
             }
+        }
+        // Answers refused for their quality go back with the reason: asked the same way again,
+        // a model gives the same answer.
+        for (u, answer, why) in refused {
+            self.progress.reasks.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut q = self.queue();
+                q.state.entry(u).or_default().reasks += 1;
+            }
+            self.requeue(Job {
+                kind: job.kind,
+                units: vec![u],
+                endpoint: job.endpoint,
+                reask: Some((answer, why)),
+            })?;
         }
         let s = slot(job.kind);
         if job.units.len() > 1 {
@@ -580,8 +673,159 @@ impl Shared {
         }
     }
 
-    /// The result committed for a unit: grounded mentions, a summary, or metadata.
-    fn result(&self, w: &Work, answer: &Value) -> Value {
+    /// Answers that are well-formed but not worth keeping as they are: a summary copied from
+    /// another section of the document, a keyword list with repeats. The first time, the unit
+    /// fails with the reason (so it is re-run or re-asked); after that, its answer is kept with
+    /// the returned flag.
+    /// Returns the flags of answers kept, and the units refused with their answer (as the
+    /// model would have written it alone) and the reason.
+    #[allow(clippy::type_complexity)]
+    ///
+    /// A summary that copies the prompt's worked example is worse than doubtful: it is never
+    /// kept; the second time, the unit fails like any unusable answer.
+    fn quality(
+        &self,
+        job: &Job,
+        answers: &mut HashMap<String, Value>,
+        failed: &mut Vec<(usize, String)>,
+    ) -> (HashMap<usize, String>, Vec<(usize, String, String)>) {
+        let mut flags = HashMap::new();
+        let mut refused = Vec::new();
+        let mut in_pack: Vec<(usize, String)> = Vec::new();
+        for &u in &job.units {
+            let w = &self.work[u];
+            let Some(answer) = answers.get(&w.item_id) else {
+                continue;
+            };
+            let mut fatal = false;
+            let problem = match w.kind {
+                TaskKind::Summary => {
+                    let s = answer["summary"].as_str().unwrap_or("").to_owned();
+                    let example = checks::borrowed_words(&s, &self.example_words, &w.text)
+                        >= EXAMPLE_BORROWED;
+                    let copy = self.copied_summary(u, &s, &in_pack);
+                    in_pack.push((u, s));
+                    let unsupported =
+                        checks::unsupported_words(&in_pack[in_pack.len() - 1].1, &w.text);
+                    if example {
+                        fatal = true;
+                        Some((
+                            "it copies the worked example of the instructions: summarise this section's own text".to_owned(),
+                            String::new(),
+                        ))
+                    } else if let Some(missing) = unsupported {
+                        let shown = missing
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        Some((
+                            format!(
+                                "it speaks of what the section does not mention ({shown}): summarise this section's own text"
+                            ),
+                            format!("mostly words the section does not contain ({shown})"),
+                        ))
+                    } else {
+                        copy.map(|other| {
+                        (
+                            format!(
+                                "its summary repeats, nearly word for word, the summary of {other}: summarise this section's own text"
+                            ),
+                            format!("near-identical to the summary of {other}"),
+                        )
+                    })
+                    }
+                }
+                TaskKind::Metadata => {
+                    // Every list field (keywords, authors, parties…): each value once.
+                    let mut repeats: Vec<(String, Vec<String>)> = answer
+                        .as_object()
+                        .map(|o| {
+                            o.iter()
+                                .filter_map(|(k, v)| {
+                                    Some((k.clone(), checks::repeated(v.as_array()?)))
+                                })
+                                .filter(|(_, r)| !r.is_empty())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    repeats.sort();
+                    (!repeats.is_empty()).then(|| {
+                        let list = |(field, r): &(String, Vec<String>)| {
+                            format!("{field} ({})", r.join(", "))
+                        };
+                        let all: Vec<String> = repeats.iter().map(list).collect();
+                        let all = all.join(", ");
+                        (
+                            format!("values repeat in {all}: list each one once"),
+                            format!("repeated values removed: {all}"),
+                        )
+                    })
+                }
+                TaskKind::Entities => None,
+            };
+            let Some((why, flag)) = problem else { continue };
+            let first = {
+                let mut q = self.queue();
+                let st = q.state.entry(u).or_default();
+                st.quality += 1;
+                st.quality == 1
+            };
+            if !first && fatal {
+                answers.remove(&w.item_id);
+                failed.push((u, format!("invalid answer for item `{}`: {why}", w.item_id)));
+            } else if first {
+                if let Some(a) = answers.remove(&w.item_id) {
+                    let alone = match w.kind {
+                        TaskKind::Metadata => a.to_string(),
+                        _ => json!({"items": [a]}).to_string(),
+                    };
+                    refused.push((u, alone, why));
+                }
+            } else {
+                flags.insert(u, flag);
+            }
+        }
+        (flags, refused)
+    }
+
+    /// The section whose summary (committed, or earlier in this pack) `summary` copies, if any:
+    /// near-identical summaries of sections whose texts differ.
+    fn copied_summary(
+        &self,
+        u: usize,
+        summary: &str,
+        in_pack: &[(usize, String)],
+    ) -> Option<String> {
+        let w = &self.work[u];
+        let differs =
+            |other: usize| checks::similarity(&self.work[other].text, &w.text) < checks::COPY_MIN;
+        let name = |other: usize| {
+            self.work[other]
+                .section
+                .map_or_else(|| "another section".to_owned(), |s| format!("section {s}"))
+        };
+        for (other, s) in in_pack {
+            if self.work[*other].doc == w.doc
+                && checks::similarity(s, summary) >= checks::COPY_MIN
+                && differs(*other)
+            {
+                return Some(name(*other));
+            }
+        }
+        let done = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+        done.get(&w.doc)?
+            .iter()
+            .find(|(s, other)| {
+                *other != u && checks::similarity(s, summary) >= checks::COPY_MIN && differs(*other)
+            })
+            .map(|(_, other)| name(*other))
+    }
+
+    /// The result committed for a unit: grounded mentions, a summary, or metadata (with any
+    /// flag from [`Shared::quality`]).
+    fn result(&self, w: &Work, answer: &Value, flag: Option<&str>) -> Value {
         match w.kind {
             TaskKind::Entities => {
                 let page = w.page.unwrap_or(0);
@@ -601,10 +845,54 @@ impl Shared {
                     .unwrap_or_default();
                 json!({"mentions": ground(text, page, &mentions)})
             }
-            TaskKind::Summary => json!({"summary": answer["summary"]}),
-            TaskKind::Metadata => answer.clone(),
+            TaskKind::Summary => match flag {
+                Some(f) => json!({"summary": answer["summary"], "flag": f}),
+                None => json!({"summary": answer["summary"]}),
+            },
+            TaskKind::Metadata => {
+                let mut values = answer.clone();
+                if let Some(o) = values.as_object_mut() {
+                    for v in o.values_mut() {
+                        if let Some(list) = v.as_array() {
+                            *v = Value::Array(checks::dedup_list(list));
+                        }
+                    }
+                }
+                let flags: Vec<&str> = flag.into_iter().collect();
+                json!({"values": values, "flags": flags})
+            }
         }
     }
+}
+
+/// A repaired entities answer without entries that lack a text or a type. A tail the repair
+/// cannot close (cut inside a key) is cut back to the last complete object first.
+fn prune_entities(text: &str) -> Option<String> {
+    let mut v = parse_lenient(text).ok().map(|(v, _)| v);
+    let mut end = text.len();
+    for _ in 0..32 {
+        if v.is_some() {
+            break;
+        }
+        end = text[..end].rfind('}')?;
+        v = parse_lenient(&text[..=end]).ok().map(|(v, _)| v);
+    }
+    let mut v = v?;
+    for item in v.get_mut("items")?.as_array_mut()? {
+        if let Some(list) = item.get_mut("entities").and_then(Value::as_array_mut) {
+            list.retain(|e| {
+                e["text"].as_str().is_some_and(|t| !t.is_empty()) && e["type"].is_string()
+            });
+        }
+    }
+    Some(v.to_string())
+}
+
+/// The id of the last item of a packed answer (the one being written when it was cut).
+fn last_item_id(text: &str) -> Option<String> {
+    let (v, _) = parse_lenient(text).ok()?;
+    let last = v["items"].as_array()?.last()?;
+    last["id"].as_str().map(str::to_owned)
 }
 
 /// Rounds (in transient-failure units) the most-tried of `units` has been through.
@@ -640,14 +928,24 @@ fn refuses_format(e: &RequestError) -> bool {
 }
 
 /// Completion tokens to allow an item.
+///
+/// What the schema's bounds allow (an answer that fits them is never cut), and for entities no
+/// more than the page's length can call for: a page of `n` tokens names at most about `n / 2`
+/// tokens' worth of entities.
 pub(crate) fn completion_budget(kind: TaskKind, item_tokens: u64, tasks: &Tasks) -> u64 {
-    match kind {
+    let bound = tasks.get(kind).and_then(|t| t.item_token_bound());
+    let heuristic = match kind {
         TaskKind::Entities => (40 + item_tokens / 2).min(1500),
         TaskKind::Summary => {
             let words = tasks.summary.as_ref().map_or(80, |t| t.max_words());
             u64::from(words) * 2 + 40
         }
-        TaskKind::Metadata => 600,
+        TaskKind::Metadata => 1200,
+    };
+    match (kind, bound) {
+        (TaskKind::Entities, Some(b)) => heuristic.min(b),
+        (_, Some(b)) => b.min(4000),
+        (_, None) => heuristic,
     }
 }
 
@@ -665,6 +963,12 @@ fn record(outcome: &Outcome) -> RequestEnd {
             .iter()
             .filter_map(|ex| ex.error.as_ref())
             .map(|e| e.class.to_string())
+            .collect(),
+        retried_messages: outcome
+            .retried
+            .iter()
+            .filter_map(|ex| ex.error.as_ref())
+            .map(ToString::to_string)
             .collect(),
         ..RequestEnd::default()
     };

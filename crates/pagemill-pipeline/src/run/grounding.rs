@@ -60,6 +60,9 @@ pub struct Mention {
     pub grounding: Grounding,
     /// Similarity of the match (1 for exact and normalized).
     pub score: f64,
+    /// Why it is kept only under `--ungrounded keep-flagged` (`not_a_date`, `not_an_amount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 /// Places the mentions `(text, type)` a model returned for one page.
@@ -81,6 +84,7 @@ pub fn ground(page_text: &str, page: u32, mentions: &[(String, String)]) -> Vec<
             end: None,
             grounding: Grounding::None,
             score: 0.0,
+            flag: None,
         };
         if text.is_empty() {
             out.push(m);

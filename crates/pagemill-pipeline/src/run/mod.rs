@@ -10,6 +10,7 @@
 //! - [`quote`]: tokens and cost before running.
 
 mod batch;
+pub mod checks;
 mod exec;
 pub mod grounding;
 pub mod output;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::Document;
 use crate::store::{Ledger, StoreError};
 use crate::tasks::TaskKind;
-pub use output::{DocumentResult, RunSummary, UngroundedPolicy};
+pub use output::{DocumentResult, Examples, RunSummary, UngroundedPolicy};
 pub use plan::{PageSkip, Tasks, Work};
 
 /// How many items go in one request.
@@ -115,6 +116,8 @@ pub struct RunOptions {
     pub batch_poll: Duration,
     /// Most items in one batch file.
     pub batch_max_lines: usize,
+    /// Most items in one request, whatever the pack size says (small models).
+    pub max_pack: usize,
 }
 
 impl Default for RunOptions {
@@ -133,6 +136,7 @@ impl Default for RunOptions {
             batch: false,
             batch_poll: Duration::from_secs(10),
             batch_max_lines: 50_000,
+            max_pack: exec::AUTO_MAX_ITEMS,
         }
     }
 }
@@ -190,6 +194,10 @@ pub struct Progress {
     pub shrinks: AtomicU64,
     /// Batches submitted.
     pub batches: AtomicU64,
+    /// Streams cancelled because their answer looped.
+    pub loops: AtomicU64,
+    /// Completion tokens those cancellations spared (their `max_tokens` less what came).
+    pub loop_tokens_saved: AtomicU64,
 }
 
 impl Progress {
@@ -213,15 +221,21 @@ impl Progress {
         )
     }
 
-    /// Tokens (prompt + completion) and known cost so far.
-    pub fn spend(&self) -> (u64, u64) {
+    /// Tokens (prompt + completion) and known cost so far, in picodollars (`None` until a
+    /// request of known cost has finished: an endpoint without prices never shows `$0`).
+    pub fn spend(&self) -> (u64, Option<u64>) {
         let mut tokens = 0;
         let mut cost = 0;
+        let mut known = 0;
         for t in &self.tasks {
             tokens += t.prompt.load(Ordering::Relaxed) + t.completion.load(Ordering::Relaxed);
             cost += t.cost_pico.load(Ordering::Relaxed);
+            known += t
+                .requests
+                .load(Ordering::Relaxed)
+                .saturating_sub(t.cost_unknown.load(Ordering::Relaxed));
         }
-        (tokens, cost)
+        (tokens, (known > 0).then_some(cost))
     }
 }
 
@@ -305,7 +319,8 @@ pub async fn run(
         tracing::error!("run stopped: {e}");
     }
     let ledger = shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
-    let documents = output::documents(docs, &shared.work, &skips, &ledger, policy)?;
+    let examples = Examples::of(&shared.tasks);
+    let documents = output::documents(docs, &shared.work, &skips, &ledger, policy, &examples)?;
     let summary = output::summary(
         &documents,
         &shared.work,

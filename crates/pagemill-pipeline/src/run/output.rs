@@ -12,6 +12,7 @@ use pagemill_client::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::checks::{self, ValueGrounding};
 use super::grounding::{Entity, Grounding, Mention, merge};
 use super::plan::{PageSkip, Work};
 use super::{Progress, exec};
@@ -20,17 +21,42 @@ use crate::store::{Ledger, StoreError, UnitRow, UnitStatus};
 use crate::tasks::TaskKind;
 
 /// Version of the document result format.
-pub const RESULT_SCHEMA_VERSION: u32 = 1;
+pub const RESULT_SCHEMA_VERSION: u32 = 2;
 
-/// What happens to mentions that could not be found in their page.
+/// What happens to values the document does not back: mentions and metadata not found in the
+/// document, and mentions typed `date` or `money` that are neither. Values from the prompt's
+/// worked examples are left out under either policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UngroundedPolicy {
-    /// Keep them, with `grounding: "none"` and no offsets.
-    #[default]
+    /// Keep them, flagged (`grounding: "none"` and no offsets, or a `flag`).
     KeepFlagged,
-    /// Leave them out (their count is reported).
+    /// Leave them out, counted by reason in `dropped`.
+    #[default]
     Drop,
+}
+
+/// The worked examples' values, by task: what a model copying its prompt would return.
+#[derive(Debug, Clone, Default)]
+pub struct Examples {
+    /// From the entities prompt.
+    pub entities: Vec<String>,
+    /// From the metadata prompt.
+    pub metadata: Vec<String>,
+}
+
+impl Examples {
+    /// The example values of the tasks that are on.
+    pub fn of(tasks: &super::Tasks) -> Self {
+        let of = |t: Option<&crate::tasks::Task>| {
+            t.map(|t| checks::example_values(t.system_prompt()))
+                .unwrap_or_default()
+        };
+        Self {
+            entities: of(tasks.entities.as_ref()),
+            metadata: of(tasks.metadata.as_ref()),
+        }
+    }
 }
 
 impl std::str::FromStr for UngroundedPolicy {
@@ -92,6 +118,9 @@ pub struct SectionResult {
     /// Why not done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What is doubtful about the summary (e.g. a copy of another section's), when anything is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 /// A unit given up on.
@@ -122,12 +151,18 @@ pub struct DocumentResult {
     pub pages: Vec<PageResult>,
     /// Entities, merged from grounded mentions.
     pub entities: Vec<Entity>,
-    /// Ungrounded mentions left out by the `drop` policy.
-    pub ungrounded_dropped: usize,
+    /// Values left out (mentions and metadata), by reason: `ungrounded`, `not_a_date`,
+    /// `not_an_amount`, `from_example`.
+    pub dropped: std::collections::BTreeMap<String, usize>,
     /// Sections with their summaries.
     pub sections: Vec<SectionResult>,
-    /// Metadata, when done.
+    /// Metadata, when done: only values the policy keeps.
     pub metadata: Option<Value>,
+    /// Where each kept metadata value is in the document (derived fields such as
+    /// `language` are not looked up).
+    pub metadata_grounding: Vec<ValueGrounding>,
+    /// What is doubtful about the metadata (e.g. repeated keywords, removed).
+    pub metadata_flags: Vec<String>,
     /// Where metadata stands.
     pub metadata_state: State,
     /// Units given up on.
@@ -151,7 +186,9 @@ pub fn documents(
     skips: &[PageSkip],
     ledger: &Ledger,
     policy: UngroundedPolicy,
+    examples: &Examples,
 ) -> Result<Vec<DocumentResult>, StoreError> {
+    let keep_flagged = policy == UngroundedPolicy::KeepFlagged;
     let keys: Vec<String> = work.iter().map(|w| w.key.clone()).collect();
     let rows: HashMap<String, UnitRow> = ledger
         .units(&keys)?
@@ -174,7 +211,7 @@ pub fn documents(
         let mut dead = Vec::new();
         let mut mentions: Vec<Mention> = Vec::new();
         let mut pages = Vec::with_capacity(doc.pages.len());
-        let mut dropped = 0;
+        let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
         for p in &doc.pages {
             let skip = skips.iter().find(|s| s.doc == d && s.page == p.number);
             let (st, reason, n) = match (skip, find(TaskKind::Entities, Some(p.number), None)) {
@@ -192,15 +229,28 @@ pub fn documents(
                         .and_then(|r| r.result.as_ref())
                         .and_then(|v| serde_json::from_value(v["mentions"].clone()).ok())
                         .unwrap_or_default();
-                    let before = found.len();
-                    let kept: Vec<Mention> = found
-                        .into_iter()
-                        .filter(|m| {
-                            policy == UngroundedPolicy::KeepFlagged
-                                || m.grounding != Grounding::None
-                        })
-                        .collect();
-                    dropped += before - kept.len();
+                    let mut kept: Vec<Mention> = Vec::with_capacity(found.len());
+                    for mut m in found {
+                        let why = if m.grounding == Grounding::None
+                            && checks::from_example(&m.text, &examples.entities)
+                        {
+                            Some(checks::reason::FROM_EXAMPLE)
+                        } else {
+                            match checks::mention_flag(&m) {
+                                Some(f) if keep_flagged => {
+                                    if f != checks::reason::UNGROUNDED {
+                                        m.flag = Some(f.to_owned());
+                                    }
+                                    None
+                                }
+                                other => other,
+                            }
+                        };
+                        match why {
+                            Some(why) => *dropped.entry(why.to_owned()).or_default() += 1,
+                            None => kept.push(m),
+                        }
+                    }
                     let n = kept.len();
                     mentions.extend(kept);
                     (st, reason, n)
@@ -217,7 +267,7 @@ pub fn documents(
         }
         let mut sections = Vec::with_capacity(doc.sections.len());
         for s in &doc.sections {
-            let (summary, st, reason) = match find(TaskKind::Summary, None, Some(s.id)) {
+            let (summary, st, reason, flag) = match find(TaskKind::Summary, None, Some(s.id)) {
                 Some((w, row)) => {
                     let (st, reason) = state(row);
                     if st == State::Failed {
@@ -227,15 +277,16 @@ pub fn documents(
                             reason: reason.clone().unwrap_or_default(),
                         });
                     }
-                    let summary = row
-                        .and_then(|r| r.result.as_ref())
-                        .and_then(|v| v["summary"].as_str().map(str::to_owned));
-                    (summary, st, reason)
+                    let result = row.and_then(|r| r.result.as_ref());
+                    let summary = result.and_then(|v| v["summary"].as_str().map(str::to_owned));
+                    let flag = result.and_then(|v| v["flag"].as_str().map(str::to_owned));
+                    (summary, st, reason, flag)
                 }
                 None => (
                     None,
                     State::Skipped,
                     Some("no text or summaries not requested".into()),
+                    None,
                 ),
             };
             sections.push(SectionResult {
@@ -246,6 +297,7 @@ pub fn documents(
                 summary,
                 state: st,
                 reason,
+                flag,
             });
         }
         let (metadata, metadata_state) = match find(TaskKind::Metadata, None, None) {
@@ -261,6 +313,41 @@ pub fn documents(
                 (row.and_then(|r| r.result.clone()), st)
             }
             None => (None, State::Skipped),
+        };
+        // Results are `{"values", "flags"}`; ledgers from before hold the values alone.
+        let (metadata, metadata_flags) = match metadata {
+            Some(v) if v.get("values").is_some() => {
+                let flags = v["flags"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (Some(v["values"].clone()), flags)
+            }
+            other => (other, Vec::new()),
+        };
+        let page_texts: Vec<(u32, &str)> = doc
+            .pages
+            .iter()
+            .map(|p| (p.number, p.text.as_str()))
+            .collect();
+        let (metadata, metadata_grounding) = match metadata {
+            Some(values) => {
+                let found = checks::ground_metadata(&page_texts, &values, &doc.hints);
+                let kept = checks::keep_metadata(
+                    &values,
+                    &found,
+                    keep_flagged,
+                    &examples.metadata,
+                    &mut dropped,
+                );
+                let grounding = checks::ground_metadata(&page_texts, &kept, &doc.hints);
+                (Some(kept), grounding)
+            }
+            None => (None, Vec::new()),
         };
         let complete = pages
             .iter()
@@ -278,9 +365,11 @@ pub fn documents(
             complete,
             pages,
             entities: merge(mentions),
-            ungrounded_dropped: dropped,
+            dropped,
             sections,
             metadata,
+            metadata_grounding,
+            metadata_flags,
             metadata_state,
             dead_letters: dead,
             warnings: doc.warnings.clone(),
@@ -316,8 +405,8 @@ pub struct TaskSummary {
     pub prompt_tokens_per_page: f64,
     /// Client retries.
     pub retries: u64,
-    /// Known cost, USD.
-    pub cost_usd: f64,
+    /// Known cost, USD (`None` when no request of the task had a known cost).
+    pub cost_usd: Option<f64>,
 }
 
 /// What a run did and spent.
@@ -369,6 +458,11 @@ pub struct RunSummary {
     pub shrinks: u64,
     /// Batches submitted (batch mode).
     pub batches: u64,
+    /// Streams cancelled because the answer looped (the unit was re-run or re-asked).
+    pub loops_cancelled: u64,
+    /// Completion tokens those cancellations spared: each request's `max_tokens` less the
+    /// tokens that came (an upper bound: a loop could have ended by itself).
+    pub loop_tokens_saved: u64,
     /// Known cost of this run, USD (`None` when no request had a known cost).
     pub cost_usd: Option<f64>,
     /// Cost per page processed, USD.
@@ -379,6 +473,8 @@ pub struct RunSummary {
     pub errors: std::collections::BTreeMap<String, u64>,
     /// Units given up on, across documents.
     pub dead_letters: u64,
+    /// Values left out of the results, by reason (see the document results' `dropped`).
+    pub dropped: std::collections::BTreeMap<String, u64>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
 }
@@ -412,6 +508,8 @@ pub(crate) fn summary(
         fallbacks: load(&progress.fallbacks),
         shrinks: load(&progress.shrinks),
         batches: load(&progress.batches),
+        loops_cancelled: load(&progress.loops),
+        loop_tokens_saved: load(&progress.loop_tokens_saved),
         stopped,
         ..RunSummary::default()
     };
@@ -426,6 +524,9 @@ pub(crate) fn summary(
             }
         }
         s.dead_letters += d.dead_letters.len() as u64;
+        for (why, n) in &d.dropped {
+            *s.dropped.entry(why.clone()).or_default() += *n as u64;
+        }
     }
     let ent = exec::slot(TaskKind::Entities);
     // Pages processed this run: entities units finished or failed now (at least 1).
@@ -448,7 +549,8 @@ pub(crate) fn summary(
             completion_tokens: load(&t.completion),
             prompt_tokens_per_page: round2(load(&t.prompt) as f64 / pages_now),
             retries: load(&t.retries),
-            cost_usd: load(&t.cost_pico) as f64 / 1e12,
+            cost_usd: (load(&t.requests) > load(&t.cost_unknown))
+                .then(|| load(&t.cost_pico) as f64 / 1e12),
         };
         prompt += ts.prompt_tokens;
         cached += ts.cached_tokens;

@@ -31,6 +31,8 @@ pub struct Work {
     pub section: Option<u32>,
     /// Tokens of `text`.
     pub tokens: u64,
+    /// Metadata candidates sent with the item (metadata only).
+    pub hints: Option<crate::ingest::Hints>,
 }
 
 /// A page that gets no entities unit, and why.
@@ -84,13 +86,20 @@ pub fn plan(
     let mut skips = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
         let short = &doc.id[..doc.id.len().min(8)];
+        let hints = (!doc.hints.is_empty()).then_some(&doc.hints);
         let mut unit = |kind: TaskKind, target: String, item_id: String, text: String| {
             let Some(task) = tasks.get(kind) else { return };
+            let hints = hints.filter(|_| kind == TaskKind::Metadata).cloned();
+            // What is sent decides the answer: the candidates too.
+            let content_hash = match &hints {
+                Some(h) => hash(&format!("{text}\u{0}{h:?}")),
+                None => hash(&text),
+            };
             let spec = UnitSpec {
                 document_id: doc.id.clone(),
                 task: kind.name().to_owned(),
                 target,
-                content_hash: hash(&text),
+                content_hash,
                 prompt_version: task.prompt_version(),
                 model: model.to_owned(),
                 schema_hash: hash(&task.schema().to_string()),
@@ -106,6 +115,7 @@ pub fn plan(
                 text,
                 page,
                 section,
+                hints,
             });
         };
         if tasks.entities.is_some() {

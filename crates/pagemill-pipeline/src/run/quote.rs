@@ -88,7 +88,7 @@ pub fn quote(
         let (k, budget) = match (kind, opts.pack) {
             (TaskKind::Metadata, _) => (1, u64::MAX),
             (_, PackSize::Fixed(k)) => (k.max(1), u64::MAX),
-            (_, PackSize::Auto) => (AUTO_MAX_ITEMS, opts.pack_tokens),
+            (_, PackSize::Auto) => (AUTO_MAX_ITEMS.min(opts.max_pack.max(1)), opts.pack_tokens),
         };
         let prefix = tokenizer.count(task.system_prompt());
         let mut rest = &units[..];
@@ -102,6 +102,7 @@ pub fn quote(
                 .map(|w| Item {
                     id: &w.item_id,
                     text: &w.text,
+                    hints: w.hints.as_ref(),
                 })
                 .collect();
             q.prompt_tokens += tokenizer.count_messages(&task.messages(&items));

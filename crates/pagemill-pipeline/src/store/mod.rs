@@ -200,6 +200,44 @@ pub struct RequestEnd {
     /// The error class of each retried attempt.
     #[serde(default)]
     pub retried_errors: Vec<String>,
+    /// What each retried attempt's error said (already redacted by the client), so transient
+    /// failures can be diagnosed, not only counted.
+    #[serde(default)]
+    pub retried_messages: Vec<String>,
+}
+
+/// The `retried_errors` column: `[{"class", "message"}]` (ledgers before held classes alone).
+fn retried_json(end: &RequestEnd) -> Option<String> {
+    let list: Vec<serde_json::Value> = end
+        .retried_errors
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            serde_json::json!({"class": class, "message": end.retried_messages.get(i)})
+        })
+        .collect();
+    serde_json::to_string(&list).ok()
+}
+
+/// Reads the `retried_errors` column, either shape: (classes, messages).
+pub(crate) fn retried_parse(text: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let list: Vec<serde_json::Value> = text
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let mut classes = Vec::with_capacity(list.len());
+    let mut messages = Vec::new();
+    for v in list {
+        match v {
+            serde_json::Value::String(c) => classes.push(c),
+            v => {
+                classes.push(v["class"].as_str().unwrap_or("unknown").to_owned());
+                if let Some(m) = v["message"].as_str() {
+                    messages.push(m.to_owned());
+                }
+            }
+        }
+    }
+    (classes, messages)
 }
 
 /// A request as recorded.
@@ -556,7 +594,7 @@ impl Ledger {
                     end.timeline,
                     now(),
                     end.retries,
-                    serde_json::to_string(&end.retried_errors).ok()
+                    retried_json(end)
                 ],
             )
             .map_err(self.sql())?;
@@ -763,7 +801,9 @@ pub(crate) fn each_request(
     let n = |v: Option<i64>| v.map(|v| v.max(0) as u64);
     let rows = st.query_map([], |r| {
         let status: String = r.get(6)?;
-        Ok(RequestRow {
+        let (retried_errors, retried_messages) =
+            retried_parse(r.get::<_, Option<String>>(16)?.as_deref());
+        let mut row = RequestRow {
             id: r.get(0)?,
             run_id: r.get(1)?,
             endpoint: r.get(2)?,
@@ -781,15 +821,16 @@ pub(crate) fn each_request(
                 cost_pico: n(r.get(12)?),
                 timeline: r.get(13)?,
                 retries: r.get::<_, i64>(14)?.clamp(0, i64::from(u32::MAX)) as u32,
-                retried_errors: r
-                    .get::<_, Option<String>>(16)?
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
+                retried_errors: Vec::new(),
+                retried_messages: Vec::new(),
             },
             status,
             started_at: r.get(15)?,
             finished_at: r.get(18)?,
-        })
+        };
+        row.end.retried_errors = retried_errors;
+        row.end.retried_messages = retried_messages;
+        Ok(row)
     })?;
     for row in rows {
         f(row?);

@@ -49,6 +49,11 @@ pub struct TaskConfig {
     pub metadata_max_keywords: u32,
     /// Replaces the metadata schema (a JSON Schema object), e.g. to add fields.
     pub metadata_schema: Option<Value>,
+    /// Most entities in one item's answer.
+    pub max_entities: u32,
+    /// Prompts for a small model: no worked example where a small model copies it instead of
+    /// following it (summaries).
+    pub small: bool,
 }
 
 /// The entity types asked for unless configured otherwise.
@@ -69,6 +74,8 @@ impl Default for TaskConfig {
             summary_max_words: 80,
             metadata_max_keywords: 8,
             metadata_schema: None,
+            max_entities: 200,
+            small: false,
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct Item<'a> {
     pub id: &'a str,
     /// The page or section text.
     pub text: &'a str,
+    /// Metadata candidates found in the document's form (metadata only).
+    pub hints: Option<&'a crate::ingest::Hints>,
 }
 
 /// A task, ready to render requests.
@@ -102,17 +111,19 @@ pub struct TaskError {
     source: minijinja::Error,
 }
 
-const ENTITIES_V1: &str = include_str!("../../prompts/entities.v1.jinja");
-const SUMMARY_V1: &str = include_str!("../../prompts/summary.v1.jinja");
-const METADATA_V1: &str = include_str!("../../prompts/metadata.v1.jinja");
+const ENTITIES_V2: &str = include_str!("../../prompts/entities.v2.jinja");
+const SUMMARY_V2: &str = include_str!("../../prompts/summary.v2.jinja");
+const SUMMARY_SMALL_V2: &str = include_str!("../../prompts/summary-small.v2.jinja");
+const METADATA_V2: &str = include_str!("../../prompts/metadata.v2.jinja");
 
 impl Task {
     /// The current version of `kind` under `config`.
     pub fn new(kind: TaskKind, config: &TaskConfig) -> Result<Self, TaskError> {
-        let (name, template) = match kind {
-            TaskKind::Entities => ("entities.v1", ENTITIES_V1),
-            TaskKind::Summary => ("summary.v1", SUMMARY_V1),
-            TaskKind::Metadata => ("metadata.v1", METADATA_V1),
+        let (name, template_version, template) = match kind {
+            TaskKind::Entities => ("entities.v2", "v2", ENTITIES_V2),
+            TaskKind::Summary if config.small => ("summary-small.v2", "v2", SUMMARY_SMALL_V2),
+            TaskKind::Summary => ("summary.v2", "v2", SUMMARY_V2),
+            TaskKind::Metadata => ("metadata.v2", "v2", METADATA_V2),
         };
         let mut env = Environment::new();
         env.set_keep_trailing_newline(true);
@@ -133,7 +144,7 @@ impl Task {
             .map_err(err)?;
         Ok(Self {
             kind,
-            template_version: "v1",
+            template_version,
             system: system.trim_end().to_owned(),
             schema: schema(kind, config),
             max_words: config.summary_max_words,
@@ -169,15 +180,45 @@ impl Task {
         &self.schema
     }
 
+    /// Most completion tokens one item's answer can take under the schema's bounds (string
+    /// lengths, array sizes), or `None` when some part is unbounded. Packed tasks: one entry of
+    /// `items`; metadata: the whole answer.
+    pub fn item_token_bound(&self) -> Option<u64> {
+        let entry = self
+            .schema
+            .pointer("/properties/items/items")
+            .unwrap_or(&self.schema);
+        token_bound(entry)
+    }
+
     /// `response_format` asking for the schema (for endpoints that accept `json_schema`).
     pub fn response_format(&self) -> Value {
         json!({"type": "json_schema", "json_schema": {"name": self.kind.name(), "strict": false, "schema": self.schema}})
     }
 
     /// `response_format` narrowed to one request: exactly `ids.len()` items, each with one of
-    /// `ids` (packed tasks; metadata is unchanged).
-    pub fn response_format_for(&self, ids: &[&str]) -> Value {
+    /// `ids` (packed tasks); metadata with candidates: the title one of them (or null), each
+    /// author one of them.
+    pub fn response_format_for(&self, ids: &[&str], hints: Option<&crate::ingest::Hints>) -> Value {
         let mut schema = self.schema.clone();
+        if let Some(h) = hints {
+            if !h.titles.is_empty()
+                && let Some(t) = schema.pointer_mut("/properties/title")
+            {
+                let mut options: Vec<Value> = h.titles.iter().map(|t| json!(t)).collect();
+                options.push(Value::Null);
+                *t = json!({"enum": options});
+            }
+            if !h.authors.is_empty()
+                && let Some(a) = schema.pointer_mut("/properties/authors")
+            {
+                // One slot per candidate: the name, or "" when that candidate did not write it.
+                // A small model asked for a free list stops after the first name.
+                let slots: Vec<Value> =
+                    h.authors.iter().map(|c| json!({"enum": [c, ""]})).collect();
+                *a = json!({"type": "array", "prefixItems": slots, "minItems": slots.len(), "maxItems": slots.len()});
+            }
+        }
         if let Some(items) = schema.pointer_mut("/properties/items") {
             items["minItems"] = json!(ids.len());
             items["maxItems"] = json!(ids.len());
@@ -203,9 +244,69 @@ impl Task {
                 "<item id=\"{}\">\n{}\n</item>\n",
                 item.id, item.text
             ));
+            if let Some(h) = item.hints.filter(|h| !h.is_empty()) {
+                user.push_str(&candidates(h));
+            }
         }
         vec![Message::system(self.system.clone()), Message::user(user)]
     }
+}
+
+/// An upper bound on the tokens of JSON valid under `schema`: about three characters a token
+/// (short names and numbers tokenize worse than prose), plus quotes, keys and separators.
+pub fn token_bound(schema: &Value) -> Option<u64> {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values
+            .iter()
+            .map(|v| v.to_string().len() as u64 / 3 + 2)
+            .max();
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => return None,
+    };
+    let mut best = 0;
+    for t in types {
+        let b = match t {
+            "null" | "boolean" => 2,
+            "integer" | "number" => 8,
+            "string" => schema.get("maxLength")?.as_u64()? / 3 + 3,
+            "array" => {
+                let n = schema.get("maxItems")?.as_u64()?;
+                n * (token_bound(schema.get("items")?)? + 1) + 2
+            }
+            "object" => {
+                let props = schema.get("properties")?.as_object()?;
+                let mut sum = 2;
+                for (k, v) in props {
+                    sum += k.len() as u64 / 3 + 3 + token_bound(v)?;
+                }
+                sum
+            }
+            _ => return None,
+        };
+        best = best.max(b);
+    }
+    Some(best)
+}
+
+/// The candidates block after a metadata item.
+fn candidates(h: &crate::ingest::Hints) -> String {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mut out = String::from("Candidates found in the document's layout and properties:\n");
+    if !h.titles.is_empty() {
+        out.push_str(&format!("title: {}\n", list(&h.titles)));
+    }
+    if !h.authors.is_empty() {
+        out.push_str(&format!("authors: {}\n", list(&h.authors)));
+    }
+    out
 }
 
 /// The answer schema of a task. Arrays and strings are bounded, so a small model constrained
@@ -224,7 +325,7 @@ fn schema(kind: TaskKind, config: &TaskConfig) -> Value {
             "type": "object",
             "properties": {
                 "id": {"type": "string", "maxLength": 64},
-                "entities": {"type": "array", "maxItems": 200, "items": {
+                "entities": {"type": "array", "maxItems": config.max_entities, "items": {
                     "type": "object",
                     "properties": {
                         "text": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -247,17 +348,17 @@ fn schema(kind: TaskKind, config: &TaskConfig) -> Value {
             "additionalProperties": false
         })),
         TaskKind::Metadata => config.metadata_schema.clone().unwrap_or_else(|| {
-            let list = |max: u32| json!({"type": "array", "maxItems": max, "items": {"type": "string", "maxLength": 200}});
+            let list = |max: u32, len: u32| json!({"type": "array", "maxItems": max, "items": {"type": "string", "minLength": 1, "maxLength": len}});
             json!({
                 "type": "object",
                 "properties": {
-                    "title": {"type": ["string", "null"], "maxLength": 300},
-                    "authors": list(32),
+                    "title": {"type": ["string", "null"], "maxLength": 200},
+                    "authors": list(12, 80),
                     "date": {"type": ["string", "null"], "maxLength": 10},
                     "document_type": {"type": ["string", "null"], "maxLength": 40},
                     "language": {"type": ["string", "null"], "maxLength": 8},
-                    "keywords": list(config.metadata_max_keywords),
-                    "parties": list(32)
+                    "keywords": list(config.metadata_max_keywords, 60),
+                    "parties": list(8, 120)
                 },
                 "required": ["title", "authors", "date", "document_type", "language", "keywords", "parties"],
                 "additionalProperties": false
@@ -275,10 +376,12 @@ mod tests {
             Item {
                 id: "p1",
                 text: "On 1 June 2020 Initech hired Peter Gibbons in Austin.",
+                hints: None,
             },
             Item {
                 id: "p2",
                 text: "Initech paid $400 under the Fair Labor Standards Act.",
+                hints: None,
             },
         ]
     }
@@ -293,7 +396,10 @@ mod tests {
                 "--- system ---\n{}\n--- user ---\n{}",
                 m[0].content, m[1].content
             );
-            insta::assert_snapshot!(format!("{}_v1", kind.name()), rendered);
+            insta::assert_snapshot!(
+                format!("{}_{}", kind.name(), task.template_version),
+                rendered
+            );
         }
     }
 
@@ -320,7 +426,7 @@ mod tests {
         let base = TaskConfig::default();
         let v = |c: &TaskConfig| Task::new(TaskKind::Entities, c).unwrap().prompt_version();
         assert_eq!(v(&base), v(&base));
-        assert!(v(&base).starts_with("entities-v1-"));
+        assert!(v(&base).starts_with("entities-v2-"));
         let mut other = base.clone();
         other.entity_types.push("vehicle".into());
         assert_ne!(v(&base), v(&other));
@@ -336,7 +442,7 @@ mod tests {
     #[test]
     fn a_narrowed_schema_takes_exactly_the_requests_items() {
         let task = Task::new(TaskKind::Entities, &TaskConfig::default()).unwrap();
-        let f = task.response_format_for(&["d:p1", "d:p2"]);
+        let f = task.response_format_for(&["d:p1", "d:p2"], None);
         let schema = &f["json_schema"]["schema"];
         let ok = json!({"items": [{"id": "d:p1", "entities": []}, {"id": "d:p2", "entities": []}]});
         let short = json!({"items": [{"id": "d:p1", "entities": []}]});

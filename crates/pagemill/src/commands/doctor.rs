@@ -119,6 +119,7 @@ pub async fn check_endpoint(endpoint: Endpoint) -> EndpointReport {
     };
 
     // Reachable, model listed.
+    let owner: Option<String>;
     let start = mono_ns();
     match client.get_json("models").await {
         Err(e) => {
@@ -137,6 +138,15 @@ pub async fn check_endpoint(endpoint: Endpoint) -> EndpointReport {
                 .map(|a| a.iter().filter_map(|m| m["id"].as_str()).collect())
                 .unwrap_or_default();
             let model = &client.endpoint().model;
+            owner = body["data"]
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .find(|m| m["id"].as_str() == Some(model))
+                        .or(a.first())
+                })
+                .and_then(|m| m["owned_by"].as_str())
+                .map(str::to_owned);
             if !(200..300).contains(&status) {
                 report.push(
                     "model listed",
@@ -239,7 +249,49 @@ pub async fn check_endpoint(endpoint: Endpoint) -> EndpointReport {
         report.push(name, status, detail);
     }
     report.push("param stream_options", stream_options.0, stream_options.1);
+    let (status, detail) = per_request_schemas(client.endpoint(), owner.as_deref());
+    report.push("per-request schemas", status, detail);
     report
+}
+
+/// Servers that compile a grammar for each request's schema cheaply (llama.cpp, vLLM, SGLang,
+/// pagemill's own engine), told by `owned_by` in `/models`: there, narrowing each pipeline request's
+/// schema to its own items and candidates costs nothing and keeps small models on track.
+const GRAMMAR_SERVERS: [&str; 4] = ["llamacpp", "vllm", "sglang", "pagemill-local"];
+
+/// The "per-request schemas" check: whether the endpoint should narrow schemas, and does.
+pub fn per_request_schemas(ep: &Endpoint, owner: Option<&str>) -> (Status, String) {
+    let capable = owner.is_some_and(|o| GRAMMAR_SERVERS.contains(&o));
+    match (capable, ep.per_request_schema) {
+        (true, true) => (
+            Status::Ok,
+            format!(
+                "on ({} compiles a grammar per request)",
+                owner.unwrap_or("?")
+            ),
+        ),
+        (true, false) => (
+            Status::Warn,
+            format!(
+                "off, though {} compiles a grammar per request: set `per_request_schema = true` (and `prompt_profile = \"small\"` for a model under ~1B parameters)",
+                owner.unwrap_or("?")
+            ),
+        ),
+        (false, true) => (
+            Status::Ok,
+            format!(
+                "on (server `{}`: if it compiles schemas slowly or bills for them, turn it off)",
+                owner.unwrap_or("unknown")
+            ),
+        ),
+        (false, false) => (
+            Status::Ok,
+            format!(
+                "off (server `{}` not known to compile schemas per request cheaply)",
+                owner.unwrap_or("unknown")
+            ),
+        ),
+    }
 }
 
 fn probe_request() -> ChatRequest {

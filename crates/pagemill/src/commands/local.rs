@@ -100,6 +100,7 @@ mod enabled {
         ep.limits.max_concurrency = Some(engine.info().slots * 2);
         // Constrained decoding follows the schema exactly: tell it the items of each request.
         ep.per_request_schema = true;
+        ep.prompt_profile = pagemill_client::PromptProfile::Small;
         Ok((handle, ep))
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::Table;
-use pagemill_client::{Client, Money, Tokenizer};
+use pagemill_client::{Client, Money, PromptProfile, Tokenizer};
 use pagemill_pipeline::ingest::Document;
 use pagemill_pipeline::run::{
     FormatMode, PackSize, Progress, RunOptions, RunSummary, Tasks, UngroundedPolicy,
@@ -28,6 +28,47 @@ pub(crate) struct Prepared {
     pub(crate) skipped: Vec<(PathBuf, String)>,
     pub(crate) tasks: Tasks,
     pub(crate) opts: RunOptions,
+    config: TaskConfig,
+    kinds: Vec<TaskKind>,
+}
+
+impl Prepared {
+    /// Fits the tasks and packing to how the primary endpoint's model is prompted: a small
+    /// model gets at most [`SMALL_PACK`] items a request and at most [`SMALL_ENTITIES`] entities
+    /// an item (see docs/ARCHITECTURE.md, "Prompt profiles", for the measurements).
+    pub(crate) fn fit(&mut self, profile: PromptProfile) -> anyhow::Result<()> {
+        if profile != PromptProfile::Small {
+            return Ok(());
+        }
+        self.config.max_entities = self.config.max_entities.min(SMALL_ENTITIES);
+        self.config.small = true;
+        self.tasks = build_tasks(&self.kinds, &self.config)?;
+        self.opts.max_pack = self.opts.max_pack.min(SMALL_PACK);
+        Ok(())
+    }
+}
+
+/// Most items in one request to a small model.
+const SMALL_PACK: usize = 4;
+/// Most entities in one item's answer from a small model.
+const SMALL_ENTITIES: u32 = 40;
+
+fn build_tasks(kinds: &[TaskKind], config: &TaskConfig) -> anyhow::Result<Tasks> {
+    let mut tasks = Tasks {
+        entities: None,
+        summary: None,
+        metadata: None,
+        metadata_tokens: 1500,
+    };
+    for &kind in kinds {
+        let task = Task::new(kind, config)?;
+        match kind {
+            TaskKind::Entities => tasks.entities = Some(task),
+            TaskKind::Summary => tasks.summary = Some(task),
+            TaskKind::Metadata => tasks.metadata = Some(task),
+        }
+    }
+    Ok(tasks)
 }
 
 /// Reads the inputs and builds the tasks `args` ask for.
@@ -47,26 +88,16 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
         jsonschema_check(&schema).with_context(|| format!("`{}`", path.display()))?;
         config.metadata_schema = Some(schema);
     }
-    let mut tasks = Tasks {
-        entities: None,
-        summary: None,
-        metadata: None,
-        metadata_tokens: 1500,
-    };
+    let mut kinds = Vec::new();
     for name in &args.tasks {
-        let kind = match name.trim() {
+        kinds.push(match name.trim() {
             "entities" => TaskKind::Entities,
             "summary" | "summaries" => TaskKind::Summary,
             "metadata" => TaskKind::Metadata,
             other => anyhow::bail!("unknown task `{other}` (entities, summary, metadata)"),
-        };
-        let task = Task::new(kind, &config)?;
-        match kind {
-            TaskKind::Entities => tasks.entities = Some(task),
-            TaskKind::Summary => tasks.summary = Some(task),
-            TaskKind::Metadata => tasks.metadata = Some(task),
-        }
+        });
     }
+    let tasks = build_tasks(&kinds, &config)?;
     let opts = RunOptions {
         pack: args.pack.parse::<PackSize>().map_err(anyhow::Error::msg)?,
         pack_tokens: args.pack_tokens,
@@ -78,6 +109,8 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
         skipped,
         tasks,
         opts,
+        config,
+        kinds,
     })
 }
 
@@ -109,8 +142,7 @@ pub(crate) fn result_file(out: &Path, path: &str, id: &str) -> PathBuf {
 
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.pipeline).await?;
-    let mut opts = prepared.opts;
+    let mut prepared = prepare(&args.pipeline).await?;
     let wanted: Vec<String> = args
         .endpoint
         .iter()
@@ -127,6 +159,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let primary = endpoints
         .first()
         .ok_or(pagemill_client::ClientError::NoEndpoint)?;
+    prepared.fit(primary.endpoint().prompt_profile)?;
+    let mut opts = prepared.opts.clone();
     opts.force = args.force;
     opts.max_reasks = args.max_reasks;
     opts.format = args
@@ -211,6 +245,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             args.out.display(),
             store.display()
         )?;
+        if outcome.summary.endpoints.first().map(String::as_str) == Some(settings::LOCAL_ENDPOINT) {
+            write!(stdout, "{}", LOCAL_NOTE)?;
+        }
     }
     let s = &outcome.summary;
     Ok(if s.pages_pending > 0 || s.stopped.is_some() {
@@ -221,6 +258,13 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         ExitCode::SUCCESS
     })
 }
+
+/// The closing lines of a run on the embedded model.
+pub(crate) const LOCAL_NOTE: &str = "\
+note: this ran on the embedded model, SmolLM2-135M: a tiny model for trying pagemill with no key
+      and no network. Its extractions are modest. For real work, point pagemill at an endpoint:
+  OPENAI_API_KEY=... pagemill run INPUTS    (or an [[endpoint]] in pagemill.toml: see pagemill.example.toml)
+";
 
 /// Writes through a temporary file and a rename, so a killed run never leaves half a file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -272,7 +316,7 @@ pub(crate) fn summary_text(s: &RunSummary) -> String {
             ts.completion_tokens.to_string(),
             format!("{:.1}", ts.prompt_tokens_per_page),
             ts.retries.to_string(),
-            usd((s.cost_usd.is_some()).then_some(ts.cost_usd)),
+            usd(ts.cost_usd),
         ]);
     }
     let mut out = format!("{t}\n");
@@ -300,6 +344,19 @@ pub(crate) fn summary_text(s: &RunSummary) -> String {
     if !s.errors.is_empty() {
         let list: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("errors by class: {}\n", list.join(" · ")));
+    }
+    if !s.dropped.is_empty() {
+        let list: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!(
+            "values left out as not backed by the document: {} (`--ungrounded keep-flagged` keeps them, flagged)\n",
+            list.join(" · ")
+        ));
+    }
+    if s.loops_cancelled > 0 {
+        out.push_str(&format!(
+            "{} looping answer(s) cancelled mid-stream, sparing up to {} completion tokens\n",
+            s.loops_cancelled, s.loop_tokens_saved
+        ));
     }
     if s.dead_letters > 0 {
         out.push_str(&format!(
@@ -342,7 +399,8 @@ impl Bars {
                 pages.set_position(p);
                 units.set_length(ut);
                 units.set_position(u);
-                units.set_message(format!("{tokens} tokens · {}", Money(cost)));
+                let cost = cost.map_or_else(|| "cost unknown".to_owned(), |c| Money(c).to_string());
+                units.set_message(format!("{tokens} tokens · {cost}"));
                 if done.load(Ordering::Relaxed) {
                     pages.finish();
                     units.finish();

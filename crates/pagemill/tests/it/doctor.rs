@@ -127,3 +127,18 @@ async fn doctor_cli_json_and_table_over_two_endpoints() {
         "{text}"
     );
 }
+
+#[test]
+fn per_request_schemas_are_advised_for_servers_that_compile_grammars() {
+    use pagemill::commands::doctor::{Status, per_request_schemas};
+    let mut ep = pagemill_client::Endpoint::new("llama", "http://127.0.0.1:1/v1", "m");
+    let (status, detail) = per_request_schemas(&ep, Some("llamacpp"));
+    assert_eq!(status, Status::Warn);
+    assert!(detail.contains("per_request_schema = true"), "{detail}");
+    ep.per_request_schema = true;
+    assert_eq!(per_request_schemas(&ep, Some("vllm")).0, Status::Ok);
+    ep.per_request_schema = false;
+    let (status, detail) = per_request_schemas(&ep, Some("openai"));
+    assert_eq!(status, Status::Ok);
+    assert!(detail.starts_with("off"), "{detail}");
+}

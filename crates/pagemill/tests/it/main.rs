@@ -12,3 +12,4 @@ mod report;
 mod run;
 mod setup;
 mod sim;
+mod truth;

@@ -139,8 +139,9 @@ async fn every_page_of_the_corpus_ends_with_a_result_or_a_reason() {
         }
     }
     assert_eq!(pages_seen, 415);
+    // The simulator types random quotes as dates and amounts too: those are dropped.
     assert!(
-        grounded > 600,
+        grounded > 500,
         "the simulator quotes pages, so mentions ground: {grounded}"
     );
 
@@ -407,11 +408,14 @@ async fn sloppy_answers_are_rerun_alone_reasked_or_dead_lettered_with_reasons() 
     assert_eq!(s["pages_pending"], 0);
     assert!(s["tasks"]["entities"]["done"].as_u64().unwrap() > 0);
 
-    // Answers that are never usable end in the dead-letter list, with why.
-    let mut hopeless = Profile::instant();
-    hopeless.content.sloppy = 1.0;
-    let sim = Sim::start(hopeless).await.unwrap();
-    let cfg = config(&dir, "h.toml", "sim", &sim.base_url(), "");
+    // Answers that are never usable end in the dead-letter list, with why. (A sloppy
+    // simulator is not hopeless: asked again, with the items, it sometimes answers well.)
+    let hopeless = pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), |_| {
+        pagemill_sim::script::completion("{\"items\": [{\"id\": \"nobody\"", None)
+    })
+    .await
+    .unwrap();
+    let cfg = config(&dir, "h.toml", "sim", &hopeless.base_url(), "");
     let out = run(
         &dir,
         &cfg,

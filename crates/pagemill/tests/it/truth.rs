@@ -1,0 +1,293 @@
+//! What a run reports is true to the document: values it cannot find are dropped (counted by
+//! reason) or kept flagged, the prompt's worked examples never leak, nonsense dates and amounts
+//! are caught, copied summaries and repeated keywords are re-asked once and then flagged, and a
+//! looping answer is cancelled mid-stream. Against scripted servers that answer like a small
+//! model does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pagemill_sim::script;
+use serde_json::{Value, json};
+
+use crate::chat::{pagemill, tempdir};
+use crate::run::config;
+
+const DOC: &str = "# Supply Agreement\n\nMade on 14 March 2025 between Halvorsen Marine Supplies AS, of Bergen, and Clearwater Fisheries Ltd, of Aberdeen.\n\n## 1. Goods\n\nThe Supplier delivers 2,400 mooring lines to Torry Quay for GBP 186,000.\n\n## 2. Law\n\nThis agreement is governed by the laws of Scotland.\n";
+
+/// The ids of the items in a request's user message.
+fn ids(body: &Value) -> Vec<String> {
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    user.split("<item id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn system(body: &Value) -> &str {
+    body["messages"][0]["content"].as_str().unwrap_or("")
+}
+
+/// A re-ask carries the earlier answer and the reason after the first two messages.
+fn reask_reason(body: &Value) -> Option<String> {
+    body["messages"][3]["content"].as_str().map(str::to_owned)
+}
+
+/// Answers as a small model does: entities with an example's name, a made-up one and a
+/// "date" that is none; one summary for every section; metadata with a party from the
+/// prompt's example and a keyword twice.
+async fn small_model(reasks: Arc<std::sync::Mutex<Vec<String>>>) -> pagemill_sim::ServerHandle {
+    pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), move |req| {
+        let body = req.json();
+        if let Some(r) = reask_reason(&body) {
+            reasks.lock().unwrap().push(r);
+        }
+        let sys = system(&body);
+        let answer = if sys.starts_with("You extract") {
+            let items: Vec<Value> = ids(&body)
+                .into_iter()
+                .map(|id| {
+                    json!({"id": id, "entities": [
+                        {"text": "Halvorsen Marine Supplies AS", "type": "organization"},
+                        {"text": "Bergen", "type": "date"},
+                        {"text": "GBP 186,000", "type": "money"},
+                        {"text": "Quillfeather Bakery", "type": "organization"},
+                        {"text": "Zorblax Holdings", "type": "organization"}
+                    ]})
+                })
+                .collect();
+            json!({ "items": items })
+        } else if sys.starts_with("You summarize") {
+            let items: Vec<Value> = ids(&body)
+                .into_iter()
+                .map(|id| json!({"id": id, "summary": "The parties agree on the delivery of mooring lines."}))
+                .collect();
+            json!({ "items": items })
+        } else {
+            json!({"title": "Supply Agreement", "authors": [], "date": "2025-03-14",
+                   "document_type": "contract", "language": "en",
+                   "keywords": ["mooring lines", "Mooring lines", "Torry Quay"],
+                   "parties": ["Clearwater Fisheries Ltd", "Ilse Varga", "Globex Corporation"]})
+        };
+        script::completion(&answer.to_string(), None)
+    })
+    .await
+    .unwrap()
+}
+
+fn run(dir: &std::path::Path, cfg: &std::path::Path, out: &str, extra: &[&str]) -> Value {
+    let o = pagemill(dir)
+        .arg("--config")
+        .arg(cfg)
+        .args([
+            "run",
+            "agreement.md",
+            "-o",
+            out,
+            "--json",
+            "-q",
+            "--pack",
+            "4",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.code() == Some(0),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    s
+}
+
+fn result(dir: &std::path::Path, out: &str) -> Value {
+    let path = std::fs::read_dir(dir.join(out))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("agreement.md.")
+        })
+        .unwrap();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_what_the_document_backs_is_reported_and_the_rest_is_counted() {
+    let dir = tempdir("truth");
+    std::fs::write(dir.join("agreement.md"), DOC).unwrap();
+    let reasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = small_model(Arc::clone(&reasks)).await;
+    let cfg = config(&dir, "p.toml", "small", &server.base_url(), "");
+
+    let s = run(&dir, &cfg, "out", &["--no-stream"]);
+    let d = result(&dir, "out");
+    assert_eq!(d["complete"], true, "{d}");
+
+    // Entities: the grounded organization and amount stay; the rest is counted by reason.
+    let kept: Vec<(&str, &str)> = d["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["text"].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert!(
+        kept.contains(&("Halvorsen Marine Supplies AS", "organization")),
+        "{kept:?}"
+    );
+    assert!(kept.contains(&("GBP 186,000", "money")), "{kept:?}");
+    for gone in ["Bergen", "Quillfeather Bakery", "Zorblax Holdings"] {
+        assert!(
+            kept.iter().all(|(t, _)| *t != gone),
+            "{gone} kept: {kept:?}"
+        );
+    }
+    let pages = d["pages"].as_array().unwrap().len() as u64;
+    let dropped = &d["dropped"];
+    assert_eq!(dropped["not_a_date"], pages, "{dropped}");
+    assert_eq!(
+        dropped["from_example"].as_u64().unwrap(),
+        pages + 1,
+        "{dropped}"
+    );
+    assert_eq!(
+        dropped["ungrounded"].as_u64().unwrap(),
+        pages + 1,
+        "{dropped}"
+    );
+    assert_eq!(
+        s["dropped"], *dropped,
+        "the summary adds the documents' counts"
+    );
+
+    // Metadata: grounded values with offsets; the example's party and an invented one gone.
+    let m = &d["metadata"];
+    assert_eq!(m["parties"], json!(["Clearwater Fisheries Ltd"]), "{m}");
+    assert_eq!(
+        m["keywords"],
+        json!(["mooring lines", "Torry Quay"]),
+        "repeats removed"
+    );
+    let g = d["metadata_grounding"].as_array().unwrap();
+    let date = g.iter().find(|x| x["field"] == "date").unwrap();
+    assert_eq!(date["source_text"], "14 March 2025");
+    assert_eq!(date["page"], 1);
+    let title = g.iter().find(|x| x["field"] == "title").unwrap();
+    assert_eq!(
+        (title["start"].as_u64(), title["grounding"].as_str()),
+        (Some(2), Some("exact"))
+    );
+    assert!(g.iter().all(|x| x["grounding"] != "none"), "{g:?}");
+
+    // Copies and repeats: re-asked once with the reason, then kept with a flag.
+    let reasons = reasks.lock().unwrap().clone();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("values repeat in keywords")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("repeats, nearly word for word")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        d["metadata_flags"][0],
+        "repeated values removed: keywords (\"mooring lines\" ×2)"
+    );
+    // One sentence for every section: a copy, or about what the section does not say.
+    let sections = d["sections"].as_array().unwrap();
+    let flags: Vec<&str> = sections.iter().filter_map(|s| s["flag"].as_str()).collect();
+    assert_eq!(flags.len(), sections.len(), "{sections:?}");
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.starts_with("near-identical to the summary of section"))
+    );
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.starts_with("mostly words the section does not contain"))
+    );
+
+    // keep-flagged keeps what is not backed, flagged, and still never an example's value.
+    let s2 = run(
+        &dir,
+        &cfg,
+        "out",
+        &["--no-stream", "--ungrounded", "keep-flagged"],
+    );
+    assert_eq!(s2["requests"], 0, "changing the policy costs no request");
+    let d = result(&dir, "out");
+    let mentions: Vec<&Value> = d["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["mentions"].as_array().unwrap())
+        .collect();
+    assert!(
+        mentions
+            .iter()
+            .any(|m| m["text"] == "Bergen" && m["flag"] == "not_a_date")
+    );
+    assert!(
+        mentions
+            .iter()
+            .any(|m| m["text"] == "Zorblax Holdings" && m["grounding"] == "none")
+    );
+    assert!(mentions.iter().all(|m| m["text"] != "Quillfeather Bakery"));
+    assert_eq!(
+        d["metadata"]["parties"],
+        json!(["Clearwater Fisheries Ltd", "Globex Corporation"])
+    );
+    assert_eq!(d["dropped"], json!({"from_example": pages + 1}));
+}
+
+/// Streams `{"title": "Aer: Aer: Aer: …` for as long as it is read, the first time; answers
+/// properly when asked again.
+async fn looping() -> (pagemill_sim::ServerHandle, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let server = pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), move |req| {
+        let body = req.json();
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        if n == 0 {
+            let mut pieces = vec!["{\"title\": \""];
+            pieces.extend(std::iter::repeat_n("Aer: ", 2000));
+            return script::stream(&pieces, None, Duration::ZERO, script::Framing::default());
+        }
+        let _ = body;
+        let answer = json!({"title": "Supply Agreement", "authors": [], "date": null,
+                            "document_type": "contract", "language": "en", "keywords": [], "parties": []});
+        script::stream(&[&answer.to_string()], None, Duration::ZERO, script::Framing::default())
+    })
+    .await
+    .unwrap();
+    (server, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_answer_is_cancelled_mid_stream_and_asked_again() {
+    let dir = tempdir("truth-loop");
+    std::fs::write(dir.join("agreement.md"), DOC).unwrap();
+    let (server, calls) = looping().await;
+    let cfg = config(&dir, "p.toml", "small", &server.base_url(), "");
+    let s = run(&dir, &cfg, "out", &["--tasks", "metadata"]);
+    assert_eq!(s["loops_cancelled"], 1, "{s}");
+    let saved = s["loop_tokens_saved"].as_u64().unwrap();
+    let spent = s["tasks"]["metadata"]["completion_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(saved > 200 && spent < 200, "saved {saved}, spent {spent}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let d = result(&dir, "out");
+    assert_eq!(d["metadata"]["title"], "Supply Agreement");
+}
