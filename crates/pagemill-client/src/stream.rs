@@ -478,21 +478,19 @@ async fn read_stream(
         drain(body, idle, deadline).await;
         return;
     }
-    if !saw_done {
-        if let Err(e) = parser.finish(&mut items) {
-            return ex.fail(RequestError::new(
-                FailureKind::TooLarge,
-                ErrorClass::Transient,
-                e.to_string(),
-            ));
-        }
-        if !items.is_empty() {
-            ex.notes
-                .push("stream ended without the blank line after its last event".into());
-        }
-        if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
-            return ex.fail(e);
-        }
+    if let Err(e) = parser.finish(&mut items) {
+        return ex.fail(RequestError::new(
+            FailureKind::TooLarge,
+            ErrorClass::Transient,
+            e.to_string(),
+        ));
+    }
+    if !items.is_empty() {
+        ex.notes
+            .push("stream ended without the blank line after its last event".into());
+    }
+    if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
+        return ex.fail(e);
     }
     if !saw_done {
         if ex.finish_reason.is_some() {

@@ -478,25 +478,45 @@ fn find_date(page: &str, iso: &str) -> Option<Mention> {
 }
 
 /// Metadata as kept under the policy, with what was left out and why.
+///
+/// Returns the metadata kept and the grounding of its values (list indices as they are after
+/// the removals).
 pub fn keep_metadata(
     answer: &Value,
-    grounding: &[ValueGrounding],
+    grounding: Vec<ValueGrounding>,
     keep_flagged: bool,
     examples: &[String],
     dropped: &mut BTreeMap<String, usize>,
-) -> Value {
+) -> (Value, Vec<ValueGrounding>) {
     let mut out = answer.clone();
     let mut remove: Vec<(String, Option<usize>)> = Vec::new();
-    for g in grounding.iter().filter(|g| g.grounding == Grounding::None) {
-        let why = if from_example(&g.value, examples) {
-            reason::FROM_EXAMPLE
+    let mut kept = Vec::with_capacity(grounding.len());
+    for g in grounding {
+        let why = if g.grounding != Grounding::None {
+            None
+        } else if from_example(&g.value, examples) {
+            Some(reason::FROM_EXAMPLE)
         } else if keep_flagged {
-            continue;
+            None
         } else {
-            reason::UNGROUNDED
+            Some(reason::UNGROUNDED)
         };
-        *dropped.entry(why.to_owned()).or_default() += 1;
-        remove.push((g.field.clone(), g.index));
+        match why {
+            Some(why) => {
+                *dropped.entry(why.to_owned()).or_default() += 1;
+                remove.push((g.field, g.index));
+            }
+            None => kept.push(g),
+        }
+    }
+    for g in &mut kept {
+        if let Some(i) = g.index.as_mut() {
+            let before = remove
+                .iter()
+                .filter(|(f, r)| *f == g.field && r.is_some_and(|r| r < *i))
+                .count();
+            *i -= before;
+        }
     }
     // Indices from the back, so earlier ones stay valid.
     remove.sort_by_key(|r| std::cmp::Reverse(r.1));
@@ -509,7 +529,7 @@ pub fn keep_metadata(
             _ => {}
         }
     }
-    out
+    (out, kept)
 }
 
 /// Similarity of two texts as word sets (Dice over folded words): 1 for the same words.
@@ -684,7 +704,7 @@ mod tests {
 
         let examples = vec![fold("Initech Ltd"), fold("hosting services")];
         let mut dropped = BTreeMap::new();
-        let kept = keep_metadata(&answer, &g, true, &examples, &mut dropped);
+        let (kept, _) = keep_metadata(&answer, g.clone(), true, &examples, &mut dropped);
         assert_eq!(
             kept["parties"],
             json!(["Northwind Traders"]),
@@ -707,11 +727,11 @@ mod tests {
         );
         let g2 = ground_metadata(&[(1, p1)], &answer2, &Default::default());
         let mut dropped = BTreeMap::new();
-        let kept = keep_metadata(&answer2, &g2, false, &examples, &mut dropped);
+        let (kept, _) = keep_metadata(&answer2, g2.clone(), false, &examples, &mut dropped);
         assert_eq!(kept["title"], Value::Null);
         assert_eq!(kept["parties"], json!(["Globex Corporation"]));
         assert_eq!(dropped[reason::UNGROUNDED], 1);
-        let kept = keep_metadata(&answer2, &g2, true, &examples, &mut BTreeMap::new());
+        let (kept, _) = keep_metadata(&answer2, g2, true, &examples, &mut BTreeMap::new());
         assert_eq!(
             kept["title"], "Made Up",
             "keep-flagged keeps what is not an example"

@@ -673,16 +673,12 @@ impl Shared {
         }
     }
 
-    /// Answers that are well-formed but not worth keeping as they are: a summary copied from
-    /// another section of the document, a keyword list with repeats. The first time, the unit
-    /// fails with the reason (so it is re-run or re-asked); after that, its answer is kept with
-    /// the returned flag.
-    /// Returns the flags of answers kept, and the units refused with their answer (as the
-    /// model would have written it alone) and the reason.
+    /// Answers that are well-formed but not worth keeping as they are (see [`Problem`]). The
+    /// first time, the unit is refused: it goes back alone with its answer and the reason.
+    /// After that, its answer is kept with the problem's flag, or, for a fatal problem, fails
+    /// like any unusable answer. Returns the flags of answers kept and the refused units with
+    /// their answer (as the model would have written it alone) and the reason.
     #[allow(clippy::type_complexity)]
-    ///
-    /// A summary that copies the prompt's worked example is worse than doubtful: it is never
-    /// kept; the second time, the unit fails like any unusable answer.
     fn quality(
         &self,
         job: &Job,
@@ -697,85 +693,26 @@ impl Shared {
             let Some(answer) = answers.get(&w.item_id) else {
                 continue;
             };
-            let mut fatal = false;
             let problem = match w.kind {
                 TaskKind::Summary => {
                     let s = answer["summary"].as_str().unwrap_or("").to_owned();
-                    let example = checks::borrowed_words(&s, &self.example_words, &w.text)
-                        >= EXAMPLE_BORROWED;
-                    let copy = self.copied_summary(u, &s, &in_pack);
+                    let problem = self.summary_problem(u, &s, &in_pack);
                     in_pack.push((u, s));
-                    let unsupported =
-                        checks::unsupported_words(&in_pack[in_pack.len() - 1].1, &w.text);
-                    if example {
-                        fatal = true;
-                        Some((
-                            "it copies the worked example of the instructions: summarise this section's own text".to_owned(),
-                            String::new(),
-                        ))
-                    } else if let Some(missing) = unsupported {
-                        let shown = missing
-                            .iter()
-                            .take(5)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        Some((
-                            format!(
-                                "it speaks of what the section does not mention ({shown}): summarise this section's own text"
-                            ),
-                            format!("mostly words the section does not contain ({shown})"),
-                        ))
-                    } else {
-                        copy.map(|other| {
-                        (
-                            format!(
-                                "its summary repeats, nearly word for word, the summary of {other}: summarise this section's own text"
-                            ),
-                            format!("near-identical to the summary of {other}"),
-                        )
-                    })
-                    }
+                    problem
                 }
-                TaskKind::Metadata => {
-                    // Every list field (keywords, authors, parties…): each value once.
-                    let mut repeats: Vec<(String, Vec<String>)> = answer
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .filter_map(|(k, v)| {
-                                    Some((k.clone(), checks::repeated(v.as_array()?)))
-                                })
-                                .filter(|(_, r)| !r.is_empty())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    repeats.sort();
-                    (!repeats.is_empty()).then(|| {
-                        let list = |(field, r): &(String, Vec<String>)| {
-                            format!("{field} ({})", r.join(", "))
-                        };
-                        let all: Vec<String> = repeats.iter().map(list).collect();
-                        let all = all.join(", ");
-                        (
-                            format!("values repeat in {all}: list each one once"),
-                            format!("repeated values removed: {all}"),
-                        )
-                    })
-                }
+                TaskKind::Metadata => metadata_problem(answer),
                 TaskKind::Entities => None,
             };
-            let Some((why, flag)) = problem else { continue };
+            let Some(Problem { why, flag, fatal }) = problem else {
+                continue;
+            };
             let first = {
                 let mut q = self.queue();
                 let st = q.state.entry(u).or_default();
                 st.quality += 1;
                 st.quality == 1
             };
-            if !first && fatal {
-                answers.remove(&w.item_id);
-                failed.push((u, format!("invalid answer for item `{}`: {why}", w.item_id)));
-            } else if first {
+            if first {
                 if let Some(a) = answers.remove(&w.item_id) {
                     let alone = match w.kind {
                         TaskKind::Metadata => a.to_string(),
@@ -783,11 +720,47 @@ impl Shared {
                     };
                     refused.push((u, alone, why));
                 }
+            } else if fatal {
+                answers.remove(&w.item_id);
+                failed.push((u, format!("invalid answer for item `{}`: {why}", w.item_id)));
             } else {
                 flags.insert(u, flag);
             }
         }
         (flags, refused)
+    }
+
+    /// What is wrong with a summary of unit `u`, if anything: it borrows the prompt's example
+    /// (fatal), speaks mostly of what its section does not say, or copies another section's.
+    fn summary_problem(&self, u: usize, s: &str, in_pack: &[(usize, String)]) -> Option<Problem> {
+        let text = &self.work[u].text;
+        if checks::borrowed_words(s, &self.example_words, text) >= EXAMPLE_BORROWED {
+            return Some(Problem {
+                why: "it copies the worked example of the instructions: summarise this section's own text".to_owned(),
+                flag: String::new(),
+                fatal: true,
+            });
+        }
+        if let Some(missing) = checks::unsupported_words(s, text) {
+            let shown = missing
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Some(Problem {
+                why: format!(
+                    "it speaks of what the section does not mention ({shown}): summarise this section's own text"
+                ),
+                flag: format!("mostly words the section does not contain ({shown})"),
+                fatal: false,
+            });
+        }
+        self.copied_summary(u, s, in_pack).map(|other| Problem {
+            why: format!("its summary repeats, nearly word for word, the summary of {other}: summarise this section's own text"),
+            flag: format!("near-identical to the summary of {other}"),
+            fatal: false,
+        })
     }
 
     /// The section whose summary (committed, or earlier in this pack) `summary` copies, if any:
@@ -863,6 +836,37 @@ impl Shared {
             }
         }
     }
+}
+
+/// An answer well-formed but not worth keeping as it is.
+struct Problem {
+    /// Told to the model when it is asked again.
+    why: String,
+    /// Kept with the answer when asking again did not help.
+    flag: String,
+    /// Never kept: the second time, the unit fails.
+    fatal: bool,
+}
+
+/// Metadata whose list fields (keywords, authors, parties…) hold a value twice.
+fn metadata_problem(answer: &Value) -> Option<Problem> {
+    let mut repeats: Vec<String> = answer
+        .as_object()?
+        .iter()
+        .filter_map(|(field, v)| {
+            let r = checks::repeated(v.as_array()?);
+            (!r.is_empty()).then(|| format!("{field} ({})", r.join(", ")))
+        })
+        .collect();
+    repeats.sort();
+    (!repeats.is_empty()).then(|| {
+        let all = repeats.join(", ");
+        Problem {
+            why: format!("values repeat in {all}: list each one once"),
+            flag: format!("repeated values removed: {all}"),
+            fatal: false,
+        }
+    })
 }
 
 /// A repaired entities answer without entries that lack a text or a type. A tail the repair

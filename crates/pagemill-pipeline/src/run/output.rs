@@ -337,14 +337,13 @@ pub fn documents(
         let (metadata, metadata_grounding) = match metadata {
             Some(values) => {
                 let found = checks::ground_metadata(&page_texts, &values, &doc.hints);
-                let kept = checks::keep_metadata(
+                let (kept, grounding) = checks::keep_metadata(
                     &values,
-                    &found,
+                    found,
                     keep_flagged,
                     &examples.metadata,
                     &mut dropped,
                 );
-                let grounding = checks::ground_metadata(&page_texts, &kept, &doc.hints);
                 (Some(kept), grounding)
             }
             None => (None, Vec::new()),
