@@ -91,6 +91,12 @@ impl Client {
         &self.endpoint
     }
 
+    /// The server closes connections it kept alive, so each request opens a new one (see
+    /// [`crate::transport`]).
+    pub fn reuse_abandoned(&self) -> bool {
+        self.transport.reuse_abandoned()
+    }
+
     /// The tokenizer used when the server reports no usage.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer

@@ -5,11 +5,20 @@
 //! reused and how long a new one took to open. The connector here wraps hyper-rustls's, stamps
 //! every new connection with an id and its connect time (TCP + TLS), and hyper hands that stamp
 //! back in each response's extensions.
+//!
+//! Some servers close a kept-alive connection right after a response without saying so
+//! (llama.cpp's llama-server after every streamed response: its HTTP library ends the chunked
+//! body and then drops the socket, with no `Connection: close`). The pool hands that connection
+//! to the next request before the close is seen, and the request fails before any answer. The
+//! stream wrapper here watches for exactly that — the peer closing a connection that had
+//! answered before, while a new request on it waits — and once it is seen more often than a
+//! reused connection succeeds, the transport stops reusing connections (requests carry
+//! `Connection: close`), says so once, and reports it ([`Transport::reuse_abandoned`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -55,6 +64,51 @@ struct StampInner {
     uses: AtomicU64,
     /// When bytes were last written to the connection (the request's last byte, on HTTP/1.1).
     last_write_ns: AtomicU64,
+    /// A request was written and its response headers have not arrived.
+    awaiting: AtomicBool,
+    reuse: Arc<Reuse>,
+}
+
+/// What one transport has seen of connection reuse (see the module docs).
+#[derive(Debug, Default)]
+struct Reuse {
+    /// Requests answered on a reused connection.
+    reused_ok: AtomicU64,
+    /// Reused connections the peer closed under a waiting request.
+    closed_under_request: AtomicU64,
+    /// Stop reusing: the server closes what it keeps alive.
+    abandoned: AtomicBool,
+    endpoint: String,
+    /// HTTP/2 may be spoken: connections are multiplexed and this does not apply.
+    http2: bool,
+}
+
+impl Reuse {
+    /// Closes seen before reuse is given up, at the least (one can be a race with an idle
+    /// timeout; a server that always closes shows it on every reuse).
+    const MIN_CLOSES: u64 = 2;
+
+    fn closed_under_request(&self) {
+        if self.http2 {
+            return;
+        }
+        let closed = self.closed_under_request.fetch_add(1, Ordering::Relaxed) + 1;
+        let ok = self.reused_ok.load(Ordering::Relaxed);
+        if closed >= Self::MIN_CLOSES
+            && closed > ok
+            && !self.abandoned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                closed,
+                reused_ok = ok,
+                "the server closes connections it had kept alive as soon as they are reused \
+                 (llama-server does this after every streamed response); opening a new \
+                 connection for each request from now on \
+                 (set transport.fresh_connections = true to start that way)"
+            );
+        }
+    }
 }
 
 /// The hyper-rustls connector, timed.
@@ -62,6 +116,7 @@ struct StampInner {
 struct TimedConnector {
     inner: HttpsConnector<HttpConnector>,
     next_id: Arc<AtomicU64>,
+    reuse: Arc<Reuse>,
 }
 
 impl tower_service::Service<Uri> for TimedConnector {
@@ -77,6 +132,7 @@ impl tower_service::Service<Uri> for TimedConnector {
         let start = mono_ns();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connecting = self.inner.call(uri);
+        let reuse = self.reuse.clone();
         Box::pin(async move {
             let inner = connecting.await?;
             let stamp = ConnStamp(Arc::new(StampInner {
@@ -84,8 +140,14 @@ impl tower_service::Service<Uri> for TimedConnector {
                 connect_ns: mono_ns().saturating_sub(start),
                 uses: AtomicU64::new(0),
                 last_write_ns: AtomicU64::new(0),
+                awaiting: AtomicBool::new(false),
+                reuse,
             }));
-            Ok(TimedStream { inner, stamp })
+            Ok(TimedStream {
+                inner,
+                stamp,
+                scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            })
         })
     }
 }
@@ -94,7 +156,12 @@ impl tower_service::Service<Uri> for TimedConnector {
 struct TimedStream {
     inner: MaybeHttpsStream<TokioIo<TcpStream>>,
     stamp: ConnStamp,
+    /// What each read lands in first (see `poll_read`).
+    scratch: Box<[u8]>,
 }
+
+/// Bytes read from a connection at a time (hyper asks for 8 KiB and more).
+const READ_CHUNK: usize = 16 * 1024;
 
 impl Connection for TimedStream {
     fn connected(&self) -> Connected {
@@ -106,9 +173,30 @@ impl hyper::rt::Read for TimedStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        // Read through our own buffer, to see how much came (the cursor cannot be asked after
+        // it is lent, and filling it directly needs `unsafe`); one copy of what is read.
+        let this = self.get_mut();
+        let want = buf.remaining().min(this.scratch.len());
+        if want == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut scratch = hyper::rt::ReadBuf::new(&mut this.scratch[..want]);
+        let res = Pin::new(&mut this.inner).poll_read(cx, scratch.unfilled());
+        let n = scratch.filled().len();
+        buf.put_slice(&this.scratch[..n]);
+        let closed = match &res {
+            Poll::Ready(Ok(())) => n == 0,
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        };
+        let s = &this.stamp.0;
+        if closed && s.awaiting.swap(false, Ordering::Relaxed) && s.uses.load(Ordering::Relaxed) > 0
+        {
+            s.reuse.closed_under_request();
+        }
+        res
     }
 }
 
@@ -157,6 +245,7 @@ impl TimedStream {
                 .0
                 .last_write_ns
                 .store(mono_ns(), Ordering::Relaxed);
+            self.stamp.0.awaiting.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -166,6 +255,7 @@ impl TimedStream {
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
     config: TransportConfig,
+    reuse: Arc<Reuse>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -194,9 +284,15 @@ impl Transport {
         } else {
             builder.enable_http1().wrap_connector(http)
         };
+        let reuse = Arc::new(Reuse {
+            endpoint: endpoint.name.clone(),
+            http2: config.http2,
+            ..Reuse::default()
+        });
         let connector = TimedConnector {
             inner: https,
             next_id: Arc::new(AtomicU64::new(1)),
+            reuse: reuse.clone(),
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(hyper_util::rt::TokioTimer::new())
@@ -211,6 +307,7 @@ impl Transport {
         Ok(Self {
             client: b.build(connector),
             config,
+            reuse,
         })
     }
 
@@ -219,11 +316,23 @@ impl Transport {
         &self.config
     }
 
+    /// The server was seen closing kept-alive connections under new requests, so each request
+    /// now opens its own connection (see the module docs).
+    pub fn reuse_abandoned(&self) -> bool {
+        self.reuse.abandoned.load(Ordering::Relaxed)
+    }
+
     /// Sends a request and waits for the response headers (bounded by the request timeout).
     pub async fn send(
         &self,
-        req: http::Request<Full<Bytes>>,
+        mut req: http::Request<Full<Bytes>>,
     ) -> Result<(http::Response<Incoming>, Option<ConnectionInfo>), RequestError> {
+        if self.reuse_abandoned() {
+            req.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         let timeout = Endpoint::secs(self.config.request_timeout_secs);
         let res = match tokio::time::timeout(timeout, self.client.request(req)).await {
             Err(_) => {
@@ -237,7 +346,11 @@ impl Transport {
             Ok(Ok(res)) => res,
         };
         let conn = res.extensions().get::<ConnStamp>().map(|s| {
+            s.0.awaiting.store(false, Ordering::Relaxed);
             let previous_uses = s.0.uses.fetch_add(1, Ordering::Relaxed);
+            if previous_uses > 0 {
+                s.0.reuse.reused_ok.fetch_add(1, Ordering::Relaxed);
+            }
             let written = s.0.last_write_ns.load(Ordering::Relaxed);
             ConnectionInfo {
                 id: s.0.id,

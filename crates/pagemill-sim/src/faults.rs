@@ -47,6 +47,7 @@ impl Fault {
             "multiline_data" => quirk(|q| q.multiline_data = true),
             "split_utf8" => quirk(|q| q.split_utf8 = true),
             "late_end" => quirk(|q| q.late_end = true),
+            "close_after_stream" => quirk(|q| q.close_after_stream = true),
             other => return Err(format!("unknown fault `{other}` in the profile's script")),
         })
     }
@@ -68,6 +69,7 @@ impl Fault {
                     (q.multiline_data, "multiline_data"),
                     (q.split_utf8, "split_utf8"),
                     (q.late_end, "late_end"),
+                    (q.close_after_stream, "close_after_stream"),
                 ] {
                     if on {
                         names.push(n);

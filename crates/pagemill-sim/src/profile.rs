@@ -120,7 +120,8 @@ pub struct Faults {
     /// Fault names for the first chat requests, in order (`ok` for none); after the script,
     /// the probabilities apply. Names: `status_500`, `status_502`, `status_503`,
     /// `reset_before_headers`, `reset_mid_stream`, `truncated`, `malformed_chunk`,
-    /// `slow_headers`, `crlf`, `no_space`, `multiline_data`, `split_utf8`, `ok`.
+    /// `slow_headers`, `crlf`, `no_space`, `multiline_data`, `split_utf8`, `late_end`,
+    /// `close_after_stream`, `ok`.
     pub script: Vec<String>,
 }
 
@@ -138,6 +139,9 @@ pub struct FramingQuirks {
     pub split_utf8: bool,
     /// The body ends in a separate, later write after `[DONE]` (llama-server's framing).
     pub late_end: bool,
+    /// The connection closes as soon as a streamed body has ended, though its head did not say
+    /// `Connection: close` (llama-server's, through cpp-httplib).
+    pub close_after_stream: bool,
 }
 
 /// What answers contain.

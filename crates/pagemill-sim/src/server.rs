@@ -23,7 +23,7 @@ use hyper_util::server::conn::auto;
 use pagemill_client::clock::mono_ns;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The largest request body read (64 MiB; batch input files can be big).
@@ -315,6 +315,10 @@ pub struct Sink {
     pending: Vec<u8>,
     entry: LogEntry,
     log: Arc<Log>,
+    /// Asks the connection's task to close the connection once this response is done.
+    closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
+    /// Dropped when the body has ended, for that task.
+    body_ended: Option<oneshot::Sender<()>>,
 }
 
 impl Sink {
@@ -404,17 +408,35 @@ impl Sink {
     /// drops a response whose body fails before its head is written, which would turn a
     /// mid-stream reset into a reset before headers.
     pub async fn reset_after_sent(mut self) {
+        self.wait_written().await;
+        if self.body.is_some() {
+            // Taken from the channel is not yet written to the socket: give hyper's write a
+            // moment before the connection breaks.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.reset();
+    }
+
+    /// Closes the connection a moment after this response's body has ended, though its head
+    /// did not say `Connection: close`: what llama-server (cpp-httplib) does after every
+    /// streamed response. A client that reuses the connection at once loses that request.
+    pub fn close_connection_after_body(&mut self) {
+        let (ended, body_ended) = oneshot::channel();
+        if self.closer.send(body_ended).is_ok() {
+            self.body_ended = Some(ended);
+        }
+    }
+
+    /// Waits (200 ms at most) until hyper has taken every queued frame, so the head and what
+    /// was sent are on their way to the socket.
+    async fn wait_written(&mut self) {
         self.flush().await;
         if let Some(tx) = &mut self.body {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
             while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
-            // Taken from the channel is not yet written to the socket: give hyper's write a
-            // moment before the connection breaks.
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        self.reset();
     }
 
     /// Records a fault in the log entry.
@@ -435,11 +457,16 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
+        self.body = None;
+        self.body_ended = None;
         let mut entry = std::mem::take(&mut self.entry);
         entry.done_ns = Some(mono_ns());
         self.log.push(entry);
     }
 }
+
+/// How long after a body's end [`Sink::close_connection_after_body`] closes the connection.
+const CLOSE_AFTER_BODY: Duration = Duration::from_millis(5);
 
 /// A request handler: gets the request and the sink to answer through.
 pub type Handler = dyn Fn(Received, Sink) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
@@ -569,10 +596,26 @@ pub async fn serve_with(
             let _ = stream.set_nodelay(true);
             let shared = accept_shared.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let (closer, mut close_asked) = mpsc::unbounded_channel();
+                let service = hyper::service::service_fn(move |req| {
+                    handle(shared.clone(), req, closer.clone())
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let body_ended = tokio::select! {
+                    _ = conn.as_mut() => return,
+                    Some(ended) = close_asked.recv() => ended,
+                };
+                let close_soon = async {
+                    let _ = body_ended.await;
+                    tokio::time::sleep(CLOSE_AFTER_BODY).await;
+                };
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    // Dropping the connection closes its socket, whatever it was doing.
+                    () = close_soon => {}
+                }
             });
         }
     });
@@ -598,6 +641,7 @@ impl std::error::Error for ResetError {}
 async fn handle(
     shared: Arc<Shared>,
     req: http::Request<Incoming>,
+    closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
 ) -> Result<http::Response<Channel<Bytes, ResetError>>, ResetError> {
     let (head, body) = req.into_parts();
     let body = http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
@@ -636,6 +680,8 @@ async fn handle(
             ..LogEntry::default()
         },
         log: shared.log.clone(),
+        closer,
+        body_ended: None,
     };
     tokio::spawn((shared.handler)(received, sink));
     // No head before the sink is dropped means: break the connection before headers.

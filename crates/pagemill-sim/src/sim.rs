@@ -371,6 +371,9 @@ impl State {
                 return;
             }
         }
+        if quirks.close_after_stream {
+            sink.close_connection_after_body();
+        }
         sink.send(framer.frame_raw("[DONE]"), None, 0).await;
         if quirks.late_end {
             // The body's end (the chunked terminator) goes out in a later write, as
@@ -794,6 +797,7 @@ fn merge(a: FramingQuirks, b: FramingQuirks) -> FramingQuirks {
         multiline_data: a.multiline_data || b.multiline_data,
         split_utf8: a.split_utf8 || b.split_utf8,
         late_end: a.late_end || b.late_end,
+        close_after_stream: a.close_after_stream || b.close_after_stream,
     }
 }
 

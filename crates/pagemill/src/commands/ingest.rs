@@ -144,6 +144,7 @@ fn doc_json(d: &Document) -> Value {
         "headings": d.headings,
         "sections": d.sections,
         "warnings": d.warnings,
+        "metadata_candidates": d.hints,
     })
 }
 
@@ -198,6 +199,18 @@ fn doc_text(d: &Document, all_pages: bool) -> String {
             "  ".repeat(usize::from(sec.level.saturating_sub(1))),
             sec.title,
             pages
+        ));
+    }
+    if !d.hints.titles.is_empty() {
+        s.push_str(&format!(
+            "  title candidates: {}\n",
+            d.hints.titles.join(" | ")
+        ));
+    }
+    if !d.hints.authors.is_empty() {
+        s.push_str(&format!(
+            "  author candidates: {}\n",
+            d.hints.authors.join(" | ")
         ));
     }
     for w in &d.warnings {

@@ -268,6 +268,15 @@ fn the_cli_json_follows_its_schema_and_dump_writes_pages() {
         .iter()
         .find(|d| d["kind"] == "pdf")
         .unwrap();
+    // The metadata candidates from the PDF's first-page layout are shown.
+    let titles = lmtest["metadata_candidates"]["titles"].as_array().unwrap();
+    assert!(
+        titles.iter().any(|t| t
+            .as_str()
+            .unwrap()
+            .contains("Diagnostic Checking in Regression Relationships")),
+        "{titles:?}"
+    );
     let id = lmtest["id"].as_str().unwrap();
     let page1 =
         std::fs::read_to_string(dump.join(format!("lmtest-intro-{}/page-0001.txt", &id[..12])))

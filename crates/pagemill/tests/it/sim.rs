@@ -408,6 +408,48 @@ async fn streams_whose_body_ends_after_done_keep_their_connection() {
     assert_eq!(reused, [false, true, true, true]);
 }
 
+/// llama-server closes the connection after every streamed body, though the head said nothing:
+/// the pool hands the closed connection to the next request, which fails before any answer.
+/// The client learns it and stops reusing connections, so only the first reuses are lost.
+#[tokio::test]
+async fn a_server_that_closes_after_each_stream_costs_two_resets_not_one_per_request() {
+    let mut p = quiet();
+    p.framing.close_after_stream = true;
+    // Headers only with the first token, as llama-server sends them: the close comes while
+    // the next request waits for them.
+    p.faults.script = vec!["slow_headers".into(); 10];
+    p.faults.slow_headers_ms = 30;
+    let (sim, c) = start(p).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..10 {
+        let ex = c.send(&stream("hello", 6), 0).await;
+        outcomes.push(match &ex.error {
+            None => "ok",
+            Some(e) if e.kind == FailureKind::ResetBeforeHeaders => "reset",
+            Some(e) => panic!("{e:?}"),
+        });
+    }
+    let resets = outcomes.iter().filter(|o| **o == "reset").count();
+    assert!(resets <= 2, "{outcomes:?}");
+    assert!(outcomes[6..].iter().all(|o| *o == "ok"), "{outcomes:?}");
+    // The race is the server's to lose: the close was seen before each reuse, or learned.
+    assert!(resets == 0 || c.reuse_abandoned(), "{outcomes:?}");
+    // Without the learning, every reuse fails: ok, reset, ok, reset, … (5 of 10 lost).
+    assert_eq!(sim.log().len(), 10, "each request reached the server");
+}
+
+/// Servers that keep their connections alive keep them in use: nothing is learned from an
+/// idle close or a reused connection's success.
+#[tokio::test]
+async fn kept_alive_connections_stay_in_use_on_a_well_behaved_server() {
+    let (_sim, c) = start(quiet()).await;
+    for _ in 0..6 {
+        let ex = c.send(&stream("hello", 6), 0).await;
+        assert!(ex.is_ok(), "{:?}", ex.error);
+    }
+    assert!(!c.reuse_abandoned());
+}
+
 #[tokio::test]
 async fn json_answers_follow_the_schema_and_quote_the_prompt() {
     let (_sim, c) = start(quiet()).await;
