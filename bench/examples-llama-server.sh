@@ -5,6 +5,7 @@
 # on core 0, pagemill on core 1.
 #
 # Usage: bench/examples-llama-server.sh [INPUTS…]   (default: examples/docs)
+# KEEP=DIR keeps the outputs, ledgers and the server's log in DIR.
 # llama-server is built once from PyPI's llama-cpp-python source package (see common.sh), or
 # taken from $LLAMA_SERVER.
 set -euo pipefail
@@ -18,7 +19,7 @@ model=$("$bin" model fetch)
 port=$(free_port)
 taskset -c 0 "$server" -m "$model" -np 4 -t 1 --threads-batch 1 -c 16384 --port "$port" > "$work/llama.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $pid 2>/dev/null || true; if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP"; cp -r "$work"/. "$KEEP"/; fi; rm -rf "$work"' EXIT
 wait_ready "$port"
 # The GGUF is a 135M model served by llama.cpp: a small prompt profile, schemas per request.
 # llama-server keeps idle connections 5 s: the pool lets go of them at 4; -np 4 slots.

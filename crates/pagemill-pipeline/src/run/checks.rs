@@ -573,6 +573,28 @@ pub fn unsupported_words(summary: &str, section: &str) -> Option<Vec<String>> {
     (missing.len() * 2 > content.len()).then_some(missing)
 }
 
+/// Why `summary` is no summary of `section` (whose first line is its heading), if it is not:
+/// a word or three for a section of some length ("Song:", "TIDEWATER"), or nothing but words
+/// of the heading ("Data protection" for "3. Data protection"). A short section may have a
+/// short summary: sections under [`SUMMARY_MIN_SECTION_WORDS`] words are not judged.
+pub fn not_a_summary(summary: &str, section: &str) -> Option<&'static str> {
+    if words(section).count() < SUMMARY_MIN_SECTION_WORDS {
+        return None;
+    }
+    let said: Vec<String> = words(summary).collect();
+    let heading: std::collections::HashSet<String> =
+        words(section.lines().find(|l| !l.trim().is_empty()).unwrap_or("")).collect();
+    if !said.is_empty() && said.iter().all(|w| heading.contains(w)) {
+        return Some("repeats the section's heading");
+    }
+    (said.len() < SUMMARY_MIN_WORDS).then_some("too short to be a summary")
+}
+
+/// Fewer words than this are no summary (of a section of [`SUMMARY_MIN_SECTION_WORDS`]).
+pub const SUMMARY_MIN_WORDS: usize = 4;
+/// Sections shorter than this (in words) may be summed up in a word or two.
+pub const SUMMARY_MIN_SECTION_WORDS: usize = 25;
+
 /// Summaries this close (word-set similarity) for different sections are copies.
 pub const COPY_MIN: f64 = 0.9;
 
@@ -774,5 +796,40 @@ mod tests {
         let k = vec![json!("penalties"), json!("Penalties"), json!("delivery")];
         assert_eq!(repeated(&k), vec!["\"penalties\" ×2".to_owned()]);
         assert_eq!(dedup_list(&k), vec![json!("penalties"), json!("delivery")]);
+    }
+
+    #[test]
+    fn a_word_or_the_heading_is_no_summary_of_a_section() {
+        let section = "3. Data protection\n\nThe board approved the new retention policy: \
+            customer records are kept for five years after the end of a contract and then \
+            deleted, and the data protection officer reports twice a year to the board.";
+        assert_eq!(
+            not_a_summary("Song:", section),
+            Some("too short to be a summary")
+        );
+        assert_eq!(
+            not_a_summary("TIDEWATER", section),
+            Some("too short to be a summary")
+        );
+        assert_eq!(
+            not_a_summary("Data protection", section),
+            Some("repeats the section's heading")
+        );
+        assert_eq!(
+            not_a_summary("3. Data Protection.", section),
+            Some("repeats the section's heading")
+        );
+        assert_eq!(
+            not_a_summary(
+                "Customer records are kept five years, then deleted.",
+                section
+            ),
+            None
+        );
+        // A short section may be summed up in a few words.
+        assert_eq!(
+            not_a_summary("Next meeting", "4. Next meeting\n\n12 May."),
+            None
+        );
     }
 }

@@ -66,7 +66,8 @@ pub(crate) struct Shared {
     prefix_tokens: Vec<[u64; 3]>,
     queue: Mutex<Queue>,
     notify: Notify,
-    /// Per document: summaries committed by this run (summary, unit), to catch one copied into
+    /// Per document: the latest summary answered for each of its units in this run (summary,
+    /// unit), kept or refused, to catch one copied into
     /// another section.
     summaries: Mutex<HashMap<usize, Vec<(String, usize)>>>,
     /// The words of the summary prompt's worked example.
@@ -585,14 +586,6 @@ impl Shared {
                 let result = self.result(w, answer, flags.get(&u).map(String::as_str));
                 self.ledger().complete(&w.key, &result, Some(rid))?;
                 self.progress.done[slot(w.kind)].fetch_add(1, Ordering::Relaxed);
-                if let (TaskKind::Summary, Some(s)) = (w.kind, answer["summary"].as_str()) {
-                    self.summaries
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(w.doc)
-                        .or_default()
-                        .push((s.to_owned(), u));
-                }
             }
         }
         // Answers refused for their quality go back with the reason: asked the same way again,
@@ -687,7 +680,6 @@ impl Shared {
     ) -> (HashMap<usize, String>, Vec<(usize, String, String)>) {
         let mut flags = HashMap::new();
         let mut refused = Vec::new();
-        let mut in_pack: Vec<(usize, String)> = Vec::new();
         for &u in &job.units {
             let w = &self.work[u];
             let Some(answer) = answers.get(&w.item_id) else {
@@ -695,9 +687,14 @@ impl Shared {
             };
             let problem = match w.kind {
                 TaskKind::Summary => {
-                    let s = answer["summary"].as_str().unwrap_or("").to_owned();
-                    let problem = self.summary_problem(u, &s, &in_pack);
-                    in_pack.push((u, s));
+                    let s = answer["summary"].as_str().unwrap_or("");
+                    let problem = self.summary_problem(u, s);
+                    // Seen before it is judged or committed: a copy is caught whichever of
+                    // two answers comes back first (packs and re-asks run concurrently).
+                    let mut seen = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+                    let doc = seen.entry(w.doc).or_default();
+                    doc.retain(|(_, other)| *other != u);
+                    doc.push((s.to_owned(), u));
                     problem
                 }
                 TaskKind::Metadata => metadata_problem(answer),
@@ -706,7 +703,7 @@ impl Shared {
             let Some(Problem { why, flag, fatal }) = problem else {
                 continue;
             };
-            let first = {
+            let first = self.opts.quality_reasks && {
                 let mut q = self.queue();
                 let st = q.state.entry(u).or_default();
                 st.quality += 1;
@@ -732,13 +729,20 @@ impl Shared {
 
     /// What is wrong with a summary of unit `u`, if anything: it borrows the prompt's example
     /// (fatal), speaks mostly of what its section does not say, or copies another section's.
-    fn summary_problem(&self, u: usize, s: &str, in_pack: &[(usize, String)]) -> Option<Problem> {
+    fn summary_problem(&self, u: usize, s: &str) -> Option<Problem> {
         let text = &self.work[u].text;
         if checks::borrowed_words(s, &self.example_words, text) >= EXAMPLE_BORROWED {
             return Some(Problem {
                 why: "it copies the worked example of the instructions: summarise this section's own text".to_owned(),
                 flag: String::new(),
                 fatal: true,
+            });
+        }
+        if let Some(what) = checks::not_a_summary(s, text) {
+            return Some(Problem {
+                why: format!("{what}: say in a sentence or two what this section says"),
+                flag: what.to_owned(),
+                fatal: false,
             });
         }
         if let Some(missing) = checks::unsupported_words(s, text) {
@@ -756,44 +760,30 @@ impl Shared {
                 fatal: false,
             });
         }
-        self.copied_summary(u, s, in_pack).map(|other| Problem {
+        self.copied_summary(u, s).map(|other| Problem {
             why: format!("its summary repeats, nearly word for word, the summary of {other}: summarise this section's own text"),
             flag: format!("near-identical to the summary of {other}"),
             fatal: false,
         })
     }
 
-    /// The section whose summary (committed, or earlier in this pack) `summary` copies, if any:
+    /// The section whose latest summary (see `Shared::summaries`) `summary` copies, if any:
     /// near-identical summaries of sections whose texts differ.
-    fn copied_summary(
-        &self,
-        u: usize,
-        summary: &str,
-        in_pack: &[(usize, String)],
-    ) -> Option<String> {
+    fn copied_summary(&self, u: usize, summary: &str) -> Option<String> {
         let w = &self.work[u];
         let differs =
             |other: usize| checks::similarity(&self.work[other].text, &w.text) < checks::COPY_MIN;
-        let name = |other: usize| {
-            self.work[other]
-                .section
-                .map_or_else(|| "another section".to_owned(), |s| format!("section {s}"))
-        };
-        for (other, s) in in_pack {
-            if self.work[*other].doc == w.doc
-                && checks::similarity(s, summary) >= checks::COPY_MIN
-                && differs(*other)
-            {
-                return Some(name(*other));
-            }
-        }
-        let done = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
-        done.get(&w.doc)?
+        let seen = self.summaries.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&w.doc)?
             .iter()
             .find(|(s, other)| {
                 *other != u && checks::similarity(s, summary) >= checks::COPY_MIN && differs(*other)
             })
-            .map(|(_, other)| name(*other))
+            .map(|(_, other)| {
+                self.work[*other]
+                    .section
+                    .map_or_else(|| "another section".to_owned(), |s| format!("section {s}"))
+            })
     }
 
     /// The result committed for a unit: grounded mentions, a summary, or metadata (with any
@@ -869,19 +859,25 @@ fn metadata_problem(answer: &Value) -> Option<Problem> {
     })
 }
 
-/// A repaired entities answer without entries that lack a text or a type. A tail the repair
-/// cannot close (cut inside a key) is cut back to the last complete object first.
+/// A repaired entities answer without entries that lack a text or a type. The answer was cut,
+/// so what follows its last complete object is half-written (`{"text": "Bergen", "type":
+/// "loc`, which a repair would close into a type that is none): it is cut back to there (or
+/// to the last opened list) first, and further back while that does not parse.
 fn prune_entities(text: &str) -> Option<String> {
-    let mut v = parse_lenient(text).ok().map(|(v, _)| v);
+    let mut v = None;
     let mut end = text.len();
     for _ in 0..32 {
+        // The end of an object, or the start of a list (nothing complete in it yet).
+        let Some(at) = text[..end].rfind(['}', '[']) else {
+            break;
+        };
+        end = at;
+        v = parse_lenient(&text[..=end]).ok().map(|(v, _)| v);
         if v.is_some() {
             break;
         }
-        end = text[..end].rfind('}')?;
-        v = parse_lenient(&text[..=end]).ok().map(|(v, _)| v);
     }
-    let mut v = v?;
+    let mut v = v.or_else(|| parse_lenient(text).ok().map(|(v, _)| v))?;
     for item in v.get_mut("items")?.as_array_mut()? {
         if let Some(list) = item.get_mut("entities").and_then(Value::as_array_mut) {
             list.retain(|e| {
@@ -1021,5 +1017,24 @@ impl Progress {
         if !end.ok {
             t.failed_requests.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_entities_answer_loses_only_its_half_written_last_entity() {
+        let cut = r#"{"items": [{"entities": [{"text": "Halvorsen", "type": "organization"}, {"text": "Bergen", "type": "loc"#;
+        let pruned: Value = serde_json::from_str(&prune_entities(cut).unwrap()).unwrap();
+        assert_eq!(
+            pruned["items"][0]["entities"],
+            json!([{"text": "Halvorsen", "type": "organization"}])
+        );
+        // Cut inside the first entity's key: nothing complete, nothing made up.
+        let early = r#"{"items": [{"entities": [{"te"#;
+        let pruned: Value = serde_json::from_str(&prune_entities(early).unwrap()).unwrap();
+        assert_eq!(pruned["items"][0]["entities"], json!([]));
     }
 }

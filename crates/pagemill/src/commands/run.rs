@@ -44,6 +44,7 @@ impl Prepared {
         self.config.small = true;
         self.tasks = build_tasks(&self.kinds, &self.config)?;
         self.opts.max_pack = self.opts.max_pack.min(SMALL_PACK);
+        self.opts.quality_reasks = false;
         Ok(())
     }
 }

@@ -251,6 +251,92 @@ async fn only_what_the_document_backs_is_reported_and_the_rest_is_counted() {
     assert_eq!(d["dropped"], json!({"from_example": pages + 1}));
 }
 
+/// A tiny model's answers are not asked again for their quality (on the embedded model none of
+/// those re-asks came back fixed): the same poor answers are flagged at once, in fewer requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_small_profile_poor_answers_are_flagged_without_a_reask() {
+    let dir = tempdir("truth-small");
+    std::fs::write(dir.join("agreement.md"), DOC).unwrap();
+    let reasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = small_model(Arc::clone(&reasks)).await;
+    let cfg = config(
+        &dir,
+        "p.toml",
+        "small",
+        &server.base_url(),
+        "prompt_profile = \"small\"",
+    );
+    let s = run(&dir, &cfg, "out", &["--no-stream"]);
+    assert_eq!(s["reasks"], 0, "{s}");
+    assert!(reasks.lock().unwrap().is_empty());
+    let d = result(&dir, "out");
+    assert_eq!(d["complete"], true, "{d}");
+    let sections = d["sections"].as_array().unwrap();
+    assert!(
+        sections.iter().all(|s| s["flag"].is_string()),
+        "{sections:?}"
+    );
+    assert_eq!(
+        d["metadata_flags"][0],
+        "repeated values removed: keywords (\"mooring lines\" ×2)"
+    );
+}
+
+/// llama-server's grammar puts `entities` before `id` (keys in alphabetical order): an answer
+/// cut in its entities has no id. Alone, it can only be the one item asked for, and its
+/// complete entities are kept; before, every such page was dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_answer_without_its_id_still_answers_the_one_item_asked() {
+    let dir = tempdir("truth-noid");
+    std::fs::write(dir.join("agreement.md"), DOC).unwrap();
+    let server = pagemill_sim::serve("127.0.0.1:0".parse().unwrap(), |req| {
+        let body = req.json();
+        let sys = system(&body);
+        let (content, finish) = if sys.starts_with("You extract") {
+            let looped = r#"{"items": [{"entities": [{"text": "Halvorsen Marine Supplies AS", "type": "organization"}, {"text": "Bergen", "type": "location"}, {"text": "Bergen", "type": "location"}, {"text": "Bergen", "type": "loc"#;
+            (looped.to_owned(), "length")
+        } else {
+            (json!({"title": "Supply Agreement", "authors": [], "date": null,
+                    "document_type": "contract", "language": "en", "keywords": [], "parties": []})
+                .to_string(), "stop")
+        };
+        pagemill_sim::server::Reply::json(
+            200,
+            &json!({"id": "c", "object": "chat.completion", "model": "sim-model",
+                    "choices": [{"index": 0, "finish_reason": finish,
+                                 "message": {"role": "assistant", "content": content}}]}),
+        )
+    })
+    .await
+    .unwrap();
+    let cfg = config(&dir, "p.toml", "small", &server.base_url(), "");
+    let s = run(
+        &dir,
+        &cfg,
+        "out",
+        &["--no-stream", "--tasks", "entities,metadata"],
+    );
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    let d = result(&dir, "out");
+    assert_eq!(d["complete"], true, "{d}");
+    let kept: Vec<(&str, usize)> = d["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["text"].as_str().unwrap(),
+                e["mentions"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [("Halvorsen Marine Supplies AS", 1), ("Bergen", 1)],
+        "the repeat beyond the page's one Bergen is not kept"
+    );
+}
+
 /// Streams `{"title": "Aer: Aer: Aer: …` for as long as it is read, the first time; answers
 /// properly when asked again.
 async fn looping() -> (pagemill_sim::ServerHandle, Arc<AtomicUsize>) {
