@@ -12,8 +12,8 @@
 //! to the next request before the close is seen, and the request fails before any answer. The
 //! stream wrapper here watches for exactly that — the peer closing a connection that had
 //! answered before, while a new request on it waits — and once it is seen more often than a
-//! reused connection succeeds, the transport stops reusing connections (requests carry
-//! `Connection: close`), says so once, and reports it ([`Transport::reuse_abandoned`]).
+//! reused connection succeeds, the transport stops reusing connections (requests go
+//! through a client without a pool and carry `Connection: close`), says so once, and reports it ([`Transport::reuse_abandoned`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -254,6 +254,8 @@ impl TimedStream {
 #[derive(Clone)]
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
+    /// The same without a pool (see [`Transport::reuse_abandoned`]).
+    fresh: Client<TimedConnector, Full<Bytes>>,
     config: TransportConfig,
     reuse: Arc<Reuse>,
 }
@@ -304,8 +306,13 @@ impl Transport {
             // Plain-text HTTP/2 has no ALPN: speak it with prior knowledge.
             b.http2_only(true);
         }
+        let client = b.build(connector.clone());
+        // Where requests go once reuse is given up: the pool above may still hold idle
+        // connections the server will close under the next request.
+        b.pool_max_idle_per_host(0);
         Ok(Self {
-            client: b.build(connector),
+            client,
+            fresh: b.build(connector),
             config,
             reuse,
         })
@@ -327,14 +334,17 @@ impl Transport {
         &self,
         mut req: http::Request<Full<Bytes>>,
     ) -> Result<(http::Response<Incoming>, Option<ConnectionInfo>), RequestError> {
-        if self.reuse_abandoned() {
+        let client = if self.reuse_abandoned() {
             req.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
-        }
+            &self.fresh
+        } else {
+            &self.client
+        };
         let timeout = Endpoint::secs(self.config.request_timeout_secs);
-        let res = match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let res = match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => {
                 return Err(RequestError::new(
                     FailureKind::Timeout,

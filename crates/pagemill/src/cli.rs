@@ -265,7 +265,8 @@ pub struct ChatArgs {
     /// Upper bound on generated tokens.
     #[arg(long)]
     pub max_tokens: Option<u32>,
-    /// Sampling temperature.
+    /// Sampling temperature [default: the server's; 0 on an endpoint with the small prompt
+    /// profile, such as the embedded model]
     #[arg(long)]
     pub temperature: Option<f32>,
     /// Ask for the whole answer at once instead of streaming it.

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pagemill_client::endpoint::PromptProfile;
 use pagemill_client::{ChatRequest, Client, Exchange, Message};
 
 use crate::cli::{ChatArgs, GlobalArgs};
@@ -27,8 +28,13 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
     }
     req.messages.push(Message::user(args.prompt.clone()));
     req.max_tokens = args.max_tokens;
-    req.temperature = args.temperature;
+    // A tiny model sampled at a server's default temperature (0.8 for llama.cpp) answers
+    // "What is the capital of France?" with "the United States"; greedy, with "Paris".
+    let small = client.endpoint().prompt_profile == PromptProfile::Small;
+    req.temperature = args.temperature.or(small.then_some(0.0));
     req.stream = !args.no_stream;
+    // A looping answer is cut when it loops, not at max_tokens.
+    req.cancel_loops = req.stream;
 
     let outcome = client.chat(&req).await;
     let ex = &outcome.last;
@@ -51,6 +57,9 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
             eprintln!("[reasoning] {}", ex.reasoning);
         }
         writeln!(stdout, "{}", ex.content)?;
+        if let Some(why) = &ex.cancelled {
+            eprintln!("(answer cut: {why})");
+        }
         eprintln!("{}", summary_line(ex, outcome.retried.len()));
     }
     match &ex.error {

@@ -38,20 +38,17 @@ fn chat_with_nothing_configured_uses_the_embedded_local_model() {
         .args([
             "chat",
             "--max-tokens",
-            "8",
-            "--temperature",
-            "0",
-            "What is the capital of France?",
+            "16",
+            "What is the capital of France? Answer in one word.",
         ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        !stdout.trim().is_empty(),
-        "a real model answered: {stdout:?}"
-    );
+    // Greedy by default on the tiny model: at llama.cpp's default temperature of 0.8 it
+    // answered "the United States".
+    assert!(stdout.contains("Paris"), "{stdout:?}");
     assert!(
         stderr.contains("using the embedded local model"),
         "{stderr}"
