@@ -10,6 +10,7 @@
 //! - [`store`]: the SQLite ledger — unit lifecycle, results, requests; resumable runs.
 //! - [`run`]: planning units, packing, sending, re-asking, grounding, outputs, quotes.
 
+pub mod eval;
 pub mod ingest;
 pub mod run;
 pub mod sections;

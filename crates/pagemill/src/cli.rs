@@ -55,6 +55,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// The embedded local model's file: fetch it, or say where it is.
     Model(ModelArgs),
+    /// Score a finished run's results against gold annotations (`schemas/gold.schema.json`):
+    /// entities, metadata and summaries, next to the run's tokens and cost per page.
+    Eval(EvalArgs),
 }
 
 /// How to run the embedded local model (shared by `serve` and the default endpoint).
@@ -476,6 +479,19 @@ pub struct BenchArgs {
     /// Seed of arrivals and synthetic prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `pagemill eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The gold file: JSONL, one document per line.
+    pub gold: PathBuf,
+    /// The run's output directory (its per-document JSON and run-summary.json).
+    #[arg(long, default_value = "pagemill-out")]
+    pub results: PathBuf,
+    /// Print text or JSON (`schemas/eval-report.schema.json`).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `pagemill ingest`.

@@ -58,7 +58,7 @@ fn words(s: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The month (1–12) a word names, in full or as a three-letter (or `sept`) abbreviation.
-fn month_of(word: &str) -> Option<u8> {
+pub(crate) fn month_of(word: &str) -> Option<u8> {
     if word.len() < 3 {
         return None;
     }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chat;
 pub mod doctor;
+pub mod eval;
 pub mod ingest;
 pub mod local;
 pub mod quote;

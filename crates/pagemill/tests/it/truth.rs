@@ -377,3 +377,142 @@ async fn a_looping_answer_is_cancelled_mid_stream_and_asked_again() {
     let d = result(&dir, "out");
     assert_eq!(d["metadata"]["title"], "Supply Agreement");
 }
+
+/// `pagemill eval` scores a finished run against gold with exactly the figures the answers
+/// give: the scripted small model keeps 2 of the 8 gold entities and invents none that survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_scores_a_run_against_gold_exactly() {
+    let dir = tempdir("truth-eval");
+    std::fs::write(dir.join("agreement.md"), DOC).unwrap();
+    let server = small_model(Arc::new(std::sync::Mutex::new(Vec::new()))).await;
+    let cfg = config(&dir, "p.toml", "small", &server.base_url(), "");
+    run(&dir, &cfg, "out", &["--no-stream"]);
+    let e = |t: &str, k: &str| json!({"text": t, "type": k});
+    let gold = json!({
+        "document": {"path": "agreement.md"},
+        "entities": [e("Halvorsen Marine Supplies AS", "organization"), e("Clearwater Fisheries Ltd", "organization"),
+                     e("Bergen", "location"), e("Aberdeen", "location"), e("Torry Quay", "location"),
+                     e("Scotland", "location"), e("14 March 2025", "date"), e("GBP 186,000", "money")],
+        "metadata": {"title": "Supply Agreement", "date": "14 March 2025",
+                     "parties": ["Halvorsen Marine Supplies AS", "Clearwater Fisheries Ltd"]},
+        "summaries": [{"section": "1. Goods", "text": "The Supplier delivers 2,400 mooring lines to Torry Quay for GBP 186,000."}]
+    });
+    std::fs::write(dir.join("gold.jsonl"), format!("{gold}\n")).unwrap();
+    let o = pagemill(&dir)
+        .args(["eval", "gold.jsonl", "--results", "out", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../../schemas/eval-report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&r)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(r["unmatched"], json!([]));
+    assert_eq!(r["entities"]["level"], "entity");
+    assert_eq!(r["entities"]["strict"], json!({"tp": 2, "fp": 0, "fn": 6}));
+    assert_eq!(
+        r["entities"]["by_type"]["money"],
+        json!({"tp": 1, "fp": 0, "fn": 0})
+    );
+    let m = &r["metadata"];
+    assert_eq!(
+        (
+            m["title"]["exact"].as_f64(),
+            m["title"]["normalized"].as_f64()
+        ),
+        (Some(1.0), Some(1.0))
+    );
+    assert_eq!(
+        (
+            m["date"]["exact"].as_f64(),
+            m["date"]["normalized"].as_f64()
+        ),
+        (Some(0.0), Some(1.0))
+    );
+    assert!((m["parties"]["normalized"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    // "The parties agree on the delivery of mooring lines." against the reference: 3 words
+    // shared of 9 and 14.
+    let r1 = r["summaries"]["rouge"]["rouge1"].as_f64().unwrap();
+    assert!((r1 - 6.0 / 23.0).abs() < 1e-9, "{r1}");
+    assert!(r["run"]["prompt_tokens_per_page"].as_f64().unwrap() > 0.0);
+
+    // The text form says the same, and a gold line with no result is named.
+    std::fs::write(
+        dir.join("gold2.jsonl"),
+        format!(
+            "{gold}\n{}\n",
+            json!({"document": {"path": "missing.pdf"}, "metadata": {"title": "X"}})
+        ),
+    )
+    .unwrap();
+    let o = pagemill(&dir)
+        .args(["eval", "gold2.jsonl", "--results", "out"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("strict P 1.00 R 0.25"), "{text}");
+    assert!(text.contains("no result for: missing.pdf"), "{text}");
+}
+
+/// The gold shipped for the example documents follows its schema, and every entity and
+/// metadata string in it is printed in its document (wrong gold is worse than none).
+#[test]
+fn the_shipped_gold_follows_its_schema_and_its_documents() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("testdata/gold/examples.jsonl")).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../../schemas/gold.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let gold = pagemill_pipeline::eval::gold::parse(&text).unwrap();
+    assert_eq!(gold.len(), 3);
+    for (line, g) in text.lines().zip(&gold) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(validator.is_valid(&v), "{line}");
+        let path = g.document.path.as_deref().unwrap();
+        let raw = std::fs::read_to_string(root.join(path)).unwrap();
+        // The words as a reader sees them: no tags, no emphasis marks, one space.
+        let mut doc = String::new();
+        let mut in_tag = false;
+        for c in raw.replace("**", "").replace("&amp;", "&").chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    doc.push(' ');
+                }
+                c if !in_tag => doc.push(c),
+                _ => {}
+            }
+        }
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        for e in g.entities.iter().flatten() {
+            assert!(
+                doc.contains(&e.text),
+                "{path}: {:?} is not in the text",
+                e.text
+            );
+        }
+        let m = g.metadata.as_ref().unwrap();
+        for v in ["title", "authors", "parties"]
+            .iter()
+            .filter_map(|f| m.get(*f))
+        {
+            let values: Vec<&str> = match v {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                _ => vec![],
+            };
+            for s in values {
+                assert!(
+                    doc.to_lowercase().contains(&s.to_lowercase()),
+                    "{path}: {s:?}"
+                );
+            }
+        }
+    }
+}

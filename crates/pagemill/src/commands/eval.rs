@@ -1,0 +1,156 @@
+//! `pagemill eval GOLD --results DIR`: a finished run's results scored against gold, next to
+//! what the run cost per page.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pagemill_pipeline::eval::score::Counts;
+use pagemill_pipeline::eval::{EvalReport, evaluate, gold};
+use serde_json::{Value, json};
+
+use crate::cli::{EvalArgs, Format};
+
+/// Runs the command.
+pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.gold)
+        .with_context(|| format!("reading the gold file `{}`", args.gold.display()))?;
+    let gold = gold::parse(&text).with_context(|| format!("in `{}`", args.gold.display()))?;
+    let (results, summary) = read_results(&args.results)?;
+    let report = evaluate(&gold, &results);
+    if report.documents.is_empty() {
+        anyhow::bail!(
+            "none of the {} document(s) in `{}` has a result in `{}` (gold documents are matched by id, path or file name)",
+            gold.len(),
+            args.gold.display(),
+            args.results.display()
+        );
+    }
+    let run = json!({
+        "prompt_tokens_per_page": summary["prompt_tokens_per_page"],
+        "completion_tokens_per_page": summary["completion_tokens_per_page"],
+        "cached_share": summary["cached_share"],
+        "cost_per_page_usd": summary["cost_per_page_usd"],
+        "wall_secs": summary["wall_secs"],
+    });
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&report)?;
+            v["run"] = run;
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Text => write!(out, "{}", text_report(&report, &run))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every document result in `dir` and its run-summary.json (`Null` when absent).
+fn read_results(dir: &Path) -> anyhow::Result<(Vec<Value>, Value)> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the results directory `{}`", dir.display()))?;
+    let mut results = Vec::new();
+    let mut summary = Value::Null;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not JSON", path.display()))?;
+        if path.file_name().is_some_and(|n| n == "run-summary.json") {
+            summary = v;
+        } else if v["id"].is_string() && v["path"].is_string() {
+            results.push(v);
+        }
+    }
+    Ok((results, summary))
+}
+
+fn prf(c: &Counts) -> String {
+    format!(
+        "P {:.2} R {:.2} F1 {:.2}",
+        c.precision(),
+        c.recall(),
+        c.f1()
+    )
+}
+
+fn text_report(r: &EvalReport, run: &Value) -> String {
+    let mut s = format!(
+        "gold documents scored: {}{}\n",
+        r.documents.len(),
+        if r.unmatched.is_empty() {
+            String::new()
+        } else {
+            format!(" · no result for: {}", r.unmatched.join(", "))
+        }
+    );
+    if let Some(e) = &r.entities {
+        let level = match e.level {
+            Some(pagemill_pipeline::eval::score::Level::Mention) => "by mention",
+            Some(pagemill_pipeline::eval::score::Level::Entity) => "by entity",
+            None => "mixed",
+        };
+        s.push_str(&format!(
+            "entities ({level}): strict {} · relaxed F1 {:.2} · type-blind F1 {:.2} · macro F1 {:.2}{}\n",
+            prf(&e.strict),
+            e.relaxed.f1(),
+            e.type_blind.f1(),
+            e.macro_f1(),
+            e.offsets_exact()
+                .map(|x| format!(" · offsets exact {:.0}%", x * 100.0))
+                .unwrap_or_default()
+        ));
+        for (kind, c) in &e.by_type {
+            s.push_str(&format!(
+                "  {kind:<14} {}  (tp {} fp {} fn {})\n",
+                prf(c),
+                c.tp,
+                c.fp,
+                c.fn_
+            ));
+        }
+    }
+    if !r.metadata.is_empty() {
+        let fields: Vec<String> = r
+            .metadata
+            .iter()
+            .map(|(f, m)| format!("{f} {:.2} (exact {:.2})", m.normalized, m.exact))
+            .collect();
+        s.push_str(&format!("metadata: {}\n", fields.join(" · ")));
+    }
+    if let Some(m) = &r.summaries {
+        s.push_str(&format!(
+            "summaries: ROUGE-1 {:.2} · ROUGE-2 {:.2} · ROUGE-L {:.2} over {} reference(s){}\n",
+            m.rouge.rouge1,
+            m.rouge.rouge2,
+            m.rouge.rouge_l,
+            m.references,
+            if m.unanswered > 0 {
+                format!(" ({} without a summary in the run)", m.unanswered)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let num = |k: &str| run[k].as_f64();
+    let cost = match num("cost_per_page_usd") {
+        Some(c) => format!("${c:.6} per page"),
+        None => "cost unknown".to_owned(),
+    };
+    match (
+        num("prompt_tokens_per_page"),
+        num("completion_tokens_per_page"),
+    ) {
+        (Some(p), Some(c)) => s.push_str(&format!(
+            "run: {p:.0} prompt + {c:.0} completion tokens per page · {cost}\n"
+        )),
+        _ => s.push_str("run: no run-summary.json beside the results\n"),
+    }
+    s
+}
