@@ -483,15 +483,42 @@ pub struct BenchArgs {
 
 /// `pagemill eval`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
+    /// Other things eval does.
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// The gold file: JSONL, one document per line.
-    pub gold: PathBuf,
+    #[arg(required = true)]
+    pub gold: Option<PathBuf>,
     /// The run's output directory (its per-document JSON and run-summary.json).
     #[arg(long, default_value = "pagemill-out")]
     pub results: PathBuf,
     /// Print text or JSON (`schemas/eval-report.schema.json`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `pagemill eval …`.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Write a gold skeleton from a finished run's results (every kept mention with its
+    /// offsets, the metadata, each section's summary), to correct by hand.
+    Init(EvalInitArgs),
+}
+
+/// `pagemill eval init`.
+#[derive(Debug, Args)]
+pub struct EvalInitArgs {
+    /// The run's output directory.
+    #[arg(default_value = "pagemill-out")]
+    pub results: PathBuf,
+    /// Where to write the gold file.
+    #[arg(short, long, default_value = "gold.jsonl")]
+    pub output: PathBuf,
+    /// Replace the gold file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `pagemill ingest`.

@@ -205,3 +205,84 @@ mod tests {
         assert!(!by_path.matches("id", "elsewhere/other.md"));
     }
 }
+
+/// A gold line to start from, made from a run's result for one document (as `pagemill run`
+/// writes it): every kept mention with its page and offsets, the metadata values, each
+/// section's summary. A person then corrects it: that is how gold is made cheaply.
+pub fn skeleton(result: &Value) -> GoldDocument {
+    let entities = result["entities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| {
+            e["mentions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |m| (e, m))
+        })
+        .filter(|(_, m)| m["grounding"] != "none")
+        .filter_map(|(e, m)| {
+            Some(GoldEntity {
+                text: m["text"].as_str().or(e["text"].as_str())?.to_owned(),
+                kind: m["type"].as_str().or(e["type"].as_str())?.to_owned(),
+                page: m["page"].as_u64().map(|p| p as u32),
+                start: m["start"].as_u64().map(|s| s as usize),
+                end: m["end"].as_u64().map(|s| s as usize),
+            })
+        })
+        .collect();
+    let metadata = result["metadata"].as_object().cloned().unwrap_or_default();
+    let summaries = result["sections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            Some(GoldSummary {
+                section: Some(s["title"].as_str()?.to_owned()),
+                text: s["summary"]
+                    .as_str()
+                    .filter(|t| !t.trim().is_empty())?
+                    .to_owned(),
+            })
+        })
+        .collect();
+    GoldDocument {
+        document: DocRef {
+            path: result["path"].as_str().map(str::to_owned),
+            id: result["id"].as_str().map(str::to_owned),
+        },
+        entities: Some(entities),
+        metadata: Some(metadata),
+        summaries: Some(summaries),
+    }
+}
+
+#[cfg(test)]
+mod skeleton_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_skeleton_holds_what_the_run_found_and_reads_back() {
+        let result = json!({
+            "id": "99e8f0e3a6e5451a", "path": "docs/a.md",
+            "entities": [{"text": "Bergen", "type": "location", "mentions": [
+                {"text": "Bergen", "type": "location", "page": 1, "start": 3, "end": 9, "grounding": "exact"},
+                {"text": "Bergen", "type": "location", "page": 2, "start": 0, "end": 6, "grounding": "none"}]}],
+            "metadata": {"title": "A", "authors": []},
+            "sections": [{"title": "1. Goods", "summary": "Lines."}, {"title": "2. Law", "summary": null}]
+        });
+        let g = skeleton(&result);
+        let line = serde_json::to_string(&g).unwrap();
+        assert_eq!(parse(&line).unwrap(), [g.clone()]);
+        assert_eq!(
+            g.entities.as_ref().unwrap().len(),
+            1,
+            "an unplaced mention is not gold"
+        );
+        assert_eq!(g.entities.as_ref().unwrap()[0].span(), Some((1, 3, 9)));
+        assert_eq!(g.summaries.as_ref().unwrap().len(), 1);
+        assert!(g.document.matches("99e8f0e3a6e5451a", "docs/a.md"));
+    }
+}

@@ -10,20 +10,26 @@ use pagemill_pipeline::eval::score::Counts;
 use pagemill_pipeline::eval::{EvalReport, evaluate, gold};
 use serde_json::{Value, json};
 
-use crate::cli::{EvalArgs, Format};
+use crate::cli::{EvalArgs, EvalCommand, EvalInitArgs, Format};
 
 /// Runs the command.
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.gold)
-        .with_context(|| format!("reading the gold file `{}`", args.gold.display()))?;
-    let gold = gold::parse(&text).with_context(|| format!("in `{}`", args.gold.display()))?;
+    if let Some(EvalCommand::Init(init)) = &args.command {
+        return write_skeleton(init);
+    }
+    let Some(gold_path) = &args.gold else {
+        anyhow::bail!("name a gold file: `pagemill eval GOLD.jsonl --results DIR`");
+    };
+    let text = std::fs::read_to_string(gold_path)
+        .with_context(|| format!("reading the gold file `{}`", gold_path.display()))?;
+    let gold = gold::parse(&text).with_context(|| format!("in `{}`", gold_path.display()))?;
     let (results, summary) = read_results(&args.results)?;
     let report = evaluate(&gold, &results);
     if report.documents.is_empty() {
         anyhow::bail!(
             "none of the {} document(s) in `{}` has a result in `{}` (gold documents are matched by id, path or file name)",
             gold.len(),
-            args.gold.display(),
+            gold_path.display(),
             args.results.display()
         );
     }
@@ -44,6 +50,34 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Text => write!(out, "{}", text_report(&report, &run))?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pagemill eval init`: one skeleton line per document result, sorted by path.
+fn write_skeleton(args: &EvalInitArgs) -> anyhow::Result<ExitCode> {
+    if args.output.exists() && !args.force {
+        anyhow::bail!(
+            "`{}` exists: it may hold corrected gold; pass --force to replace it",
+            args.output.display()
+        );
+    }
+    let (mut results, _) = read_results(&args.results)?;
+    if results.is_empty() {
+        anyhow::bail!("no document results in `{}`", args.results.display());
+    }
+    results.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    let mut text = String::new();
+    for r in &results {
+        text.push_str(&serde_json::to_string(&gold::skeleton(r))?);
+        text.push('\n');
+    }
+    std::fs::write(&args.output, text)
+        .with_context(|| format!("writing `{}`", args.output.display()))?;
+    eprintln!(
+        "wrote {} gold line(s) to `{}`: what the run found, to correct by hand (entities it missed, wrong types, metadata, summaries)",
+        results.len(),
+        args.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

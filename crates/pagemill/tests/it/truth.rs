@@ -457,6 +457,44 @@ async fn eval_scores_a_run_against_gold_exactly() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("strict P 1.00 R 0.25"), "{text}");
     assert!(text.contains("no result for: missing.pdf"), "{text}");
+
+    // `eval init` writes what the run found; scored against its own run, it is perfect, and
+    // it is not overwritten by accident.
+    let init = || {
+        pagemill(&dir)
+            .args(["eval", "init", "out", "-o", "skeleton.jsonl"])
+            .output()
+            .unwrap()
+    };
+    assert!(init().status.success());
+    assert!(!init().status.success(), "an existing gold file is kept");
+    let o = pagemill(&dir)
+        .args([
+            "eval",
+            "skeleton.jsonl",
+            "--results",
+            "out",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["entities"]["level"], "mention");
+    assert_eq!(r["entities"]["strict"]["fp"], 0);
+    assert_eq!(r["entities"]["strict"]["fn"], 0);
+    assert!(r["entities"]["strict"]["tp"].as_u64().unwrap() >= 2);
+    assert_eq!(r["entities"]["offsets"][0], r["entities"]["offsets"][1]);
+    assert!(
+        r["metadata"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|m| m["exact"] == 1.0),
+        "{}",
+        r["metadata"]
+    );
+    assert_eq!(r["summaries"]["rouge"]["rouge_l"], 1.0);
 }
 
 /// The gold shipped for the example documents follows its schema, and every entity and
