@@ -505,6 +505,28 @@ pub enum EvalCommand {
     /// Write a gold skeleton from a finished run's results (every kept mention with its
     /// offsets, the metadata, each section's summary), to correct by hand.
     Init(EvalInitArgs),
+    /// Write gold from files in formats people already have: CoNLL/BIO token files for
+    /// entities (one file per document, named after it: `report.pdf.conll` is `report.pdf`'s)
+    /// and a CSV for metadata (a `path` or `id` column, one column per field, lists split on
+    /// `;`).
+    Import(EvalImportArgs),
+}
+
+/// `pagemill eval import`.
+#[derive(Debug, Args)]
+pub struct EvalImportArgs {
+    /// CoNLL/BIO token files, one per document.
+    #[arg(long)]
+    pub conll: Vec<PathBuf>,
+    /// A CSV of metadata, one row per document.
+    #[arg(long)]
+    pub metadata_csv: Option<PathBuf>,
+    /// Where to write the gold file.
+    #[arg(short, long, default_value = "gold.jsonl")]
+    pub output: PathBuf,
+    /// Replace the gold file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `pagemill eval init`.

@@ -5,6 +5,7 @@
 //! internals, so it scores any run — of any endpoint, prompt or pack size — the same way.
 
 pub mod gold;
+pub mod import;
 pub mod score;
 pub mod text;
 

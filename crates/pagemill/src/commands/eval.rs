@@ -6,16 +6,19 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pagemill_pipeline::eval::gold::{DocRef, GoldDocument};
 use pagemill_pipeline::eval::score::Counts;
-use pagemill_pipeline::eval::{EvalReport, evaluate, gold};
+use pagemill_pipeline::eval::{EvalReport, evaluate, gold, import};
 use serde_json::{Value, json};
 
-use crate::cli::{EvalArgs, EvalCommand, EvalInitArgs, Format};
+use crate::cli::{EvalArgs, EvalCommand, EvalImportArgs, EvalInitArgs, Format};
 
 /// Runs the command.
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
-    if let Some(EvalCommand::Init(init)) = &args.command {
-        return write_skeleton(init);
+    match &args.command {
+        Some(EvalCommand::Init(init)) => return write_skeleton(init),
+        Some(EvalCommand::Import(import)) => return write_imported(import),
+        None => {}
     }
     let Some(gold_path) = &args.gold else {
         anyhow::bail!("name a gold file: `pagemill eval GOLD.jsonl --results DIR`");
@@ -55,30 +58,79 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
 /// `pagemill eval init`: one skeleton line per document result, sorted by path.
 fn write_skeleton(args: &EvalInitArgs) -> anyhow::Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        anyhow::bail!(
-            "`{}` exists: it may hold corrected gold; pass --force to replace it",
-            args.output.display()
-        );
-    }
+    refuse_overwrite(&args.output, args.force)?;
     let (mut results, _) = read_results(&args.results)?;
     if results.is_empty() {
         anyhow::bail!("no document results in `{}`", args.results.display());
     }
     results.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    let mut text = String::new();
-    for r in &results {
-        text.push_str(&serde_json::to_string(&gold::skeleton(r))?);
-        text.push('\n');
-    }
-    std::fs::write(&args.output, text)
-        .with_context(|| format!("writing `{}`", args.output.display()))?;
+    let lines: Vec<GoldDocument> = results.iter().map(gold::skeleton).collect();
+    write_gold(&args.output, &lines)?;
     eprintln!(
         "wrote {} gold line(s) to `{}`: what the run found, to correct by hand (entities it missed, wrong types, metadata, summaries)",
-        results.len(),
+        lines.len(),
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pagemill eval import`: CoNLL files and a metadata CSV, merged per document.
+fn write_imported(args: &EvalImportArgs) -> anyhow::Result<ExitCode> {
+    refuse_overwrite(&args.output, args.force)?;
+    if args.conll.is_empty() && args.metadata_csv.is_none() {
+        anyhow::bail!("nothing to import: give --conll FILE… and/or --metadata-csv FILE");
+    }
+    let mut lines = Vec::new();
+    for path in &args.conll {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        let entities =
+            import::conll_entities(&text).with_context(|| format!("in `{}`", path.display()))?;
+        // `report.pdf.conll` holds the entities of `report.pdf`.
+        let document = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        lines.push(GoldDocument {
+            document: DocRef {
+                path: document,
+                id: None,
+            },
+            entities: Some(entities),
+            ..GoldDocument::default()
+        });
+    }
+    if let Some(path) = &args.metadata_csv {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        lines.extend(
+            import::metadata_csv(&text, &[]).with_context(|| format!("in `{}`", path.display()))?,
+        );
+    }
+    let lines = import::merge(lines);
+    write_gold(&args.output, &lines)?;
+    eprintln!(
+        "wrote {} gold line(s) to `{}`",
+        lines.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        anyhow::bail!(
+            "`{}` exists: it may hold corrected gold; pass --force to replace it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_gold(path: &Path, lines: &[GoldDocument]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for g in lines {
+        text.push_str(&serde_json::to_string(g)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing `{}`", path.display()))
 }
 
 /// Every document result in `dir` and its run-summary.json (`Null` when absent).

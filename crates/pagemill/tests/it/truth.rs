@@ -495,6 +495,51 @@ async fn eval_scores_a_run_against_gold_exactly() {
         r["metadata"]
     );
     assert_eq!(r["summaries"]["rouge"]["rouge_l"], 1.0);
+
+    // Gold imported from a CoNLL file (tokens split as that format splits them) and a CSV.
+    std::fs::write(
+        dir.join("agreement.md.conll"),
+        "Halvorsen B-ORG\nMarine I-ORG\nSupplies I-ORG\nAS I-ORG\nof O\nAberdeen B-LOC\n\nGBP B-MONEY\n186 I-MONEY\n, I-MONEY\n000 I-MONEY\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("meta.csv"),
+        "path,title,parties\nagreement.md,Supply Agreement,Clearwater Fisheries Ltd\n",
+    )
+    .unwrap();
+    let o = pagemill(&dir)
+        .args([
+            "eval",
+            "import",
+            "--conll",
+            "agreement.md.conll",
+            "--metadata-csv",
+            "meta.csv",
+            "-o",
+            "imported.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = pagemill(&dir)
+        .args([
+            "eval",
+            "imported.jsonl",
+            "--results",
+            "out",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        r["documents"].as_array().unwrap().len(),
+        1,
+        "one line per document"
+    );
+    assert_eq!(r["entities"]["strict"], json!({"tp": 2, "fp": 0, "fn": 1}));
+    assert_eq!(r["metadata"]["parties"]["normalized"], 1.0);
 }
 
 /// The gold shipped for the example documents follows its schema, and every entity and
