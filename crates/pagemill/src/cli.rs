@@ -491,9 +491,11 @@ pub struct EvalArgs {
     /// The gold file: JSONL, one document per line.
     #[arg(required = true)]
     pub gold: Option<PathBuf>,
-    /// The run's output directory (its per-document JSON and run-summary.json).
-    #[arg(long, default_value = "pagemill-out")]
-    pub results: PathBuf,
+    /// The run's output directory (its per-document JSON and run-summary.json). Repeat it to
+    /// put configurations side by side: each is compared with the first, document by
+    /// document, with 95% intervals.
+    #[arg(long, default_values = ["pagemill-out"])]
+    pub results: Vec<PathBuf>,
     /// Print text or JSON (`schemas/eval-report.schema.json`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -4,6 +4,7 @@
 //! The scorer reads what a run wrote (the per-document result JSON), not the pipeline's
 //! internals, so it scores any run — of any endpoint, prompt or pack size — the same way.
 
+pub mod compare;
 pub mod gold;
 pub mod import;
 pub mod score;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pagemill_pipeline::eval::compare::{self, Difference, Metric};
 use pagemill_pipeline::eval::gold::{DocRef, GoldDocument};
 use pagemill_pipeline::eval::score::Counts;
 use pagemill_pipeline::eval::{EvalReport, evaluate, gold, import};
@@ -26,32 +27,98 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(gold_path)
         .with_context(|| format!("reading the gold file `{}`", gold_path.display()))?;
     let gold = gold::parse(&text).with_context(|| format!("in `{}`", gold_path.display()))?;
-    let (results, summary) = read_results(&args.results)?;
-    let report = evaluate(&gold, &results);
-    if report.documents.is_empty() {
-        anyhow::bail!(
-            "none of the {} document(s) in `{}` has a result in `{}` (gold documents are matched by id, path or file name)",
-            gold.len(),
-            gold_path.display(),
-            args.results.display()
-        );
+    let mut configs = Vec::new();
+    for dir in &args.results {
+        let (results, summary) = read_results(dir)?;
+        let report = evaluate(&gold, &results);
+        if report.documents.is_empty() {
+            anyhow::bail!(
+                "none of the {} document(s) in `{}` has a result in `{}` (gold documents are matched by id, path or file name)",
+                gold.len(),
+                gold_path.display(),
+                dir.display()
+            );
+        }
+        let run = json!({
+            "prompt_tokens_per_page": summary["prompt_tokens_per_page"],
+            "completion_tokens_per_page": summary["completion_tokens_per_page"],
+            "cached_share": summary["cached_share"],
+            "cost_per_page_usd": summary["cost_per_page_usd"],
+            "wall_secs": summary["wall_secs"],
+        });
+        configs.push((dir.display().to_string(), report, run));
     }
-    let run = json!({
-        "prompt_tokens_per_page": summary["prompt_tokens_per_page"],
-        "completion_tokens_per_page": summary["completion_tokens_per_page"],
-        "cached_share": summary["cached_share"],
-        "cost_per_page_usd": summary["cost_per_page_usd"],
-        "wall_secs": summary["wall_secs"],
-    });
+    let differences: Vec<(String, Difference)> = configs
+        .iter()
+        .skip(1)
+        .flat_map(|(name, report, _)| {
+            let first = &configs[0].1;
+            Metric::ALL
+                .iter()
+                .filter_map(move |&m| compare::difference(first, report, m))
+                .map(move |d| (name.clone(), d))
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Json => {
-            let mut v = serde_json::to_value(&report)?;
-            v["run"] = run;
+        Format::Json if configs.len() == 1 => {
+            let (_, report, run) = &configs[0];
+            let mut v = serde_json::to_value(report)?;
+            v["run"] = run.clone();
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        Format::Text => write!(out, "{}", text_report(&report, &run))?,
+        Format::Json => {
+            let mut list = Vec::new();
+            for (name, report, run) in &configs {
+                let mut v = serde_json::to_value(report)?;
+                v["run"] = run.clone();
+                list.push(json!({"results": name, "report": v}));
+            }
+            let diffs: Vec<Value> = differences
+                .iter()
+                .map(|(name, d)| {
+                    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+                    v["results"] = json!(name);
+                    v["against"] = json!(configs[0].0);
+                    v
+                })
+                .collect();
+            let v = json!({"schema_version": pagemill_pipeline::eval::REPORT_SCHEMA_VERSION,
+                           "configurations": list, "differences": diffs});
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Text if configs.len() == 1 => {
+            write!(out, "{}", text_report(&configs[0].1, &configs[0].2))?;
+        }
+        Format::Text => {
+            for (name, report, run) in &configs {
+                writeln!(out, "== {name}")?;
+                write!(out, "{}", text_report(report, run))?;
+            }
+            writeln!(
+                out,
+                "== against {} (B − A, 95% interval, paired by document)",
+                configs[0].0
+            )?;
+            for (name, d) in &differences {
+                let verdict = match d.verdict() {
+                    1 => "better",
+                    -1 => "worse",
+                    _ => "not told apart",
+                };
+                writeln!(
+                    out,
+                    "{name}: {} {:+.3} [{:+.3}, {:+.3}] over {} document(s): {verdict}",
+                    d.metric.name(),
+                    d.mean,
+                    d.low,
+                    d.high,
+                    d.documents
+                )?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

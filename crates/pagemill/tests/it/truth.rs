@@ -540,6 +540,29 @@ async fn eval_scores_a_run_against_gold_exactly() {
     );
     assert_eq!(r["entities"]["strict"], json!({"tp": 2, "fp": 0, "fn": 1}));
     assert_eq!(r["metadata"]["parties"]["normalized"], 1.0);
+
+    // Two configurations side by side: each against the first, with an interval.
+    let o = pagemill(&dir)
+        .args([
+            "eval",
+            "gold.jsonl",
+            "--results",
+            "out",
+            "--results",
+            "out",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(validator.is_valid(&r), "{r}");
+    assert_eq!(r["configurations"].as_array().unwrap().len(), 2);
+    let d = &r["differences"][0];
+    assert_eq!(
+        (d["metric"].as_str(), d["mean"].as_f64(), d["low"].as_f64()),
+        (Some("entity_f1"), Some(0.0), Some(0.0))
+    );
 }
 
 /// The gold shipped for the example documents follows its schema, and every entity and

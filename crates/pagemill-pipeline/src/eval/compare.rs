@@ -1,0 +1,167 @@
+//! Is configuration B better than A? Paired bootstrap over documents: the documents are drawn
+//! again with replacement many times, and the difference of the means is read off at the
+//! 2.5th and 97.5th percentiles. "Better" is only said when that interval excludes 0.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::EvalReport;
+use super::score::DocumentScores;
+
+/// Resamples drawn (enough for stable 95% bounds; seeded, so a report repeats exactly).
+pub const RESAMPLES: usize = 2000;
+
+/// A per-document figure two configurations are compared on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Strict entity F1.
+    EntityF1,
+    /// Mean normalized metadata score over the gold's fields.
+    Metadata,
+    /// Mean ROUGE-L over the reference summaries (unanswered: 0).
+    RougeL,
+}
+
+impl Metric {
+    /// All of them.
+    pub const ALL: [Metric; 3] = [Metric::EntityF1, Metric::Metadata, Metric::RougeL];
+
+    /// The figure for one document, when its gold allows it.
+    pub fn of(self, d: &DocumentScores) -> Option<f64> {
+        match self {
+            Metric::EntityF1 => d.entities.as_ref().map(|e| e.strict.f1()),
+            Metric::Metadata => (!d.metadata.is_empty()).then(|| {
+                d.metadata.iter().map(|f| f.normalized).sum::<f64>() / d.metadata.len() as f64
+            }),
+            Metric::RougeL => (!d.summaries.is_empty()).then(|| {
+                d.summaries
+                    .iter()
+                    .map(|(_, r)| r.map_or(0.0, |r| r.rouge_l))
+                    .sum::<f64>()
+                    / d.summaries.len() as f64
+            }),
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::EntityF1 => "entity F1",
+            Metric::Metadata => "metadata",
+            Metric::RougeL => "ROUGE-L",
+        }
+    }
+}
+
+/// B minus A on one metric, over the documents both scored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// Which figure.
+    pub metric: Metric,
+    /// Documents in the comparison.
+    pub documents: usize,
+    /// Mean of B − A.
+    pub mean: f64,
+    /// 95% interval of the mean difference (paired bootstrap by document).
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+impl Difference {
+    /// B is better (+1), worse (−1), or not told apart (0) at 95%.
+    pub fn verdict(&self) -> i8 {
+        if self.low > 0.0 {
+            1
+        } else if self.high < 0.0 {
+            -1
+        } else {
+            0
+        }
+    }
+}
+
+/// B − A on `metric`, paired by document; `None` when no document has the figure in both.
+pub fn difference(a: &EvalReport, b: &EvalReport, metric: Metric) -> Option<Difference> {
+    let diffs: Vec<f64> = a
+        .documents
+        .iter()
+        .filter_map(|da| {
+            let db = b.documents.iter().find(|d| d.document == da.document)?;
+            Some(metric.of(db)? - metric.of(da)?)
+        })
+        .collect();
+    if diffs.is_empty() {
+        return None;
+    }
+    let n = diffs.len();
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    let mut rng = SmallRng::seed_from_u64(0x9e37_79b9);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| (0..n).map(|_| diffs[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+    Some(Difference {
+        metric,
+        documents: n,
+        mean,
+        low: at(0.025),
+        high: at(0.975),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::score::FieldScore;
+
+    fn report(scores: &[(&str, f64)]) -> EvalReport {
+        let documents = scores
+            .iter()
+            .map(|(name, s)| DocumentScores {
+                document: (*name).to_owned(),
+                entities: None,
+                metadata: vec![FieldScore {
+                    field: "title".into(),
+                    exact: *s,
+                    normalized: *s,
+                }],
+                summaries: vec![],
+            })
+            .collect();
+        EvalReport {
+            schema_version: 1,
+            documents,
+            unmatched: vec![],
+            entities: None,
+            metadata: Default::default(),
+            summaries: None,
+        }
+    }
+
+    #[test]
+    fn a_difference_is_only_told_when_its_interval_excludes_zero() {
+        let names: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
+        let a = report(&names.iter().map(|n| (n.as_str(), 0.5)).collect::<Vec<_>>());
+        // Better on every document: the interval is above 0.
+        let better: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 0.7)).collect();
+        let d = difference(&a, &report(&better), Metric::Metadata).unwrap();
+        assert!((d.mean - 0.2).abs() < 1e-12);
+        assert_eq!((d.verdict(), d.documents), (1, 20));
+        // Better on half, worse on half: no verdict.
+        let mixed: Vec<(&str, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), if i % 2 == 0 { 0.9 } else { 0.1 }))
+            .collect();
+        let d = difference(&a, &report(&mixed), Metric::Metadata).unwrap();
+        assert!(d.low < 0.0 && d.high > 0.0, "{d:?}");
+        assert_eq!(d.verdict(), 0);
+        // Nothing to compare on.
+        assert!(difference(&a, &report(&[]), Metric::Metadata).is_none());
+        assert!(difference(&a, &a, Metric::EntityF1).is_none());
+    }
+}
