@@ -275,7 +275,7 @@ mod skeleton_tests {
         });
         let g = skeleton(&result);
         let line = serde_json::to_string(&g).unwrap();
-        assert_eq!(parse(&line).unwrap(), [g.clone()]);
+        assert_eq!(parse(&line).unwrap(), std::slice::from_ref(&g));
         assert_eq!(
             g.entities.as_ref().unwrap().len(),
             1,
