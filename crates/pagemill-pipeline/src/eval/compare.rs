@@ -165,3 +165,51 @@ mod tests {
         assert!(difference(&a, &a, Metric::EntityF1).is_none());
     }
 }
+
+/// One number for a configuration's quality: the mean of the figures its gold allows (strict
+/// entity micro F1, mean normalized metadata score, mean ROUGE-L), each over all documents.
+pub fn overall(report: &EvalReport) -> Option<f64> {
+    let mut figures = Vec::new();
+    if let Some(e) = &report.entities {
+        figures.push(e.strict.f1());
+    }
+    if !report.metadata.is_empty() {
+        figures.push(
+            report.metadata.values().map(|m| m.normalized).sum::<f64>()
+                / report.metadata.len() as f64,
+        );
+    }
+    if let Some(s) = &report.summaries {
+        figures.push(s.rouge.rouge_l);
+    }
+    (!figures.is_empty()).then(|| figures.iter().sum::<f64>() / figures.len() as f64)
+}
+
+/// Which of `(cost, quality)` points are on the Pareto front: no other point is at most as
+/// costly and at least as good, and strictly one of the two.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<bool> {
+    points
+        .iter()
+        .map(|&(c, q)| {
+            !points
+                .iter()
+                .any(|&(c2, q2)| c2 <= c && q2 >= q && (c2 < c || q2 > q))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod front_tests {
+    use super::*;
+
+    #[test]
+    fn the_front_holds_what_nothing_beats_on_both_cost_and_quality() {
+        let points = [(1.0, 0.5), (2.0, 0.7), (2.0, 0.6), (3.0, 0.7), (0.5, 0.2)];
+        assert_eq!(pareto_front(&points), [true, true, false, false, true]);
+        assert_eq!(
+            pareto_front(&[(1.0, 0.5), (1.0, 0.5)]),
+            [true, true],
+            "ties both stay"
+        );
+    }
+}

@@ -59,6 +59,31 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 .map(move |d| (name.clone(), d))
         })
         .collect();
+    // Cost a page: dollars when every run knows them, else tokens (prompt + completion).
+    let dollars: Vec<Option<f64>> = configs
+        .iter()
+        .map(|(_, _, run)| run["cost_per_page_usd"].as_f64())
+        .collect();
+    let by_dollars = dollars.iter().all(Option::is_some);
+    let points: Vec<(f64, f64)> = configs
+        .iter()
+        .zip(&dollars)
+        .map(|((_, report, run), usd)| {
+            let tokens = run["prompt_tokens_per_page"]
+                .as_f64()
+                .unwrap_or(f64::INFINITY)
+                + run["completion_tokens_per_page"]
+                    .as_f64()
+                    .unwrap_or(f64::INFINITY);
+            let cost = if by_dollars {
+                usd.unwrap_or(f64::INFINITY)
+            } else {
+                tokens
+            };
+            (cost, compare::overall(report).unwrap_or(0.0))
+        })
+        .collect();
+    let front = compare::pareto_front(&points);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json if configs.len() == 1 => {
@@ -70,10 +95,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Json => {
             let mut list = Vec::new();
-            for (name, report, run) in &configs {
+            for (((name, report, run), on_front), (_, quality)) in
+                configs.iter().zip(&front).zip(&points)
+            {
                 let mut v = serde_json::to_value(report)?;
                 v["run"] = run.clone();
-                list.push(json!({"results": name, "report": v}));
+                list.push(json!({"results": name, "report": v,
+                                 "overall": quality, "pareto_front": on_front}));
             }
             let diffs: Vec<Value> = differences
                 .iter()
@@ -96,6 +124,26 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             for (name, report, run) in &configs {
                 writeln!(out, "== {name}")?;
                 write!(out, "{}", text_report(report, run))?;
+            }
+            let unit = if by_dollars {
+                "cost a page"
+            } else {
+                "tokens a page"
+            };
+            writeln!(
+                out,
+                "== Pareto front (overall quality against {unit}; nothing else is both cheaper and better)"
+            )?;
+            for (((name, _, _), on_front), (cost, quality)) in
+                configs.iter().zip(&front).zip(&points)
+            {
+                let cost = if by_dollars {
+                    format!("${cost:.6}")
+                } else {
+                    format!("{cost:.0}")
+                };
+                let mark = if *on_front { "*" } else { " " };
+                writeln!(out, "{mark} {name}: overall {quality:.3} · {cost} {unit}")?;
             }
             writeln!(
                 out,

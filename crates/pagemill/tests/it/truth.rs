@@ -558,6 +558,10 @@ async fn eval_scores_a_run_against_gold_exactly() {
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(validator.is_valid(&r), "{r}");
     assert_eq!(r["configurations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        r["configurations"][0]["pareto_front"], true,
+        "equal runs are both on it"
+    );
     let d = &r["differences"][0];
     assert_eq!(
         (d["metric"].as_str(), d["mean"].as_f64(), d["low"].as_f64()),
