@@ -13,7 +13,8 @@
 //! stream wrapper here watches for exactly that — the peer closing a connection that had
 //! answered before, while a new request on it waits — and once it is seen more often than a
 //! reused connection succeeds, the transport stops reusing connections (requests go
-//! through a client without a pool and carry `Connection: close`), says so once, and reports it ([`Transport::reuse_abandoned`]).
+//! through a client without a pool and carry `Connection: close`), says so once, and
+//! reports it ([`Transport::reuse_abandoned`]).
 
 use std::future::Future;
 use std::pin::Pin;
