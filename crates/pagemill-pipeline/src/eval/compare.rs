@@ -185,6 +185,24 @@ pub fn overall(report: &EvalReport) -> Option<f64> {
     (!figures.is_empty()).then(|| figures.iter().sum::<f64>() / figures.len() as f64)
 }
 
+/// What each run cost a page, from its `run-summary.json` figures: dollars when every run
+/// knows them (`true`), else prompt + completion tokens; unknown is infinitely costly.
+pub fn costs_per_page(runs: &[&serde_json::Value]) -> (Vec<f64>, bool) {
+    let by_dollars = runs.iter().all(|r| r["cost_per_page_usd"].is_number());
+    let costs = runs
+        .iter()
+        .map(|r| {
+            let n = |k: &str| r[k].as_f64().unwrap_or(f64::INFINITY);
+            if by_dollars {
+                n("cost_per_page_usd")
+            } else {
+                n("prompt_tokens_per_page") + n("completion_tokens_per_page")
+            }
+        })
+        .collect();
+    (costs, by_dollars)
+}
+
 /// Which of `(cost, quality)` points are on the Pareto front: no other point is at most as
 /// costly and at least as good, and strictly one of the two.
 pub fn pareto_front(points: &[(f64, f64)]) -> Vec<bool> {

@@ -210,25 +210,18 @@ mod tests {
 /// writes it): every kept mention with its page and offsets, the metadata values, each
 /// section's summary. A person then corrects it: that is how gold is made cheaply.
 pub fn skeleton(result: &Value) -> GoldDocument {
-    let entities = result["entities"]
-        .as_array()
+    // What the run placed (a mention it could not ground has no place to be gold at).
+    let entities = super::score::predicted_mentions(result)
         .into_iter()
-        .flatten()
-        .flat_map(|e| {
-            e["mentions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(move |m| (e, m))
-        })
-        .filter(|(_, m)| m["grounding"] != "none")
-        .filter_map(|(e, m)| {
+        .filter(|m| !m.text.is_empty() && !m.kind.is_empty())
+        .filter_map(|m| {
+            let (page, start, end) = m.span?;
             Some(GoldEntity {
-                text: m["text"].as_str().or(e["text"].as_str())?.to_owned(),
-                kind: m["type"].as_str().or(e["type"].as_str())?.to_owned(),
-                page: m["page"].as_u64().map(|p| p as u32),
-                start: m["start"].as_u64().map(|s| s as usize),
-                end: m["end"].as_u64().map(|s| s as usize),
+                text: m.text,
+                kind: m.kind,
+                page: Some(page),
+                start: Some(start),
+                end: Some(end),
             })
         })
         .collect();

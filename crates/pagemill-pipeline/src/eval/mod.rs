@@ -81,7 +81,10 @@ pub fn evaluate(gold: &[GoldDocument], results: &[Value]) -> EvalReport {
         };
         let s = score::score_document(g, result);
         if let Some(e) = &s.entities {
-            entities.get_or_insert_with(EntityScores::default).add(e);
+            match &mut entities {
+                Some(sum) => sum.add(e),
+                None => entities = Some(e.clone()),
+            }
         }
         for f in &s.metadata {
             let m = fields.entry(f.field.clone()).or_default();

@@ -120,15 +120,9 @@ impl EntityScores {
     pub fn offsets_exact(&self) -> Option<f64> {
         self.offsets.map(|(m, e)| ratio(e, m, true))
     }
-    /// Adds another document's scores.
+    /// Adds another document's scores (to a sum started from the first document's).
     pub fn add(&mut self, o: &EntityScores) {
-        if self.strict == Counts::default()
-            && self.relaxed == Counts::default()
-            && self.level.is_none()
-            && self.by_type.is_empty()
-        {
-            self.level = o.level;
-        } else if self.level != o.level {
+        if self.level != o.level {
             self.level = None;
         }
         self.strict.add(o.strict);

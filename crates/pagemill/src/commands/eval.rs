@@ -59,29 +59,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 .map(move |d| (name.clone(), d))
         })
         .collect();
-    // Cost a page: dollars when every run knows them, else tokens (prompt + completion).
-    let dollars: Vec<Option<f64>> = configs
-        .iter()
-        .map(|(_, _, run)| run["cost_per_page_usd"].as_f64())
-        .collect();
-    let by_dollars = dollars.iter().all(Option::is_some);
+    let runs: Vec<&Value> = configs.iter().map(|(_, _, run)| run).collect();
+    let (costs, by_dollars) = compare::costs_per_page(&runs);
     let points: Vec<(f64, f64)> = configs
         .iter()
-        .zip(&dollars)
-        .map(|((_, report, run), usd)| {
-            let tokens = run["prompt_tokens_per_page"]
-                .as_f64()
-                .unwrap_or(f64::INFINITY)
-                + run["completion_tokens_per_page"]
-                    .as_f64()
-                    .unwrap_or(f64::INFINITY);
-            let cost = if by_dollars {
-                usd.unwrap_or(f64::INFINITY)
-            } else {
-                tokens
-            };
-            (cost, compare::overall(report).unwrap_or(0.0))
-        })
+        .zip(costs)
+        .map(|((_, report, _), cost)| (cost, compare::overall(report).unwrap_or(0.0)))
         .collect();
     let front = compare::pareto_front(&points);
     let mut out = std::io::stdout().lock();
