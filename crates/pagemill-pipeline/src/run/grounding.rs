@@ -66,14 +66,26 @@ pub struct Mention {
 }
 
 /// Places the mentions `(text, type)` a model returned for one page.
+///
+/// Longer mentions are placed first, and a mention is not placed inside the span another
+/// mention already holds while a free occurrence exists: "Vistula" is then the river named on
+/// its own, not the start of "Vistula Basin Authority" the same answer named (measured with the
+/// simulator's gold mode on `testdata/gold/examples-mentions.jsonl`: strict entity F1 with
+/// every mention answered right went from 0.98 to 1.00). Repeats of one text take its
+/// occurrences in turn, in the answer's order.
 pub fn ground(page_text: &str, page: u32, mentions: &[(String, String)]) -> Vec<Mention> {
     let norm = Normalized::of(page_text);
     let chars: Vec<(usize, char)> = page_text.char_indices().collect();
     let char_at = |byte: usize| chars.partition_point(|(b, _)| *b < byte);
     // Where the next search for a given text starts, so repeats take later occurrences.
     let mut next_from: HashMap<String, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(mentions.len());
-    for (text, kind) in mentions {
+    // Byte spans placed so far, with their folded text.
+    let mut claimed: Vec<(usize, usize, String)> = Vec::new();
+    let mut order: Vec<usize> = (0..mentions.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(mentions[i].0.trim().len()));
+    let mut out: Vec<Option<Mention>> = vec![None; mentions.len()];
+    for i in order {
+        let (text, kind) = &mentions[i];
         let text = text.trim();
         let mut m = Mention {
             text: text.to_owned(),
@@ -87,13 +99,21 @@ pub fn ground(page_text: &str, page: u32, mentions: &[(String, String)]) -> Vec<
             flag: None,
         };
         if text.is_empty() {
-            out.push(m);
+            out[i] = Some(m);
             continue;
         }
         let folded = fold(text);
         let from = next_from.get(&folded).copied().unwrap_or(0);
-        let found = find_exact(page_text, text, from)
+        let free = |s: usize, e: usize| {
+            claimed
+                .iter()
+                .all(|(a, b, t)| *t == folded || e <= *a || *b <= s)
+        };
+        let found = find_free(page_text, text, from, &free)
             .map(|(s, e)| (s, e, Grounding::Exact, 1.0))
+            .or_else(|| {
+                find_exact(page_text, text, from).map(|(s, e)| (s, e, Grounding::Exact, 1.0))
+            })
             .or_else(|| {
                 norm.find(&folded, from)
                     .map(|(s, e)| (s, e, Grounding::Normalized, 1.0))
@@ -109,7 +129,8 @@ pub fn ground(page_text: &str, page: u32, mentions: &[(String, String)]) -> Vec<
                     .map(|(s, e)| (s, e, Grounding::Exact, 1.0))
             });
         if let Some((s, e, how, score)) = found {
-            next_from.insert(folded, e);
+            next_from.insert(folded.clone(), e);
+            claimed.push((s, e, folded));
             let source = &page_text[s..e];
             if source != text {
                 m.answer_text = Some(text.to_owned());
@@ -120,9 +141,26 @@ pub fn ground(page_text: &str, page: u32, mentions: &[(String, String)]) -> Vec<
             m.grounding = how;
             m.score = (score * 1000.0).round() / 1000.0;
         }
-        out.push(m);
+        out[i] = Some(m);
     }
-    out
+    out.into_iter().flatten().collect()
+}
+
+/// The first exact occurrence at or after `from` that `free` accepts.
+fn find_free(
+    hay: &str,
+    needle: &str,
+    from: usize,
+    free: &impl Fn(usize, usize) -> bool,
+) -> Option<(usize, usize)> {
+    let mut at = from;
+    loop {
+        let (s, e) = find_exact(hay, needle, at)?;
+        if free(s, e) {
+            return Some((s, e));
+        }
+        at = s + hay[s..].chars().next().map_or(1, char::len_utf8);
+    }
 }
 
 /// Byte range of `needle` in `hay` at or after byte `from`, on word boundaries when the
@@ -335,6 +373,40 @@ mod tests {
 
     fn m(text: &str, kind: &str) -> (String, String) {
         (text.into(), kind.into())
+    }
+
+    #[test]
+    fn a_name_inside_a_longer_mention_is_placed_where_it_stands_alone() {
+        let page =
+            "Report for the Vistula Basin Authority: the Vistula between Kraków and the sea.";
+        // In either order of the answer, "Vistula" is the river, not the authority's first word.
+        for answer in [
+            [
+                m("Vistula", "location"),
+                m("Vistula Basin Authority", "organization"),
+            ],
+            [
+                m("Vistula Basin Authority", "organization"),
+                m("Vistula", "location"),
+            ],
+        ] {
+            let got = ground(page, 1, &answer);
+            let river = got.iter().find(|x| x.kind == "location").unwrap();
+            assert_eq!((river.start, river.end), (Some(44), Some(51)), "{answer:?}");
+            let body = got.iter().find(|x| x.kind == "organization").unwrap();
+            assert_eq!((body.start, body.end), (Some(15), Some(38)));
+            assert_eq!(got[0].text, answer[0].0, "answer order is kept");
+        }
+        // With no free occurrence, a nested one is still better than none.
+        let got = ground(
+            "Vistula Basin Authority",
+            1,
+            &[
+                m("Vistula Basin Authority", "organization"),
+                m("Vistula", "location"),
+            ],
+        );
+        assert_eq!(got[1].start, Some(0));
     }
 
     #[test]
