@@ -156,11 +156,26 @@ const NUMBER_WORDS: [&str; 20] = [
     "twelve", "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million", "billion",
 ];
 
+/// ISO 4217 currency codes in use. A code counts only written in capitals: "ALL", "TOP" and
+/// "TRY" are codes, "all", "top" and "try" are words.
+const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB \
+BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD \
+FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR \
+KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR \
+MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK \
+SGD SHP SLE SOS SRD SSP STN SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND \
+VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL";
+
 /// Whether a mention typed `money` can be read as an amount with its currency.
 pub fn looks_like_money(s: &str) -> bool {
     let symbol = s.chars().any(|c| "$€£¥₹₩₽¢".contains(c));
     let lower: Vec<String> = words(s).collect();
-    let currency = symbol || lower.iter().any(|w| CURRENCY_WORDS.contains(&w.as_str()));
+    let code = s.split(|c: char| !c.is_alphanumeric()).any(|w| {
+        w.len() == 3
+            && w.chars().all(|c| c.is_ascii_uppercase())
+            && ISO_4217.split(' ').any(|k| k == w)
+    });
+    let currency = symbol || code || lower.iter().any(|w| CURRENCY_WORDS.contains(&w.as_str()));
     let amount = s.chars().any(|c| c.is_ascii_digit())
         || lower
             .iter()
@@ -544,7 +559,7 @@ pub fn similarity(a: &str, b: &str) -> f64 {
 }
 
 /// Words too common to say what a text is about.
-const STOPWORDS: [&str; 24] = [
+pub(crate) const STOPWORDS: [&str; 24] = [
     "this", "that", "with", "from", "have", "will", "shall", "which", "their", "there", "they",
     "been", "were", "what", "when", "into", "also", "such", "other", "than", "them", "these",
     "those", "about",
@@ -662,10 +677,21 @@ mod tests {
             "forty dollars",
             "£3.50",
             "12 cents",
+            "PLN 214,000",
+            "SEK 48.2 million",
+            "CHF 3m",
         ] {
             assert!(looks_like_money(m), "{m}");
         }
-        for m in ["5,000", "dollars", "the price", "Euro zone"] {
+        for m in [
+            "5,000",
+            "dollars",
+            "the price",
+            "Euro zone",
+            "top 10",
+            "all 3",
+            "ABC 5",
+        ] {
             assert!(!looks_like_money(m), "{m}");
         }
     }
