@@ -112,6 +112,16 @@ fn whole_ticks(lo: f64, hi: f64) -> Vec<f64> {
     (lo..=hi).step_by(step as usize).map(|v| v as f64).collect()
 }
 
+/// The top of an axis: its last tick, or the highest value when above it (never 0).
+fn top(ticks: &[f64], max: f64) -> f64 {
+    ticks
+        .last()
+        .copied()
+        .unwrap_or(1.0)
+        .max(max)
+        .max(f64::MIN_POSITIVE)
+}
+
 /// Draws a line chart; a chart with no points says so.
 pub fn line(c: &Line<'_>) -> Markup {
     let pts = c.series.iter().flat_map(|s| s.points.iter());
@@ -142,12 +152,7 @@ pub fn line(c: &Line<'_>) -> Markup {
     {
         yt.push(last + (yt[1] - yt[0]));
     }
-    let ytop = yt
-        .last()
-        .copied()
-        .unwrap_or(1.0)
-        .max(y1)
-        .max(f64::MIN_POSITIVE);
+    let ytop = top(&yt, y1);
     let whole = c
         .series
         .iter()
@@ -292,9 +297,107 @@ pub fn bars(title: &str, fmt: fn(f64) -> String, rows: &[(String, Option<f64>)])
     }
 }
 
+/// One point of a scatter chart.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Its name (beside it, and in its tooltip).
+    pub label: String,
+    /// X.
+    pub x: f64,
+    /// Y.
+    pub y: f64,
+    /// Drawn filled and named in bold (e.g. on a Pareto front).
+    pub marked: bool,
+}
+
+/// A scatter chart of labelled points, both axes from 0 (y up to 1 when every y is a share).
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_fmt: fn(f64) -> String,
+    points: &[Point],
+) -> Markup {
+    let shown: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.x.is_finite() && p.y.is_finite())
+        .collect();
+    if shown.is_empty() {
+        return empty(title);
+    }
+    let x1 = shown.iter().map(|p| p.x).fold(0.0f64, f64::max);
+    let y1 = shown.iter().map(|p| p.y).fold(0.0f64, f64::max);
+    let xt = ticks(0.0, if x1 > 0.0 { x1 * 1.1 } else { 1.0 }, 5);
+    let yt = ticks(0.0, if y1 <= 1.0 { 1.0 } else { y1 }, 5);
+    let (xtop, ytop) = (top(&xt, x1), top(&yt, y1));
+    let sx = |x: f64| LEFT + x / xtop * (W - LEFT - RIGHT - 200.0);
+    let sy = |y: f64| TOP + (1.0 - y / ytop) * (H - TOP - BOTTOM);
+    html! {
+        figure.chart data-kind="scatter" {
+            figcaption { (title) }
+            svg viewBox={"0 0 " (W) " " (H)} role="img" aria-label=(title) {
+                g.grid {
+                    @for t in &yt {
+                        line x1=(LEFT) x2=(W - RIGHT) y1=(format!("{:.1}", sy(*t))) y2=(format!("{:.1}", sy(*t))) {}
+                        text.ylab x=(LEFT - 6.0) y=(format!("{:.1}", sy(*t) + 4.0)) { (crate::num(*t)) }
+                    }
+                    @for t in &xt {
+                        text.xlab x=(format!("{:.1}", sx(*t))) y=(H - BOTTOM + 16.0) { (x_fmt(*t)) }
+                    }
+                    line.axis x1=(LEFT) x2=(W - RIGHT) y1=(H - BOTTOM) y2=(H - BOTTOM) {}
+                }
+                text.axislab x=(LEFT + (W - LEFT - RIGHT) / 2.0) y=(H - 6.0) { (x_label) }
+                text.axislab transform={"translate(14," (TOP + (H - TOP - BOTTOM) / 2.0) ") rotate(-90)"} { (y_label) }
+                @for (i, p) in shown.iter().enumerate() {
+                    g class=(format!("series s{}{}", i % 8, if p.marked { " marked" } else { "" })) data-series=(i) {
+                        circle.pt cx=(format!("{:.1}", sx(p.x))) cy=(format!("{:.1}", sy(p.y))) r=(if p.marked { "6" } else { "4" }) {
+                            title { (p.label) ": " (x_fmt(p.x)) " → " (crate::num(p.y)) }
+                        }
+                        // Labels alternate above and below their point, so close points stay legible.
+                        text.ptlab x=(format!("{:.1}", sx(p.x) - 6.0)) y=(format!("{:.1}", sy(p.y) + if i % 2 == 0 { -10.0 } else { 18.0 })) { (short(&p.label, 40)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scatter_draws_every_finite_point_with_its_label() {
+        let pts = [
+            Point {
+                label: "a <b>".into(),
+                x: 0.001,
+                y: 0.5,
+                marked: true,
+            },
+            Point {
+                label: "c".into(),
+                x: 0.002,
+                y: 0.4,
+                marked: false,
+            },
+            Point {
+                label: "unknown cost".into(),
+                x: f64::INFINITY,
+                y: 0.9,
+                marked: false,
+            },
+        ];
+        let out = scatter("q", "$", "F1", crate::num, &pts).into_string();
+        assert_eq!(out.matches("<circle").count(), 2);
+        assert_eq!(out.matches("marked").count(), 1);
+        assert!(out.contains("a &lt;b&gt;"));
+        assert!(
+            scatter("q", "$", "F1", crate::num, &pts[2..])
+                .into_string()
+                .contains("No data")
+        );
+    }
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {

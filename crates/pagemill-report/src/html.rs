@@ -98,6 +98,10 @@ pub fn render(r: &Report) -> String {
                         @if !r.benchmarks.is_empty() {
                             (r.benchmarks.len()) " bench report" @if r.benchmarks.len() > 1 { "s" }
                         }
+                        @if let Some(e) = &r.eval {
+                            @if r.runs.is_some() || !r.benchmarks.is_empty() { " and " }
+                            "the eval report " code { (e.path) }
+                        }
                         "."
                     }
                 }
@@ -110,11 +114,13 @@ pub fn render(r: &Report) -> String {
                         a href="#errors" { "Errors" }
                     }
                     @if !r.benchmarks.is_empty() { a href="#bench" { "Benchmarks" } }
+                    @if r.eval.is_some() { a href="#eval" { "Quality" } }
                     @if r.runs.is_some() { a href="#documents" { "Documents" } }
                 }
                 main {
                     @if let Some(runs) = &r.runs { (runs_html(runs)) }
                     @if !r.benchmarks.is_empty() { (bench_html(&r.benchmarks)) }
+                    @if let Some(e) = &r.eval { (eval_html(e)) }
                     @if r.runs.is_some() { (documents_html(r)) }
                 }
                 script { (PreEscaped(JS)) }
@@ -492,6 +498,98 @@ fn page_html(p: &PageView) -> Markup {
             }
             @if !ungrounded.is_empty() {
                 p { "Not found in the page: " @for m in ungrounded { span.chip.ungrounded title=(m.kind) { (m.text) } } }
+            }
+        }
+    }
+}
+
+/// Error kinds, as classes and as said.
+const ERRORS: [(&str, &str); 4] = [
+    ("missed", "missed"),
+    ("spurious", "spurious"),
+    ("wrong_type", "wrong type"),
+    ("wrong_span", "wrong span"),
+];
+
+fn error_class(kind: &str) -> &'static str {
+    ERRORS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or("err-other", |(k, _)| match *k {
+            "missed" => "err-missed",
+            "spurious" => "err-spurious",
+            "wrong_type" => "err-wrong_type",
+            _ => "err-wrong_span",
+        })
+}
+
+fn eval_html(e: &crate::eval::EvalView) -> Markup {
+    let x_fmt: fn(f64) -> String = if e.by_dollars { usd } else { num };
+    let points: Vec<chart::Point> = e
+        .configurations
+        .iter()
+        .filter_map(|c| {
+            Some(chart::Point {
+                label: c.name.clone(),
+                x: c.cost?,
+                y: c.overall?,
+                marked: c.pareto_front,
+            })
+        })
+        .collect();
+    let f = |v: Option<f64>| opt(v, num);
+    html! {
+        section #eval {
+            h2 { "Quality against gold" }
+            p.muted { "From " code { (e.path) } ". Overall: the mean of strict entity F1, metadata and ROUGE-L, as the gold allows. Filled points are on the Pareto front: no other configuration is both "
+                @if e.by_dollars { "cheaper" } @else { "lighter in tokens" } " and better." }
+            (chart::scatter("Overall quality against cost a page",
+                if e.by_dollars { "dollars a page" } else { "prompt + completion tokens a page" },
+                "overall quality", x_fmt, &points))
+            div.wrap { table.sortable.configs {
+                thead { tr { th.l { "configuration" } th { "front" } th { "overall" } th { "entity F1" } th { "metadata" } th { "ROUGE-L" } th { "support" }
+                    th { @if e.by_dollars { "$ a page" } @else { "tokens a page" } } } }
+                tbody { @for c in &e.configurations { tr {
+                    td.l { (c.name) } td { @if c.pareto_front { "★" } }
+                    td { (f(c.overall)) } td { (f(c.entity_f1)) } td { (f(c.metadata)) } td { (f(c.rouge_l)) } td { (f(c.support)) }
+                    td { (opt(c.cost, x_fmt)) }
+                } } }
+            } }
+            div.filters {
+                "Errors: "
+                @for (k, said) in ERRORS { span class=(format!("chip {}", error_class(k))) { (said) } }
+            }
+            @for (i, c) in e.configurations.iter().enumerate() {
+                details.config open[i == 0] {
+                    summary { (c.name) " " span.muted { "· " (c.documents.len()) " document(s)" } }
+                    @for d in &c.documents {
+                        div.eval-doc data-document=(d.document) {
+                            h4 { (d.document) " "
+                                span.muted { @for (k, said) in ERRORS { @if let Some(n) = d.counts.get(k) { "· " (said) " " (n) " " } }
+                                    @if d.counts.is_empty() { "· no entity errors" } }
+                            }
+                            @for p in &d.pages {
+                                article.page {
+                                    h5 { "Page " (p.number) }
+                                    pre.text {
+                                        @for s in segments(&p.text, &p.errors) {
+                                            @match s.mention.and_then(|i| p.errors.get(i)) {
+                                                Some(m) => mark class=(format!("err {}", error_class(&m.kind)))
+                                                    title=(format!("{}: {}", m.kind.replace('_', " "), m.grounding)) { (s.text) },
+                                                None => (s.text),
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            @if !d.unplaced.is_empty() {
+                                p { @for m in &d.unplaced {
+                                    span class=(format!("chip {}", error_class(&m.kind))) title=(format!("{}: {}", m.kind.replace('_', " "), m.grounding)) { (m.text) }
+                                } }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

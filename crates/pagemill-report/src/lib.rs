@@ -8,6 +8,8 @@
 //!
 //! - [`runs`]: figures from a ledger's requests, units and runs.
 //! - [`documents`]: one document's pages with grounded entities, summaries and metadata.
+//! - [`eval`]: `pagemill eval`'s configurations, quality against cost, and each document's
+//!   entity errors placed in its pages.
 //! - [`html`] with [`chart`]: the HTML page; charts are SVG drawn here, so they show without
 //!   JavaScript, and every text goes through maud's escaping.
 //! - [`terminal`]: the same figures as tables.
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod chart;
 pub mod documents;
+pub mod eval;
 pub mod html;
 pub mod runs;
 pub mod terminal;
@@ -46,8 +49,8 @@ pub enum ReportError {
         /// Why.
         source: std::io::Error,
     },
-    /// A JSON file is not a bench report.
-    #[error("`{path}` is not a pagemill bench report: {why}")]
+    /// A JSON file is not a bench or eval report.
+    #[error("`{path}` is not a pagemill bench or eval report: {why}")]
     NotBench {
         /// The file.
         path: PathBuf,
@@ -56,7 +59,7 @@ pub enum ReportError {
     },
     /// Nothing to report on.
     #[error(
-        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite) or bench reports (pagemill bench --json > FILE)"
+        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite), bench reports (pagemill bench --json > FILE) or an eval report (pagemill eval's <out>/eval-report.json)"
     )]
     Empty,
 }
@@ -96,6 +99,9 @@ pub struct Report {
     pub documents_omitted: usize,
     /// Bench reports, in the order given.
     pub benchmarks: Vec<BenchInput>,
+    /// An eval report (`pagemill eval`'s `eval-report.json`), when one was given.
+    #[serde(default)]
+    pub eval: Option<eval::EvalView>,
 }
 
 /// A source, told apart by its contents.
@@ -105,6 +111,8 @@ pub enum Source {
     Ledger(PathBuf),
     /// A bench report (JSON).
     Bench(PathBuf),
+    /// An eval report (JSON).
+    Eval(PathBuf),
 }
 
 impl Source {
@@ -120,8 +128,12 @@ impl Source {
             path: path.into(),
             source,
         })?;
-        Ok(if head[..n] == *b"SQLite format 3\0" {
-            Source::Ledger(path.into())
+        if head[..n] == *b"SQLite format 3\0" {
+            return Ok(Source::Ledger(path.into()));
+        }
+        let is_eval = read_json(path).is_ok_and(|v| eval::is_eval(&v));
+        Ok(if is_eval {
+            Source::Eval(path.into())
         } else {
             Source::Bench(path.into())
         })
@@ -144,6 +156,17 @@ pub fn read_bench(path: &Path) -> Result<BenchInput, ReportError> {
     })
 }
 
+fn read_json(path: &Path) -> Result<serde_json::Value, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ReportError::NotBench {
+        path: path.into(),
+        why: e.to_string(),
+    })
+}
+
 /// Builds the report from its sources (at most one ledger; later ones are refused by the
 /// caller).
 pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> {
@@ -154,7 +177,9 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
         documents: Vec::new(),
         documents_omitted: 0,
         benchmarks: Vec::new(),
+        eval: None,
     };
+    let mut ledger = None;
     for source in sources {
         match source {
             Source::Ledger(path) => {
@@ -163,11 +188,19 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
                 let (docs, omitted) = documents::build(&view, opts)?;
                 report.documents = docs;
                 report.documents_omitted = omitted;
+                ledger = Some(view);
             }
             Source::Bench(path) => report.benchmarks.push(read_bench(path)?),
+            Source::Eval(_) => {}
         }
     }
-    if report.runs.is_none() && report.benchmarks.is_empty() {
+    // After the ledger, wherever it was given: errors are placed in its page texts.
+    for source in sources {
+        if let Source::Eval(path) = source {
+            report.eval = Some(eval::build(path, &read_json(path)?, ledger.as_ref())?);
+        }
+    }
+    if report.runs.is_none() && report.benchmarks.is_empty() && report.eval.is_none() {
         return Err(ReportError::Empty);
     }
     Ok(report)

@@ -935,6 +935,7 @@ mod tests {
             prompt_version: format!("{task}-v1"),
             model: "m".into(),
             schema_hash: "s".into(),
+            variant: String::new(),
         }
     }
 

@@ -132,6 +132,15 @@ pub fn json_answer(response_format: &Value, words: &[String], rng: &mut impl Rng
 /// The items of a pipeline prompt (`<item id="ID">` … `</item>` in the last user message), as
 /// (id, text).
 pub fn prompt_items(messages: &[Message]) -> Vec<(String, String)> {
+    prompt_items_exact(messages)
+        .into_iter()
+        .map(|(id, text)| (id, text.trim().to_owned()))
+        .collect()
+}
+
+/// The items as [`prompt_items`] finds them, each text exactly as the pipeline put it between
+/// its tags (less the one line break on each side), so character offsets into a page hold.
+pub fn prompt_items_exact(messages: &[Message]) -> Vec<(String, String)> {
     let Some(user) = items_message(messages) else {
         return Vec::new();
     };
@@ -145,7 +154,10 @@ pub fn prompt_items(messages: &[Message]) -> Vec<(String, String)> {
         let Some(close) = body.find("</item>") else {
             break;
         };
-        out.push((id.to_owned(), body[..close].trim().to_owned()));
+        let text = &body[..close];
+        let text = text.strip_prefix('\n').unwrap_or(text);
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        out.push((id.to_owned(), text.to_owned()));
         rest = &body[close + 7..];
     }
     out

@@ -11,13 +11,15 @@
 //! - [`profile`]: [`Profile`] and its presets. [`content`]: answers of exact token length and
 //!   schema-valid JSON from the prompt's words. [`cache`]: prefix-cache emulation.
 //!   [`ratelimit`]: RPM/TPM with headers. [`faults`]: fault draws and scripts.
-//!   `batch`: the batch API (files and batches routes).
+//!   `batch`: the batch API (files and batches routes). [`gold`]: answers from a gold file
+//!   with errors at set rates, and what was answered (`GET /sim/gold`).
 //! - [`script`]: replies in each dialect and with each fault; [`Script`], a fixed sequence.
 
 mod batch;
 pub mod cache;
 pub mod content;
 pub mod faults;
+pub mod gold;
 pub mod profile;
 pub mod ratelimit;
 pub mod script;

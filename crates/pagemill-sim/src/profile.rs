@@ -29,6 +29,9 @@ pub struct Profile {
     pub content: Content,
     /// The batch API.
     pub batch: Batch,
+    /// Answers from a gold file, with errors at set rates (`pagemill eval`'s honest tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gold: Option<crate::gold::GoldMode>,
 }
 
 /// The latency model.
@@ -257,6 +260,7 @@ impl Profile {
             framing: FramingQuirks::default(),
             content: Content::default(),
             batch: Batch::default(),
+            gold: None,
         }
     }
 
@@ -371,7 +375,17 @@ impl Profile {
                 PRESETS.join(", ")
             )
         })?;
-        toml::from_str(&text).map_err(|e| format!("profile `{name_or_path}`: {e}"))
+        let mut profile: Self =
+            toml::from_str(&text).map_err(|e| format!("profile `{name_or_path}`: {e}"))?;
+        // A gold file is named relative to the profile that names it.
+        if let (Some(gold), Some(dir)) = (
+            &mut profile.gold,
+            std::path::Path::new(name_or_path).parent(),
+        ) && gold.file.is_relative()
+        {
+            gold.file = dir.join(&gold.file);
+        }
+        Ok(profile)
     }
 
     /// Time to first token before prefill, as a duration.

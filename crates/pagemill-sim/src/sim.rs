@@ -61,7 +61,16 @@ impl Sim {
     ) -> std::io::Result<SimHandle> {
         faults::validate(&profile.faults)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let state = Arc::new(State::new(profile));
+        let gold = match &profile.gold {
+            Some(mode) => Some(
+                crate::gold::Gold::load(mode, profile.seed)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            None => None,
+        };
+        let mut state = State::new(profile);
+        state.gold = gold;
+        let state = Arc::new(state);
         serve_with(options, move |req, sink| {
             let state = state.clone();
             Box::pin(async move { state.route(req, sink).await })
@@ -79,6 +88,8 @@ pub(crate) struct State {
     active_streams: AtomicUsize,
     chat_index: AtomicU64,
     batches: BatchStore,
+    /// Gold mode's file and record, when on.
+    gold: Option<crate::gold::Gold>,
     /// `mono_ns()` and `Instant` read together, to convert deadlines to log timestamps.
     epoch: (u64, Instant),
 }
@@ -96,6 +107,7 @@ impl State {
             active_streams: AtomicUsize::new(0),
             chat_index: AtomicU64::new(0),
             batches: BatchStore::default(),
+            gold: None,
             epoch: (mono_ns(), Instant::now()),
             profile,
         }
@@ -120,6 +132,14 @@ impl State {
             }
             ("GET", "/sim/log") => return sim_log(&req, sink),
             ("GET", "/sim/stats") => Reply::json(200, &stats(&sink.log().entries())),
+            ("GET", "/sim/gold") => match &self.gold {
+                Some(g) => Reply::json(200, &json!(g.truth())),
+                None => script::error(
+                    404,
+                    "not_found",
+                    "gold mode is off (no [gold] in the profile)",
+                ),
+            },
             ("POST", p) if p.ends_with("/chat/completions") => {
                 return self.chat(req, sink, Dialect::Chat).await;
             }
@@ -431,17 +451,21 @@ impl State {
             .is_some_and(|t| t == "json_object" || t == "json_schema");
         if wants_json {
             let format = chat.response_format.clone().unwrap_or(Value::Null);
-            let value = content::packed_answer(&format, &chat.messages, self.profile.seed)
-                .unwrap_or_else(|| {
-                    // The same prompt gets the same answer (as at temperature 0), whatever
-                    // else the server has seen.
-                    let mut h = DefaultHasher::new();
-                    for m in &chat.messages {
-                        (&m.role, &m.content).hash(&mut h);
-                    }
-                    let mut same = self.rng(h.finish());
-                    content::json_answer(&format, &content::source_words(&chat.messages), &mut same)
-                });
+            let usual = content::packed_answer(&format, &chat.messages, self.profile.seed);
+            let gold = self
+                .gold
+                .as_ref()
+                .and_then(|g| g.answer(&format, &chat.messages, usual.clone()));
+            let value = gold.or(usual).unwrap_or_else(|| {
+                // The same prompt gets the same answer (as at temperature 0), whatever
+                // else the server has seen.
+                let mut h = DefaultHasher::new();
+                for m in &chat.messages {
+                    (&m.role, &m.content).hash(&mut h);
+                }
+                let mut same = self.rng(h.finish());
+                content::json_answer(&format, &content::source_words(&chat.messages), &mut same)
+            });
             let (text, sloppy) = if rng.random_bool(self.profile.content.sloppy.clamp(0.0, 1.0)) {
                 let (t, kind) = content::sloppy(&value, rng);
                 (t, Some(kind))

@@ -57,7 +57,7 @@ pub enum Command {
     Model(ModelArgs),
     /// Score a finished run's results against gold annotations (`schemas/gold.schema.json`):
     /// entities, metadata and summaries, next to the run's tokens and cost per page.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 /// How to run the embedded local model (shared by `serve` and the default endpoint).
@@ -491,9 +491,62 @@ pub struct EvalArgs {
     /// The gold file: JSONL, one document per line.
     #[arg(required = true)]
     pub gold: Option<PathBuf>,
-    /// The run's output directory (its per-document JSON and run-summary.json). Repeat it to
-    /// put configurations side by side: each is compared with the first, document by
-    /// document, with 95% intervals.
+    /// Documents to run every configuration on (files, directories, globs). Without them,
+    /// eval scores finished runs (--results).
+    pub docs: Vec<PathBuf>,
+    /// Endpoints to compare (repeat it; default: the first configured, else the embedded
+    /// model; `sim` for the simulator).
+    #[arg(long, short)]
+    pub endpoint: Vec<String>,
+    /// Pack sizes to compare, comma-separated (`1,8`; `auto`). A number is run as given, even
+    /// above a small model's ceiling: eval measures what you ask.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub pack: Vec<String>,
+    /// Prompt profiles to compare, comma-separated (`default,small`; default: each endpoint's
+    /// own).
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_profile: Vec<String>,
+    /// Structured output modes to compare, comma-separated (auto, json_schema, json_object,
+    /// text).
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub response_format: Vec<String>,
+    /// Tasks to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "entities,summary,metadata"
+    )]
+    pub tasks: Vec<String>,
+    /// Longest summary, in words (asked of the model, and what length compliance checks).
+    #[arg(long, default_value_t = 80)]
+    pub summary_max_words: u32,
+    /// Characters per page for text without page breaks.
+    #[arg(long, default_value_t = 3000)]
+    pub page_chars: usize,
+    /// Tokens a section may hold before it is split.
+    #[arg(long, default_value_t = 2000)]
+    pub section_tokens: u64,
+    /// Profile of the in-process simulator when an endpoint is `sim` (a preset, or a TOML file;
+    /// its `[gold]` section makes it answer from a gold file).
+    #[arg(long, default_value = "fast-local")]
+    pub sim_profile: String,
+    /// Where each configuration's results go (a directory each) and the shared ledger.
+    #[arg(long, short, default_value = "eval-out")]
+    pub out: PathBuf,
+    /// The ledger (default: `<out>/ledger.sqlite`). Finished units are reused, so a second
+    /// eval of the same configurations pays nothing.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Run the configurations one after another (each wall time its own) instead of
+    /// interleaved (all in one time window, as a fair comparison of endpoints needs).
+    #[arg(long)]
+    pub sequential: bool,
+    /// Requests in flight per configuration (default: the endpoint's max_concurrency, else 8).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// A finished run's output directory (its per-document JSON and run-summary.json), when no
+    /// documents are given. Repeat it to put runs side by side: each is compared with the
+    /// first, document by document, with 95% intervals.
     #[arg(long, default_values = ["pagemill-out"])]
     pub results: Vec<PathBuf>,
     /// Print text or JSON (`schemas/eval-report.schema.json`).

@@ -29,7 +29,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Report(args) => commands::report::run(args),
         cli::Command::Serve(args) => commands::local::serve(args).await,
         cli::Command::Model(args) => commands::local::model(args).await,
-        cli::Command::Eval(args) => commands::eval::run(&args),
+        cli::Command::Eval(args) => commands::eval::run(&cli.global, &args).await,
     }
 }
 

@@ -22,11 +22,18 @@ pub enum Metric {
     Metadata,
     /// Mean ROUGE-L over the reference summaries (unanswered: 0).
     RougeL,
+    /// Share of summary sentences backed by their section (no reference needed).
+    Support,
 }
 
 impl Metric {
     /// All of them.
-    pub const ALL: [Metric; 3] = [Metric::EntityF1, Metric::Metadata, Metric::RougeL];
+    pub const ALL: [Metric; 4] = [
+        Metric::EntityF1,
+        Metric::Metadata,
+        Metric::RougeL,
+        Metric::Support,
+    ];
 
     /// The figure for one document, when its gold allows it.
     pub fn of(self, d: &DocumentScores) -> Option<f64> {
@@ -42,6 +49,7 @@ impl Metric {
                     .sum::<f64>()
                     / d.summaries.len() as f64
             }),
+            Metric::Support => d.summary_checks.support(),
         }
     }
 
@@ -51,6 +59,7 @@ impl Metric {
             Metric::EntityF1 => "entity F1",
             Metric::Metadata => "metadata",
             Metric::RougeL => "ROUGE-L",
+            Metric::Support => "source support",
         }
     }
 }
@@ -123,6 +132,7 @@ mod tests {
             .iter()
             .map(|(name, s)| DocumentScores {
                 document: (*name).to_owned(),
+                id: String::new(),
                 entities: None,
                 metadata: vec![FieldScore {
                     field: "title".into(),
@@ -130,6 +140,8 @@ mod tests {
                     normalized: *s,
                 }],
                 summaries: vec![],
+                summary_checks: Default::default(),
+                errors: Vec::new(),
             })
             .collect();
         EvalReport {
@@ -139,6 +151,7 @@ mod tests {
             entities: None,
             metadata: Default::default(),
             summaries: None,
+            summary_checks: Default::default(),
         }
     }
 

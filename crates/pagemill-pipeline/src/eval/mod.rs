@@ -8,6 +8,7 @@ pub mod compare;
 pub mod gold;
 pub mod import;
 pub mod score;
+pub mod spend;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use gold::GoldDocument;
-use score::{DocumentScores, EntityScores, Rouge};
+use score::{DocumentScores, EntityScores, Rouge, Sources, SummaryChecks};
 
 /// Version of the eval report's JSON (`schemas/eval-report.schema.json`).
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -36,6 +37,8 @@ pub struct EvalReport {
     pub metadata: BTreeMap<String, FieldMean>,
     /// Mean ROUGE over the reference summaries the run answered, and how many it did not.
     pub summaries: Option<SummaryMeans>,
+    /// Source support and length compliance of every summary of the scored documents.
+    pub summary_checks: SummaryChecks,
 }
 
 /// A metadata field's mean score over documents.
@@ -61,13 +64,15 @@ pub struct SummaryMeans {
 }
 
 /// Scores every gold document that has a result among `results` (each as `pagemill run`
-/// writes it: `id`, `path`, `entities`, `metadata`, `sections`).
-pub fn evaluate(gold: &[GoldDocument], results: &[Value]) -> EvalReport {
+/// writes it: `id`, `path`, `entities`, `metadata`, `sections`); `sources` adds the section
+/// texts and word limit that summaries are checked against.
+pub fn evaluate(gold: &[GoldDocument], results: &[Value], sources: &Sources) -> EvalReport {
     let mut documents = Vec::new();
     let mut unmatched = Vec::new();
     let mut entities: Option<EntityScores> = None;
     let mut fields: BTreeMap<String, FieldMean> = BTreeMap::new();
     let mut summaries: Option<SummaryMeans> = None;
+    let mut summary_checks = SummaryChecks::default();
     for g in gold {
         let found = results.iter().find(|r| {
             g.document.matches(
@@ -79,7 +84,8 @@ pub fn evaluate(gold: &[GoldDocument], results: &[Value]) -> EvalReport {
             unmatched.push(g.document.label());
             continue;
         };
-        let s = score::score_document(g, result);
+        let s = score::score_document(g, result, sources);
+        summary_checks.add(&s.summary_checks);
         if let Some(e) = &s.entities {
             match &mut entities {
                 Some(sum) => sum.add(e),
@@ -122,5 +128,6 @@ pub fn evaluate(gold: &[GoldDocument], results: &[Value]) -> EvalReport {
         entities,
         metadata: fields,
         summaries,
+        summary_checks,
     }
 }

@@ -1,11 +1,12 @@
 //! Scores of a run's results against gold: entities (strict, relaxed, type-blind; per type,
 //! micro and macro; offsets exactly right), metadata per field (exact and normalized; lists as
-//! sets; dates as calendar dates) and summaries (ROUGE-1/2/L).
+//! sets; dates as calendar dates) and summaries (ROUGE-1/2/L against references; with no
+//! reference needed, source support and length compliance).
 //!
 //! Conventions: precision with nothing predicted, or recall with nothing in the gold, is 0 —
 //! unless both are empty, which is a perfect 1. Matches are one to one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -138,13 +139,105 @@ impl EntityScores {
     }
 }
 
+/// What is wrong with one mention or entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// In the gold, not found at all.
+    Missed,
+    /// Predicted, not in the gold.
+    Spurious,
+    /// The gold's span (or text), another type.
+    WrongType,
+    /// The gold's type, an overlapping but different span (or a text inside the other).
+    WrongSpan,
+}
+
+/// One entity error, placed where it is (mention level) or by its text alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityError {
+    /// What is wrong.
+    pub kind: ErrorKind,
+    /// The gold's text (the prediction's, for a spurious one).
+    pub text: String,
+    /// The gold's type (the prediction's, for a spurious one).
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// What was predicted instead, for a wrong type or span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<String>,
+    /// Page and character offsets (the gold's; the prediction's for a spurious one), at
+    /// mention level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Start offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<usize>,
+    /// End offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<usize>,
+}
+
 /// Scores predicted mentions against gold entities (see [`Level`]).
 pub fn score_entities(gold: &[GoldEntity], predicted: &[Predicted]) -> EntityScores {
+    score_entities_with_errors(gold, predicted).0
+}
+
+/// [`score_entities`], with each error listed.
+pub fn score_entities_with_errors(
+    gold: &[GoldEntity],
+    predicted: &[Predicted],
+) -> (EntityScores, Vec<EntityError>) {
     if !gold.is_empty() && gold.iter().all(|g| g.span().is_some()) {
         mention_level(gold, predicted)
     } else {
         entity_level(gold, predicted)
     }
+}
+
+/// Every gold item not matched strictly, and every prediction left over: a wrong type when
+/// the gold's span (text) was predicted with another type, a wrong span when an overlapping
+/// one of its type was, else missed; predictions not used for any of these are spurious.
+#[allow(clippy::too_many_arguments)]
+fn errors<G, P>(
+    gold: &[G],
+    pred: &[P],
+    strict: &[Option<usize>],
+    same_place: impl Fn(&G, &P) -> bool,
+    near: impl Fn(&G, &P) -> bool,
+    gold_error: impl Fn(&G, ErrorKind, Option<&P>) -> EntityError,
+    pred_error: impl Fn(&P) -> EntityError,
+) -> Vec<EntityError> {
+    let mut used = vec![false; pred.len()];
+    for i in strict.iter().flatten() {
+        used[*i] = true;
+    }
+    let mut out = Vec::new();
+    for (g, hit) in gold.iter().zip(strict) {
+        if hit.is_some() {
+            continue;
+        }
+        let find = |f: &dyn Fn(&G, &P) -> bool, used: &[bool]| {
+            (0..pred.len()).find(|&i| !used[i] && f(g, &pred[i]))
+        };
+        let (kind, i) = match find(&same_place, &used) {
+            Some(i) => (ErrorKind::WrongType, Some(i)),
+            None => match find(&near, &used) {
+                Some(i) => (ErrorKind::WrongSpan, Some(i)),
+                None => (ErrorKind::Missed, None),
+            },
+        };
+        if let Some(i) = i {
+            used[i] = true;
+        }
+        out.push(gold_error(g, kind, i.map(|i| &pred[i])));
+    }
+    for (p, u) in pred.iter().zip(used) {
+        if !u {
+            out.push(pred_error(p));
+        }
+    }
+    out
 }
 
 /// One-to-one matches: for each gold item in turn, the first unmatched prediction `same` accepts.
@@ -200,7 +293,7 @@ fn by_type<G, P>(
     out
 }
 
-fn mention_level(gold: &[GoldEntity], predicted: &[Predicted]) -> EntityScores {
+fn mention_level(gold: &[GoldEntity], predicted: &[Predicted]) -> (EntityScores, Vec<EntityError>) {
     // Only grounded predictions have a place to be compared at.
     let pred: Vec<(&Predicted, (u32, usize, usize))> = predicted
         .iter()
@@ -237,17 +330,60 @@ fn mention_level(gold: &[GoldEntity], predicted: &[Predicted]) -> EntityScores {
     for p in predicted.iter().filter(|p| p.span.is_none()) {
         by.entry(p.kind.clone()).or_default().fp += 1;
     }
-    EntityScores {
+    let mut errs = errors(
+        &gold,
+        &pred,
+        &pairs,
+        |g, p| g.1 == p.1,
+        |g, p| overlap(g.1, p.1) && g.0.kind == p.0.kind,
+        |g, kind, p| EntityError {
+            kind,
+            text: g.0.text.clone(),
+            entity_type: g.0.kind.clone(),
+            predicted: p.map(|p| match kind {
+                ErrorKind::WrongType => p.0.kind.clone(),
+                _ => p.0.text.clone(),
+            }),
+            page: Some(g.1.0),
+            start: Some(g.1.1),
+            end: Some(g.1.2),
+        },
+        |p| EntityError {
+            kind: ErrorKind::Spurious,
+            text: p.0.text.clone(),
+            entity_type: p.0.kind.clone(),
+            predicted: None,
+            page: Some(p.1.0),
+            start: Some(p.1.1),
+            end: Some(p.1.2),
+        },
+    );
+    errs.extend(
+        predicted
+            .iter()
+            .filter(|p| p.span.is_none())
+            .map(|p| EntityError {
+                kind: ErrorKind::Spurious,
+                text: p.text.clone(),
+                entity_type: p.kind.clone(),
+                predicted: None,
+                page: None,
+                start: None,
+                end: None,
+            }),
+    );
+    let scores = EntityScores {
         level: Some(Level::Mention),
         strict: with_unplaced(counts(strict_tp, gold.len(), pred.len())),
         relaxed: with_unplaced(counts(relaxed_tp, gold.len(), pred.len())),
         type_blind: with_unplaced(counts(blind_tp, gold.len(), pred.len())),
         by_type: by,
         offsets: Some((relaxed_tp, exact)),
-    }
+    };
+    (scores, errs)
 }
 
-fn entity_level(gold: &[GoldEntity], predicted: &[Predicted]) -> EntityScores {
+fn entity_level(gold: &[GoldEntity], predicted: &[Predicted]) -> (EntityScores, Vec<EntityError>) {
     let set = |items: Vec<(String, String)>| {
         let mut v: Vec<(String, String)> =
             items.into_iter().filter(|(t, _)| !t.is_empty()).collect();
@@ -272,14 +408,43 @@ fn entity_level(gold: &[GoldEntity], predicted: &[Predicted]) -> EntityScores {
     let gt = set(g.iter().map(|(t, _)| (t.clone(), String::new())).collect());
     let pt = set(p.iter().map(|(t, _)| (t.clone(), String::new())).collect());
     let (blind_tp, _) = match_count(&gt, &pt, |g, p| g == p);
-    EntityScores {
+    let error =
+        |(text, kind): &(String, String), e: ErrorKind, predicted: Option<String>| EntityError {
+            kind: e,
+            text: text.clone(),
+            entity_type: kind.clone(),
+            predicted,
+            page: None,
+            start: None,
+            end: None,
+        };
+    let errs = errors(
+        &g,
+        &p,
+        &pairs,
+        |g, p| g.0 == p.0,
+        |g, p| g.1 == p.1 && inside(&g.0, &p.0),
+        |g, kind, p| {
+            error(
+                g,
+                kind,
+                p.map(|p| match kind {
+                    ErrorKind::WrongType => p.1.clone(),
+                    _ => p.0.clone(),
+                }),
+            )
+        },
+        |p| error(p, ErrorKind::Spurious, None),
+    );
+    let scores = EntityScores {
         level: Some(Level::Entity),
         strict: counts(strict_tp, g.len(), p.len()),
         relaxed: counts(relaxed_tp, g.len(), p.len()),
         type_blind: counts(blind_tp, gt.len(), pt.len()),
         by_type: by_type(&g, &p, &pairs, |g| g.1.as_str(), |p| p.1.as_str()),
         offsets: None,
-    }
+    };
+    (scores, errs)
 }
 
 /// One metadata field's score: 1 or 0 for a string or a date, set F1 for a list.
@@ -422,11 +587,145 @@ fn f_measure(tp: u64, predicted: u64, reference: u64) -> f64 {
     2.0 * p * r / (p + r)
 }
 
+/// Reference-free checks of summaries: are their sentences backed by their section, and are
+/// they within the word limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SummaryChecks {
+    /// Summaries checked.
+    pub summaries: u64,
+    /// Sentences (with content words) of the summaries whose section text is known.
+    pub sentences: u64,
+    /// Those whose content words the section holds (see [`supported_sentences`]).
+    pub supported: u64,
+    /// Summaries within the word limit (when one is known).
+    pub within_limit: u64,
+    /// Summaries held to a limit.
+    pub limited: u64,
+}
+
+impl SummaryChecks {
+    /// The checks of every summary in `sections` (a run's result JSON) of document `id`.
+    fn of(id: &str, sections: &Value, sources: &Sources) -> Self {
+        let mut checks = Self::default();
+        for s in sections.as_array().into_iter().flatten() {
+            let Some(summary) = s["summary"].as_str() else {
+                continue;
+            };
+            checks.summaries += 1;
+            let section = s["id"]
+                .as_u64()
+                .and_then(|n| sources.sections.get(&(id.to_owned(), n as u32)))
+                .filter(|(title, _)| s["title"].as_str() == Some(title.as_str()));
+            if let Some((_, text)) = section {
+                let (n, ok) = supported_sentences(summary, text);
+                checks.sentences += n;
+                checks.supported += ok;
+            }
+            if let Some(max) = sources.summary_max_words {
+                checks.limited += 1;
+                if summary.split_whitespace().count() <= max as usize {
+                    checks.within_limit += 1;
+                }
+            }
+        }
+        checks
+    }
+
+    /// Share of sentences backed by their section: a cheap hallucination signal.
+    pub fn support(&self) -> Option<f64> {
+        (self.sentences > 0).then(|| self.supported as f64 / self.sentences as f64)
+    }
+    /// Share of summaries within the word limit.
+    pub fn length_compliance(&self) -> Option<f64> {
+        (self.limited > 0).then(|| self.within_limit as f64 / self.limited as f64)
+    }
+    /// Adds another document's checks.
+    pub fn add(&mut self, o: &SummaryChecks) {
+        self.summaries += o.summaries;
+        self.sentences += o.sentences;
+        self.supported += o.supported;
+        self.within_limit += o.within_limit;
+        self.limited += o.limited;
+    }
+}
+
+/// A sentence is backed when at least this share of its content words is in its section.
+pub const SUPPORT_MIN: f64 = 0.75;
+
+/// Sentences of `summary` with content words, and how many of them are backed by `section`:
+/// at least [`SUPPORT_MIN`] of their content words (words of four letters or more that are not
+/// stopwords, and every number) occur in the section, compared by their first five letters so
+/// "agrees" finds "agreement"; numbers must be there whole.
+pub fn supported_sentences(summary: &str, section: &str) -> (u64, u64) {
+    let key = |w: &str| -> String {
+        if w.chars().any(|c| c.is_ascii_digit()) {
+            w.to_owned()
+        } else {
+            w.chars().take(5).collect()
+        }
+    };
+    let source: std::collections::HashSet<String> =
+        tokens(section).iter().map(|w| key(w)).collect();
+    let mut sentences = 0;
+    let mut supported = 0;
+    for sentence in split_sentences(summary) {
+        let content: Vec<String> = tokens(sentence)
+            .into_iter()
+            .filter(|w| {
+                w.chars().any(|c| c.is_ascii_digit())
+                    || (w.chars().count() >= 4
+                        && !crate::run::checks::STOPWORDS.contains(&w.as_str()))
+            })
+            .collect();
+        if content.is_empty() {
+            continue;
+        }
+        sentences += 1;
+        let found = content.iter().filter(|w| source.contains(&key(w))).count();
+        if found as f64 >= SUPPORT_MIN * content.len() as f64 {
+            supported += 1;
+        }
+    }
+    (sentences, supported)
+}
+
+/// Sentences: cut after `.`, `!` or `?` followed by white space (or the end).
+fn split_sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|(_, n)| n.is_whitespace()) {
+            let end = i + c.len_utf8();
+            out.push(text[start..end].trim());
+            start = end;
+        }
+    }
+    if !text[start..].trim().is_empty() {
+        out.push(text[start..].trim());
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// What the scorer knows beyond a run's result files: each section's title and text (by
+/// document id and section id) for source support, and the summaries' word limit for length
+/// compliance.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Section titles and texts (a text is used only for a section of the same title).
+    pub sections: HashMap<(String, u32), (String, String)>,
+    /// Most words a summary may have.
+    pub summary_max_words: Option<u32>,
+}
+
 /// One document's scores.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DocumentScores {
     /// The document, as the gold names it.
     pub document: String,
+    /// Its content id, as the run reports it.
+    pub id: String,
     /// Entity scores, when the gold has entities.
     pub entities: Option<EntityScores>,
     /// Metadata field scores, when the gold has metadata.
@@ -434,6 +733,10 @@ pub struct DocumentScores {
     /// Per reference summary: the section (or `None` for the document) and its ROUGE, `None`
     /// when the run has no summary for it.
     pub summaries: Vec<(Option<String>, Option<Rouge>)>,
+    /// Source support and length of every summary of the document.
+    pub summary_checks: SummaryChecks,
+    /// Every entity error (missed, spurious, wrong type, wrong span).
+    pub errors: Vec<EntityError>,
 }
 
 /// The mentions of a run's result JSON for one document.
@@ -464,11 +767,14 @@ pub fn predicted_mentions(result: &Value) -> Vec<Predicted> {
 }
 
 /// Scores one document's result JSON (as `pagemill run` writes it) against its gold line.
-pub fn score_document(gold: &GoldDocument, result: &Value) -> DocumentScores {
-    let entities = gold
-        .entities
-        .as_ref()
-        .map(|g| score_entities(g, &predicted_mentions(result)));
+pub fn score_document(gold: &GoldDocument, result: &Value, sources: &Sources) -> DocumentScores {
+    let (entities, errors) = match &gold.entities {
+        Some(g) => {
+            let (s, e) = score_entities_with_errors(g, &predicted_mentions(result));
+            (Some(s), e)
+        }
+        None => (None, Vec::new()),
+    };
     let metadata = gold
         .metadata
         .as_ref()
@@ -501,11 +807,19 @@ pub fn score_document(gold: &GoldDocument, result: &Value) -> DocumentScores {
             (s.section.clone(), got.map(|g| rouge(&g, &s.text)))
         })
         .collect();
+    let checks = SummaryChecks::of(
+        result["id"].as_str().unwrap_or(""),
+        &result["sections"],
+        sources,
+    );
     DocumentScores {
         document: gold.document.label(),
+        id: result["id"].as_str().unwrap_or("").to_owned(),
         entities,
         metadata,
         summaries,
+        summary_checks: checks,
+        errors,
     }
 }
 
@@ -610,6 +924,32 @@ mod tests {
             }
         );
         assert!((s.macro_f1() - 0.25).abs() < 1e-12, "person 1, the rest 0");
+        // Each error named, and placed.
+        let (_, errs) = score_entities_with_errors(&g, &p);
+        let got: Vec<(ErrorKind, &str, Option<&str>, Option<u32>)> = errs
+            .iter()
+            .map(|e| (e.kind, e.text.as_str(), e.predicted.as_deref(), e.page))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    ErrorKind::WrongSpan,
+                    "Vistula Basin Authority",
+                    Some("Vistula Basin"),
+                    Some(1)
+                ),
+                (
+                    ErrorKind::WrongType,
+                    "Kraków",
+                    Some("organization"),
+                    Some(1)
+                ),
+                (ErrorKind::Missed, "PLN 214,000", None, Some(2)),
+                (ErrorKind::Spurious, "Tarnobrzeg", None, Some(2)),
+                (ErrorKind::Spurious, "Poland", None, None),
+            ]
+        );
     }
 
     #[test]
@@ -679,6 +1019,62 @@ mod tests {
     }
 
     #[test]
+    fn summary_sentences_are_backed_by_their_section_or_not() {
+        let section = "The survey found nitrate levels of 41 mg/l near Sandomierz in October.";
+        // Backed; and a sentence with a number the section does not have.
+        let summary = "Nitrate levels near Sandomierz were high. Levels reached 95 mg/l.";
+        assert_eq!(supported_sentences(summary, section), (2, 1));
+        // Nothing of the section: not backed. A sentence of stopwords only is not counted.
+        assert_eq!(
+            supported_sentences("Penguins dance gracefully. This is that.", section),
+            (1, 0)
+        );
+        assert_eq!(
+            split_sentences("Dr. Kowalczyk wrote 3.5 pages! Fine"),
+            ["Dr.", "Kowalczyk wrote 3.5 pages!", "Fine"]
+        );
+    }
+
+    #[test]
+    fn every_summary_is_checked_for_support_and_length_without_a_reference() {
+        let gold: GoldDocument =
+            serde_json::from_value(json!({"document": {"path": "a.txt"}})).unwrap();
+        let result = json!({"id": "abc", "sections": [
+            {"id": 0, "title": "One", "summary": "Nitrate levels were high near Sandomierz."},
+            {"id": 1, "title": "Two", "summary": "Penguins dance gracefully on ice floes near the pole."},
+            {"id": 2, "title": "Three", "summary": null}]});
+        let mut sources = Sources {
+            summary_max_words: Some(8),
+            ..Sources::default()
+        };
+        let text = |t: &str, x: &str| (t.to_owned(), x.to_owned());
+        sources.sections.insert(
+            ("abc".into(), 0),
+            text("One", "Nitrate levels near Sandomierz were high."),
+        );
+        sources
+            .sections
+            .insert(("abc".into(), 1), text("Two", "The board met in March."));
+        // Another section's text under this id (a different ingest): not used.
+        sources
+            .sections
+            .insert(("abc".into(), 2), text("Elsewhere", "Nothing."));
+        let c = score_document(&gold, &result, &sources).summary_checks;
+        assert_eq!(
+            c,
+            SummaryChecks {
+                summaries: 2,
+                sentences: 2,
+                supported: 1,
+                within_limit: 1,
+                limited: 2
+            }
+        );
+        assert_eq!(c.support(), Some(0.5));
+        assert_eq!(c.length_compliance(), Some(0.5));
+    }
+
+    #[test]
     fn a_result_file_is_scored_against_its_gold_line() {
         let gold: GoldDocument = serde_json::from_value(json!({
             "document": {"path": "river.txt"},
@@ -693,7 +1089,7 @@ mod tests {
             "metadata": {"title": "Field Report"},
             "sections": [{"title": "RECOMMENDATIONS", "summary": "Sample again in March 2026."}]
         });
-        let s = score_document(&gold, &result);
+        let s = score_document(&gold, &result, &Sources::default());
         assert_eq!(
             s.entities.unwrap().strict,
             Counts {

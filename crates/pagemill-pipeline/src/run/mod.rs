@@ -124,6 +124,10 @@ pub struct RunOptions {
     /// the run's requests.
     #[serde(default = "yes")]
     pub quality_reasks: bool,
+    /// Keeps this configuration's results apart from other configurations' in the same
+    /// ledger (see [`crate::store::UnitSpec::variant`]); empty for an ordinary run.
+    #[serde(default)]
+    pub variant: String,
 }
 
 fn yes() -> bool {
@@ -148,6 +152,7 @@ impl Default for RunOptions {
             batch_max_lines: 50_000,
             max_pack: exec::AUTO_MAX_ITEMS,
             quality_reasks: true,
+            variant: String::new(),
         }
     }
 }
@@ -268,6 +273,8 @@ pub struct RunOutcome {
     pub documents: Vec<DocumentResult>,
     /// The summary.
     pub summary: RunSummary,
+    /// Every unit's key (done by this run or an earlier one), for figures read from the ledger.
+    pub keys: Vec<String>,
 }
 
 /// Runs `tasks` over `docs` on `endpoints` (the first is primary, the others fallbacks on
@@ -283,7 +290,14 @@ pub async fn run(
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let primary = endpoints.first().ok_or(RunError::NoEndpoint)?;
-    let (work, skips) = plan::plan(docs, &tasks, &primary.endpoint().model, primary.tokenizer());
+    let (mut work, skips) =
+        plan::plan(docs, &tasks, &primary.endpoint().model, primary.tokenizer());
+    if !opts.variant.is_empty() {
+        for w in &mut work {
+            w.spec.variant.clone_from(&opts.variant);
+            w.key = w.spec.key();
+        }
+    }
     let mut ledger = ledger;
     for d in docs {
         ledger.record_document(d, kind_name(d))?;
@@ -343,7 +357,12 @@ pub async fn run(
         shared.fatal(),
     )?;
     ledger.run_finished(&serde_json::to_string(&summary).unwrap_or_default())?;
-    Ok(RunOutcome { documents, summary })
+    let keys = shared.work.iter().map(|w| w.key.clone()).collect();
+    Ok(RunOutcome {
+        documents,
+        summary,
+        keys,
+    })
 }
 
 fn kind_name(d: &Document) -> &'static str {

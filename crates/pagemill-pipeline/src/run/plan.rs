@@ -103,6 +103,7 @@ pub fn plan(
                 prompt_version: task.prompt_version(),
                 model: model.to_owned(),
                 schema_hash: hash(&task.schema().to_string()),
+                variant: String::new(),
             };
             let (page, section) = parse_target(&spec.target);
             work.push(Work {

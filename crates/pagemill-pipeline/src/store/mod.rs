@@ -154,12 +154,18 @@ pub struct UnitSpec {
     pub model: String,
     /// Hash of the answer's JSON Schema.
     pub schema_hash: String,
+    /// A configuration that must not share results with others (`pagemill eval` runs each
+    /// endpoint × pack × prompt profile × format apart); empty for an ordinary run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
 }
 
 impl UnitSpec {
-    /// The unit's key: BLAKE3 of every field, length-prefixed so no two specs collide.
+    /// The unit's key: BLAKE3 of every field, length-prefixed so no two specs collide (the
+    /// variant only when set, so ordinary runs keep the keys they always had).
     pub fn key(&self) -> String {
         let mut h = blake3::Hasher::new();
+        let variant = (!self.variant.is_empty()).then_some(&self.variant);
         for part in [
             &self.document_id,
             &self.task,
@@ -168,7 +174,10 @@ impl UnitSpec {
             &self.prompt_version,
             &self.model,
             &self.schema_hash,
-        ] {
+        ]
+        .into_iter()
+        .chain(variant)
+        {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
@@ -385,6 +394,31 @@ impl Ledger {
             conn,
             path: path.into(),
             run_id,
+            _lock: lock,
+        })
+    }
+
+    /// Another connection to the same ledger, under the same lock, as a run of its own (its
+    /// own run id): for configurations run side by side in one process (`pagemill eval`).
+    pub fn share(&self) -> Result<Self, StoreError> {
+        let sql = sqlite_error(&self.path);
+        let conn = Connection::open(&self.path).map_err(&sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(&sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(&sql)?;
+        let lock = self._lock.try_clone().map_err(|source| StoreError::Lock {
+            path: self.path.with_extension("lock"),
+            source,
+        })?;
+        static SHARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = SHARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self {
+            conn,
+            path: self.path.clone(),
+            run_id: format!("{}-{n}", self.run_id),
             _lock: lock,
         })
     }
@@ -851,6 +885,7 @@ mod tests {
             prompt_version: "entities-v1".into(),
             model: "m".into(),
             schema_hash: "s".into(),
+            variant: String::new(),
         }
     }
 
@@ -877,6 +912,28 @@ mod tests {
         d.task = "entitiesp".into();
         d.target = "age:1".into();
         assert_ne!(a.key(), d.key());
+        // A variant keeps a configuration's results apart; none keeps the keys of old ledgers.
+        let mut e = a.clone();
+        e.variant = "pack=8".into();
+        assert_ne!(a.key(), e.key());
+        assert_eq!(
+            a.key(),
+            "0e2b357caf44fb7380391ab0e7330e62726e8baf3a9e94a12b21085dd9a896f7",
+            "the key of a spec without a variant is what it always was (checked with Python's blake3)"
+        );
+    }
+
+    #[test]
+    fn a_shared_ledger_is_another_run_under_the_same_lock() {
+        let path = store("share");
+        let first = Ledger::open(&path).unwrap();
+        let second = first.share().unwrap();
+        assert_ne!(first.run_id(), second.run_id());
+        drop(first);
+        // The lock lives as long as any connection of the process holds it.
+        assert!(matches!(Ledger::open(&path), Err(StoreError::Busy { .. })));
+        drop(second);
+        Ledger::open(&path).unwrap();
     }
 
     #[test]

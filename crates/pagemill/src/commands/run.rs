@@ -37,15 +37,25 @@ impl Prepared {
     /// model gets at most [`SMALL_PACK`] items a request and at most [`SMALL_ENTITIES`] entities
     /// an item (see docs/ARCHITECTURE.md, "Prompt profiles", for the measurements).
     pub(crate) fn fit(&mut self, profile: PromptProfile) -> anyhow::Result<()> {
-        if profile != PromptProfile::Small {
-            return Ok(());
-        }
-        self.config.max_entities = self.config.max_entities.min(SMALL_ENTITIES);
-        self.config.small = true;
-        self.tasks = build_tasks(&self.kinds, &self.config)?;
-        self.opts.max_pack = self.opts.max_pack.min(SMALL_PACK);
-        self.opts.quality_reasks = false;
+        let (tasks, opts) = self.fitted(profile)?;
+        self.tasks = tasks;
+        self.opts = opts;
         Ok(())
+    }
+
+    /// The tasks and options [`Prepared::fit`] would make, leaving these as they are (one set
+    /// of documents run under several prompt profiles).
+    pub(crate) fn fitted(&self, profile: PromptProfile) -> anyhow::Result<(Tasks, RunOptions)> {
+        let mut opts = self.opts.clone();
+        if profile != PromptProfile::Small {
+            return Ok((self.tasks.clone(), opts));
+        }
+        let mut config = self.config.clone();
+        config.max_entities = config.max_entities.min(SMALL_ENTITIES);
+        config.small = true;
+        opts.max_pack = opts.max_pack.min(SMALL_PACK);
+        opts.quality_reasks = false;
+        Ok((build_tasks(&self.kinds, &config)?, opts))
     }
 }
 
@@ -184,13 +194,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .parse::<UngroundedPolicy>()
         .map_err(anyhow::Error::msg)?;
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating `{}`", args.out.display()))?;
-    let store = args
-        .store
-        .clone()
-        .unwrap_or_else(|| args.out.join("ledger.sqlite"));
-    let ledger = Ledger::open(&store)?;
+    let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     for (path, why) in &prepared.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
@@ -262,6 +266,15 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Creates the output directory and opens the ledger (`<out>/ledger.sqlite` unless `store`
+/// names one).
+pub(crate) fn open_store(out: &Path, store: Option<&Path>) -> anyhow::Result<(PathBuf, Ledger)> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating `{}`", out.display()))?;
+    let store = store.map_or_else(|| out.join("ledger.sqlite"), Path::to_path_buf);
+    let ledger = Ledger::open(&store)?;
+    Ok((store, ledger))
 }
 
 /// The closing lines of a run on the embedded model.

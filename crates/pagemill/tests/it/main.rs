@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod client;
 mod doctor;
+mod eval;
 mod ingest;
 mod report;
 mod run;

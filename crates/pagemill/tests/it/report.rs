@@ -445,7 +445,7 @@ fn report_refuses_what_it_cannot_read_and_reads_a_ledger_in_use() {
     };
     assert!(err(&[]).contains("no inputs given"));
     std::fs::write(dir.join("junk.json"), "{\"not\": \"a bench report\"}").unwrap();
-    assert!(err(&["junk.json"]).contains("`junk.json` is not a pagemill bench report"));
+    assert!(err(&["junk.json"]).contains("`junk.json` is not a pagemill bench or eval report"));
     assert!(err(&["missing.json"]).contains("cannot read `missing.json`"));
     let ledger = f.ledger.to_str().unwrap();
     assert!(err(&[ledger, ledger]).contains("one ledger at a time"));
@@ -525,7 +525,7 @@ impl Drop for Browser {
     }
 }
 
-struct Cdp {
+pub(crate) struct Cdp {
     ws: tungstenite::WebSocket<TcpStream>,
     next: u64,
     session: Option<String>,
@@ -543,7 +543,7 @@ impl Cdp {
         }
     }
 
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&mut self, method: &str, params: Value) -> Value {
         self.next += 1;
         let id = self.next;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -571,7 +571,7 @@ impl Cdp {
         }
     }
 
-    fn eval(&mut self, expr: &str) -> Value {
+    pub(crate) fn eval(&mut self, expr: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
             json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
@@ -581,7 +581,7 @@ impl Cdp {
     }
 }
 
-fn artifacts() -> PathBuf {
+pub(crate) fn artifacts() -> PathBuf {
     std::env::var_os("PAGEMILL_ARTIFACTS").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../artifacts"),
         PathBuf::from,
@@ -619,9 +619,51 @@ const INTERACT: &str = r#"(() => {
           filtered: document.body.classList.contains('hide-t-person')};
 })()"#;
 
-#[test]
-fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
-    // A missing browser fails this test, naming what to install: a skip would pass quietly.
+/// A page open in headless Chromium, with everything it logged.
+pub(crate) struct Opened {
+    pub(crate) cdp: Cdp,
+    pub(crate) url: String,
+    _browser: Browser,
+}
+
+impl Opened {
+    /// Console errors, exceptions, dialogs and fetches of anything but the page itself, since
+    /// it opened.
+    pub(crate) fn problems(&mut self) -> Vec<String> {
+        // Events that arrived while we evaluated.
+        self.cdp
+            .call("Runtime.evaluate", json!({"expression": "1"}));
+        let mut problems = Vec::new();
+        for e in &self.cdp.events {
+            let p = &e["params"];
+            match e["method"].as_str().unwrap_or("") {
+                "Runtime.exceptionThrown" => {
+                    problems.push(format!("exception: {}", p["exceptionDetails"]))
+                }
+                "Runtime.consoleAPICalled" if p["type"] == "error" || p["type"] == "warning" => {
+                    problems.push(format!("console.{}: {}", p["type"], p["args"]))
+                }
+                "Log.entryAdded"
+                    if p["entry"]["level"] == "error" || p["entry"]["level"] == "warning" =>
+                {
+                    problems.push(format!("log: {}", p["entry"]["text"]))
+                }
+                "Page.javascriptDialogOpening" => {
+                    problems.push(format!("dialog: {}", p["message"]))
+                }
+                "Network.requestWillBeSent" if p["request"]["url"] != json!(self.url) => {
+                    problems.push(format!("fetched: {}", p["request"]["url"]))
+                }
+                _ => {}
+            }
+        }
+        problems
+    }
+}
+
+/// Opens `html` in headless Chromium (its profile under `dir`) and waits for it to load.
+pub(crate) fn open_in_chromium(html: &Path, dir: &Path) -> Opened {
+    // A missing browser fails the test, naming what to install: a skip would pass quietly.
     let binary = chromium().unwrap_or_else(|| {
         panic!(
             "this test needs Chromium and found none on PATH (chromium, chromium-browser, \
@@ -630,8 +672,7 @@ fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
              macOS: `brew install --cask chromium`)"
         )
     });
-    let f = fixture();
-    let profile = f.dir.join("chromium-profile");
+    let profile = dir.join("chromium-profile");
     let mut child = Command::new(&binary)
         .args([
             "--headless",
@@ -654,7 +695,7 @@ fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let _browser = Browser(child);
+    let browser = Browser(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -697,12 +738,24 @@ fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
         json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
     );
     cdp.events.clear();
-    let page_url = format!("file://{}", f.html.canonicalize().unwrap().display());
+    let page_url = format!("file://{}", html.canonicalize().unwrap().display());
     cdp.call("Page.navigate", json!({"url": page_url}));
     cdp.wait_for(
         "Page.loadEventFired",
         Instant::now() + Duration::from_secs(60),
     );
+    Opened {
+        cdp,
+        url: page_url,
+        _browser: browser,
+    }
+}
+
+#[test]
+fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
+    let f = fixture();
+    let mut opened = open_in_chromium(&f.html, &f.dir);
+    let cdp = &mut opened.cdp;
 
     let checks = cdp.eval(CHECKS);
     let interact = cdp.eval(INTERACT);
@@ -716,8 +769,6 @@ fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
         json!({"format": "png", "captureBeyondViewport": true,
                "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}}),
     );
-    // Events that arrived while we evaluated.
-    cdp.call("Runtime.evaluate", json!({"expression": "1"}));
 
     use base64::Engine as _;
     let png = base64::engine::general_purpose::STANDARD
@@ -733,28 +784,7 @@ fn report_opens_in_headless_chromium_with_charts_and_no_errors() {
     std::fs::copy(&f.html, dir.join("report.html")).unwrap();
 
     // No console errors, no exceptions, no dialogs, nothing fetched but the file itself.
-    let mut problems = Vec::new();
-    for e in &cdp.events {
-        let p = &e["params"];
-        match e["method"].as_str().unwrap_or("") {
-            "Runtime.exceptionThrown" => {
-                problems.push(format!("exception: {}", p["exceptionDetails"]))
-            }
-            "Runtime.consoleAPICalled" if p["type"] == "error" || p["type"] == "warning" => {
-                problems.push(format!("console.{}: {}", p["type"], p["args"]))
-            }
-            "Log.entryAdded"
-                if p["entry"]["level"] == "error" || p["entry"]["level"] == "warning" =>
-            {
-                problems.push(format!("log: {}", p["entry"]["text"]))
-            }
-            "Page.javascriptDialogOpening" => problems.push(format!("dialog: {}", p["message"])),
-            "Network.requestWillBeSent" if p["request"]["url"] != json!(page_url) => {
-                problems.push(format!("fetched: {}", p["request"]["url"]))
-            }
-            _ => {}
-        }
-    }
+    let problems = opened.problems();
     assert!(problems.is_empty(), "{problems:#?}");
 
     assert_eq!(checks["ready"], "1", "the script ran: {checks}");

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Quality next to cost on the embedded model (one core): `pagemill eval` of the example
+# documents against their mention-level gold, one dimension at a time, each against the
+# baseline the embedded model runs with (one item a request, the small prompt profile,
+# json_schema):
+#   1. pack 1 against pack 8;
+#   2. the small prompt profile against the default one;
+#   3. json_schema against json_object.
+# Configurations run one after another (--sequential), so each wall time is its own, in one
+# ledger: the baseline is run once and reused by the later evals (they pay nothing for it).
+#
+# Usage: bench/eval-local.sh [OUT]   (default: a temporary directory, removed at the end)
+# Prints each eval's table; the JSON reports stay in OUT/*/eval-report.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/common.sh
+bin=${PAGEMILL_BIN:-$(release_bin)}
+out=${1:-}
+if [[ -z $out ]]; then out=$(mktemp -d); trap 'rm -rf "$out"' EXIT; fi
+mkdir -p "$out"
+gold=testdata/gold/examples-mentions.jsonl
+store="$out/ledger.sqlite"
+eval_one() {
+  local name=$1; shift
+  echo "== $name"
+  /usr/bin/time -f "(%e s wall, %M KB peak RSS)" taskset -c 1 "$bin" eval "$gold" examples/docs \
+    --sequential --store "$store" -o "$out/$name" "$@"
+}
+eval_one pack --pack 1,8 --prompt-profile small --response-format json_schema
+eval_one profile --pack 1 --prompt-profile small,default --response-format json_schema
+eval_one format --pack 1 --prompt-profile small --response-format json_schema,json_object
