@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::gold::{GoldDocument, GoldEntity};
-use super::text::{calendar_date, normalize, tokens};
+use super::text::{calendar_date, name_key, normalize, tokens};
 
 /// True and false positives and false negatives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -447,7 +447,8 @@ fn entity_level(gold: &[GoldEntity], predicted: &[Predicted]) -> (EntityScores, 
     (scores, errs)
 }
 
-/// One metadata field's score: 1 or 0 for a string or a date, set F1 for a list.
+/// One metadata field's score: 1 or 0 for a string or a date, set F1 for a list (normalized:
+/// its elements less honorifics).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FieldScore {
     /// The field.
@@ -485,7 +486,8 @@ pub fn score_metadata(gold: &Map<String, Value>, predicted: &Value) -> Vec<Field
                     })
                 };
                 let (w, g) = (strings(&Value::Array(w.clone())), strings(got));
-                let norm = |v: &[String]| v.iter().map(|s| normalize(s)).collect::<Vec<_>>();
+                // Names less honorifics: "Dr. Helena Kowalczyk" is the author Helena Kowalczyk.
+                let norm = |v: &[String]| v.iter().map(|s| name_key(s)).collect::<Vec<_>>();
                 (set_f1(&w, &g), set_f1(&norm(&w), &norm(&g)))
             }
             Value::String(w) => {
@@ -766,9 +768,24 @@ pub fn predicted_mentions(result: &Value) -> Vec<Predicted> {
     out
 }
 
-/// Scores one document's result JSON (as `pagemill run` writes it) against its gold line.
+/// Whether the run asked for a task at all: some of `items` (pages or sections, by `key`) is
+/// in a state other than `skipped` — or the result does not say.
+fn asked(items: &Value, key: &str) -> bool {
+    match items.as_array() {
+        Some(list) if !list.is_empty() => list.iter().any(|x| x[key] != "skipped"),
+        _ => true,
+    }
+}
+
+/// Scores one document's result JSON (as `pagemill run` writes it) against its gold line. A
+/// task the run did not do (`--tasks metadata`: every page's entities and every section's
+/// summary skipped) is not scored, rather than scored 0.
 pub fn score_document(gold: &GoldDocument, result: &Value, sources: &Sources) -> DocumentScores {
-    let (entities, errors) = match &gold.entities {
+    let gold_entities = gold
+        .entities
+        .as_ref()
+        .filter(|_| asked(&result["pages"], "entities"));
+    let (entities, errors) = match gold_entities {
         Some(g) => {
             let (s, e) = score_entities_with_errors(g, &predicted_mentions(result));
             (Some(s), e)
@@ -778,6 +795,7 @@ pub fn score_document(gold: &GoldDocument, result: &Value, sources: &Sources) ->
     let metadata = gold
         .metadata
         .as_ref()
+        .filter(|_| result["metadata_state"] != "skipped")
         .map_or_else(Vec::new, |m| score_metadata(m, &result["metadata"]));
     let sections: Vec<(&str, &str)> = result["sections"]
         .as_array()
@@ -788,6 +806,7 @@ pub fn score_document(gold: &GoldDocument, result: &Value, sources: &Sources) ->
     let summaries = gold
         .summaries
         .iter()
+        .filter(|_| asked(&result["sections"], "state"))
         .flatten()
         .map(|s| {
             let got = match &s.section {
@@ -1072,6 +1091,29 @@ mod tests {
         );
         assert_eq!(c.support(), Some(0.5));
         assert_eq!(c.length_compliance(), Some(0.5));
+    }
+
+    #[test]
+    fn a_task_the_run_did_not_do_is_not_scored() {
+        let gold: GoldDocument = serde_json::from_value(json!({
+            "document": {"path": "a.pdf"},
+            "entities": [{"text": "Kraków", "type": "location"}],
+            "metadata": {"title": "Field report"},
+            "summaries": [{"text": "A survey of the Vistula."}]
+        }))
+        .unwrap();
+        // `--tasks metadata`: pages and sections skipped.
+        let result = json!({"id": "x", "metadata": {"title": "Field report"}, "metadata_state": "done",
+            "pages": [{"number": 1, "entities": "skipped"}],
+            "sections": [{"id": 1, "title": "Intro", "summary": null, "state": "skipped"}]});
+        let s = score_document(&gold, &result, &Sources::default());
+        assert_eq!((s.entities, s.summaries.len()), (None, 0));
+        assert_eq!(s.metadata[0].normalized, 1.0);
+        // Asked and failed is scored (0), not left out.
+        let mut failed = result.clone();
+        failed["sections"][0]["state"] = json!("failed");
+        let s = score_document(&gold, &failed, &Sources::default());
+        assert_eq!(s.summaries, [(None, None)]);
     }
 
     #[test]

@@ -27,6 +27,32 @@ pub fn tokens(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Titles before a name that do not change whom it names.
+const HONORIFICS: [&str; 10] = [
+    "dr",
+    "prof",
+    "professor",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "mx",
+    "sir",
+    "dame",
+];
+
+/// A list value (an author, a party) normalized, less honorifics before it: "Dr. Helena
+/// Kowalczyk" and "Helena Kowalczyk" name the same author.
+pub fn name_key(s: &str) -> String {
+    let words = tokens(s);
+    let skip = words
+        .iter()
+        .take_while(|w| HONORIFICS.contains(&w.as_str()))
+        .count()
+        .min(words.len().saturating_sub(1));
+    words[skip..].join(" ")
+}
+
 /// A calendar date written in a common way: `2025-03-14`, `14 March 2025`, `March 14, 2025`,
 /// `14 Mar. 2025`, `2025-03`, `March 2025`, `2025`. `(year, month, day)`; numeric day-month
 /// orders other than ISO's are ambiguous and not read.
@@ -83,6 +109,15 @@ pub fn calendar_date(s: &str) -> Option<(u16, Option<u8>, Option<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn honorifics_do_not_change_a_name() {
+        assert_eq!(name_key("Dr. Helena Kowalczyk"), "helena kowalczyk");
+        assert_eq!(name_key("Prof. Dr. Achim Zeileis"), "achim zeileis");
+        // A name that is only a title keeps it.
+        assert_eq!(name_key("Dr."), "dr");
+        assert_eq!(name_key("Drake Mills"), "drake mills");
+    }
 
     #[test]
     fn normalization_forgets_case_accents_punctuation_and_spacing() {
