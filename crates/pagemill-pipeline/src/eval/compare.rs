@@ -9,6 +9,9 @@ use serde::Serialize;
 use super::EvalReport;
 use super::score::DocumentScores;
 
+/// Fewest documents a verdict is given on.
+pub const MIN_DOCUMENTS: usize = 5;
+
 /// Resamples drawn (enough for stable 95% bounds; seeded, so a report repeats exactly).
 pub const RESAMPLES: usize = 2000;
 
@@ -80,9 +83,13 @@ pub struct Difference {
 }
 
 impl Difference {
-    /// B is better (+1), worse (−1), or not told apart (0) at 95%.
+    /// B is better (+1), worse (−1), or not told apart (0) at 95%. Under [`MIN_DOCUMENTS`]
+    /// documents, never told apart: resampling two or three documents gives an interval far
+    /// narrower than the truth (two documents both worse bound it away from 0).
     pub fn verdict(&self) -> i8 {
-        if self.low > 0.0 {
+        if self.documents < MIN_DOCUMENTS {
+            0
+        } else if self.low > 0.0 {
             1
         } else if self.high < 0.0 {
             -1
@@ -172,6 +179,12 @@ mod tests {
             .collect();
         let d = difference(&a, &report(&mixed), Metric::Metadata).unwrap();
         assert!(d.low < 0.0 && d.high > 0.0, "{d:?}");
+        assert_eq!(d.verdict(), 0);
+        // Worse on both of two documents: too few to tell.
+        let two = report(&[("d0", 0.5), ("d1", 0.5)]);
+        let two_worse = report(&[("d0", 0.1), ("d1", 0.2)]);
+        let d = difference(&two, &two_worse, Metric::Metadata).unwrap();
+        assert!(d.high < 0.0);
         assert_eq!(d.verdict(), 0);
         // Nothing to compare on.
         assert!(difference(&a, &report(&[]), Metric::Metadata).is_none());

@@ -227,6 +227,10 @@ async fn run_configurations(
                                          "prompt_profile": profile_name(profile),
                                          "response_format": format_name});
                     opts.variant = format!("eval {setting}");
+                    // Named twice (`--pack 1,1`): run once.
+                    if plans.iter().any(|p: &Plan| p.opts.variant == opts.variant) {
+                        continue;
+                    }
                     plans.push(Plan {
                         name: format!(
                             "{} · pack {pack_name} · {} · {format_name}",
@@ -424,6 +428,7 @@ fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Res
             .iter()
             .map(|(name, d)| {
                 let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+                v["verdict"] = json!(verdict(d));
                 v["results"] = json!(name);
                 v["against"] = json!(configs[0].name);
                 v
@@ -465,11 +470,7 @@ fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Res
                 configs[0].name
             )?;
             for (name, d) in &differences {
-                let verdict = match d.verdict() {
-                    1 => "better",
-                    -1 => "worse",
-                    _ => "not told apart",
-                };
+                let verdict = verdict(d).replace('_', " ");
                 writeln!(
                     out,
                     "  {name}: {} {:+.3} [{:+.3}, {:+.3}] over {} document(s): {verdict}",
@@ -483,6 +484,17 @@ fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// What a difference says: `better`, `worse`, `not_told_apart`, or `too_few_documents` to
+/// tell.
+fn verdict(d: &Difference) -> &'static str {
+    match d.verdict() {
+        1 => "better",
+        -1 => "worse",
+        _ if d.documents < compare::MIN_DOCUMENTS => "too_few_documents",
+        _ => "not_told_apart",
+    }
 }
 
 /// Configurations side by side: quality, tokens, cache, cost and latency.

@@ -214,13 +214,15 @@ async fn eval_scores_exactly_what_the_gold_simulator_answered_by_mention() {
     }
     assert_eq!(configs[0]["setting"]["pack"], "1");
     assert_eq!(configs[1]["setting"]["pack"], "4");
-    // Same answers in any pack: not told apart on any metric.
+    // Same answers in any pack: no difference on any metric, and three documents are too
+    // few to tell one anyway.
     for d in v["differences"].as_array().unwrap() {
         assert_eq!(
             (d["low"].as_f64(), d["high"].as_f64()),
             (Some(0.0), Some(0.0)),
             "{d}"
         );
+        assert_eq!(d["verdict"], "too_few_documents");
     }
     // Each configuration's results are where `report` and `eval --results` read them.
     let results = configs[1]["setting"]["results"].as_str().unwrap();
