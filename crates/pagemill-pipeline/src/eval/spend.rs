@@ -31,6 +31,11 @@ pub struct Spend {
     pub ttft_ms_p50: Option<f64>,
     /// Wall time of the run that produced them this time (`None` when nothing was run).
     pub wall_secs: Option<f64>,
+    /// Documents run.
+    pub documents: Option<usize>,
+    /// Of those, documents with every unit done (the others have units given up on, which
+    /// score as missing).
+    pub complete_documents: Option<usize>,
 }
 
 /// The spend of the requests among `requests` that carried any of `keys`, over `pages` pages.

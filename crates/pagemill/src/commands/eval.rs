@@ -97,6 +97,8 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
             "cached_share": summary["cached_share"],
             "cost_per_page_usd": summary["cost_per_page_usd"],
             "wall_secs": summary["wall_secs"],
+            "documents": summary["documents"],
+            "complete_documents": summary["complete_documents"],
         });
         let name = dir.display().to_string();
         configs.push(Scored {
@@ -324,6 +326,8 @@ async fn run_configurations(
         let pages = s.pages.saturating_sub(s.pages_skipped).max(1);
         let mut spent = spend::spend(&requests, &keys, pages);
         spent.wall_secs = (s.requests > 0).then_some(s.wall_secs);
+        spent.documents = Some(s.documents);
+        spent.complete_documents = Some(s.complete_documents);
         let mut setting = plan.setting.clone();
         setting["results"] = json!(dir.display().to_string());
         configs.push(Scored {
@@ -470,7 +474,10 @@ fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Res
                 configs[0].name
             )?;
             for (name, d) in &differences {
-                let verdict = verdict(d).replace('_', " ");
+                let verdict = match verdict(d) {
+                    "too_few_documents" => "too few documents to tell".to_owned(),
+                    v => v.replace('_', " "),
+                };
                 writeln!(
                     out,
                     "  {name}: {} {:+.3} [{:+.3}, {:+.3}] over {} document(s): {verdict}",
@@ -504,6 +511,7 @@ fn table(configs: &[Scored], front: &[bool]) -> String {
     t.set_header([
         "",
         "configuration",
+        "complete",
         "entity F1",
         "metadata",
         "ROUGE-L",
@@ -526,6 +534,13 @@ fn table(configs: &[Scored], front: &[bool]) -> String {
         t.add_row([
             if *on_front { "*" } else { "" }.to_owned(),
             c.name.clone(),
+            match (
+                c.run["complete_documents"].as_u64(),
+                c.run["documents"].as_u64(),
+            ) {
+                (Some(k), Some(n)) => format!("{k}/{n}"),
+                _ => "–".into(),
+            },
             f2(r.entities.as_ref().map(|e| e.strict.f1())),
             f2(metadata),
             f2(r.summaries.as_ref().map(|s| s.rouge.rouge_l)),
