@@ -55,8 +55,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// The embedded local model's file: fetch it, or say where it is.
     Model(ModelArgs),
-    /// Score a finished run's results against gold annotations (`schemas/gold.schema.json`):
-    /// entities, metadata and summaries, next to the run's tokens and cost per page.
+    /// Quality next to cost: run configurations (endpoints × pack sizes × prompt profiles ×
+    /// formats) on documents, or take finished runs, and score them against gold annotations
+    /// (`schemas/gold.schema.json`): entities, metadata, summaries, with tokens, cost and latency
+    /// a page
     Eval(Box<EvalArgs>),
 }
 

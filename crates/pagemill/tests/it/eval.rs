@@ -495,3 +495,50 @@ fn the_vignette_gold_is_printed_on_their_first_pages() {
     }
     assert_eq!(abstracts, 4, "lmtest's first page has no abstract");
 }
+
+/// As a user runs it: `pagemill eval GOLD DOCS -e sim --sim-profile FILE` with a `[gold]`
+/// section (its file named relative to the profile) and no errors drawn. Every answer is
+/// right, so every score is 1 — which holds only while the pipeline keeps whole answers of
+/// dense pages, reads every currency code and grounds nested names where they stand.
+#[test]
+fn a_perfect_answerer_scores_one_through_the_whole_pipeline() {
+    let dir = tempdir("eval-gold-perfect");
+    example_docs(&dir);
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::copy(
+        repo("testdata/gold/examples-mentions.jsonl"),
+        profiles.join("gold.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(
+        profiles.join("gold.toml"),
+        "name = \"gold\"\n[latency]\nttft_base_ms = 0.0\ndecode_tokens_per_sec = 0.0\n\
+         aggregate_tokens_per_sec = 0.0\n[gold]\nfile = \"gold.jsonl\"\n",
+    )
+    .unwrap();
+    let o = pagemill(&dir)
+        .arg("eval")
+        .arg(repo("testdata/gold/examples-mentions.jsonl"))
+        .arg("docs")
+        .args(["-e", "sim", "--sim-profile", "profiles/gold.toml"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    follows(
+        include_str!("../../../../schemas/eval-report.schema.json"),
+        &r,
+    );
+    assert_eq!(r["entities"]["strict"], json!({"tp": 71, "fp": 0, "fn": 0}));
+    assert_eq!(r["entities"]["offsets"], json!([71, 71]));
+    for (field, m) in r["metadata"].as_object().unwrap() {
+        assert_eq!(m["exact"], 1.0, "{field}");
+    }
+    assert_eq!(r["summaries"]["rouge"]["rouge_l"], 1.0);
+    assert_eq!(r["run"]["complete_documents"], 3);
+    for d in r["documents"].as_array().unwrap() {
+        assert_eq!(d["errors"], json!([]), "{}", d["document"]);
+    }
+}
