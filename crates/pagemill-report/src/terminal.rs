@@ -103,7 +103,54 @@ pub fn render(r: &Report) -> String {
     for b in &r.benchmarks {
         bench_text(&mut out, b);
     }
+    if let Some(e) = &r.eval {
+        eval_text(&mut out, e);
+    }
     out
+}
+
+fn eval_text(out: &mut String, e: &crate::eval::EvalView) {
+    let _ = writeln!(out, "\nQuality against gold ({})", clean(&e.path));
+    let cost = if e.by_dollars {
+        "$ a page"
+    } else {
+        "tokens a page"
+    };
+    let mut t = table(&[
+        "configuration",
+        "front",
+        "overall",
+        "entity F1",
+        "metadata",
+        "ROUGE-L",
+        "support",
+        cost,
+        "missed",
+        "spurious",
+        "wrong type",
+        "wrong span",
+    ]);
+    let f = |v: Option<f64>| opt(v, num);
+    for c in &e.configurations {
+        let errors =
+            |k: &str| -> String { count(c.documents.iter().filter_map(|d| d.counts.get(k)).sum()) };
+        t.add_row(vec![
+            clean(&c.name),
+            if c.pareto_front { "*" } else { "" }.to_owned(),
+            f(c.overall),
+            f(c.entity_f1),
+            f(c.metadata),
+            f(c.rouge_l),
+            f(c.support),
+            opt(c.cost, if e.by_dollars { usd } else { num }),
+            errors("missed"),
+            errors("spurious"),
+            errors("wrong_type"),
+            errors("wrong_span"),
+        ]);
+    }
+    right(&mut t, 2);
+    let _ = writeln!(out, "{t}");
 }
 
 fn runs_text(out: &mut String, r: &RunsReport) {

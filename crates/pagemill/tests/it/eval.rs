@@ -383,6 +383,25 @@ fn report_shows_the_errors(dir: &Path, truth: &Truth) {
         &json,
     );
 
+    // The terminal view has the same table, with the errors counted.
+    let o = pagemill(dir)
+        .args([
+            "report",
+            "eval-out/ledger.sqlite",
+            "eval-out/eval-report.json",
+        ])
+        .arg("--terminal")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Quality against gold"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("pack 1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let dropped = truth.count(Outcome::Dropped).to_string();
+    assert!(row.split_whitespace().any(|w| w == dropped), "{row}");
+
     let mut opened = crate::report::open_in_chromium(&dir.join("eval.html"), dir);
     let seen = opened.cdp.eval(EVAL_CHECKS);
     let top = opened
