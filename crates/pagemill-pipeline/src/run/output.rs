@@ -528,8 +528,14 @@ pub(crate) fn summary(
         }
     }
     let ent = exec::slot(TaskKind::Entities);
-    // Pages processed this run: entities units finished or failed now (at least 1).
-    let pages_now = (load(&progress.done[ent]) + load(&progress.failed[ent])).max(1) as f64;
+    // Pages processed this run: entities units finished or failed now; without the entities
+    // task, every page of the documents (a metadata-only run spreads over them all). At least 1.
+    let pages_now = if load(&progress.total[ent]) == 0 {
+        s.pages
+    } else {
+        load(&progress.done[ent]) + load(&progress.failed[ent])
+    }
+    .max(1) as f64;
     let (mut prompt, mut cached, mut completion, mut cost, mut unknown, mut unreported) =
         (0, 0, 0, 0u64, 0, 0);
     for kind in [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata] {

@@ -323,7 +323,13 @@ async fn run_configurations(
         )?;
         let s = &outcome.summary;
         let keys: HashSet<String> = outcome.keys.iter().cloned().collect();
-        let pages = s.pages.saturating_sub(s.pages_skipped).max(1);
+        // Pages the work covers: without entities, every page (none is "skipped" for content).
+        let pages = if plan.tasks.entities.is_some() {
+            s.pages.saturating_sub(s.pages_skipped)
+        } else {
+            s.pages
+        }
+        .max(1);
         let mut spent = spend::spend(&requests, &keys, pages);
         spent.wall_secs = (s.requests > 0).then_some(s.wall_secs);
         spent.documents = Some(s.documents);

@@ -561,3 +561,26 @@ fn a_perfect_answerer_scores_one_through_the_whole_pipeline() {
         assert_eq!(d["errors"], json!([]), "{}", d["document"]);
     }
 }
+
+/// A metadata-only run spreads its tokens over every page of its documents (it once divided
+/// them by one page: the entities pages it did not do).
+#[test]
+fn a_run_without_entities_counts_tokens_over_every_page() {
+    let dir = tempdir("eval-metadata-pages");
+    example_docs(&dir);
+    let o = pagemill(&dir)
+        .args([
+            "run", "docs", "-e", "sim", "--tasks", "metadata", "--json", "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["pages"], 4);
+    let prompt = s["tasks"]["metadata"]["prompt_tokens"].as_f64().unwrap();
+    let per_page = s["prompt_tokens_per_page"].as_f64().unwrap();
+    assert!(
+        (per_page - prompt / 4.0).abs() < 0.01,
+        "{per_page} against {prompt} / 4"
+    );
+}
