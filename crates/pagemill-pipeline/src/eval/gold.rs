@@ -11,7 +11,9 @@
 //! or by its content id (the BLAKE3 hex a run reports, or its first 8+ characters). Entities
 //! carry a page and character offsets within that page's text, or none of them: with offsets
 //! they are scored mention by mention, without as a set of (text, type) per document. Any of
-//! `entities`, `metadata` and `summaries` may be left out; only what is given is scored.
+//! `entities`, `metadata` and `summaries` may be left out; only what is given is scored. A
+//! reference summary names its section by title, or a page range (`"pages": [3, 5]`: the
+//! sections within it), or neither (the whole document).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -77,13 +79,18 @@ impl GoldEntity {
     }
 }
 
-/// A reference summary of one section (by its title) or of the whole document.
+/// A reference summary of one section (by its title), of a page range, or of the whole
+/// document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoldSummary {
-    /// The section's title, as `pagemill ingest` shows it; absent: the whole document.
+    /// The section's title, as `pagemill ingest` shows it; with neither this nor `pages`, the
+    /// whole document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,
+    /// First and last page: the sections within them, their summaries joined in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<(u32, u32)>,
     /// The reference text.
     pub text: String,
 }
@@ -233,6 +240,7 @@ pub fn skeleton(result: &Value) -> GoldDocument {
         .filter_map(|s| {
             Some(GoldSummary {
                 section: Some(s["title"].as_str()?.to_owned()),
+                pages: None,
                 text: s["summary"]
                     .as_str()
                     .filter(|t| !t.trim().is_empty())?

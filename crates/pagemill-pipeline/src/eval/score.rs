@@ -797,33 +797,52 @@ pub fn score_document(gold: &GoldDocument, result: &Value, sources: &Sources) ->
         .as_ref()
         .filter(|_| result["metadata_state"] != "skipped")
         .map_or_else(Vec::new, |m| score_metadata(m, &result["metadata"]));
-    let sections: Vec<(&str, &str)> = result["sections"]
+    // (title, first page, last page, summary) of each summarized section.
+    let sections: Vec<(&str, u64, u64, &str)> = result["sections"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|s| Some((s["title"].as_str()?, s["summary"].as_str()?)))
+        .filter_map(|s| {
+            Some((
+                s["title"].as_str()?,
+                s["pages"][0].as_u64().unwrap_or(0),
+                s["pages"][1].as_u64().unwrap_or(0),
+                s["summary"].as_str()?,
+            ))
+        })
         .collect();
+    // Summaries of the sections `keep` accepts, in order (`None` when there are none).
+    let joined = |keep: &dyn Fn(u64, u64) -> bool| {
+        let parts: Vec<&str> = sections
+            .iter()
+            .filter(|(_, a, b, _)| keep(*a, *b))
+            .map(|(_, _, _, s)| *s)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    };
     let summaries = gold
         .summaries
         .iter()
         .filter(|_| asked(&result["sections"], "state"))
         .flatten()
         .map(|s| {
-            let got = match &s.section {
-                Some(title) => sections
+            let got = match (&s.section, s.pages) {
+                (Some(title), _) => sections
                     .iter()
-                    .find(|(t, _)| normalize(t) == normalize(title))
-                    .map(|(_, s)| (*s).to_owned()),
+                    .find(|(t, ..)| normalize(t) == normalize(title))
+                    .map(|(.., s)| (*s).to_owned()),
+                // A page range: the sections that lie within it.
+                (None, Some((first, last))) => {
+                    joined(&|a, b| a >= u64::from(first) && b <= u64::from(last))
+                }
                 // The document's summary: its sections' summaries in order.
-                None => (!sections.is_empty()).then(|| {
-                    sections
-                        .iter()
-                        .map(|(_, s)| *s)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                }),
+                (None, None) => joined(&|_, _| true),
             };
-            (s.section.clone(), got.map(|g| rouge(&g, &s.text)))
+            let label = s
+                .section
+                .clone()
+                .or_else(|| s.pages.map(|(a, b)| format!("pages {a}–{b}")));
+            (label, got.map(|g| rouge(&g, &s.text)))
         })
         .collect();
     let checks = SummaryChecks::of(
@@ -1091,6 +1110,24 @@ mod tests {
         );
         assert_eq!(c.support(), Some(0.5));
         assert_eq!(c.length_compliance(), Some(0.5));
+    }
+
+    #[test]
+    fn a_page_range_reference_takes_the_sections_within_it() {
+        let gold: GoldDocument = serde_json::from_value(json!({
+            "document": {"path": "a.pdf"},
+            "summaries": [{"pages": [2, 3], "text": "Cats sleep. Dogs bark."},
+                          {"pages": [9, 9], "text": "Nothing there."}]
+        }))
+        .unwrap();
+        let result = json!({"id": "x", "sections": [
+            {"id": 1, "title": "One", "pages": [1, 1], "summary": "Birds sing.", "state": "done"},
+            {"id": 2, "title": "Two", "pages": [2, 2], "summary": "Cats sleep.", "state": "done"},
+            {"id": 3, "title": "Three", "pages": [3, 3], "summary": "Dogs bark.", "state": "done"}]});
+        let s = score_document(&gold, &result, &Sources::default());
+        assert_eq!(s.summaries[0].0.as_deref(), Some("pages 2–3"));
+        assert_eq!(s.summaries[0].1.unwrap().rouge_l, 1.0);
+        assert_eq!(s.summaries[1].1, None, "no section within pages 9–9");
     }
 
     #[test]
