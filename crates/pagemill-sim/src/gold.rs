@@ -320,8 +320,9 @@ impl Gold {
     /// document was found to be; else the best `score` above 0 (remembered).
     fn doc_of(&self, short: &str, score: impl Fn(&Doc) -> usize) -> Option<usize> {
         if let Some(i) = self.docs.iter().position(|d| {
+            // As `pagemill eval` matches ids: the whole id, or its first 8 or more characters.
             d.id.as_deref()
-                .is_some_and(|id| id.starts_with(short) || short.starts_with(id))
+                .is_some_and(|id| id.len() >= 8 && (id.starts_with(short) || short.starts_with(id)))
         }) {
             return Some(i);
         }

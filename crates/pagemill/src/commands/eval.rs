@@ -85,10 +85,17 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
         let docs = if paths.is_empty() {
             Vec::new()
         } else {
-            crate::commands::ingest::read_inputs(&paths, args.page_chars, args.section_tokens)
+            match crate::commands::ingest::read_inputs(&paths, args.page_chars, args.section_tokens)
                 .await
-                .map(|(docs, _)| docs)
-                .unwrap_or_default()
+            {
+                Ok((docs, _)) => docs,
+                Err(e) => {
+                    eprintln!(
+                        "note: the documents could not be read again, so summaries get no source support: {e:#}"
+                    );
+                    Vec::new()
+                }
+            }
         };
         let report = evaluate(gold, &results, &sources(&docs, args.summary_max_words));
         let run = json!({
