@@ -56,10 +56,14 @@ impl Client {
             };
             let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
             let mut v = HeaderValue::from_str(value).map_err(|_| invalid())?;
-            v.set_sensitive(crate::endpoint::is_secret_header(name));
+            if crate::endpoint::is_secret_header(name) {
+                v.set_sensitive(true);
+                crate::secrets::register(value);
+            }
             headers.insert(n, v);
         }
         if let Some(key) = &endpoint.api_key {
+            crate::secrets::register(key.expose());
             let mut v =
                 HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
                     ClientError::InvalidHeader {

@@ -25,9 +25,12 @@ pub const CONFIG_FILE: &str = "pagemill.toml";
 pub struct ApiKey(String);
 
 impl ApiKey {
-    /// Wraps a key.
+    /// Wraps a key, and registers it so outside text is cleaned of it
+    /// ([`crate::secrets`]).
     pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
+        let key = key.into();
+        crate::secrets::register(&key);
+        Self(key)
     }
 
     /// The key itself, for the one place that needs it: the `Authorization` header.

@@ -197,9 +197,11 @@ fn looks_like_context_error(message: &str) -> bool {
     .any(|p| m.contains(p))
 }
 
-/// Replaces anything that looks like an API key (`sk-…`, `Bearer …`, long opaque tokens) so
-/// provider messages that echo a key — some do on 401 — never reach logs or the ledger.
+/// Removes every secret this process holds, by value ([`crate::secrets`]), then anything that
+/// still looks like an API key (`sk-…`, `Bearer …`, long opaque tokens), so provider messages
+/// that echo a key — some do on 401 — never reach logs, the ledger, results or reports.
 pub fn redact(message: &str) -> String {
+    let message = crate::secrets::scrub(message);
     let mut out = String::with_capacity(message.len());
     let mut redact_next = false;
     for (i, word) in message.split(' ').enumerate() {

@@ -13,7 +13,8 @@
 //! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`].
 //! - [`transport`]: pooled or fresh-connection HTTP with connection stamps.
 //! - [`limits`]: RPM/TPM/concurrency pacing and rate-limit headers. [`retry`]: retry policy.
-//! - [`runaway`]: answers that loop, caught while they stream.
+//! - [`runaway`]: answers that loop, caught while they stream. [`secrets`]: the keys this
+//!   process holds, removed by value from any outside text kept or shown.
 //! - [`client`]: [`Client::send`] (one attempt) and [`Client::chat`] (paced, retried).
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds.
 
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod pricing;
 pub mod retry;
 pub mod runaway;
+pub mod secrets;
 pub mod sse;
 pub mod stream;
 pub mod transport;

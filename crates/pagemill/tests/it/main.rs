@@ -11,6 +11,7 @@ mod eval;
 mod ingest;
 mod report;
 mod run;
+mod secrets;
 mod setup;
 mod sim;
 mod truth;
