@@ -7,7 +7,7 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{Client, MAX_FILE_BYTES, MAX_JSON_BYTES};
 use crate::error::{ErrorClass, FailureKind, RequestError, classify_status};
 use crate::wire::{ChatRequest, ChatResponse, ErrorBody};
 
@@ -114,7 +114,13 @@ impl Client {
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let ct = format!("multipart/form-data; boundary={boundary}");
         let (status, res) = self
-            .request_bytes(Method::POST, "files", Some(&ct), Bytes::from(body))
+            .request_bytes(
+                Method::POST,
+                "files",
+                Some(&ct),
+                Bytes::from(body),
+                MAX_JSON_BYTES,
+            )
             .await?;
         check(status, &res)?;
         let v: Value = parse(&res, "the upload answer")?;
@@ -134,6 +140,7 @@ impl Client {
                 "batches",
                 Some("application/json"),
                 Bytes::from(body.to_string()),
+                MAX_JSON_BYTES,
             )
             .await?;
         check(status, &res)?;
@@ -143,7 +150,13 @@ impl Client {
     /// The batch's current state.
     pub async fn get_batch(&self, id: &str) -> Result<BatchObject, RequestError> {
         let (status, res) = self
-            .request_bytes(Method::GET, &format!("batches/{id}"), None, Bytes::new())
+            .request_bytes(
+                Method::GET,
+                &format!("batches/{id}"),
+                None,
+                Bytes::new(),
+                MAX_JSON_BYTES,
+            )
             .await?;
         check(status, &res)?;
         parse(&res, "the batch")
@@ -157,6 +170,7 @@ impl Client {
                 &format!("files/{file_id}/content"),
                 None,
                 Bytes::new(),
+                MAX_FILE_BYTES,
             )
             .await?;
         check(status, &res)?;

@@ -25,6 +25,23 @@ use crate::wire::{ChatRequest, StreamOptions};
 /// Header naming a request for matching with a server's log.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-pagemill-request-id");
 
+/// Largest JSON body [`Client::get_json`] reads: a model list is a few MB at most.
+pub const MAX_JSON_BYTES: usize = 64 << 20;
+
+/// Largest file the batch API's downloads read (an output file of 50,000 answers is ~100 MB).
+pub const MAX_FILE_BYTES: usize = 1 << 30;
+
+/// A byte count as people say it (`64 MiB`, `1 KiB`, `300 bytes`).
+fn bytes_text(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// A client for one endpoint.Cheap to clone; clones share the pool and the limiter.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -263,21 +280,33 @@ impl Client {
     }
 
     /// GETs a path under the base URL and parses the body as JSON: `(status, body)` (`Null`
-    /// when the body is not JSON).
+    /// when the body is not JSON). Bodies over [`MAX_JSON_BYTES`] are refused.
     pub async fn get_json(&self, path: &str) -> Result<(u16, Value), RequestError> {
+        self.get_json_limited(path, MAX_JSON_BYTES).await
+    }
+
+    /// [`Client::get_json`] with a body limit of `limit` bytes (a simulator's whole log can be
+    /// larger than a model list).
+    pub async fn get_json_limited(
+        &self,
+        path: &str,
+        limit: usize,
+    ) -> Result<(u16, Value), RequestError> {
         let (status, body) = self
-            .request_bytes(Method::GET, path, None, Bytes::new())
+            .request_bytes(Method::GET, path, None, Bytes::new(), limit)
             .await?;
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
-    /// Any request under the base URL with the endpoint's headers: `(status, body)`.
+    /// Any request under the base URL with the endpoint's headers: `(status, body)`. A body over
+    /// `limit` bytes is an error naming the limit, read no further.
     pub async fn request_bytes(
         &self,
         method: Method,
         path: &str,
         content_type: Option<&str>,
         body: Bytes,
+        limit: usize,
     ) -> Result<(u16, Bytes), RequestError> {
         let bad = |e: String| RequestError::new(FailureKind::Connect, ErrorClass::Permanent, e);
         let mut builder = http::Request::builder()
@@ -299,7 +328,8 @@ impl Client {
         let (res, _) = self.transport.send(request).await?;
         let status = res.status().as_u16();
         let idle = Endpoint::secs(self.transport.config().idle_timeout_secs);
-        let body = tokio::time::timeout(idle, http_body_util::BodyExt::collect(res.into_body()))
+        let limited = http_body_util::Limited::new(res.into_body(), limit);
+        let body = tokio::time::timeout(idle, http_body_util::BodyExt::collect(limited))
             .await
             .map_err(|_| {
                 RequestError::new(
@@ -309,11 +339,26 @@ impl Client {
                 )
             })?
             .map_err(|e| {
-                RequestError::new(
-                    FailureKind::ResetMidStream,
-                    ErrorClass::Transient,
-                    e.to_string(),
-                )
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    let mut err = RequestError::new(
+                        FailureKind::TooLarge,
+                        ErrorClass::Permanent,
+                        format!(
+                            "the response to {path} is over {}, the most pagemill reads of it",
+                            bytes_text(limit)
+                        ),
+                    );
+                    err.status = Some(status);
+                    err
+                } else {
+                    RequestError::new(
+                        FailureKind::ResetMidStream,
+                        ErrorClass::Transient,
+                        e.to_string(),
+                    )
+                }
             })?
             .to_bytes();
         Ok((status, body))

@@ -28,6 +28,10 @@ struct Batch {
     total: u64,
 }
 
+/// Most bytes of uploaded and generated files one simulator keeps; an upload beyond it is
+/// refused, as a provider refuses one over its storage quota.
+pub(crate) const MAX_STORED_BYTES: usize = 512 << 20;
+
 /// Files and batches of one simulator.
 #[derive(Default)]
 pub(crate) struct BatchStore {
@@ -65,6 +69,10 @@ impl BatchStore {
     }
 
     fn upload(&self, req: &Received) -> Reply {
+        self.upload_within(req, MAX_STORED_BYTES)
+    }
+
+    fn upload_within(&self, req: &Received, limit: usize) -> Reply {
         let content_type = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -83,10 +91,19 @@ impl BatchStore {
         };
         let id = self.id("file-");
         let len = bytes.len();
-        self.files
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), (name.clone(), bytes));
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let stored: usize = files.values().map(|(_, b)| b.len()).sum();
+        if stored + len > limit {
+            return script::error(
+                400,
+                "storage_limit_exceeded",
+                &format!(
+                    "file storage is full: {stored} of {limit} bytes used, this file is {len}"
+                ),
+            );
+        }
+        files.insert(id.clone(), (name.clone(), bytes));
+        drop(files);
         Reply::json(
             200,
             &json!({"id": id, "object": "file", "bytes": len, "created_at": now_secs(),
@@ -304,5 +321,27 @@ mod tests {
         assert_eq!(bytes, b"{\"a\":1}\n{\"b\":2}\n");
         assert!(multipart_file("multipart/form-data; boundary=Other", body).is_none());
         assert!(multipart_file("application/jsonl", body).is_none());
+    }
+
+    #[test]
+    fn uploads_stop_at_the_storage_limit() {
+        let store = BatchStore::default();
+        let upload = |n: usize| Received {
+            index: 0,
+            method: http::Method::POST,
+            path: "/v1/files".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(vec![b'x'; n]),
+            received_ns: 0,
+        };
+        assert_eq!(store.upload_within(&upload(600), 1000).status, 200);
+        let refused = store.upload_within(&upload(600), 1000);
+        assert_eq!(refused.status, 400);
+        assert_eq!(
+            store.files.lock().unwrap().len(),
+            1,
+            "nothing kept of the refused file"
+        );
     }
 }

@@ -644,11 +644,18 @@ async fn handle(
     closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
 ) -> Result<http::Response<Channel<Bytes, ResetError>>, ResetError> {
     let (head, body) = req.into_parts();
-    let body = http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+    // A body over the cap is answered 413 by the server itself, never handed on empty.
+    let (body, too_large) = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    {
+        Ok(b) => (b.to_bytes(), false),
+        Err(e) => (
+            Bytes::new(),
+            e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some(),
+        ),
+    };
     let received = Received {
         index: shared.next.fetch_add(1, Ordering::Relaxed),
         method: head.method,
@@ -683,7 +690,19 @@ async fn handle(
         closer,
         body_ended: None,
     };
-    tokio::spawn((shared.handler)(received, sink));
+    if too_large {
+        let reply = crate::script::error(
+            413,
+            "request_too_large",
+            &format!(
+                "request body over {} MiB, the most this server reads",
+                MAX_REQUEST_BYTES >> 20
+            ),
+        );
+        tokio::spawn(reply.play(sink));
+    } else {
+        tokio::spawn((shared.handler)(received, sink));
+    }
     // No head before the sink is dropped means: break the connection before headers.
     rx.await.map_err(|_| ResetError)
 }

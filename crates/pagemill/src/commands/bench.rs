@@ -414,7 +414,10 @@ async fn truth(endpoints: &[Endpoint], kept: &[Record]) -> Option<pagemill_bench
         let Ok(c) = Client::new(Endpoint::new("truth", root, "")) else {
             continue;
         };
-        if let Ok((200, serde_json::Value::Array(entries))) = c.get_json("sim/log").await {
+        if let Ok((200, serde_json::Value::Array(entries))) = c
+            .get_json_limited("sim/log", pagemill_client::client::MAX_FILE_BYTES)
+            .await
+        {
             log.extend(entries);
         }
     }

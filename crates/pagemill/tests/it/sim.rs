@@ -635,6 +635,7 @@ async fn the_log_is_served_as_json_and_jsonl_with_stats() {
             "sim/log?format=jsonl",
             None,
             bytes::Bytes::new(),
+            pagemill_client::client::MAX_FILE_BYTES,
         )
         .await
         .unwrap();

@@ -1,0 +1,71 @@
+//! Every read is bounded: a client reading a huge body stops at its limit with an error naming
+//! it (`doctor` against a 70 MiB model list), and the simulator and `serve` answer an
+//! oversized request 413 instead of handing it on empty.
+
+use pagemill::commands::doctor::{Status, check_endpoint, status_of};
+use pagemill_client::error::FailureKind;
+use pagemill_client::{Client, Endpoint};
+use pagemill_sim::{Profile, Reply, Sim, serve};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_its_limit_is_refused_with_the_limit_named() {
+    // A model list of 70 MiB: doctor reads 64 MiB of it at most.
+    let server = serve("127.0.0.1:0".parse().unwrap(), |req| {
+        if req.path.ends_with("/models") {
+            let mut body = b"{\"data\": [".to_vec();
+            body.resize(70 << 20, b' ');
+            body.extend_from_slice(b"]}");
+            return Reply::status(200)
+                .header("content-type", "application/json")
+                .bytes(body);
+        }
+        pagemill_sim::script::completion("OK", None)
+    })
+    .await
+    .unwrap();
+    let report = check_endpoint(Endpoint::new("huge", server.base_url(), "m")).await;
+    assert_eq!(status_of(&report, "reachable"), Some(Status::Fail));
+    let said = format!("{report:?}");
+    assert!(said.contains("over 64 MiB"), "{said}");
+
+    // Any limit, named as given.
+    let client = Client::new(Endpoint::new("huge", server.base_url(), "m")).unwrap();
+    let err = client.get_json_limited("models", 1024).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::TooLarge);
+    assert!(err.message.contains("over 1 KiB"), "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_is_answered_413() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let client = Client::new(Endpoint::new("sim", sim.base_url(), "m")).unwrap();
+    let big = bytes::Bytes::from(vec![b' '; (64 << 20) + 1]);
+    let (status, body) = client
+        .request_bytes(
+            http::Method::POST,
+            "chat/completions",
+            Some("application/json"),
+            big,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    assert!(
+        String::from_utf8_lossy(&body).contains("64 MiB"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // At the limit, the request is read (and refused for what it is, not its size).
+    let (status, _) = client
+        .request_bytes(
+            http::Method::POST,
+            "chat/completions",
+            Some("application/json"),
+            bytes::Bytes::from_static(b"{}"),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+}
