@@ -48,6 +48,17 @@ pub fn hint_for(e: &anyhow::Error) -> Option<String> {
     }
 }
 
+/// Whether `e` is a write to a pipe whose reader has gone.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Logs to stderr; `-v` for debug, `RUST_LOG` for anything finer.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {

@@ -26,6 +26,9 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(code) => code,
+        // The reader went away (`pagemill report --format json | head`): end quietly, as Unix
+        // tools do.
+        Err(e) if pagemill::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             if let Some(hint) = pagemill::hint_for(&e) {

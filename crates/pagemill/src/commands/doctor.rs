@@ -3,6 +3,7 @@
 //! Parameter probes send one non-streaming request each (8 tokens at most). A 4xx other than
 //! 429 means the parameter was rejected; a 429 or 5xx means the probe could not tell.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -67,14 +68,16 @@ pub async fn run(global: &GlobalArgs, args: DoctorArgs) -> anyhow::Result<ExitCo
     let resolved = settings::resolve(global, &args.endpoint).await?;
     let futures = resolved.endpoints.into_iter().map(check_endpoint);
     let reports: Vec<EndpointReport> = futures_join(futures).await;
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&json!({ "endpoints": reports }))?
-        );
+        )?;
     } else {
-        println!("endpoints from {}", resolved.origin);
-        println!("{}", table(&reports));
+        writeln!(out, "endpoints from {}", resolved.origin)?;
+        writeln!(out, "{}", table(&reports))?;
     }
     let failed = reports
         .iter()

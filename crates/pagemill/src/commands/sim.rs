@@ -16,10 +16,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         profile.seed = seed;
     }
     if args.print_profile {
-        print!(
+        use std::io::Write as _;
+        write!(
+            std::io::stdout().lock(),
             "{}",
             toml::to_string(&profile).context("printing the profile")?
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let options = ServerOptions {

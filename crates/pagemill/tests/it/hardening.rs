@@ -69,3 +69,41 @@ async fn an_oversized_request_is_answered_413() {
         .unwrap();
     assert_eq!(status, 400);
 }
+
+/// Writing to a pipe whose reader has gone (`pagemill report --format json | head`) ends
+/// quietly with 0, as Unix tools do — not "error: Broken pipe" and 2.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let dir = crate::chat::tempdir("hardening-pipe");
+    std::fs::write(
+        dir.join("memo.txt"),
+        "Ada Lovelace wrote to Charles Babbage in 1843.\n",
+    )
+    .unwrap();
+    let ok = crate::chat::pagemill(&dir)
+        .args(["run", "memo.txt", "-e", "sim", "-q", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for args in [
+        vec!["report", "pagemill-out/ledger.sqlite", "--format", "json"],
+        vec!["sim", "--print-profile"],
+    ] {
+        let mut child = crate::chat::pagemill(&dir)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before a byte is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
