@@ -483,6 +483,9 @@ pub struct ServerOptions {
     /// Keep each request's body in its log entry (tests of what a client sent); off by
     /// default, since long prompts times many entries is a lot of memory.
     pub keep_bodies: bool,
+    /// Every request must carry `Authorization: Bearer <key>` (the ground-truth routes too);
+    /// others get an OpenAI-shaped 401.
+    pub api_key: Option<pagemill_client::ApiKey>,
 }
 
 impl Default for ServerOptions {
@@ -492,11 +495,23 @@ impl Default for ServerOptions {
             log_capacity: 100_000,
             log_file: None,
             keep_bodies: false,
+            api_key: None,
         }
     }
 }
 
+/// Whether `given` is `want`, in time that does not depend on where they differ (only on the
+/// length of `given`), so a key cannot be guessed byte by byte from response times.
+fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != want.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= g ^ want.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
 struct Shared {
+    api_key: Option<pagemill_client::ApiKey>,
     keep_bodies: bool,
     handler: Box<Handler>,
     log: Arc<Log>,
@@ -577,6 +592,7 @@ pub async fn serve_with(
         log = log.with_file(path)?;
     }
     let shared = Arc::new(Shared {
+        api_key: options.api_key.clone(),
         keep_bodies: options.keep_bodies,
         handler: Box::new(handler),
         log: Arc::new(log),
@@ -690,7 +706,23 @@ async fn handle(
         closer,
         body_ended: None,
     };
-    if too_large {
+    let authorized = shared.api_key.as_ref().is_none_or(|key| {
+        let given = received
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        same_secret(given, key.expose().as_bytes())
+    });
+    if !authorized {
+        let reply = crate::script::error(
+            401,
+            "invalid_api_key",
+            "Incorrect API key provided: this server wants `Authorization: Bearer <key>` with the key it was started with.",
+        );
+        tokio::spawn(reply.play(sink));
+    } else if too_large {
         let reply = crate::script::error(
             413,
             "request_too_large",
@@ -705,4 +737,18 @@ async fn handle(
     }
     // No head before the sink is dropped means: break the connection before headers.
     rx.await.map_err(|_| ResetError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal() {
+        assert!(same_secret(b"key-123456", b"key-123456"));
+        assert!(!same_secret(b"key-123457", b"key-123456"));
+        assert!(!same_secret(b"key-12345", b"key-123456"));
+        assert!(!same_secret(b"key-1234567", b"key-123456"));
+        assert!(!same_secret(b"", b"key-123456"));
+    }
 }

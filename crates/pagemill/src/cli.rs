@@ -91,6 +91,20 @@ pub struct ServeArgs {
     /// Port (0: any free port).
     #[arg(long, default_value_t = 8090)]
     pub port: u16,
+    /// How clients may reach it.
+    #[command(flatten)]
+    pub exposure: ExposureArgs,
+}
+
+/// Who may use a server pagemill starts (`serve`, `sim`).
+#[derive(Debug, Args, Clone)]
+pub struct ExposureArgs {
+    /// Require `Authorization: Bearer <KEY>` on every request (a 401 otherwise).
+    #[arg(long, env = "PAGEMILL_SERVE_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Listen beyond loopback with no key: anyone who can reach the port may use it.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 /// `pagemill model`.
@@ -314,6 +328,9 @@ pub struct SimArgs {
     /// Print the resolved profile as TOML and exit (a starting point for your own).
     #[arg(long)]
     pub print_profile: bool,
+    /// How clients may reach it (the ground-truth routes fall under the key too).
+    #[command(flatten)]
+    pub exposure: ExposureArgs,
 }
 
 /// What `pagemill bench` sends.

@@ -76,6 +76,15 @@ mod enabled {
         args: &LocalArgs,
         addr: std::net::SocketAddr,
     ) -> anyhow::Result<(ServerHandle, Endpoint)> {
+        start_with_key(args, addr, None).await
+    }
+
+    /// [`start`], requiring `api_key` of every request when given.
+    pub(super) async fn start_with_key(
+        args: &LocalArgs,
+        addr: std::net::SocketAddr,
+        api_key: Option<pagemill_client::ApiKey>,
+    ) -> anyhow::Result<(ServerHandle, Endpoint)> {
         let path = model_path(args).await?;
         let config = EngineConfig {
             threads: args.threads.max(1),
@@ -85,6 +94,7 @@ mod enabled {
         };
         let options = ServerOptions {
             addr,
+            api_key: api_key.clone(),
             ..ServerOptions::default()
         };
         let (engine, handle) = pagemill_local::server::start(config, options)
@@ -96,6 +106,7 @@ mod enabled {
             handle.base_url(),
             engine.info().id.clone(),
         );
+        ep.api_key = api_key;
         // One request decoding per slot and one waiting behind each: more would only queue.
         ep.limits.max_concurrency = Some(engine.info().slots * 2);
         // Constrained decoding follows the schema exactly: tell it the items of each request.
@@ -110,7 +121,9 @@ mod enabled {
             .host
             .parse()
             .with_context(|| format!("`{}` is not an IP address", args.host))?;
-        let (handle, ep) = start(&args.local, std::net::SocketAddr::new(ip, args.port)).await?;
+        let key = crate::commands::server_key(ip, &args.exposure)?;
+        let (handle, ep) =
+            start_with_key(&args.local, std::net::SocketAddr::new(ip, args.port), key).await?;
         {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(

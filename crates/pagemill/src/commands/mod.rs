@@ -10,3 +10,34 @@ pub mod quote;
 pub mod report;
 pub mod run;
 pub mod sim;
+
+/// The key a server pagemill starts must require, after checking where it listens: beyond
+/// loopback with no key is refused unless `--insecure-no-auth`, and any bind beyond loopback is
+/// said out loud.
+pub(crate) fn server_key(
+    ip: std::net::IpAddr,
+    exposure: &crate::cli::ExposureArgs,
+) -> anyhow::Result<Option<pagemill_client::ApiKey>> {
+    let key = match exposure.api_key.as_deref().map(str::trim) {
+        Some(k) if k.len() < pagemill_client::secrets::MIN_LEN => anyhow::bail!(
+            "--api-key must be at least {} characters",
+            pagemill_client::secrets::MIN_LEN
+        ),
+        Some(k) => Some(pagemill_client::ApiKey::new(k)),
+        None => None,
+    };
+    if !ip.is_loopback() {
+        match (&key, exposure.insecure_no_auth) {
+            (None, false) => anyhow::bail!(
+                "{ip} is reachable beyond this machine and no key is set: give --api-key (or PAGEMILL_SERVE_KEY), or --insecure-no-auth to let anyone who reaches the port use it"
+            ),
+            (None, true) => eprintln!(
+                "warning: listening on {ip} with no key (--insecure-no-auth): anyone who can reach this port can use it"
+            ),
+            (Some(_), _) => eprintln!(
+                "warning: listening on {ip}, beyond this machine; every request needs the key"
+            ),
+        }
+    }
+    Ok(key)
+}

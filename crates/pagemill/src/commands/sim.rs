@@ -24,9 +24,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    let api_key = super::server_key(args.host, &args.exposure)?;
     let options = ServerOptions {
         addr: SocketAddr::new(args.host, args.port),
         log_file: args.log.clone(),
+        api_key,
         ..ServerOptions::default()
     };
     let name = profile.name.clone();

@@ -107,3 +107,70 @@ fn a_closed_pipe_ends_quietly() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
     }
 }
+
+/// `pagemill sim` beyond loopback: refused with no key, said out loud with one; with a key,
+/// every route — the ground truth too — wants it, and a wrong one gets an OpenAI-shaped 401.
+#[test]
+fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let dir = crate::chat::tempdir("hardening-serve");
+    let refused = crate::chat::pagemill(&dir)
+        .args(["sim", "--host", "0.0.0.0", "--port", "0"])
+        .env_remove("PAGEMILL_SERVE_KEY")
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("--insecure-no-auth") && said.contains("--api-key"),
+        "{said}"
+    );
+
+    let key = "serve-key-0123456789";
+    let mut child = crate::chat::pagemill(&dir)
+        .args(["sim", "--host", "0.0.0.0", "--port", "0"])
+        .env("PAGEMILL_SERVE_KEY", key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().trim_end_matches("/v1").parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let get = |path: &str, auth: Option<&str>| -> (u16, String) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let auth = auth.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, out)
+    };
+    for path in ["/v1/models", "/sim/log", "/sim/stats"] {
+        let (status, body) = get(path, None);
+        assert_eq!(status, 401, "{path}");
+        assert!(body.contains("\"invalid_api_key\""), "{body}");
+        assert_eq!(
+            get(path, Some("serve-key-0123456780")).0,
+            401,
+            "{path}: a wrong key"
+        );
+        assert_eq!(get(path, Some(key)).0, 200, "{path}: the key");
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("beyond this machine"), "{warned}");
+    assert!(!warned.contains(key), "the key is never printed");
+}
