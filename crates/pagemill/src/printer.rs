@@ -45,3 +45,30 @@ pub fn usd(x: Option<f64>, unknown: &str) -> String {
         |v| Money((v * 1e12).round() as u64).to_string(),
     )
 }
+
+/// `s` made inert for a terminal: control characters (escape sequences included) shown as
+/// escapes (`\u{1b}`), so a file name cannot move the cursor, recolour or retitle the
+/// terminal. Line breaks and tabs too: a name is one line.
+pub fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod inert_tests {
+    use super::inert;
+
+    #[test]
+    fn control_characters_are_shown_not_run() {
+        assert_eq!(inert("a\u{1b}[2Jb\u{7}.txt"), "a\\u{1b}[2Jb\\u{7}.txt");
+        assert_eq!(inert("two\nlines"), "two\\nlines");
+        assert_eq!(inert("Kraków.pdf"), "Kraków.pdf");
+    }
+}

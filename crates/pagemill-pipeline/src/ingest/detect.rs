@@ -22,6 +22,10 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<DocKind, String> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
+    // An empty file named as a binary format (a failed download) is no empty text document.
+    if bytes.is_empty() && matches!(ext.as_str(), "pdf" | "docx") {
+        return Err(format!("an empty file (0 bytes) named `.{ext}`"));
+    }
     if !looks_textual(bytes) {
         let claimed = if ext.is_empty() {
             String::new()
@@ -93,6 +97,11 @@ mod tests {
                 .contains("`.pdf`")
         );
         assert!(detect(&p("x.zip"), b"PK\x03\x04rest").is_err());
+        assert_eq!(
+            detect(&p("x.pdf"), b""),
+            Err("an empty file (0 bytes) named `.pdf`".into())
+        );
+        assert_eq!(detect(&p("x.txt"), b""), Ok(DocKind::Text));
         assert_eq!(
             detect(&p("u16.txt"), &[0xFF, 0xFE, b'h', 0]),
             Ok(DocKind::Text)

@@ -226,12 +226,13 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
                 Ok(paths) => files.extend(paths.flatten().filter(|p| p.is_file())),
                 Err(e) => problems.push(format!("bad glob `{s}`: {e}")),
             }
-        } else if input.is_dir() {
-            walk(input, &mut files, &mut problems, 0);
-        } else if input.is_file() {
-            files.push(input.clone());
         } else {
-            problems.push(format!("`{}`: no such file or directory", input.display()));
+            match std::fs::metadata(input) {
+                Ok(m) if m.is_dir() => walk(input, &mut files, &mut problems, 0),
+                Ok(m) if m.is_file() => files.push(input.clone()),
+                Ok(_) => problems.push(not_regular(input)),
+                Err(e) => problems.push(unreadable(input, &e)),
+            }
         }
     }
     files.sort();
@@ -256,8 +257,42 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<String>, depth:
         match entry.file_type() {
             Ok(t) if t.is_dir() => walk(&path, files, problems, depth + 1),
             Ok(t) if t.is_file() => files.push(path),
-            _ => {}
+            // A link to a file is read; a link to a directory is not followed (it could loop).
+            Ok(t) if t.is_symlink() => match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => files.push(path),
+                Ok(m) if m.is_dir() => problems.push(format!(
+                    "`{}`: a symbolic link to a directory, not followed (name the directory itself to read it)",
+                    path.display()
+                )),
+                Ok(_) => problems.push(not_regular(&path)),
+                Err(e) => problems.push(unreadable(&path, &e)),
+            },
+            Ok(_) => problems.push(not_regular(&path)),
+            Err(e) => problems.push(unreadable(&path, &e)),
         }
+    }
+}
+
+/// Why a path that exists is not read: it is a FIFO, socket or device.
+fn not_regular(path: &Path) -> String {
+    format!(
+        "`{}`: not a regular file (a FIFO, socket or device), not read",
+        path.display()
+    )
+}
+
+/// Why a path could not be looked at, telling a broken link from a missing file.
+fn unreadable(path: &Path, e: &std::io::Error) -> String {
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match e.kind() {
+        std::io::ErrorKind::NotFound if link => format!(
+            "`{}`: a broken symbolic link (its target does not exist)",
+            path.display()
+        ),
+        std::io::ErrorKind::NotFound => {
+            format!("`{}`: no such file or directory", path.display())
+        }
+        _ => format!("`{}`: {e}", path.display()),
     }
 }
 

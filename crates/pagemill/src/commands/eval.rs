@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::cli::{
     EvalArgs, EvalCommand, EvalImportArgs, EvalInitArgs, Format, GlobalArgs, PipelineArgs,
 };
-use crate::commands::run::{open_store, prepare, result_file, write_atomic};
+use crate::commands::run::{open_store, prepare, result_files, write_atomic};
 use crate::settings;
 
 /// One configuration, scored.
@@ -198,7 +198,11 @@ async fn run_configurations(
     };
     let mut prepared = prepare(&pipeline).await?;
     for (path, why) in &prepared.skipped {
-        eprintln!("skipped {}: {why}", path.display());
+        eprintln!(
+            "skipped {}: {}",
+            crate::printer::inert(&path.display().to_string()),
+            crate::printer::inert(why)
+        );
     }
     if prepared.docs.is_empty() {
         anyhow::bail!("no readable documents among the inputs");
@@ -316,12 +320,16 @@ async fn run_configurations(
         let dir = args.out.join(slug(&plan.name));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
         let mut results = Vec::new();
-        for d in &outcome.documents {
+        let files = result_files(
+            &dir,
+            outcome
+                .documents
+                .iter()
+                .map(|d| (d.path.as_str(), d.id.as_str())),
+        );
+        for (d, file) in outcome.documents.iter().zip(&files) {
             let v = serde_json::to_value(d)?;
-            write_atomic(
-                &result_file(&dir, &d.path, &d.id),
-                serde_json::to_string_pretty(&v)?.as_bytes(),
-            )?;
+            write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes())?;
             results.push(v);
         }
         write_atomic(

@@ -63,7 +63,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 write!(out, "{}", doc_text(d, args.all_pages))?;
             }
             for (_, why) in &skipped {
-                writeln!(out, "skipped: {why}")?;
+                writeln!(out, "skipped: {}", crate::printer::inert(why))?;
             }
             let pages: usize = docs.iter().map(|d| d.pages.len()).sum();
             writeln!(
@@ -160,7 +160,7 @@ fn quality(q: Quality) -> &'static str {
 fn doc_text(d: &Document, all_pages: bool) -> String {
     let mut s = format!(
         "{}  {:?}  id {}  {} pages  {} sections{}\n",
-        d.path.display(),
+        crate::printer::inert(&d.path.display().to_string()),
         d.kind,
         &d.id[..16],
         d.pages.len(),

@@ -28,7 +28,11 @@ pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCod
         ));
     }
     for (path, why) in &prepared.skipped {
-        eprintln!("skipped {}: {why}", path.display());
+        eprintln!(
+            "skipped {}: {}",
+            crate::printer::inert(&path.display().to_string()),
+            crate::printer::inert(why)
+        );
     }
     let mut out = std::io::stdout().lock();
     if args.json {

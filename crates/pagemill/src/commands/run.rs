@@ -139,6 +139,35 @@ fn jsonschema_check(schema: &serde_json::Value) -> anyhow::Result<()> {
     pagemill_pipeline::tasks::answers::check_schema(schema).map_err(anyhow::Error::msg)
 }
 
+/// The files documents' results are written to, in their order: each its name and the start
+/// of its id; when two inputs would share one (`a/x.txt` and `b/x.txt`, same bytes), each also
+/// gets the start of its path's hash, so every input has its own file, named the same on
+/// every run of the same inputs.
+pub(crate) fn result_files<'a>(
+    out: &Path,
+    docs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> Vec<PathBuf> {
+    let plain: Vec<PathBuf> = docs
+        .clone()
+        .map(|(p, id)| result_file(out, p, id))
+        .collect();
+    plain
+        .iter()
+        .zip(docs)
+        .map(|(file, (path, _))| {
+            if plain.iter().filter(|f| *f == file).count() < 2 {
+                return file.clone();
+            }
+            let tag = &pagemill_pipeline::run::plan::hash(path)[..6];
+            let name = file
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let stem = name.strip_suffix(".json").unwrap_or(&name);
+            file.with_file_name(format!("{stem}.{tag}.json"))
+        })
+        .collect()
+}
+
 /// The file a document's result is written to: its name and the start of its id.
 pub(crate) fn result_file(out: &Path, path: &str, id: &str) -> PathBuf {
     let stem = Path::new(path)
@@ -160,6 +189,32 @@ pub(crate) fn result_file(out: &Path, path: &str, id: &str) -> PathBuf {
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut prepared = prepare(&args.pipeline).await?;
+    // Nothing to run: say why before anything is created (no output folder, no ledger).
+    if prepared.docs.is_empty() {
+        let reasons: Vec<String> = prepared
+            .skipped
+            .iter()
+            .map(|(path, why)| {
+                if path.as_os_str().is_empty() {
+                    crate::printer::inert(why)
+                } else {
+                    format!(
+                        "{}: {}",
+                        crate::printer::inert(&path.display().to_string()),
+                        crate::printer::inert(why)
+                    )
+                }
+            })
+            .collect();
+        anyhow::bail!(
+            "no readable documents among the inputs{}",
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(":\n  {}", reasons.join("\n  "))
+            }
+        );
+    }
     let wanted: Vec<String> = args
         .endpoint
         .iter()
@@ -198,7 +253,11 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
 
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     for (path, why) in &prepared.skipped {
-        eprintln!("skipped {}: {why}", path.display());
+        eprintln!(
+            "skipped {}: {}",
+            crate::printer::inert(&path.display().to_string()),
+            crate::printer::inert(why)
+        );
     }
 
     let progress = Arc::new(Progress::default());
@@ -233,10 +292,16 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     }
     let outcome = outcome?;
 
-    for d in &outcome.documents {
-        let path = result_file(&args.out, &d.path, &d.id);
+    let files = result_files(
+        &args.out,
+        outcome
+            .documents
+            .iter()
+            .map(|d| (d.path.as_str(), d.id.as_str())),
+    );
+    for (d, path) in outcome.documents.iter().zip(&files) {
         let text = serde_json::to_string_pretty(d)?;
-        write_atomic(&path, text.as_bytes())?;
+        write_atomic(path, text.as_bytes())?;
     }
     let summary_path = args.out.join("run-summary.json");
     write_atomic(
@@ -287,13 +352,32 @@ note: this ran on the embedded model, SmolLM2-135M: a tiny model for trying page
 ";
 
 /// Writes through a temporary file and a rename, so a killed run never leaves half a file.
+/// The temporary file is created new (`O_EXCL`: never through a link or a file someone
+/// planted), named for this process, and removed if the write fails.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
+    use std::io::Write as _;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}-{n}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))?;
-    Ok(())
+    // Created here or not at all: a name that exists already is someone else's, left alone.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating `{}`", tmp.display()))?;
+    if let Err(e) = file.write_all(bytes) {
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing `{}`", tmp.display()));
+    }
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("writing `{}`", path.display()))
+    })
 }
 
 fn usd(x: Option<f64>) -> String {

@@ -174,3 +174,102 @@ fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
     assert!(warned.contains("beyond this machine"), "{warned}");
     assert!(!warned.contains(key), "the key is never printed");
 }
+
+/// Files that cannot trick a run: links to files are read and every other odd entry is named
+/// with why it was not (a link to a directory, a broken link, a FIFO); an empty `.pdf` is no
+/// empty text document; two inputs with the same name and bytes get a result file each; a
+/// link planted where the temporary file used to go is not written through; names with
+/// terminal escapes are printed inert; nothing to run creates nothing.
+#[cfg(unix)]
+#[test]
+fn inputs_and_outputs_cannot_be_tricked() {
+    use std::os::unix::fs::symlink;
+    let dir = crate::chat::tempdir("hardening-files");
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(docs.join("a")).unwrap();
+    std::fs::create_dir_all(docs.join("b")).unwrap();
+    let memo = "Ada Lovelace wrote to Charles Babbage in 1843.\n";
+    std::fs::write(docs.join("a/x.txt"), memo).unwrap();
+    std::fs::write(docs.join("b/x.txt"), memo).unwrap();
+    std::fs::write(
+        dir.join("real.txt"),
+        "Grace Hopper joined the Navy in 1943.\n",
+    )
+    .unwrap();
+    symlink(dir.join("real.txt"), docs.join("link.txt")).unwrap();
+    symlink(dir.join("gone.txt"), docs.join("broken.txt")).unwrap();
+    symlink(&docs, docs.join("loop")).unwrap();
+    std::fs::write(docs.join("empty.pdf"), b"").unwrap();
+    let fifo = docs.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(docs.join("evil\u{1b}]0;pwned\u{7}.txt"), memo).unwrap();
+    // A link planted at the old temporary name of the run summary.
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("victim.txt"), "keep me").unwrap();
+    symlink(dir.join("victim.txt"), dir.join("out/run-summary.json.tmp")).unwrap();
+
+    let o = crate::chat::pagemill(&dir)
+        .args(["run", "docs", "-e", "sim", "-o", "out", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "inputs skipped: {stderr}");
+    for said in [
+        "a symbolic link to a directory, not followed",
+        "a broken symbolic link",
+        "not a regular file",
+        "an empty file (0 bytes) named `.pdf`",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+    assert!(
+        !stderr.contains('\u{1b}') && !stdout.contains('\u{1b}'),
+        "escapes printed raw"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("victim.txt")).unwrap(),
+        "keep me"
+    );
+    let results: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "run-summary.json")
+        .collect();
+    // a/x.txt, b/x.txt, link.txt, the escaped name: four inputs, four files.
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|n| n.starts_with("x.txt.")).count(),
+        2
+    );
+    assert!(
+        results.iter().any(|n| n.starts_with("link.txt.")),
+        "{results:?}"
+    );
+    // No temporary file of ours left (the planted link is someone else's: left alone).
+    let temps: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") && n != "run-summary.json.tmp")
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+
+    // Nothing readable: a clear error, and no output folder or ledger made.
+    let o = crate::chat::pagemill(&dir)
+        .args(["run", "/nonexistent/input", "-e", "sim", "-o", "nothing"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("no readable documents") && said.contains("no such file"),
+        "{said}"
+    );
+    assert!(!dir.join("nothing").exists());
+}
