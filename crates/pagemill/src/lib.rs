@@ -16,6 +16,68 @@ use std::process::ExitCode;
 
 use pagemill_client::ClientError;
 
+/// What pagemill's exit codes mean (README, "Exit codes").
+pub mod exit {
+    /// Everything done.
+    pub const SUCCESS: u8 = 0;
+    /// Finished, but some work was given up on (dead letters), some input skipped, or a check
+    /// failed (`doctor`): the results of everything else are there.
+    pub const INCOMPLETE: u8 = 1;
+    /// The command line was wrong (clap's own code, and values refused after parsing).
+    pub const USAGE: u8 = 2;
+    /// Stopped early (Ctrl-C, a fatal ledger error): a rerun resumes where it stopped.
+    pub const STOPPED: u8 = 3;
+    /// The endpoint could not be used: unreachable, refusing (auth, unknown model), or
+    /// misconfigured (no key, bad URL); a run where no request succeeded.
+    pub const ENDPOINT: u8 = 4;
+    /// Bad input: nothing readable, an unreadable or invalid file (gold, schema, profile,
+    /// configuration), a ledger in use or from a newer pagemill.
+    pub const INPUT: u8 = 5;
+    /// A bug: a panic or an error pagemill has no better name for.
+    pub const INTERNAL: u8 = 6;
+}
+
+/// A command line value refused after parsing (exit code [`exit::USAGE`]).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Makes a refused value a [`Usage`] error.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
+}
+
+/// The exit code of a command that failed with `e`.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<Usage>() {
+            return exit::USAGE;
+        }
+        if cause.is::<ClientError>() || cause.is::<pagemill_client::RequestError>() {
+            return exit::ENDPOINT;
+        }
+        if cause.is::<std::io::Error>()
+            || cause.is::<pagemill_pipeline::store::StoreError>()
+            || cause.is::<pagemill_pipeline::eval::gold::GoldError>()
+            || cause.is::<serde_json::Error>()
+        {
+            return exit::INPUT;
+        }
+        if cause.is::<tokio::task::JoinError>() {
+            return exit::INTERNAL;
+        }
+    }
+    // Untyped messages are pagemill's own refusals of what it was given.
+    exit::INPUT
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

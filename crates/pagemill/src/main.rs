@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(2);
+            return std::process::ExitCode::from(pagemill::exit::INTERNAL);
         }
     };
     // Run the command as a task on the runtime, not on this thread: with the collector of a
@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match tokio::spawn(pagemill::run(cli)).await {
             Ok(r) => r,
-            Err(e) => Err(anyhow::anyhow!("the command's task failed: {e}")),
+            Err(e) => Err(anyhow::Error::new(e).context("the command's task failed (a bug)")),
         }
     });
     match result {
@@ -34,7 +34,7 @@ fn main() -> std::process::ExitCode {
             if let Some(hint) = pagemill::hint_for(&e) {
                 eprintln!("hint: {hint}");
             }
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(pagemill::exit_code_for(&e))
         }
     }
 }

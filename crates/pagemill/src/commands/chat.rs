@@ -66,7 +66,7 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
         None => Ok(ExitCode::SUCCESS),
         Some(e) => {
             eprintln!("error: endpoint `{}`: {e}", client.endpoint().name);
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(crate::exit::ENDPOINT))
         }
     }
 }

@@ -82,11 +82,16 @@ pub async fn run(global: &GlobalArgs, args: DoctorArgs) -> anyhow::Result<ExitCo
     let failed = reports
         .iter()
         .any(|r| r.checks.iter().any(|c| c.status == Status::Fail));
-    Ok(if failed {
-        ExitCode::from(1)
+    let unusable = reports
+        .iter()
+        .any(|r| status_of(r, "reachable") == Some(Status::Fail));
+    Ok(ExitCode::from(if unusable {
+        crate::exit::ENDPOINT
+    } else if failed {
+        crate::exit::INCOMPLETE
     } else {
-        ExitCode::SUCCESS
-    })
+        crate::exit::SUCCESS
+    }))
 }
 
 /// Runs futures concurrently, keeping their order.

@@ -147,7 +147,11 @@ fn profile_of(name: &str) -> anyhow::Result<PromptProfile> {
     Ok(match name.trim() {
         "default" | "standard" => PromptProfile::Standard,
         "small" => PromptProfile::Small,
-        other => anyhow::bail!("prompt profile `{other}`: expected default or small"),
+        other => {
+            return Err(crate::usage(format!(
+                "prompt profile `{other}`: expected default or small"
+            )));
+        }
     })
 }
 
@@ -169,12 +173,12 @@ async fn run_configurations(
     let packs: Vec<PackSize> = args
         .pack
         .iter()
-        .map(|p| p.trim().parse::<PackSize>().map_err(anyhow::Error::msg))
+        .map(|p| p.trim().parse::<PackSize>().map_err(crate::usage))
         .collect::<Result<_, _>>()?;
     let formats: Vec<FormatMode> = args
         .response_format
         .iter()
-        .map(|f| f.trim().parse::<FormatMode>().map_err(anyhow::Error::msg))
+        .map(|f| f.trim().parse::<FormatMode>().map_err(crate::usage))
         .collect::<Result<_, _>>()?;
     let profiles: Vec<Option<PromptProfile>> = if args.prompt_profile.is_empty() {
         vec![None]

@@ -111,12 +111,16 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
             "entities" => TaskKind::Entities,
             "summary" | "summaries" => TaskKind::Summary,
             "metadata" => TaskKind::Metadata,
-            other => anyhow::bail!("unknown task `{other}` (entities, summary, metadata)"),
+            other => {
+                return Err(crate::usage(format!(
+                    "unknown task `{other}` (entities, summary, metadata)"
+                )));
+            }
         });
     }
     let tasks = build_tasks(&kinds, &config)?;
     let opts = RunOptions {
-        pack: args.pack.parse::<PackSize>().map_err(anyhow::Error::msg)?,
+        pack: args.pack.parse::<PackSize>().map_err(crate::usage)?,
         pack_tokens: args.pack_tokens,
         ..RunOptions::default()
     };
@@ -238,7 +242,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     opts.format = args
         .response_format
         .parse::<FormatMode>()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(crate::usage)?;
     opts.stream = !args.no_stream;
     opts.batch = args.batch;
     opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
@@ -249,7 +253,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let policy = args
         .ungrounded
         .parse::<UngroundedPolicy>()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(crate::usage)?;
 
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     for (path, why) in &prepared.skipped {
@@ -325,14 +329,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             write!(stdout, "{}", LOCAL_NOTE)?;
         }
     }
-    let s = &outcome.summary;
-    Ok(if s.pages_pending > 0 || s.stopped.is_some() {
-        ExitCode::from(3)
-    } else if s.dead_letters > 0 || !prepared.skipped.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(run_exit_code(
+        &outcome.summary,
+        !prepared.skipped.is_empty(),
+    )))
 }
 
 /// Creates the output directory and opens the ledger (`<out>/ledger.sqlite` unless `store`
@@ -342,6 +342,21 @@ pub(crate) fn open_store(out: &Path, store: Option<&Path>) -> anyhow::Result<(Pa
     let store = store.map_or_else(|| out.join("ledger.sqlite"), Path::to_path_buf);
     let ledger = Ledger::open(&store)?;
     Ok((store, ledger))
+}
+
+/// How a run that finished ends: stopped early, no request succeeded (the endpoint cannot be
+/// used), some work given up on or some input skipped, or all done.
+pub(crate) fn run_exit_code(s: &RunSummary, skipped_inputs: bool) -> u8 {
+    use crate::exit;
+    if s.pages_pending > 0 || s.stopped.is_some() {
+        exit::STOPPED
+    } else if s.requests > 0 && s.failed_requests == s.requests {
+        exit::ENDPOINT
+    } else if s.dead_letters > 0 || skipped_inputs {
+        exit::INCOMPLETE
+    } else {
+        exit::SUCCESS
+    }
 }
 
 /// The closing lines of a run on the embedded model.

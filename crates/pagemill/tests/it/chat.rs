@@ -163,14 +163,18 @@ async fn chat_uses_the_configured_endpoint_prices_and_hides_the_key() {
         String::from_utf8_lossy(&bad.stdout),
         String::from_utf8_lossy(&bad.stderr)
     );
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(4), "the endpoint refused");
     assert!(all.contains("permanent"), "{all}");
     assert!(!all.contains("0123456789abcdef"), "key leaked: {all}");
 
     // A missing key is a clear error with a hint, before anything is sent.
     let missing = pagemill(&dir).args(["chat", "q"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        missing.status.code(),
+        Some(4),
+        "the endpoint cannot be used"
+    );
     assert!(stderr.contains("environment variable `IT_KEY`"), "{stderr}");
     assert!(stderr.contains("hint: export IT_KEY="), "{stderr}");
 }

@@ -273,3 +273,52 @@ fn inputs_and_outputs_cannot_be_tricked() {
     );
     assert!(!dir.join("nothing").exists());
 }
+
+/// Each kind of failure has its own exit code (README, "Exit codes"): 2 usage, 3 stopped early
+/// (tested in run.rs), 1 finished with work given up on (run.rs), 4 endpoint unusable, 5 bad
+/// input — where every failure used to exit 2, like a usage error.
+#[test]
+fn failures_exit_with_their_own_codes() {
+    let dir = crate::chat::tempdir("hardening-exit");
+    std::fs::write(
+        dir.join("memo.txt"),
+        "Ada Lovelace wrote to Charles Babbage.\n",
+    )
+    .unwrap();
+    let code = |args: &[&str]| {
+        let o = crate::chat::pagemill(&dir).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Usage: clap's own, and a value refused after parsing.
+    assert_eq!(code(&["run", "--no-such-flag"]).0, Some(2));
+    assert_eq!(
+        code(&["run", "memo.txt", "-e", "sim", "--pack", "zero"]).0,
+        Some(2)
+    );
+    assert_eq!(
+        code(&["run", "memo.txt", "-e", "sim", "--tasks", "poems"]).0,
+        Some(2)
+    );
+    // Bad input: nothing readable; a gold file that is not one.
+    assert_eq!(code(&["run", "missing.txt", "-e", "sim"]).0, Some(5));
+    std::fs::write(dir.join("gold.jsonl"), "not json\n").unwrap();
+    assert_eq!(code(&["eval", "gold.jsonl", "--results", "."]).0, Some(5));
+    // The endpoint cannot be used: nothing listens on its port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("p.toml"),
+        format!("[[endpoint]]\nname = \"down\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"m\"\n[endpoint.retry]\nmax_attempts = 1\n"),
+    )
+    .unwrap();
+    let (c, said) = code(&["--config", "p.toml", "run", "memo.txt", "-q", "-o", "down"]);
+    assert_eq!(c, Some(4), "{said}");
+    assert_eq!(code(&["--config", "p.toml", "chat", "hello"]).0, Some(4));
+    assert_eq!(code(&["--config", "p.toml", "doctor"]).0, Some(4));
+}

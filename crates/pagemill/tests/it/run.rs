@@ -512,7 +512,11 @@ async fn permanent_failures_fall_back_and_refused_formats_are_downgraded() {
     // retry storm: one request a unit.
     let out = run(&dir, &cfg, &input, "alone", &["-e", "primary"]);
     let s = summary(&out);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "no request succeeded: the endpoint is unusable"
+    );
     assert_eq!(s["requests"], s["dead_letters"]);
     let v: Value =
         serde_json::from_str(results(&dir.join("alone")).values().next().unwrap()).unwrap();
@@ -655,7 +659,7 @@ async fn a_second_run_on_a_busy_store_is_refused_clearly() {
     std::fs::create_dir_all(dir.join("out")).unwrap();
     let _held = Ledger::open(&dir.join("out/ledger.sqlite")).unwrap();
     let out = run(&dir, &cfg, &[data("text/licenses/MIT.txt")], "out", &[]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5), "a ledger in use is bad input");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another pagemill run"), "{err}");
 }

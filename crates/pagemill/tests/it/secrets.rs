@@ -76,7 +76,11 @@ async fn a_key_echoed_by_a_provider_is_kept_nowhere() {
             .args(["--config", "p.toml", "-vv", "run", "memo.md", "-o", "out"])
             .output()
             .unwrap();
-        assert_eq!(run.status.code(), Some(1), "dead letters, not a crash");
+        assert_eq!(
+            run.status.code(),
+            Some(4),
+            "the endpoint refused every request"
+        );
         let html = pagemill(&dir)
             .args(["report", "out/ledger.sqlite", "-o", "report.html"])
             .output()
