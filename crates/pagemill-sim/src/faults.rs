@@ -10,6 +10,8 @@ use crate::profile::{Faults, FramingQuirks};
 pub enum Fault {
     /// Answer with this 5xx status.
     Status(u16),
+    /// Answer 429 with `Retry-After` (`Faults::retry_after_ms`).
+    Throttled,
     /// Close the connection before headers.
     ResetBeforeHeaders,
     /// Break the connection halfway through the answer.
@@ -37,6 +39,7 @@ impl Fault {
             "status_500" => Some(Fault::Status(500)),
             "status_502" => Some(Fault::Status(502)),
             "status_503" => Some(Fault::Status(503)),
+            "status_429" => Some(Fault::Throttled),
             "reset_before_headers" => Some(Fault::ResetBeforeHeaders),
             "reset_mid_stream" => Some(Fault::ResetMidStream),
             "truncated" => Some(Fault::Truncated),
@@ -56,6 +59,7 @@ impl Fault {
     pub fn name(&self) -> String {
         match self {
             Fault::Status(s) => format!("status_{s}"),
+            Fault::Throttled => "status_429".into(),
             Fault::ResetBeforeHeaders => "reset_before_headers".into(),
             Fault::ResetMidStream => "reset_mid_stream".into(),
             Fault::Truncated => "truncated".into(),
@@ -98,6 +102,7 @@ pub fn pick(faults: &Faults, chat_index: u64, rng: &mut impl Rng) -> Option<Faul
         return Fault::parse(name).ok().flatten();
     }
     let table = [
+        (faults.status_429, Fault::Throttled),
         (faults.status_500, Fault::Status(500)),
         (faults.status_502, Fault::Status(502)),
         (faults.status_503, Fault::Status(503)),

@@ -102,6 +102,10 @@ pub struct RateLimits {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
+    /// Probability of a 429 with `Retry-After` (as a provider's burst limit answers).
+    pub status_429: f64,
+    /// The `Retry-After` of a 429 fault, in milliseconds.
+    pub retry_after_ms: u64,
     /// Probability of a 500.
     pub status_500: f64,
     /// Probability of a 502.
@@ -121,7 +125,7 @@ pub struct Faults {
     /// The delay of a slow-headers fault, in milliseconds.
     pub slow_headers_ms: u64,
     /// Fault names for the first chat requests, in order (`ok` for none); after the script,
-    /// the probabilities apply. Names: `status_500`, `status_502`, `status_503`,
+    /// the probabilities apply. Names: `status_429`, `status_500`, `status_502`, `status_503`,
     /// `reset_before_headers`, `reset_mid_stream`, `truncated`, `malformed_chunk`,
     /// `slow_headers`, `crlf`, `no_space`, `multiline_data`, `split_utf8`, `late_end`,
     /// `close_after_stream`, `ok`.
@@ -323,6 +327,8 @@ impl Profile {
         Self {
             name: "flaky".into(),
             faults: Faults {
+                status_429: 0.0,
+                retry_after_ms: 0,
                 status_500: 0.02,
                 status_502: 0.02,
                 status_503: 0.04,

@@ -220,6 +220,19 @@ impl State {
                 reply.headers.extend(limit_headers);
                 return reply.play(sink).await;
             }
+            Some(Fault::Throttled) => {
+                // A burst refused, not a window spent: `Retry-After` alone (no exhausted
+                // `x-ratelimit-*` headers that would teach the client a lower limit).
+                let wait = self.profile.faults.retry_after_ms as f64 / 1000.0;
+                let mut reply = script::error(
+                    429,
+                    "rate_limit_exceeded",
+                    "Rate limit reached for requests",
+                )
+                .header("retry-after", format!("{wait}"));
+                reply.fault = Some("status_429".into());
+                return reply.play(sink).await;
+            }
             Some(Fault::ResetBeforeHeaders) => return sink.reset(),
             Some(Fault::SlowHeaders) => {
                 tokio::time::sleep(Duration::from_millis(self.profile.faults.slow_headers_ms))

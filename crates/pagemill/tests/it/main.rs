@@ -8,6 +8,7 @@ mod chat;
 mod client;
 mod doctor;
 mod eval;
+mod faults;
 mod hardening;
 mod ingest;
 mod report;
