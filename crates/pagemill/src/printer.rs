@@ -61,9 +61,34 @@ pub fn inert(s: &str) -> String {
     out
 }
 
+/// A skipped input and why, made inert, its path said once: reasons that already name the
+/// file ("cannot read `x.pdf`: …") are not prefixed with it again.
+pub fn skipped(path: &std::path::Path, why: &str) -> String {
+    let p = path.display().to_string();
+    if p.is_empty() || why.contains(&p) {
+        inert(why)
+    } else {
+        format!("{}: {}", inert(&p), inert(why))
+    }
+}
+
 #[cfg(test)]
 mod inert_tests {
-    use super::inert;
+    use super::{inert, skipped};
+
+    #[test]
+    fn a_skipped_file_is_named_once() {
+        let p = std::path::Path::new("locked.txt");
+        assert_eq!(
+            skipped(p, "cannot read `locked.txt`: Permission denied"),
+            "cannot read `locked.txt`: Permission denied"
+        );
+        assert_eq!(skipped(p, "binary data"), "locked.txt: binary data");
+        assert_eq!(
+            skipped(std::path::Path::new(""), "`x`: no such file"),
+            "`x`: no such file"
+        );
+    }
 
     #[test]
     fn control_characters_are_shown_not_run() {

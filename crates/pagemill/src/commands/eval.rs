@@ -202,11 +202,7 @@ async fn run_configurations(
     };
     let mut prepared = prepare(&pipeline).await?;
     for (path, why) in &prepared.skipped {
-        eprintln!(
-            "skipped {}: {}",
-            crate::printer::inert(&path.display().to_string()),
-            crate::printer::inert(why)
-        );
+        eprintln!("skipped {}", crate::printer::skipped(path, why));
     }
     if prepared.docs.is_empty() {
         anyhow::bail!("no readable documents among the inputs");

@@ -28,11 +28,7 @@ pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCod
         ));
     }
     for (path, why) in &prepared.skipped {
-        eprintln!(
-            "skipped {}: {}",
-            crate::printer::inert(&path.display().to_string()),
-            crate::printer::inert(why)
-        );
+        eprintln!("skipped {}", crate::printer::skipped(path, why));
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -198,17 +198,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         let reasons: Vec<String> = prepared
             .skipped
             .iter()
-            .map(|(path, why)| {
-                if path.as_os_str().is_empty() {
-                    crate::printer::inert(why)
-                } else {
-                    format!(
-                        "{}: {}",
-                        crate::printer::inert(&path.display().to_string()),
-                        crate::printer::inert(why)
-                    )
-                }
-            })
+            .map(|(path, why)| crate::printer::skipped(path, why))
             .collect();
         anyhow::bail!(
             "no readable documents among the inputs{}",
@@ -257,11 +247,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
 
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     for (path, why) in &prepared.skipped {
-        eprintln!(
-            "skipped {}: {}",
-            crate::printer::inert(&path.display().to_string()),
-            crate::printer::inert(why)
-        );
+        eprintln!("skipped {}", crate::printer::skipped(path, why));
     }
 
     let progress = Arc::new(Progress::default());

@@ -322,3 +322,62 @@ fn failures_exit_with_their_own_codes() {
     assert_eq!(code(&["--config", "p.toml", "chat", "hello"]).0, Some(4));
     assert_eq!(code(&["--config", "p.toml", "doctor"]).0, Some(4));
 }
+
+/// A file that cannot be read is skipped with its reason, the file named once (it used to be
+/// "skipped locked.txt: cannot read `locked.txt`: …"); the others are run. As root, where
+/// permissions do not bind, the run is made as `nobody` (`runuser`).
+#[cfg(unix)]
+#[test]
+fn a_file_that_cannot_be_read_is_named_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::chat::tempdir("hardening-perm");
+    std::fs::write(dir.join("locked.txt"), "secret\n").unwrap();
+    std::fs::write(
+        dir.join("ok.txt"),
+        "Ada Lovelace wrote to Charles Babbage.\n",
+    )
+    .unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let mut cmd = if root {
+        // `nobody` may not reach the build directory: a copy of the binary beside the files.
+        let bin = dir.join("pagemill");
+        std::fs::copy(env!("CARGO_BIN_EXE_pagemill"), &bin).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(bin);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pagemill"))
+    };
+    std::fs::set_permissions(
+        dir.join("locked.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let o = cmd
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .args([
+            "run",
+            "locked.txt",
+            "ok.txt",
+            "-e",
+            "sim",
+            "-q",
+            "-o",
+            "out",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("Permission denied"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert_eq!(line.matches("locked.txt").count(), 1, "{line}");
+    assert_eq!(said.matches("Permission denied").count(), 1, "{said}");
+}
