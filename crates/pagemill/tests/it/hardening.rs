@@ -126,6 +126,15 @@ fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
         said.contains("--insecure-no-auth") && said.contains("--api-key"),
         "{said}"
     );
+    // `serve` the same, before any model is loaded.
+    let refused = crate::chat::pagemill(&dir)
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env_remove("PAGEMILL_SERVE_KEY")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{said}");
+    assert!(said.contains("--insecure-no-auth"), "{said}");
 
     let key = "serve-key-0123456789";
     let mut child = crate::chat::pagemill(&dir)
