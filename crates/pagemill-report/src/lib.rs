@@ -4,7 +4,7 @@
 //! The figures are computed once, into [`Report`] (what `--format json` writes); the HTML and
 //! terminal views only present them. Sources are read, never changed: a ledger is opened
 //! read-only without its lock (a report can be made while a run writes), bench reports are the
-//! JSON files `pagemill bench --json` wrote.
+//! JSON files `pagemill bench --json FILE` (or `--format json`) wrote.
 //!
 //! - [`runs`]: figures from a ledger's requests, units and runs.
 //! - [`documents`]: one document's pages with grounded entities, summaries and metadata.
@@ -59,7 +59,7 @@ pub enum ReportError {
     },
     /// Nothing to report on.
     #[error(
-        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite), bench reports (pagemill bench --json > FILE) or an eval report (pagemill eval's <out>/eval-report.json)"
+        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite), bench reports (pagemill bench --json FILE) or an eval report (pagemill eval's <out>/eval-report.json)"
     )]
     Empty,
 }

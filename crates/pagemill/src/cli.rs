@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use pagemill_client::PromptProfile;
+use pagemill_pipeline::run::{FormatMode, PackSize, UngroundedPolicy};
+use pagemill_pipeline::tasks::TaskKind;
 
 /// Run documents through per-token-priced LLM endpoints cheaply, and measure those endpoints
 /// truthfully.
@@ -60,6 +63,29 @@ pub enum Command {
     /// (`schemas/gold.schema.json`): entities, metadata, summaries, with tokens, cost and latency
     /// a page
     Eval(Box<EvalArgs>),
+}
+
+/// A task name (`entities`, `summary`, `metadata`), checked as the command line is read.
+fn task_kind(s: &str) -> Result<TaskKind, String> {
+    match s.trim() {
+        "entities" => Ok(TaskKind::Entities),
+        "summary" | "summaries" => Ok(TaskKind::Summary),
+        "metadata" => Ok(TaskKind::Metadata),
+        other => Err(format!(
+            "unknown task `{other}` (entities, summary, metadata)"
+        )),
+    }
+}
+
+/// A prompt profile name (`default` or `small`).
+fn prompt_profile(s: &str) -> Result<PromptProfile, String> {
+    match s.trim() {
+        "default" | "standard" => Ok(PromptProfile::Standard),
+        "small" => Ok(PromptProfile::Small),
+        other => Err(format!(
+            "prompt profile `{other}`: expected default or small"
+        )),
+    }
 }
 
 /// How to run the embedded local model (shared by `serve` and the default endpoint).
@@ -134,9 +160,10 @@ pub struct PipelineArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "entities,summary,metadata"
+        default_value = "entities,summary,metadata",
+        value_parser = task_kind
     )]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskKind>,
     /// Entity types, comma-separated (default: person, organization, location, date, money,
     /// law, product).
     #[arg(long, value_delimiter = ',')]
@@ -149,7 +176,7 @@ pub struct PipelineArgs {
     pub metadata_schema: Option<PathBuf>,
     /// Items per request: a number, or `auto` (as many as fit --pack-tokens, up to 16).
     #[arg(long, default_value = "auto")]
-    pub pack: String,
+    pub pack: PackSize,
     /// Document tokens one packed request may carry (with --pack auto).
     #[arg(long, default_value_t = 6000)]
     pub pack_tokens: u64,
@@ -194,12 +221,12 @@ pub struct RunArgs {
     /// Structured output: auto (json_schema, falling back when refused), json_schema,
     /// json_object or text.
     #[arg(long, default_value = "auto")]
-    pub response_format: String,
+    pub response_format: FormatMode,
     /// Values the document does not back (mentions and metadata not found in it, `date` or
     /// `money` mentions that are neither): drop (counted by reason in each document's
     /// `dropped`) or keep-flagged. Values from the prompt's examples are dropped either way.
     #[arg(long, default_value = "drop")]
-    pub ungrounded: String,
+    pub ungrounded: UngroundedPolicy,
     /// Send through the endpoint's batch API (OpenAI-style), polling until done.
     #[arg(long)]
     pub batch: bool,
@@ -229,8 +256,9 @@ pub enum ReportFormat {
 /// `pagemill report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A ledger (`pagemill run`'s `<out>/ledger.sqlite`) and/or bench reports (`pagemill bench
-    /// --json > FILE`), told apart by their contents [default: pagemill-out/ledger.sqlite].
+    /// A ledger (`pagemill run`'s `<out>/ledger.sqlite`), bench reports (`pagemill bench --json
+    /// FILE`) and/or an eval report (`pagemill eval`'s `<out>/eval-report.json`), told apart by
+    /// their contents [default: pagemill-out/ledger.sqlite].
     pub inputs: Vec<PathBuf>,
     /// Where to write (`-` for standard output) [default: pagemill-report.html; JSON goes to
     /// standard output].
@@ -520,22 +548,23 @@ pub struct EvalArgs {
     /// Pack sizes to compare, comma-separated (`1,8`; `auto`). A number is run as given, even
     /// above a small model's ceiling: eval measures what you ask.
     #[arg(long, value_delimiter = ',', default_value = "auto")]
-    pub pack: Vec<String>,
+    pub pack: Vec<PackSize>,
     /// Prompt profiles to compare, comma-separated (`default,small`; default: each endpoint's
     /// own).
-    #[arg(long, value_delimiter = ',')]
-    pub prompt_profile: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = prompt_profile)]
+    pub prompt_profile: Vec<PromptProfile>,
     /// Structured output modes to compare, comma-separated (auto, json_schema, json_object,
     /// text).
     #[arg(long, value_delimiter = ',', default_value = "auto")]
-    pub response_format: Vec<String>,
+    pub response_format: Vec<FormatMode>,
     /// Tasks to run, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "entities,summary,metadata"
+        default_value = "entities,summary,metadata",
+        value_parser = task_kind
     )]
-    pub tasks: Vec<String>,
+    pub tasks: Vec<TaskKind>,
     /// Longest summary, in words (asked of the model, and what length compliance checks).
     #[arg(long, default_value_t = 80)]
     pub summary_max_words: u32,

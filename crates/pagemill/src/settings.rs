@@ -5,7 +5,7 @@
 //! built-in ones unless the configuration defines endpoints of those names.
 
 use anyhow::Context;
-use pagemill_client::{Config, Endpoint};
+use pagemill_client::{ClientError, Config, Endpoint};
 use pagemill_sim::{Profile, ServerHandle, Sim};
 
 use crate::cli::GlobalArgs;
@@ -83,7 +83,7 @@ pub async fn resolve_with(
         for name in wanted {
             match find_builtin(name) {
                 Some(ep) if !configured(name) => endpoints.push(ep),
-                _ => endpoints.push(config.get(Some(name))?.clone()),
+                _ => endpoints.push(config.get(Some(name)).map_err(with_builtins)?.clone()),
             }
         }
     }
@@ -97,6 +97,20 @@ pub async fn resolve_with(
         servers,
         origin,
     })
+}
+
+/// An unknown endpoint's error lists the built-in ones too (`sim`, and `local` when built in).
+fn with_builtins(e: ClientError) -> ClientError {
+    match e {
+        ClientError::UnknownEndpoint { name, mut known } => {
+            known.push(SIM_ENDPOINT.to_owned());
+            if pagemill_local::AVAILABLE {
+                known.push(LOCAL_ENDPOINT.to_owned());
+            }
+            ClientError::UnknownEndpoint { name, known }
+        }
+        other => other,
+    }
 }
 
 #[cfg(feature = "local")]

@@ -16,7 +16,7 @@ use pagemill_pipeline::eval::gold::{DocRef, GoldDocument};
 use pagemill_pipeline::eval::score::{Counts, Sources};
 use pagemill_pipeline::eval::{EvalReport, evaluate, gold, import, spend};
 use pagemill_pipeline::ingest::Document;
-use pagemill_pipeline::run::{FormatMode, PackSize, Progress, UngroundedPolicy};
+use pagemill_pipeline::run::{PackSize, Progress, UngroundedPolicy};
 use serde_json::{Value, json};
 
 use crate::cli::{
@@ -143,18 +143,6 @@ struct Plan {
     opts: pagemill_pipeline::run::RunOptions,
 }
 
-fn profile_of(name: &str) -> anyhow::Result<PromptProfile> {
-    Ok(match name.trim() {
-        "default" | "standard" => PromptProfile::Standard,
-        "small" => PromptProfile::Small,
-        other => {
-            return Err(crate::usage(format!(
-                "prompt profile `{other}`: expected default or small"
-            )));
-        }
-    })
-}
-
 fn profile_name(p: PromptProfile) -> &'static str {
     match p {
         PromptProfile::Standard => "default",
@@ -170,23 +158,12 @@ async fn run_configurations(
     args: &EvalArgs,
     gold: &[GoldDocument],
 ) -> anyhow::Result<Vec<Scored>> {
-    let packs: Vec<PackSize> = args
-        .pack
-        .iter()
-        .map(|p| p.trim().parse::<PackSize>().map_err(crate::usage))
-        .collect::<Result<_, _>>()?;
-    let formats: Vec<FormatMode> = args
-        .response_format
-        .iter()
-        .map(|f| f.trim().parse::<FormatMode>().map_err(crate::usage))
-        .collect::<Result<_, _>>()?;
+    let packs = &args.pack;
+    let formats = &args.response_format;
     let profiles: Vec<Option<PromptProfile>> = if args.prompt_profile.is_empty() {
         vec![None]
     } else {
-        args.prompt_profile
-            .iter()
-            .map(|p| profile_of(p).map(Some))
-            .collect::<Result<_, _>>()?
+        args.prompt_profile.iter().copied().map(Some).collect()
     };
     let pipeline = PipelineArgs {
         inputs: args.docs.clone(),
@@ -194,7 +171,7 @@ async fn run_configurations(
         entity_types: Vec::new(),
         summary_max_words: args.summary_max_words,
         metadata_schema: None,
-        pack: "auto".into(),
+        pack: PackSize::Auto,
         pack_tokens: 6000,
         page_chars: args.page_chars,
         section_tokens: args.section_tokens,
@@ -217,9 +194,9 @@ async fn run_configurations(
     for ep in resolved.endpoints.iter().take(take) {
         // One client an endpoint: its limits and connections are shared by its configurations.
         let client = Arc::new(Client::new(ep.clone())?);
-        for &pack in &packs {
+        for &pack in packs {
             for profile in &profiles {
-                for &format in &formats {
+                for &format in formats {
                     let profile = profile.unwrap_or(ep.prompt_profile);
                     let (tasks, mut opts) = prepared.fitted(profile)?;
                     opts.pack = pack;

@@ -19,7 +19,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         let default = PathBuf::from(DEFAULT_LEDGER);
         if !default.is_file() {
             bail!(
-                "no inputs given and no `{DEFAULT_LEDGER}` here: give a ledger (pagemill run's <out>/ledger.sqlite) or bench reports (pagemill bench --json > FILE)"
+                "no inputs given and no `{DEFAULT_LEDGER}` here: give a ledger (pagemill run's <out>/ledger.sqlite) or bench reports (pagemill bench --json FILE)"
             );
         }
         vec![default]

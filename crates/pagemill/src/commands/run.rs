@@ -12,9 +12,7 @@ use anyhow::Context;
 use comfy_table::Table;
 use pagemill_client::{Client, Money, PromptProfile, Tokenizer};
 use pagemill_pipeline::ingest::Document;
-use pagemill_pipeline::run::{
-    FormatMode, PackSize, Progress, RunOptions, RunSummary, Tasks, UngroundedPolicy,
-};
+use pagemill_pipeline::run::{Progress, RunOptions, RunSummary, Tasks};
 use pagemill_pipeline::store::Ledger;
 use pagemill_pipeline::tasks::{Task, TaskConfig, TaskKind};
 
@@ -105,22 +103,10 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
         jsonschema_check(&schema).with_context(|| format!("`{}`", path.display()))?;
         config.metadata_schema = Some(schema);
     }
-    let mut kinds = Vec::new();
-    for name in &args.tasks {
-        kinds.push(match name.trim() {
-            "entities" => TaskKind::Entities,
-            "summary" | "summaries" => TaskKind::Summary,
-            "metadata" => TaskKind::Metadata,
-            other => {
-                return Err(crate::usage(format!(
-                    "unknown task `{other}` (entities, summary, metadata)"
-                )));
-            }
-        });
-    }
+    let kinds = args.tasks.clone();
     let tasks = build_tasks(&kinds, &config)?;
     let opts = RunOptions {
-        pack: args.pack.parse::<PackSize>().map_err(crate::usage)?,
+        pack: args.pack,
         pack_tokens: args.pack_tokens,
         ..RunOptions::default()
     };
@@ -229,10 +215,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let mut opts = prepared.opts.clone();
     opts.force = args.force;
     opts.max_reasks = args.max_reasks;
-    opts.format = args
-        .response_format
-        .parse::<FormatMode>()
-        .map_err(crate::usage)?;
+    opts.format = args.response_format;
     opts.stream = !args.no_stream;
     opts.batch = args.batch;
     opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
@@ -240,10 +223,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .concurrency
         .or(primary.endpoint().limits.max_concurrency)
         .unwrap_or(8);
-    let policy = args
-        .ungrounded
-        .parse::<UngroundedPolicy>()
-        .map_err(crate::usage)?;
+    let policy = args.ungrounded;
 
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     for (path, why) in &prepared.skipped {

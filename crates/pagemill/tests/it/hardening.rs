@@ -311,6 +311,12 @@ fn failures_exit_with_their_own_codes() {
         code(&["run", "memo.txt", "-e", "sim", "--tasks", "poems"]).0,
         Some(2)
     );
+    // Checked as the command line is read: before the embedded model would start.
+    let (c, said) = code(&["run", "memo.txt", "--response-format", "yaml"]);
+    assert_eq!(c, Some(2), "{said}");
+    assert!(said.contains("yaml") && !said.contains("model"), "{said}");
+    let (c, said) = code(&["eval", "g.jsonl", "memo.txt", "--prompt-profile", "tiny"]);
+    assert_eq!(c, Some(2), "{said}");
     // Bad input: nothing readable; a gold file that is not one.
     assert_eq!(code(&["run", "missing.txt", "-e", "sim"]).0, Some(5));
     std::fs::write(dir.join("gold.jsonl"), "not json\n").unwrap();
@@ -330,6 +336,10 @@ fn failures_exit_with_their_own_codes() {
     assert_eq!(c, Some(4), "{said}");
     assert_eq!(code(&["--config", "p.toml", "chat", "hello"]).0, Some(4));
     assert_eq!(code(&["--config", "p.toml", "doctor"]).0, Some(4));
+    // An unknown endpoint's error names the built-in ones too (it said "(known: down)").
+    let (c, said) = code(&["--config", "p.toml", "chat", "-e", "nope", "hi"]);
+    assert_eq!(c, Some(4), "{said}");
+    assert!(said.contains("known: down, sim"), "{said}");
 }
 
 /// A file that cannot be read is skipped with its reason, the file named once (it used to be
