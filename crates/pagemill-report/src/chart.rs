@@ -105,6 +105,22 @@ fn fmt_x(x: &XAxis, v: f64, span: f64) -> String {
     }
 }
 
+/// A tick's label on a numeric axis, with as many decimals as the step between ticks needs:
+/// ticks 349.2, 349.6, 350.0 read so, not "349, 350, 350" (three significant digits).
+fn tick_label(v: f64, step: f64) -> String {
+    if !(step.is_finite() && step > 0.0) || step >= 1.0 {
+        return crate::num(v);
+    }
+    let decimals = (-step.log10()).ceil().clamp(0.0, 6.0) as usize;
+    // A step like 0.25 needs one more decimal than its magnitude says.
+    let decimals = if ((step * 10f64.powi(decimals as i32)).fract()).abs() > 1e-9 {
+        (decimals + 1).min(6)
+    } else {
+        decimals
+    };
+    format!("{v:.decimals$}")
+}
+
 /// Ticks at whole numbers from `lo` to `hi`, at most about eight of them.
 fn whole_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
@@ -167,6 +183,7 @@ pub fn line(c: &Line<'_>) -> Markup {
             .filter(|t| *t >= 0.0 && (*t as usize) < l.len())
             .collect(),
     };
+    let x_step = if xt.len() >= 2 { xt[1] - xt[0] } else { 1.0 };
     let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
     let sy = |y: f64| TOP + (1.0 - y / ytop) * (H - TOP - BOTTOM);
     let path = |s: &Series| {
@@ -198,7 +215,9 @@ pub fn line(c: &Line<'_>) -> Markup {
                         text.ylab x=(LEFT - 6.0) y=(format!("{:.1}", sy(*t) + 4.0)) { ((c.y_fmt)(*t)) }
                     }
                     @for t in &xt {
-                        text.xlab x=(format!("{:.1}", sx(*t))) y=(H - BOTTOM + 16.0) { (fmt_x(&c.x, *t, x1 - x0)) }
+                        text.xlab x=(format!("{:.1}", sx(*t))) y=(H - BOTTOM + 16.0) {
+                            @if c.x == XAxis::Linear { (tick_label(*t, x_step)) } @else { (fmt_x(&c.x, *t, x1 - x0)) }
+                        }
                     }
                     line.axis x1=(LEFT) x2=(W - RIGHT) y1=(H - BOTTOM) y2=(H - BOTTOM) {}
                 }
@@ -365,6 +384,24 @@ pub fn scatter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_have_the_precision_of_their_step() {
+        // An axis from 349 to 351 ms: ticks 0.5 apart read as such.
+        let labels: Vec<String> = ticks(349.0, 351.0, 4)
+            .iter()
+            .map(|t| tick_label(*t, 0.5))
+            .collect();
+        assert_eq!(labels, ["349.0", "349.5", "350.0", "350.5", "351.0"]);
+        assert_eq!(tick_label(0.25, 0.25), "0.25");
+        assert_eq!(tick_label(1200.0, 200.0), "1,200");
+        // Every label of a fine axis differs from its neighbours.
+        let fine: Vec<String> = ticks(349.2, 350.4, 6)
+            .iter()
+            .map(|t| tick_label(*t, 0.2))
+            .collect();
+        assert!(fine.windows(2).all(|w| w[0] != w[1]), "{fine:?}");
+    }
 
     #[test]
     fn a_scatter_draws_every_finite_point_with_its_label() {
