@@ -436,7 +436,8 @@ pub struct BenchArgs {
     /// Shared-prefix workload: unique suffix length.
     #[arg(long, default_value_t = 64)]
     pub suffix_tokens: u64,
-    /// Pages workload: text or Markdown files.
+    /// Pages workload: documents of any kind pagemill reads (PDF, HTML, Markdown, text, DOCX),
+    /// directories or globs.
     #[arg(long)]
     pub files: Vec<PathBuf>,
     /// Pages workload: page size.

@@ -105,7 +105,9 @@ pub fn hint_for(e: &anyhow::Error) -> Option<String> {
             "add an [[endpoint]] table to pagemill.toml, or set OPENAI_API_KEY / OPENAI_BASE_URL"
                 .into(),
         ),
-        ClientError::Config { .. } => Some("see README.md for an annotated pagemill.toml".into()),
+        ClientError::Config { .. } => {
+            Some("pagemill.example.toml is an annotated configuration to start from".into())
+        }
         _ => None,
     }
 }

@@ -340,6 +340,10 @@ fn failures_exit_with_their_own_codes() {
     let (c, said) = code(&["--config", "p.toml", "chat", "-e", "nope", "hi"]);
     assert_eq!(c, Some(4), "{said}");
     assert!(said.contains("known: down, sim"), "{said}");
+    // A configuration that does not parse points at the annotated example.
+    std::fs::write(dir.join("bad.toml"), "[[endpoint]\nname = 1\n").unwrap();
+    let (_, said) = code(&["--config", "bad.toml", "chat", "hi"]);
+    assert!(said.contains("pagemill.example.toml"), "{said}");
 }
 
 /// A file that cannot be read is skipped with its reason, the file named once (it used to be
