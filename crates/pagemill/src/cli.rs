@@ -63,6 +63,19 @@ pub enum Command {
     /// (`schemas/gold.schema.json`): entities, metadata, summaries, with tokens, cost and latency
     /// a page
     Eval(Box<EvalArgs>),
+    /// Print a shell completion script: `pagemill completions bash > /etc/bash_completion.d/pagemill`
+    /// (or zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `pagemill man > pagemill.1; man ./pagemill.1`.
+    Man,
+}
+
+/// `pagemill completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// A task name (`entities`, `summary`, `metadata`), checked as the command line is read.

@@ -92,6 +92,21 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => commands::local::serve(args).await,
         cli::Command::Model(args) => commands::local::model(args).await,
         cli::Command::Eval(args) => commands::eval::run(&cli.global, &args).await,
+        cli::Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            let mut cmd = cli::Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "pagemill", &mut out);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cli::Cli::command()).render(&mut out)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -404,3 +404,32 @@ fn a_file_that_cannot_be_read_is_named_once() {
     assert_eq!(line.matches("locked.txt").count(), 1, "{line}");
     assert_eq!(said.matches("Permission denied").count(), 1, "{said}");
 }
+
+/// Shell completions and a manual page, from the same definitions as `--help`.
+#[test]
+fn completions_and_a_man_page_are_printed() {
+    let dir = crate::chat::tempdir("cli-completions");
+    let run = |args: &[&str]| {
+        let o = crate::chat::pagemill(&dir).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(
+        bash.contains("_pagemill()") && bash.contains("--response-format"),
+        "{bash}"
+    );
+    assert!(run(&["completions", "zsh"]).contains("#compdef pagemill"));
+    assert!(run(&["completions", "fish"]).contains("complete -c pagemill"));
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH pagemill"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("eval"), "the subcommands are listed");
+}
