@@ -217,6 +217,64 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// The user's configuration file: `$XDG_CONFIG_HOME/pagemill/config.toml`, or
+/// `$HOME/.config/pagemill/config.toml`.
+fn user_config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let base = env("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("pagemill").join("config.toml"))
+}
+
+/// Replaces `${VAR}` in every string of `value` by the variable's value (`$${` is a literal
+/// `${`); a variable that is not set is an error naming it.
+fn expand_vars(
+    value: &mut toml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    match value {
+        toml::Value::String(s) if s.contains("${") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                if rest[..i].ends_with('$') {
+                    out.push_str(&rest[..i - 1]);
+                    out.push_str("${");
+                    rest = &rest[i + 2..];
+                    continue;
+                }
+                out.push_str(&rest[..i]);
+                let Some(end) = rest[i..].find('}') else {
+                    return Err(format!("`{s}`: `${{` without its `}}`"));
+                };
+                let name = &rest[i + 2..i + end];
+                let v = env(name).ok_or_else(|| {
+                    format!(
+                        "`${{{name}}}` is used in the configuration but not set in the environment"
+                    )
+                })?;
+                out.push_str(&v);
+                rest = &rest[i + end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Array(a) => {
+            for v in a {
+                expand_vars(v, env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (_, v) in t.iter_mut() {
+                expand_vars(v, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Header names whose values are secrets (keys, tokens, credentials).
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -303,10 +361,15 @@ impl Config {
         origin: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ClientError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ClientError::Config {
+        let bad = |message: String| ClientError::Config {
             origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let mut raw: toml::Value = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        expand_vars(&mut raw, env).map_err(bad)?;
+        let mut config: Config = raw
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         for ep in &mut config.endpoint {
             if !seen.insert(ep.name.clone()) {
@@ -352,27 +415,35 @@ impl Config {
         })
     }
 
-    /// Loads `path`, or else `$PAGEMILL_CONFIG`, or else `./pagemill.toml`, or else the
+    /// Loads `path`, or else `$PAGEMILL_CONFIG`, or else `./pagemill.toml`, or else
+    /// `$XDG_CONFIG_HOME/pagemill/config.toml` (`~/.config/…` when unset), or else the
     /// environment's default endpoint; an empty configuration when there is none of these.
+    /// `${VAR}` in any string value is the environment variable's value.
     pub fn load(path: Option<&Path>) -> Result<Self, ClientError> {
         let env = |k: &str| std::env::var(k).ok();
-        let candidate: Option<PathBuf> = path
+        let given: Option<PathBuf> = path
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("PAGEMILL_CONFIG").map(PathBuf::from));
-        let (file, must_exist) = match candidate {
-            Some(p) => (p, true),
-            None => (PathBuf::from(CONFIG_FILE), false),
+        let candidates: Vec<(PathBuf, bool)> = match given {
+            Some(p) => vec![(p, true)],
+            None => std::iter::once(PathBuf::from(CONFIG_FILE))
+                .chain(user_config_file(&env))
+                .map(|p| (p, false))
+                .collect(),
         };
-        match std::fs::read_to_string(&file) {
-            Ok(text) => Self::parse(&text, &file.display().to_string(), &env),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-                Ok(Self::from_env(&env).unwrap_or_default())
+        for (file, must_exist) in candidates {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => return Self::parse(&text, &file.display().to_string(), &env),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => continue,
+                Err(e) => {
+                    return Err(ClientError::Config {
+                        origin: file.display().to_string(),
+                        message: e.to_string(),
+                    });
+                }
             }
-            Err(e) => Err(ClientError::Config {
-                origin: file.display().to_string(),
-                message: e.to_string(),
-            }),
         }
+        Ok(Self::from_env(&env).unwrap_or_default())
     }
 
     /// The endpoint called `name`, or the first one when `name` is `None`.
@@ -474,6 +545,48 @@ model = "m"
         assert!(err.contains("defined twice"), "{err}");
         let scheme = "[[endpoint]]\nname='a'\nbase_url='ftp://x'\nmodel='m'\n";
         assert!(Config::parse(scheme, "f.toml", &|_| None).is_err());
+    }
+
+    #[test]
+    fn variables_in_values_come_from_the_environment() {
+        let env = |k: &str| match k {
+            "HOST" => Some("gpu-1".to_owned()),
+            "ORG" => Some("acme \"quoted\"".to_owned()),
+            _ => None,
+        };
+        let text = "[[endpoint]]\nname='a'\nbase_url='http://${HOST}:8000/v1'\nmodel='m'\n\
+                    headers = { X-Org = '${ORG}', X-Literal = '$${HOST}' }\n";
+        let c = Config::parse(text, "f.toml", &env).unwrap();
+        let ep = &c.endpoint[0];
+        assert_eq!(ep.base_url, "http://gpu-1:8000/v1");
+        assert_eq!(ep.headers["X-Org"], "acme \"quoted\"");
+        assert_eq!(ep.headers["X-Literal"], "${HOST}");
+        let err = Config::parse(
+            "[[endpoint]]\nname='a'\nbase_url='http://${NOPE}/v1'\nmodel='m'\n",
+            "f.toml",
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("${NOPE}") && err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn the_user_configuration_lives_under_xdg_config_home_else_home() {
+        let xdg = |k: &str| match k {
+            "XDG_CONFIG_HOME" => Some("/x/cfg".to_owned()),
+            "HOME" => Some("/home/u".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            user_config_file(&xdg),
+            Some(PathBuf::from("/x/cfg/pagemill/config.toml"))
+        );
+        let home = |k: &str| (k == "HOME").then(|| "/home/u".to_owned());
+        assert_eq!(
+            user_config_file(&home),
+            Some(PathBuf::from("/home/u/.config/pagemill/config.toml"))
+        );
     }
 
     #[test]

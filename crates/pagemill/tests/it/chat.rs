@@ -11,6 +11,8 @@ pub(crate) fn pagemill(dir: &std::path::Path) -> Command {
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("PAGEMILL_CONFIG")
+        // Never the tester's own ~/.config/pagemill/config.toml.
+        .env("XDG_CONFIG_HOME", dir.join(".no-user-config"))
         .env("NO_COLOR", "1");
     cmd
 }

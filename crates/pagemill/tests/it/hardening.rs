@@ -433,3 +433,39 @@ fn completions_and_a_man_page_are_printed() {
     );
     assert!(man.contains("eval"), "the subcommands are listed");
 }
+
+/// With no `./pagemill.toml`, the user's `$XDG_CONFIG_HOME/pagemill/config.toml` is read, and
+/// `${VAR}` in its values comes from the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_configuration_and_its_variables_are_read() {
+    let sim = pagemill_sim::Sim::start(pagemill_sim::Profile::instant())
+        .await
+        .unwrap();
+    let dir = crate::chat::tempdir("cli-xdg");
+    let xdg = dir.join("xdg");
+    std::fs::create_dir_all(xdg.join("pagemill")).unwrap();
+    std::fs::write(
+        xdg.join("pagemill/config.toml"),
+        "[[endpoint]]\nname = \"fromxdg\"\nbase_url = \"${SIM_URL}\"\nmodel = \"sim-model\"\n",
+    )
+    .unwrap();
+    let o = crate::chat::pagemill(&dir)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("SIM_URL", sim.base_url())
+        .args(["chat", "-e", "fromxdg", "hello"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Unset, the variable is named.
+    let o = crate::chat::pagemill(&dir)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env_remove("SIM_URL")
+        .args(["chat", "-e", "fromxdg", "hello"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("${SIM_URL}") && said.contains("not set"),
+        "{said}"
+    );
+}
