@@ -62,8 +62,37 @@ fn skipped(el: &ElementRef<'_>) -> bool {
     })
 }
 
+/// The charset a page declares in its first 1,024 bytes (`<meta charset=…>` or
+/// `content="…; charset=…"`), when encoding_rs knows it.
+fn declared_charset(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let at = head.find("charset=")? + "charset=".len();
+    let label: String = head[at..]
+        .trim_start_matches(['"', '\''])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_:.".contains(*c))
+        .collect();
+    encoding_rs::Encoding::for_label(label.as_bytes())
+}
+
+/// Decodes a page: UTF-8 (or a BOM) as text is; otherwise the charset it declares, else the
+/// one detected.
+fn decode(bytes: &[u8]) -> (String, String) {
+    if std::str::from_utf8(bytes).is_err()
+        && let Some(e) = declared_charset(bytes).filter(|e| *e != encoding_rs::UTF_8)
+    {
+        let (text, _, _) = e.decode(bytes);
+        return (
+            text.into_owned(),
+            format!("{} (declared)", e.name().to_ascii_lowercase()),
+        );
+    }
+    let (text, name) = super::text::decode(bytes);
+    (text, name.to_owned())
+}
+
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
-    let (raw, encoding) = super::text::decode(bytes);
+    let (raw, encoding) = decode(bytes);
     let doc = Html::parse_document(&raw);
     let main = ["main", "article", "[role=main]", "body"]
         .iter()
@@ -153,7 +182,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
     let text = out.trim_end().to_owned();
     let ranges = super::text::paginate_ranges(&text, limits.text_page_chars);
     let mut ex = Extracted {
-        encoding: Some(encoding.to_owned()),
+        encoding: Some(encoding),
         warnings,
         ..Extracted::default()
     };
@@ -216,6 +245,29 @@ fn push_collapsed(out: &mut String, t: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_read_in_the_charset_it_declares() {
+        let (body, _, _) = encoding_rs::WINDOWS_1250.encode("Łódź, żółw i gęś.");
+        let mut page = b"<html><head><meta charset=\"windows-1250\"></head><body><p>".to_vec();
+        page.extend_from_slice(&body);
+        page.extend_from_slice(b"</p></body></html>");
+        let ex = extract(&page, &Limits::default());
+        assert_eq!(ex.encoding.as_deref(), Some("windows-1250 (declared)"));
+        assert!(
+            ex.pages[0].0.contains("Łódź, żółw i gęś."),
+            "{:?}",
+            ex.pages
+        );
+        // UTF-8 stays UTF-8 whatever is declared.
+        let utf8 = "<meta charset=\"iso-8859-1\"><p>Kraków</p>";
+        assert_eq!(
+            extract(utf8.as_bytes(), &Limits::default())
+                .encoding
+                .as_deref(),
+            Some("utf-8")
+        );
+    }
 
     fn text_of(html: &str) -> (String, Vec<(String, u8)>) {
         let ex = extract(html.as_bytes(), &Limits::default());

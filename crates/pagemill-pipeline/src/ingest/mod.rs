@@ -89,7 +89,8 @@ pub struct Document {
     pub path: PathBuf,
     /// Detected type.
     pub kind: DocKind,
-    /// Text encoding found (text formats), e.g. `utf-8`, `utf-16le`, `latin-1 (fallback)`.
+    /// Text encoding found (text formats), e.g. `utf-8`, `utf-16le`, `windows-1252 (detected)`,
+    /// `iso-8859-2 (declared)`.
     pub encoding: Option<String>,
     /// All page texts, joined by a blank line; every range points into this.
     pub text: String,

@@ -1,4 +1,5 @@
-//! Plain text: decoding (UTF-8, UTF-16 with a BOM, else Latin-1, reported) and paging (form
+//! Plain text: decoding (UTF-8, UTF-16 with a BOM, else the legacy encoding `chardetng` finds
+//! most likely — windows-1252, ISO-8859-2, Shift_JIS, … — reported) and paging (form
 //! feeds are page breaks; otherwise pages of about `text_page_chars` at paragraph, then
 //! sentence, boundaries).
 
@@ -33,11 +34,33 @@ pub fn decode(bytes: &[u8]) -> (String, &'static str) {
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_owned(), "utf-8"),
-        // Every byte is a Latin-1 character: nothing is lost, and the report says so.
-        Err(_) => (
-            bytes.iter().map(|&b| char::from(b)).collect(),
-            "latin-1 (fallback)",
-        ),
+        // Not UTF-8: the legacy encoding the bytes most likely are (reading them as Latin-1
+        // made cp1252's curly quotes and dashes control characters).
+        Err(_) => {
+            let mut detector = chardetng::EncodingDetector::new();
+            detector.feed(bytes, true);
+            let encoding = detector.guess(None, true);
+            let (text, _, _) = encoding.decode(bytes);
+            (text.into_owned(), detected_name(encoding))
+        }
+    }
+}
+
+/// How a detected encoding is reported: its WHATWG name, lower-case, marked as detected.
+fn detected_name(e: &'static encoding_rs::Encoding) -> &'static str {
+    match e.name() {
+        "windows-1252" => "windows-1252 (detected)",
+        "windows-1250" => "windows-1250 (detected)",
+        "windows-1251" => "windows-1251 (detected)",
+        "ISO-8859-2" => "iso-8859-2 (detected)",
+        "ISO-8859-15" => "iso-8859-15 (detected)",
+        "KOI8-R" => "koi8-r (detected)",
+        "Shift_JIS" => "shift_jis (detected)",
+        "EUC-JP" => "euc-jp (detected)",
+        "GBK" => "gbk (detected)",
+        "Big5" => "big5 (detected)",
+        "EUC-KR" => "euc-kr (detected)",
+        _ => "legacy encoding (detected)",
     }
 }
 
@@ -62,8 +85,11 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
         encoding: Some(encoding.to_owned()),
         ..Extracted::default()
     };
-    if encoding.starts_with("latin-1") {
-        ex.warnings.push("not valid UTF-8: read as Latin-1".into());
+    if encoding.ends_with("(detected)") {
+        ex.warnings.push(format!(
+            "not valid UTF-8: read as {}",
+            encoding.trim_end_matches(" (detected)")
+        ));
     }
     // Plain text has no markup: its structure is its numbering (`1. Scope`, `2.1 Terms`).
     for (page, (t, _)) in ex.pages.iter().enumerate() {
@@ -141,8 +167,26 @@ mod tests {
         assert_eq!(decode(&utf16be), ("hé".into(), "utf-16be"));
         assert_eq!(
             decode(&[b'c', b'a', b'f', 0xE9]),
-            ("café".into(), "latin-1 (fallback)")
+            ("café".into(), "windows-1252 (detected)")
         );
+        // cp1252's curly quotes and dashes, which Latin-1 reads as control characters.
+        let cp1252 = b"\x93Hello,\x94 she said \x96 it\x92s 20\x80 a caf\xe9 cr\xe8me.";
+        assert_eq!(
+            decode(cp1252),
+            (
+                "\u{201c}Hello,\u{201d} she said \u{2013} it\u{2019}s 20\u{20ac} a café crème."
+                    .into(),
+                "windows-1252 (detected)"
+            )
+        );
+        // Central European text is not read as Western.
+        let (pl, enc) = decode(
+            &encoding_rs::ISO_8859_2
+                .encode("Zażółć gęślą jaźń. Łódź i Kraków, żółw.")
+                .0,
+        );
+        assert_eq!(enc, "iso-8859-2 (detected)", "{pl}");
+        assert!(pl.contains("Łódź"), "{pl}");
     }
 
     #[test]

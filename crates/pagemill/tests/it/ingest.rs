@@ -155,8 +155,8 @@ fn licenses_and_encodings() {
     std::fs::write(&latin, b"Caf\xe9 au lait, na\xefve r\xe9sum\xe9.").unwrap();
     let d = ingest_path(&latin, &Limits::default()).unwrap();
     assert_eq!(d.text, "Café au lait, naïve résumé.");
-    assert_eq!(d.encoding.as_deref(), Some("latin-1 (fallback)"));
-    assert!(d.warnings.iter().any(|w| w.contains("Latin-1")));
+    assert_eq!(d.encoding.as_deref(), Some("windows-1252 (detected)"));
+    assert!(d.warnings.iter().any(|w| w.contains("windows-1252")));
 }
 
 #[test]
