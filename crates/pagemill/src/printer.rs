@@ -46,6 +46,23 @@ pub fn usd(x: Option<f64>, unknown: &str) -> String {
     )
 }
 
+/// Fits `table` to the width of the terminal standard output is (or to `$COLUMNS`, when set,
+/// for output that is not a terminal): columns wrap instead of running past the edge. With
+/// neither, the table keeps its natural width (a file or a pipe has no edge).
+pub fn fit(table: &mut comfy_table::Table) {
+    use std::io::IsTerminal as _;
+    let width = if std::io::stdout().is_terminal() {
+        terminal_size::terminal_size().map(|(w, _)| w.0)
+    } else {
+        None
+    }
+    .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok());
+    if let Some(w) = width.filter(|w| *w >= 20) {
+        table.set_width(w);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    }
+}
+
 /// `s` made inert for a terminal: control characters (escape sequences included) shown as
 /// escapes (`\u{1b}`), so a file name cannot move the cursor, recolour or retitle the
 /// terminal. Line breaks and tabs too: a name is one line.

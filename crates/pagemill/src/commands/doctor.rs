@@ -356,6 +356,7 @@ fn cache_dialect(u: &pagemill_client::wire::RawUsage) -> Option<String> {
 fn table(reports: &[EndpointReport]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
+    crate::printer::fit(&mut t);
     let mut header = vec!["check".to_owned()];
     header.extend(
         reports

@@ -506,6 +506,7 @@ fn verdict(d: &Difference) -> &'static str {
 fn table(configs: &[Scored], front: &[bool]) -> String {
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    crate::printer::fit(&mut t);
     t.set_header([
         "",
         "configuration",

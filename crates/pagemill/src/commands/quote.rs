@@ -39,6 +39,7 @@ pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCod
     let usd = |x: Option<f64>| crate::printer::usd(x, "unknown (no prices)");
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    crate::printer::fit(&mut t);
     let mut header = vec![
         "endpoint",
         "model",

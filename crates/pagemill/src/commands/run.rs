@@ -369,6 +369,7 @@ fn usd(x: Option<f64>) -> String {
 pub(crate) fn summary_text(s: &RunSummary) -> String {
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    crate::printer::fit(&mut t);
     t.set_header([
         "task",
         "units",

@@ -13,6 +13,8 @@ pub(crate) fn pagemill(dir: &std::path::Path) -> Command {
         .env_remove("PAGEMILL_CONFIG")
         // Never the tester's own ~/.config/pagemill/config.toml.
         .env("XDG_CONFIG_HOME", dir.join(".no-user-config"))
+        // Tables at their natural width, whatever the tester's shell exports.
+        .env_remove("COLUMNS")
         .env("NO_COLOR", "1");
     cmd
 }

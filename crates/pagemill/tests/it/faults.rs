@@ -21,45 +21,41 @@ const MATRIX: &[Fault] = &[
     (
         "status_429",
         |p| {
-            p.faults.status_429 = 0.15;
+            p.faults.status_429 = 0.1;
             p.faults.retry_after_ms = 20;
         },
         Some("throttled"),
     ),
     (
         "status_503",
-        |p| p.faults.status_503 = 0.15,
+        |p| p.faults.status_503 = 0.1,
         Some("transient"),
     ),
     (
         "status_500",
-        |p| p.faults.status_500 = 0.15,
+        |p| p.faults.status_500 = 0.1,
         Some("transient"),
     ),
     (
         "reset_before_headers",
-        |p| p.faults.reset_before_headers = 0.15,
+        |p| p.faults.reset_before_headers = 0.1,
         Some("transient"),
     ),
     (
         "reset_mid_stream",
-        |p| p.faults.reset_mid_stream = 0.15,
+        |p| p.faults.reset_mid_stream = 0.1,
         Some("transient"),
     ),
-    (
-        "truncated",
-        |p| p.faults.truncated = 0.15,
-        Some("transient"),
-    ),
+    ("truncated", |p| p.faults.truncated = 0.1, Some("transient")),
     (
         "malformed_chunk",
-        |p| p.faults.malformed_chunk = 0.15,
+        |p| p.faults.malformed_chunk = 0.1,
         Some("transient"),
     ),
     (
         "slow_headers",
         |p| {
-            p.faults.slow_headers = 0.15;
+            p.faults.slow_headers = 0.1;
             p.faults.slow_headers_ms = 300;
         },
         None,
@@ -87,7 +83,19 @@ async fn every_fault_loses_nothing_pays_nothing_twice_and_is_named() {
             .arg(&cfg)
             .arg("run")
             .args(&inputs)
-            .args(["-o", "out", "--json", "-q", "--pack", "2"])
+            // One request at a time: requests meet the seeded faults in one order, so each
+            // row is the same drill on every run (with several in flight, which request
+            // draws which fault depends on timing, and a unit can meet its fault four times).
+            .args([
+                "-o",
+                "out",
+                "--json",
+                "-q",
+                "--pack",
+                "2",
+                "--concurrency",
+                "1",
+            ])
             .output()
             .unwrap();
         let s: Value = serde_json::from_slice(&out.stdout)

@@ -469,3 +469,33 @@ async fn the_user_configuration_and_its_variables_are_read() {
         "{said}"
     );
 }
+
+/// Tables fit the terminal's width (here `$COLUMNS`, as output is not a terminal): the run
+/// table was 137 columns wide.
+#[test]
+fn tables_fit_the_width_they_are_given() {
+    let dir = crate::chat::tempdir("cli-width");
+    std::fs::write(
+        dir.join("memo.txt"),
+        "Ada Lovelace wrote to Charles Babbage in 1843.\n",
+    )
+    .unwrap();
+    let widest = |columns: Option<&str>| {
+        let mut cmd = crate::chat::pagemill(&dir);
+        cmd.args(["run", "memo.txt", "-e", "sim", "--force"]);
+        if let Some(c) = columns {
+            cmd.env("COLUMNS", c);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(['┌', '│', '└', '╞']))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap()
+    };
+    assert!(widest(None) > 100, "the natural width");
+    assert!(widest(Some("80")) <= 80);
+}
