@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use pagemill_pipeline::eval::score::{Counts, SummaryChecks};
 use pagemill_pipeline::store::LedgerView;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -117,14 +118,8 @@ pub fn build(path: &Path, v: &Value, ledger: Option<&LedgerView>) -> Result<Eval
                 _ => None,
             }
         };
-        let f1 = |c: &Value| {
-            let (tp, fp, fn_) = (c["tp"].as_f64()?, c["fp"].as_f64()?, c["fn"].as_f64()?);
-            Some(if tp + fp + fn_ == 0.0 {
-                1.0
-            } else {
-                2.0 * tp / (2.0 * tp + fp + fn_)
-            })
-        };
+        // The scorer's own counts and conventions (0/0 is 1, a share of nothing is none).
+        let f1 = |c: &Value| Counts::deserialize(c).ok().map(|c| c.f1());
         let metadata = r["metadata"]
             .as_object()
             .filter(|m| !m.is_empty())
@@ -134,11 +129,9 @@ pub fn build(path: &Path, v: &Value, ledger: Option<&LedgerView>) -> Result<Eval
                     .sum::<f64>()
                     / m.len() as f64
             });
-        let checks = &r["summary_checks"];
-        let support = match (checks["sentences"].as_f64(), checks["supported"].as_f64()) {
-            (Some(n), Some(s)) if n > 0.0 => Some(s / n),
-            _ => None,
-        };
+        let support = SummaryChecks::deserialize(&r["summary_checks"])
+            .ok()
+            .and_then(|c| c.support());
         let mut documents = Vec::new();
         for d in r["documents"].as_array().into_iter().flatten() {
             let id = d["id"].as_str().unwrap_or("").to_owned();

@@ -109,14 +109,12 @@ pub struct Report {
 pub enum Source {
     /// A pagemill ledger (SQLite).
     Ledger(PathBuf),
-    /// A bench report (JSON).
+    /// A bench or eval report (JSON), told apart when it is read.
     Bench(PathBuf),
-    /// An eval report (JSON).
-    Eval(PathBuf),
 }
 
 impl Source {
-    /// SQLite files start with `SQLite format 3\0`; anything else is taken for bench JSON.
+    /// SQLite files start with `SQLite format 3\0`; anything else is taken for a JSON report.
     pub fn detect(path: &Path) -> Result<Self, ReportError> {
         use std::io::Read;
         let mut head = [0u8; 16];
@@ -128,12 +126,8 @@ impl Source {
             path: path.into(),
             source,
         })?;
-        if head[..n] == *b"SQLite format 3\0" {
-            return Ok(Source::Ledger(path.into()));
-        }
-        let is_eval = read_json(path).is_ok_and(|v| eval::is_eval(&v));
-        Ok(if is_eval {
-            Source::Eval(path.into())
+        Ok(if head[..n] == *b"SQLite format 3\0" {
+            Source::Ledger(path.into())
         } else {
             Source::Bench(path.into())
         })
@@ -142,11 +136,12 @@ impl Source {
 
 /// Reads a bench report.
 pub fn read_bench(path: &Path) -> Result<BenchInput, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let report: BenchReport = serde_json::from_str(&text).map_err(|e| ReportError::NotBench {
+    bench_of(path, read_json(path)?)
+}
+
+/// A bench report from its JSON.
+fn bench_of(path: &Path, v: serde_json::Value) -> Result<BenchInput, ReportError> {
+    let report: BenchReport = serde_json::from_value(v).map_err(|e| ReportError::NotBench {
         path: path.into(),
         why: e.to_string(),
     })?;
@@ -180,6 +175,7 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
         eval: None,
     };
     let mut ledger = None;
+    let mut evals = Vec::new();
     for source in sources {
         match source {
             Source::Ledger(path) => {
@@ -190,15 +186,19 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
                 report.documents_omitted = omitted;
                 ledger = Some(view);
             }
-            Source::Bench(path) => report.benchmarks.push(read_bench(path)?),
-            Source::Eval(_) => {}
+            Source::Bench(path) => {
+                let v = read_json(path)?;
+                if eval::is_eval(&v) {
+                    evals.push((path, v));
+                } else {
+                    report.benchmarks.push(bench_of(path, v)?);
+                }
+            }
         }
     }
     // After the ledger, wherever it was given: errors are placed in its page texts.
-    for source in sources {
-        if let Source::Eval(path) = source {
-            report.eval = Some(eval::build(path, &read_json(path)?, ledger.as_ref())?);
-        }
+    for (path, v) in evals {
+        report.eval = Some(eval::build(path, &v, ledger.as_ref())?);
     }
     if report.runs.is_none() && report.benchmarks.is_empty() && report.eval.is_none() {
         return Err(ReportError::Empty);

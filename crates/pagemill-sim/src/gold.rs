@@ -26,7 +26,6 @@
 //! the line whose metadata strings occur in the text most often. `GET /sim/gold` tells what was
 //! answered for each gold entity and field ([`Truth`]).
 
-use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -584,22 +583,6 @@ impl Truth {
             .iter()
             .filter(|e| e.outcome == outcome)
             .count()
-    }
-
-    /// Entities by outcome and gold type.
-    pub fn by_type(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
-        let mut out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-        for e in &self.entities {
-            let name = serde_json::to_value(e.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            *out.entry(e.kind.clone())
-                .or_default()
-                .entry(name)
-                .or_default() += 1;
-        }
-        out
     }
 }
 

@@ -169,6 +169,21 @@ pub struct PipelineArgs {
     /// Files, directories (read recursively) or globs.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// The tasks and how documents are read.
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Items per request: a number, or `auto` (as many as fit --pack-tokens, up to 16).
+    #[arg(long, default_value = "auto")]
+    pub pack: PackSize,
+    /// Document tokens one packed request may carry (with --pack auto).
+    #[arg(long, default_value_t = 6000)]
+    pub pack_tokens: u64,
+}
+
+/// The tasks, how documents are read, and the simulator's profile (shared by `run`, `quote`
+/// and `eval`).
+#[derive(Debug, Args, Clone)]
+pub struct WorkArgs {
     /// Tasks to run, comma-separated.
     #[arg(
         long,
@@ -181,25 +196,20 @@ pub struct PipelineArgs {
     /// law, product).
     #[arg(long, value_delimiter = ',')]
     pub entity_types: Vec<String>,
-    /// Longest summary, in words.
+    /// Longest summary, in words (asked of the model; `eval` checks summaries against it).
     #[arg(long, default_value_t = 80)]
     pub summary_max_words: u32,
     /// A JSON Schema file replacing the metadata schema (e.g. to add fields).
     #[arg(long)]
     pub metadata_schema: Option<PathBuf>,
-    /// Items per request: a number, or `auto` (as many as fit --pack-tokens, up to 16).
-    #[arg(long, default_value = "auto")]
-    pub pack: PackSize,
-    /// Document tokens one packed request may carry (with --pack auto).
-    #[arg(long, default_value_t = 6000)]
-    pub pack_tokens: u64,
     /// Characters per page for text without page breaks.
     #[arg(long, default_value_t = 3000)]
     pub page_chars: usize,
     /// Tokens a section may hold before it is split.
     #[arg(long, default_value_t = 2000)]
     pub section_tokens: u64,
-    /// Profile of the in-process simulator when the endpoint is `sim`.
+    /// Profile of the in-process simulator when an endpoint is `sim` (a preset, or a TOML
+    /// file; its `[gold]` section makes it answer from a gold file).
     #[arg(long, default_value = "fast-local")]
     pub sim_profile: String,
 }
@@ -571,27 +581,9 @@ pub struct EvalArgs {
     /// text).
     #[arg(long, value_delimiter = ',', default_value = "auto")]
     pub response_format: Vec<FormatMode>,
-    /// Tasks to run, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "entities,summary,metadata",
-        value_parser = task_kind
-    )]
-    pub tasks: Vec<TaskKind>,
-    /// Longest summary, in words (asked of the model, and what length compliance checks).
-    #[arg(long, default_value_t = 80)]
-    pub summary_max_words: u32,
-    /// Characters per page for text without page breaks.
-    #[arg(long, default_value_t = 3000)]
-    pub page_chars: usize,
-    /// Tokens a section may hold before it is split.
-    #[arg(long, default_value_t = 2000)]
-    pub section_tokens: u64,
-    /// Profile of the in-process simulator when an endpoint is `sim` (a preset, or a TOML file;
-    /// its `[gold]` section makes it answer from a gold file).
-    #[arg(long, default_value = "fast-local")]
-    pub sim_profile: String,
+    /// The tasks and how documents are read.
+    #[command(flatten)]
+    pub work: WorkArgs,
     /// Where each configuration's results go (a directory each) and the shared ledger.
     #[arg(long, short, default_value = "eval-out")]
     pub out: PathBuf,

@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::gold::{GoldDocument, GoldEntity};
 use super::text::{calendar_date, name_key, normalize, tokens};
 
 /// True and false positives and false negatives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Predicted and in the gold.
     pub tp: u64,
@@ -591,7 +591,7 @@ fn f_measure(tp: u64, predicted: u64, reference: u64) -> f64 {
 
 /// Reference-free checks of summaries: are their sentences backed by their section, and are
 /// they within the word limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SummaryChecks {
     /// Summaries checked.
     pub summaries: u64,

@@ -329,6 +329,17 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A connection to the ledger file as every run uses it: WAL, normal sync, foreign keys, and
+/// a wait of up to 30 s for another connection's write (runs side by side share the file).
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
+}
+
 impl Ledger {
     /// Opens (or creates) the ledger at `path` for one run, locking it. Units a killed run left
     /// `leased` return to `pending`, and its unfinished requests are marked `interrupted`.
@@ -359,13 +370,7 @@ impl Ledger {
             }
         }
         let sql = sqlite_error(path);
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql)?;
+        let conn = connect(path).map_err(sql)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
@@ -401,14 +406,7 @@ impl Ledger {
     /// Another connection to the same ledger, under the same lock, as a run of its own (its
     /// own run id): for configurations run side by side in one process (`pagemill eval`).
     pub fn share(&self) -> Result<Self, StoreError> {
-        let sql = sqlite_error(&self.path);
-        let conn = Connection::open(&self.path).map_err(&sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(&sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(&sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(&sql)?;
+        let conn = connect(&self.path).map_err(sqlite_error(&self.path))?;
         let lock = self._lock.try_clone().map_err(|source| StoreError::Lock {
             path: self.path.with_extension("lock"),
             source,

@@ -85,8 +85,12 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
         let docs = if paths.is_empty() {
             Vec::new()
         } else {
-            match crate::commands::ingest::read_inputs(&paths, args.page_chars, args.section_tokens)
-                .await
+            match crate::commands::ingest::read_inputs(
+                &paths,
+                args.work.page_chars,
+                args.work.section_tokens,
+            )
+            .await
             {
                 Ok((docs, _)) => docs,
                 Err(e) => {
@@ -97,7 +101,7 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
                 }
             }
         };
-        let report = evaluate(gold, &results, &sources(&docs, args.summary_max_words));
+        let report = evaluate(gold, &results, &sources(&docs, args.work.summary_max_words));
         let run = json!({
             "prompt_tokens_per_page": summary["prompt_tokens_per_page"],
             "completion_tokens_per_page": summary["completion_tokens_per_page"],
@@ -167,15 +171,9 @@ async fn run_configurations(
     };
     let pipeline = PipelineArgs {
         inputs: args.docs.clone(),
-        tasks: args.tasks.clone(),
-        entity_types: Vec::new(),
-        summary_max_words: args.summary_max_words,
-        metadata_schema: None,
+        work: args.work.clone(),
         pack: PackSize::Auto,
         pack_tokens: 6000,
-        page_chars: args.page_chars,
-        section_tokens: args.section_tokens,
-        sim_profile: args.sim_profile.clone(),
     };
     let mut prepared = prepare(&pipeline).await?;
     for (path, why) in &prepared.skipped {
@@ -184,7 +182,7 @@ async fn run_configurations(
     if prepared.docs.is_empty() {
         anyhow::bail!("no readable documents among the inputs");
     }
-    let resolved = settings::resolve_with(global, &args.endpoint, &args.sim_profile).await?;
+    let resolved = settings::resolve_with(global, &args.endpoint, &args.work.sim_profile).await?;
     let take = if args.endpoint.is_empty() {
         1
     } else {
@@ -290,7 +288,7 @@ async fn run_configurations(
         b.abort();
     }
     let requests = ledger.requests()?;
-    let sources = sources(&docs, args.summary_max_words);
+    let sources = sources(&docs, args.work.summary_max_words);
     let mut configs = Vec::new();
     for (plan, outcome) in plans.iter().zip(outcomes) {
         let outcome = outcome.context("a configuration did not finish")?;

@@ -14,7 +14,7 @@ use crate::settings;
 pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCode> {
     let prepared = prepare(&args.pipeline).await?;
     let resolved =
-        settings::resolve_with(global, &args.endpoint, &args.pipeline.sim_profile).await?;
+        settings::resolve_with(global, &args.endpoint, &args.pipeline.work.sim_profile).await?;
     let mut quotes: Vec<Quote> = Vec::new();
     for ep in &resolved.endpoints {
         let tokenizer = tokenizer_of(ep)?;

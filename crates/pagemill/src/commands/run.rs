@@ -89,13 +89,13 @@ fn build_tasks(kinds: &[TaskKind], config: &TaskConfig) -> anyhow::Result<Tasks>
 /// Reads the inputs and builds the tasks `args` ask for.
 pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
     let mut config = TaskConfig {
-        summary_max_words: args.summary_max_words,
+        summary_max_words: args.work.summary_max_words,
         ..TaskConfig::default()
     };
-    if !args.entity_types.is_empty() {
-        config.entity_types = args.entity_types.clone();
+    if !args.work.entity_types.is_empty() {
+        config.entity_types = args.work.entity_types.clone();
     }
-    if let Some(path) = &args.metadata_schema {
+    if let Some(path) = &args.work.metadata_schema {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the metadata schema `{}`", path.display()))?;
         let schema: serde_json::Value = serde_json::from_str(&text)
@@ -103,14 +103,15 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
         jsonschema_check(&schema).with_context(|| format!("`{}`", path.display()))?;
         config.metadata_schema = Some(schema);
     }
-    let kinds = args.tasks.clone();
+    let kinds = args.work.tasks.clone();
     let tasks = build_tasks(&kinds, &config)?;
     let opts = RunOptions {
         pack: args.pack,
         pack_tokens: args.pack_tokens,
         ..RunOptions::default()
     };
-    let (docs, skipped) = read_inputs(&args.inputs, args.page_chars, args.section_tokens).await?;
+    let (docs, skipped) =
+        read_inputs(&args.inputs, args.work.page_chars, args.work.section_tokens).await?;
     Ok(Prepared {
         docs,
         skipped,
@@ -141,11 +142,15 @@ pub(crate) fn result_files<'a>(
         .clone()
         .map(|(p, id)| result_file(out, p, id))
         .collect();
+    let mut uses: std::collections::HashMap<&PathBuf, usize> = std::collections::HashMap::new();
+    for f in &plain {
+        *uses.entry(f).or_default() += 1;
+    }
     plain
         .iter()
         .zip(docs)
         .map(|(file, (path, _))| {
-            if plain.iter().filter(|f| *f == file).count() < 2 {
+            if uses[file] < 2 {
                 return file.clone();
             }
             let tag = &pagemill_pipeline::run::plan::hash(path)[..6];
@@ -201,7 +206,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .chain(&args.fallback)
         .cloned()
         .collect();
-    let resolved = settings::resolve_with(global, &wanted, &args.pipeline.sim_profile).await?;
+    let resolved = settings::resolve_with(global, &wanted, &args.pipeline.work.sim_profile).await?;
     let endpoints: Vec<Arc<Client>> = resolved
         .endpoints
         .iter()
