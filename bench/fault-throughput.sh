@@ -23,7 +23,7 @@ TOML
   start=$(date +%s.%N)
   code=0
   "$bin" run testdata/text/licenses -e sim --sim-profile "$work/p.toml" --tasks entities \
-    --pack 1 -o "$work/out-$rate" -q --json > "$work/s.json" 2>/dev/null || code=$?
+    --pack 1 -o "$work/out-$rate" -q --format json > "$work/s.json" 2>/dev/null || code=$?
   end=$(date +%s.%N)
   python3 - "$work/s.json" "$rate" "$start" "$end" "$code" <<'PY'
 import json, sys

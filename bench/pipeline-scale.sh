@@ -63,7 +63,7 @@ limits = { requests_per_minute = $rpm, tokens_per_minute = $tpm, max_concurrency
 TOML
 
 /usr/bin/time -v -o "$work/time.txt" taskset -c 1 "$bin" --config "$work/pagemill.toml" run "$work/corpus" \
-  -o "$work/out" --tasks "$tasks" --json -q > "$work/summary.json" || true
+  -o "$work/out" --tasks "$tasks" --format json -q > "$work/summary.json" || true
 kill $sim 2>/dev/null || true
 wait $sim 2>/dev/null || true
 

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::collect::{SloItem, TargetStats, percentiles};
 use crate::record::Record;
-use crate::report::{
-    Agreement, AgreementRow, BenchReport, Comparison, Point, SCHEMA_VERSION, SelfCheck,
+use crate::results::{
+    Agreement, AgreementRow, BenchResults, Comparison, Point, SCHEMA_VERSION, SelfCheck,
 };
 use crate::runner::{RunSpec, Target, peak_rss_bytes, run};
 use crate::schedule::{Arrival, Load};
@@ -53,7 +53,7 @@ pub async fn bench(
     spec: &BenchSpec,
     cancel: CancellationToken,
     sink: &mut (dyn FnMut(&Record) + Send),
-) -> (BenchReport, Vec<Record>) {
+) -> (BenchResults, Vec<Record>) {
     let started_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -190,7 +190,7 @@ pub async fn bench(
         peak_rss_bytes: peak_rss_bytes(),
         warnings,
     };
-    let report = BenchReport {
+    let report = BenchResults {
         schema_version: SCHEMA_VERSION,
         started_at,
         workload: targets
@@ -212,13 +212,13 @@ fn headline(
     repeats: &[TargetStats],
     name: &str,
     pages_per_day: Option<f64>,
-) -> BTreeMap<String, crate::report::Estimate> {
+) -> BTreeMap<String, crate::results::Estimate> {
     let reports: Vec<_> = repeats
         .iter()
         .map(|s| s.report(name, "", 1, pages_per_day))
         .collect();
     let mut out = BTreeMap::new();
-    let mut add = |k: &str, f: &dyn Fn(&crate::report::TargetReport) -> Option<f64>| {
+    let mut add = |k: &str, f: &dyn Fn(&crate::results::TargetResults) -> Option<f64>| {
         let v: Vec<f64> = reports.iter().filter_map(f).collect();
         if !v.is_empty() {
             out.insert(k.to_owned(), estimate(&v));

@@ -8,8 +8,8 @@ use hdrhistogram::Histogram;
 use pagemill_client::Source;
 
 use crate::record::Record;
-use crate::report::{
-    Bucket, Connections, CostReport, PerPage, Percentiles, SloResult, TargetReport, Tokens,
+use crate::results::{
+    Bucket, Connections, Costs, PerPage, Percentiles, SloResult, TargetResults, Tokens,
 };
 
 /// A latency SLO: the `pct` percentile of `metric` must be at most `threshold`.
@@ -21,57 +21,6 @@ pub struct SloItem {
     pub pct: f64,
     /// Bound.
     pub threshold: Duration,
-}
-
-/// Parses `ttft_p99=500ms,tpot_p99=50ms,e2e_p50=2s`.
-pub fn parse_slo(text: &str) -> Result<Vec<SloItem>, String> {
-    text.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|part| {
-            let (name, value) = part
-                .trim()
-                .split_once('=')
-                .ok_or_else(|| format!("SLO `{part}` needs NAME_pPCT=DURATION"))?;
-            let (metric, pct) = name
-                .split_once("_p")
-                .ok_or_else(|| format!("SLO `{name}` needs a percentile, e.g. ttft_p99"))?;
-            if !["ttft", "tpot", "itl", "e2e"].contains(&metric) {
-                return Err(format!(
-                    "unknown SLO metric `{metric}` (ttft, tpot, itl, e2e)"
-                ));
-            }
-            let pct: f64 = match pct {
-                "999" => 99.9,
-                p => p
-                    .parse()
-                    .map_err(|_| format!("bad percentile in `{name}`"))?,
-            };
-            Ok(SloItem {
-                metric: metric.to_owned(),
-                pct,
-                threshold: parse_duration(value)?,
-            })
-        })
-        .collect()
-}
-
-/// `500ms`, `2s`, `750us`, `1.5s`.
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
-    let v = v.trim();
-    let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = v.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        return Err(format!("duration `{v}` needs a unit (ms, s, us)"));
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad duration `{v}`"))?;
-    Duration::try_from_secs_f64(n * scale).map_err(|_| format!("bad duration `{v}`"))
 }
 
 /// Three significant digits, auto-resizing: nanoseconds up to hours.
@@ -423,7 +372,7 @@ impl TargetStats {
         model: &str,
         repeats: u32,
         pages_per_day: Option<f64>,
-    ) -> TargetReport {
+    ) -> TargetResults {
         let duration = self.duration_s();
         let per_sec = |n: f64| if duration > 0.0 { n / duration } else { 0.0 };
         let latency_ms = self
@@ -448,7 +397,7 @@ impl TargetStats {
         let usd = self.cost_pico as f64 / 1e12;
         let known = self.cost_known > 0;
         let per_page = (known && self.pages_known_cost > 0.0).then(|| usd / self.pages_known_cost);
-        let cost = CostReport {
+        let cost = Costs {
             total_usd: known.then_some(usd),
             per_request_usd: known.then(|| usd / self.cost_known as f64),
             per_1m_output_tokens_usd: (known && self.output_known_cost > 0)
@@ -477,7 +426,7 @@ impl TargetStats {
                 })
             })
             .collect();
-        TargetReport {
+        TargetResults {
             name: name.to_owned(),
             model: model.to_owned(),
             repeats,
@@ -605,7 +554,7 @@ mod tests {
 
     #[test]
     fn goodput_counts_requests_meeting_every_slo() {
-        let slo = parse_slo("ttft_p99=150ms,tpot_p90=20ms").unwrap();
+        let slo = crate::experiment::parse_slo("ttft_p99=150ms,tpot_p90=20ms").unwrap();
         let mut s = TargetStats::new(0, slo);
         s.add(&rec(100, 3, &[10, 10])); // meets both
         s.add(&rec(200, 3, &[10, 10])); // ttft too slow
@@ -630,16 +579,5 @@ mod tests {
         assert_eq!(r.errors["throttled/status"], 1);
         assert_eq!(r.throttled, 1);
         assert_eq!(r.latency_ms["e2e"].count, 1);
-    }
-
-    #[test]
-    fn slo_and_durations_parse() {
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("750us").unwrap(), Duration::from_micros(750));
-        assert!(parse_duration("5").is_err());
-        let s = parse_slo("ttft_p999=1s").unwrap();
-        assert_eq!(s[0].pct, 99.9);
-        assert!(parse_slo("latency_p99=1s").is_err());
-        assert!(parse_slo("ttft=1s").is_err());
     }
 }

@@ -130,9 +130,95 @@ impl Record {
         (tokens > 1 && self.error.is_none()).then(|| span / (tokens - 1))
     }
 
+    /// The record as one flat row (`bench --format jsonl|csv`), `target` naming its target.
+    pub fn row(&self, target: &str) -> Row {
+        let ms = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e6);
+        Row {
+            target: target.to_owned(),
+            index: self.index,
+            measured: self.measured,
+            status: self.status,
+            error_class: self.error.map(|(c, _)| c),
+            error_kind: self.error.map(|(_, k)| k),
+            lag_ms: ms(Some(self.lag_ns)).unwrap_or(0.0),
+            ttft_headers_ms: ms(self.ttft_headers_ns),
+            ttft_first_byte_ms: ms(self.ttft_first_byte_ns),
+            ttft_content_ms: ms(self.ttft_content_ns),
+            ttft_answer_ms: ms(self.ttft_answer_ns),
+            tpot_ms: ms(self.tpot_ns()),
+            e2e_ms: ms(self.e2e_ns),
+            content_events: self.content_events,
+            prompt_tokens: self.prompt_tokens.map(|c| c.tokens),
+            prompt_tokens_source: self.prompt_tokens.map(|c| c.source.to_string()),
+            cached_tokens: self.cached_tokens,
+            output_tokens: self.output_tokens.map(|c| c.tokens),
+            output_tokens_source: self.output_tokens.map(|c| c.source.to_string()),
+            output_tokens_requested: self.output_tokens_requested,
+            cost_usd: self.cost_pico.map(|p| p as f64 / 1e12),
+            pages: self.pages,
+            connection_reused: self.reused,
+            connect_ms: ms(self.connect_ns),
+        }
+    }
+
     /// Tokens per content read, from usage when the server reported it.
     pub fn tokens_per_chunk(&self) -> Option<f64> {
         let tokens = self.output_tokens?.tokens;
         (self.content_events > 0).then(|| tokens as f64 / f64::from(self.content_events))
     }
+}
+
+/// One request as a flat row: times in milliseconds from its scheduled send, tokens with who
+/// counted them, cost in dollars. Empty cells are figures the request did not reach (no
+/// answer token on a failure) or the server did not report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// Target (endpoint or experiment arm).
+    pub target: String,
+    /// Request number in its run.
+    pub index: u64,
+    /// False for warm-up requests.
+    pub measured: bool,
+    /// HTTP status.
+    pub status: Option<u16>,
+    /// Failure class (`throttled`, `transient`, …), empty on success.
+    pub error_class: Option<ErrorClass>,
+    /// Failure kind (`status`, `timeout`, …).
+    pub error_kind: Option<FailureKind>,
+    /// How late the client sent it.
+    pub lag_ms: f64,
+    /// To response headers.
+    pub ttft_headers_ms: Option<f64>,
+    /// To the first body byte.
+    pub ttft_first_byte_ms: Option<f64>,
+    /// To the first content token (reasoning or answer).
+    pub ttft_content_ms: Option<f64>,
+    /// To the first answer token.
+    pub ttft_answer_ms: Option<f64>,
+    /// Time per output token after the first.
+    pub tpot_ms: Option<f64>,
+    /// To the end.
+    pub e2e_ms: Option<f64>,
+    /// Content events received.
+    pub content_events: u32,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u64>,
+    /// `server` or `tokenizer`.
+    pub prompt_tokens_source: Option<String>,
+    /// Cached prompt tokens (empty: unreported).
+    pub cached_tokens: Option<u64>,
+    /// Output tokens.
+    pub output_tokens: Option<u64>,
+    /// `server` or `tokenizer`.
+    pub output_tokens_source: Option<String>,
+    /// `max_tokens` asked for.
+    pub output_tokens_requested: u32,
+    /// Cost (empty: no prices).
+    pub cost_usd: Option<f64>,
+    /// Pages of source material.
+    pub pages: f64,
+    /// Whether the connection was reused.
+    pub connection_reused: Option<bool>,
+    /// Connect time of a new connection.
+    pub connect_ms: Option<f64>,
 }

@@ -1,7 +1,7 @@
 //! Confidence intervals and comparisons: a difference is *significant* when its 95% interval
 //! excludes zero.
 
-use crate::report::Estimate;
+use crate::results::Estimate;
 
 /// Two-sided 95% critical value of Student's t with `df` degrees of freedom.
 pub fn t95(df: f64) -> f64 {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::collect::{hist, percentiles};
 use crate::record::Record;
-use crate::report::Percentiles;
+use crate::results::Percentiles;
 
 /// How far pagemill's timings are from the server's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,6 +27,26 @@ pub struct Truth {
     pub ttft_delta_us: Percentiles,
     /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
     pub causality_violations: u64,
+}
+
+/// Fetches `/sim/log` from those of `endpoints` that are pagemill simulators and compares
+/// `kept` records with it; `None` when no endpoint answered.
+pub async fn fetch(endpoints: &[pagemill_client::Endpoint], kept: &[Record]) -> Option<Truth> {
+    use pagemill_client::{Client, Endpoint};
+    let mut log = Vec::new();
+    for ep in endpoints {
+        let root = ep.base_url.trim_end_matches('/').trim_end_matches("/v1");
+        let Ok(c) = Client::new(Endpoint::new("truth", root, "")) else {
+            continue;
+        };
+        if let Ok((200, Value::Array(entries))) = c
+            .get_json_limited("sim/log", pagemill_client::client::MAX_FILE_BYTES)
+            .await
+        {
+            log.extend(entries);
+        }
+    }
+    (!log.is_empty()).then(|| compare(kept, &log))
 }
 
 /// Compares kept records (with chunk times and tags) with the simulator's `/sim/log` entries.

@@ -183,6 +183,21 @@ pub enum PromptProfile {
     Small,
 }
 
+impl std::str::FromStr for PromptProfile {
+    type Err = String;
+
+    /// `default` (or `standard`) or `small`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "default" | "standard" => Ok(Self::Standard),
+            "small" => Ok(Self::Small),
+            other => Err(format!(
+                "prompt profile `{other}`: expected default or small"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let headers: BTreeMap<&str, &str> = self

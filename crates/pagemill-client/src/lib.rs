@@ -16,7 +16,8 @@
 //! - [`runaway`]: answers that loop, caught while they stream. [`secrets`]: the keys this
 //!   process holds, removed by value from any outside text kept or shown.
 //! - [`client`]: [`Client::send`] (one attempt) and [`Client::chat`] (paced, retried).
-//! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds.
+//! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds. [`probe`]: what an endpoint supports
+//!   (`pagemill doctor`).
 
 pub mod batch;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod endpoint;
 pub mod error;
 pub mod limits;
 pub mod pricing;
+pub mod probe;
 pub mod retry;
 pub mod runaway;
 pub mod secrets;

@@ -21,7 +21,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -350,7 +349,10 @@ impl Transport {
                 return Err(RequestError::new(
                     FailureKind::Timeout,
                     ErrorClass::Transient,
-                    format!("no response headers within {}", fmt_secs(timeout)),
+                    format!(
+                        "no response headers within {}",
+                        crate::clock::human(timeout)
+                    ),
                 ));
             }
             Ok(Err(e)) => return Err(map_send_error(&e)),
@@ -372,10 +374,6 @@ impl Transport {
         });
         Ok((res, conn))
     }
-}
-
-fn fmt_secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }
 
 fn map_send_error(e: &hyper_util::client::legacy::Error) -> RequestError {

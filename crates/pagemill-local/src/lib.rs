@@ -10,6 +10,7 @@
 //!   caches fed from one FIFO queue, prefix reuse, greedy or seeded sampling, stop sequences,
 //!   grammars, a guard against runaway repetition.
 //! - `server` (feature `llama`): the OpenAI-compatible HTTP surface over the engine.
+//! - [`start`](mod@start): the model started in this process, and the endpoint that reaches it.
 
 pub mod cpu;
 #[cfg(feature = "llama")]
@@ -17,6 +18,9 @@ pub mod engine;
 pub mod model;
 #[cfg(feature = "llama")]
 pub mod server;
+pub mod start;
+
+pub use start::{LocalError, LocalSettings, start};
 
 /// True when this build can run a local model.
 pub const AVAILABLE: bool = cfg!(feature = "llama");

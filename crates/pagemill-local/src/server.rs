@@ -313,18 +313,21 @@ fn rand_seed(ns: u64) -> u32 {
     (ns ^ (ns >> 32)) as u32
 }
 
-/// Starts an engine and serves it on `options.addr`, in this process (the default endpoint).
+/// Starts an engine and serves it on `options.addr`, in this process.
 pub async fn start(
     config: crate::engine::EngineConfig,
     options: ServerOptions,
-) -> Result<(Engine, ServerHandle), String> {
+) -> Result<(Engine, ServerHandle), crate::start::LocalError> {
+    use crate::start::LocalError;
+    let path = config.model.clone();
+    let addr = options.addr;
     let engine = tokio::task::spawn_blocking(move || Engine::start(&config))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LocalError::Task(format!("the engine start task: {e}")))?
+        .map_err(|source| LocalError::Engine { path, source })?;
     let handle = serve(engine.clone(), options)
         .await
-        .map_err(|e| format!("cannot listen: {e}"))?;
+        .map_err(|source| LocalError::Listen { addr, source })?;
     Ok((engine, handle))
 }
 

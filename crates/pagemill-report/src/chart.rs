@@ -96,7 +96,7 @@ fn time_ticks(lo: f64, hi: f64) -> Vec<f64> {
 
 fn fmt_x(x: &XAxis, v: f64, span: f64) -> String {
     match x {
-        XAxis::Linear => crate::num(v),
+        XAxis::Linear => crate::fmt::num(v),
         XAxis::Time => crate::time::tick(v as i64, span as i64),
         XAxis::Labels(l) => l
             .get(v.round().max(0.0) as usize)
@@ -109,7 +109,7 @@ fn fmt_x(x: &XAxis, v: f64, span: f64) -> String {
 /// ticks 349.2, 349.6, 350.0 read so, not "349, 350, 350" (three significant digits).
 fn tick_label(v: f64, step: f64) -> String {
     if !(step.is_finite() && step > 0.0) || step >= 1.0 {
-        return crate::num(v);
+        return crate::fmt::num(v);
     }
     let decimals = (-step.log10()).ceil().clamp(0.0, 6.0) as usize;
     // A step like 0.25 needs one more decimal than its magnitude says.
@@ -358,7 +358,7 @@ pub fn scatter(
                 g.grid {
                     @for t in &yt {
                         line x1=(LEFT) x2=(W - RIGHT) y1=(format!("{:.1}", sy(*t))) y2=(format!("{:.1}", sy(*t))) {}
-                        text.ylab x=(LEFT - 6.0) y=(format!("{:.1}", sy(*t) + 4.0)) { (crate::num(*t)) }
+                        text.ylab x=(LEFT - 6.0) y=(format!("{:.1}", sy(*t) + 4.0)) { (crate::fmt::num(*t)) }
                     }
                     @for t in &xt {
                         text.xlab x=(format!("{:.1}", sx(*t))) y=(H - BOTTOM + 16.0) { (x_fmt(*t)) }
@@ -370,7 +370,7 @@ pub fn scatter(
                 @for (i, p) in shown.iter().enumerate() {
                     g class=(format!("series s{}{}", i % 8, if p.marked { " marked" } else { "" })) data-series=(i) {
                         circle.pt cx=(format!("{:.1}", sx(p.x))) cy=(format!("{:.1}", sy(p.y))) r=(if p.marked { "6" } else { "4" }) {
-                            title { (p.label) ": " (x_fmt(p.x)) " → " (crate::num(p.y)) }
+                            title { (p.label) ": " (x_fmt(p.x)) " → " (crate::fmt::num(p.y)) }
                         }
                         // Labels alternate above and below their point, so close points stay legible.
                         text.ptlab x=(format!("{:.1}", sx(p.x) - 6.0)) y=(format!("{:.1}", sy(p.y) + if i % 2 == 0 { -10.0 } else { 18.0 })) { (short(&p.label, 40)) }
@@ -425,12 +425,12 @@ mod tests {
                 marked: false,
             },
         ];
-        let out = scatter("q", "$", "F1", crate::num, &pts).into_string();
+        let out = scatter("q", "$", "F1", crate::fmt::num, &pts).into_string();
         assert_eq!(out.matches("<circle").count(), 2);
         assert_eq!(out.matches("marked").count(), 1);
         assert!(out.contains("a &lt;b&gt;"));
         assert!(
-            scatter("q", "$", "F1", crate::num, &pts[2..])
+            scatter("q", "$", "F1", crate::fmt::num, &pts[2..])
                 .into_string()
                 .contains("No data")
         );
@@ -466,7 +466,7 @@ mod tests {
             y_label: "y",
             x: XAxis::Linear,
             step: false,
-            y_fmt: crate::num,
+            y_fmt: crate::fmt::num,
             series: vec![Series {
                 name: "<script>alert(1)</script>".into(),
                 points: vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 4.0)],

@@ -9,14 +9,15 @@
 
 use base64::Engine as _;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use pagemill_bench::report::{Point, TargetReport};
+use pagemill_bench::results::{Point, TargetResults};
 use pagemill_bench::schedule::Load;
 use sha2::{Digest, Sha256};
 
 use crate::chart::{self, Line, Series, XAxis};
 use crate::documents::{DocumentView, PageView, segments};
+use crate::fmt::{count, load as load_text, ms, num, opt, pct, signed, usd};
 use crate::runs::{Pcts, RunsReport};
-use crate::{BenchInput, Report, count, load_text, num, opt, pct, time, usd};
+use crate::{BenchInput, Report, time};
 
 const CSS: &str = include_str!("../assets/report.css");
 const JS: &str = include_str!("../assets/report.js");
@@ -48,18 +49,6 @@ fn type_class(kind: &str) -> &'static str {
 /// A numeric cell: shown formatted, sorted by value.
 fn cell(v: Option<f64>, f: fn(f64) -> String) -> Markup {
     html! { td data-v=(v.map(|v| v.to_string()).unwrap_or_default()) { (opt(v, f)) } }
-}
-
-fn ms(v: f64) -> String {
-    if v >= 10_000.0 {
-        format!("{:.1} s", v / 1e3)
-    } else {
-        format!("{} ms", num(v))
-    }
-}
-
-fn signed(v: f64) -> String {
-    format!("{}{}", if v < 0.0 { "−" } else { "+" }, num(v.abs()))
 }
 
 fn share_cell(v: Option<f64>) -> Markup {
@@ -613,15 +602,15 @@ fn load_x(l: &Load) -> f64 {
 }
 
 fn lat(
-    t: &TargetReport,
+    t: &TargetResults,
     key: &str,
-    pick: fn(&pagemill_bench::report::Percentiles) -> f64,
+    pick: fn(&pagemill_bench::results::Percentiles) -> f64,
 ) -> Option<f64> {
     t.latency_ms.get(key).filter(|p| p.count > 0).map(pick)
 }
 
 fn bench_html(inputs: &[BenchInput]) -> Markup {
-    let all: Vec<(&BenchInput, &Point, &TargetReport)> = inputs
+    let all: Vec<(&BenchInput, &Point, &TargetResults)> = inputs
         .iter()
         .flat_map(|b| {
             b.report
@@ -630,7 +619,7 @@ fn bench_html(inputs: &[BenchInput]) -> Markup {
                 .flat_map(move |p| p.targets.iter().map(move |t| (b, p, t)))
         })
         .collect();
-    let label = |b: &BenchInput, p: &Point, t: &TargetReport| {
+    let label = |b: &BenchInput, p: &Point, t: &TargetResults| {
         if inputs.len() > 1 {
             format!(
                 "{} · {} · {}",
@@ -720,7 +709,7 @@ fn against_load(b: &BenchInput, title: &str, key: &str) -> Markup {
         for (suffix, pick) in [
             (
                 "p50",
-                (|p: &pagemill_bench::report::Percentiles| p.p50) as fn(&_) -> f64,
+                (|p: &pagemill_bench::results::Percentiles| p.p50) as fn(&_) -> f64,
             ),
             ("p90", |p| p.p90),
         ] {

@@ -4,7 +4,7 @@
 //! The figures are computed once, into [`Report`] (what `--format json` writes); the HTML and
 //! terminal views only present them. Sources are read, never changed: a ledger is opened
 //! read-only without its lock (a report can be made while a run writes), bench reports are the
-//! JSON files `pagemill bench --json FILE` (or `--format json`) wrote.
+//! JSON files `pagemill bench -o FILE` (or `--format json`) wrote.
 //!
 //! - [`runs`]: figures from a ledger's requests, units and runs.
 //! - [`documents`]: one document's pages with grounded entities, summaries and metadata.
@@ -12,19 +12,21 @@
 //!   entity errors placed in its pages.
 //! - [`html`] with [`chart`]: the HTML page; charts are SVG drawn here, so they show without
 //!   JavaScript, and every text goes through maud's escaping.
-//! - [`terminal`]: the same figures as tables.
+//! - [`terminal`]: every terminal view: the report's figures, `run`'s and `quote`'s summaries,
+//!   `bench`'s and `eval`'s tables; [`fmt`]: the one way numbers and untrusted text are written.
 
 use std::path::{Path, PathBuf};
 
-use pagemill_bench::report::BenchReport;
-use pagemill_bench::schedule::Load;
+use pagemill_bench::results::BenchResults;
 use pagemill_pipeline::store::{LedgerView, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub mod chart;
 pub mod documents;
 pub mod eval;
+pub mod fmt;
 pub mod html;
+pub mod rows;
 pub mod runs;
 pub mod terminal;
 mod time;
@@ -59,7 +61,7 @@ pub enum ReportError {
     },
     /// Nothing to report on.
     #[error(
-        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite), bench reports (pagemill bench --json FILE) or an eval report (pagemill eval's <out>/eval-report.json)"
+        "nothing to report on: give a ledger (pagemill run's <out>/ledger.sqlite), bench results (pagemill bench -o FILE) or an eval report (pagemill eval's <out>/eval-report.json)"
     )]
     Empty,
 }
@@ -81,7 +83,7 @@ pub struct BenchInput {
     /// The file.
     pub path: String,
     /// Its contents.
-    pub report: BenchReport,
+    pub report: BenchResults,
 }
 
 /// Everything a report shows.
@@ -141,7 +143,7 @@ pub fn read_bench(path: &Path) -> Result<BenchInput, ReportError> {
 
 /// A bench report from its JSON.
 fn bench_of(path: &Path, v: serde_json::Value) -> Result<BenchInput, ReportError> {
-    let report: BenchReport = serde_json::from_value(v).map_err(|e| ReportError::NotBench {
+    let report: BenchResults = serde_json::from_value(v).map_err(|e| ReportError::NotBench {
         path: path.into(),
         why: e.to_string(),
     })?;
@@ -204,86 +206,4 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
         return Err(ReportError::Empty);
     }
     Ok(report)
-}
-
-/// Formats US dollars as `pagemill run` and `quote` do (`$0.000228`, `$12.3400`).
-pub fn usd(v: f64) -> String {
-    pagemill_client::Money((v.max(0.0) * 1e12).round() as u64).to_string()
-}
-
-/// Formats a count with thousands separators.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Formats a number with about three significant digits, without trailing zeros.
-pub fn num(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        return "–".into();
-    }
-    if a >= 1000.0 {
-        let s = count(a.round() as u64);
-        return if v < 0.0 { format!("-{s}") } else { s };
-    }
-    if a != 0.0 && a < 0.01 {
-        return format!("{v:.2e}");
-    }
-    let s = if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
-
-/// Names a load level: `concurrency 4`, `2 req/s`, `ramp 1→8 req/s`.
-pub fn load_text(l: &Load) -> String {
-    match *l {
-        Load::Concurrency { n } => format!("concurrency {n}"),
-        Load::Rate { per_sec, .. } => format!("{} req/s", num(per_sec)),
-        Load::Ramp { from, to, .. } => format!("ramp {}→{} req/s", num(from), num(to)),
-    }
-}
-
-/// Formats a value, or `–` when there is none.
-pub(crate) fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
-    v.map_or_else(|| "–".to_owned(), f)
-}
-
-/// Formats a share as a percentage.
-pub fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(num(2.0), "2");
-        assert_eq!(num(16.45), "16.4");
-        assert_eq!(num(0.333), "0.33");
-        assert_eq!(num(1234.4), "1,234");
-        assert_eq!(num(-1234.4), "-1,234");
-        assert_eq!(num(0.000_228), "2.28e-4");
-        assert_eq!(num(f64::NAN), "–");
-        assert_eq!(count(1_000_000), "1,000,000");
-        assert_eq!(usd(0.000_228), "$0.000228");
-    }
 }

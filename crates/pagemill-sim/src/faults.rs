@@ -28,7 +28,7 @@ pub enum Fault {
 
 impl Fault {
     /// Parses a script entry; `ok` is no fault.
-    pub fn parse(name: &str) -> Result<Option<Fault>, String> {
+    pub fn parse(name: &str) -> Result<Option<Fault>, crate::SimError> {
         let quirk = |f: fn(&mut FramingQuirks)| {
             let mut q = FramingQuirks::default();
             f(&mut q);
@@ -51,7 +51,7 @@ impl Fault {
             "split_utf8" => quirk(|q| q.split_utf8 = true),
             "late_end" => quirk(|q| q.late_end = true),
             "close_after_stream" => quirk(|q| q.close_after_stream = true),
-            other => return Err(format!("unknown fault `{other}` in the profile's script")),
+            other => return Err(crate::SimError::UnknownFault(other.to_owned())),
         })
     }
 
@@ -86,7 +86,7 @@ impl Fault {
 }
 
 /// Checks a script before serving, so a typo fails at start-up rather than mid-run.
-pub fn validate(faults: &Faults) -> Result<(), String> {
+pub fn validate(faults: &Faults) -> Result<(), crate::SimError> {
     faults
         .script
         .iter()
@@ -172,6 +172,11 @@ mod tests {
             script: vec!["status_504".into()],
             ..Faults::default()
         };
-        assert!(validate(&faults).unwrap_err().contains("status_504"));
+        assert!(
+            validate(&faults)
+                .unwrap_err()
+                .to_string()
+                .contains("status_504")
+        );
     }
 }

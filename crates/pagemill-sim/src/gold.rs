@@ -173,17 +173,21 @@ fn draw(seed: u64, doc: &str, what: &str, index: usize) -> f64 {
 
 impl Gold {
     /// Reads `mode.file` and draws every fate.
-    pub(crate) fn load(mode: &GoldMode, seed: u64) -> Result<Self, String> {
-        let text = std::fs::read_to_string(&mode.file)
-            .map_err(|e| format!("gold file `{}`: {e}", mode.file.display()))?;
+    pub(crate) fn load(mode: &GoldMode, seed: u64) -> Result<Self, crate::SimError> {
+        let bad = |line: Option<usize>, why: String| crate::SimError::Gold {
+            file: mode.file.clone(),
+            line,
+            why,
+        };
+        let text = std::fs::read_to_string(&mode.file).map_err(|e| bad(None, e.to_string()))?;
         let mut docs = Vec::new();
         let mut truth = Truth::default();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let v: Value = serde_json::from_str(line)
-                .map_err(|e| format!("gold file `{}` line {}: {e}", mode.file.display(), n + 1))?;
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| bad(Some(n + 1), e.to_string()))?;
             let path = v["document"]["path"].as_str().map(str::to_owned);
             let id = v["document"]["id"].as_str().map(str::to_owned);
             let label = path.or_else(|| id.clone()).unwrap_or_else(|| "?".into());

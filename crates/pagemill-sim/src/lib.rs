@@ -18,6 +18,7 @@
 mod batch;
 pub mod cache;
 pub mod content;
+mod error;
 pub mod faults;
 pub mod gold;
 pub mod profile;
@@ -26,6 +27,7 @@ pub mod script;
 pub mod server;
 pub mod sim;
 
+pub use error::SimError;
 pub use profile::Profile;
 pub use script::Script;
 pub use server::{

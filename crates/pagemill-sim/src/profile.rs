@@ -371,18 +371,21 @@ impl Profile {
     }
 
     /// A preset name, or the path of a TOML profile.
-    pub fn load(name_or_path: &str) -> Result<Self, String> {
+    pub fn load(name_or_path: &str) -> Result<Self, crate::SimError> {
+        use crate::SimError;
         if let Some(p) = Self::preset(name_or_path) {
             return Ok(p);
         }
-        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
-            format!(
-                "`{name_or_path}` is neither a preset ({}) nor a readable file: {e}",
-                PRESETS.join(", ")
-            )
+        let text =
+            std::fs::read_to_string(name_or_path).map_err(|source| SimError::UnknownProfile {
+                name: name_or_path.to_owned(),
+                presets: PRESETS.join(", "),
+                source,
+            })?;
+        let mut profile: Self = toml::from_str(&text).map_err(|source| SimError::Profile {
+            name: name_or_path.to_owned(),
+            source,
         })?;
-        let mut profile: Self =
-            toml::from_str(&text).map_err(|e| format!("profile `{name_or_path}`: {e}"))?;
         // A gold file is named relative to the profile that names it.
         if let (Some(gold), Some(dir)) = (
             &mut profile.gold,
@@ -425,7 +428,7 @@ mod tests {
         assert_eq!(p.latency.tokens_per_chunk, 1);
         assert_eq!(p.faults.script, ["ok", "status_503"]);
         assert!(toml::from_str::<Profile>("[latency]\ndecode_tps = 5\n").is_err());
-        let err = Profile::load("no-such-preset").unwrap_err();
+        let err = Profile::load("no-such-preset").unwrap_err().to_string();
         assert!(err.contains("fast-local"), "{err}");
     }
 }

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::SimError;
 use crate::batch::BatchStore;
 use crate::cache::PrefixCache;
 use crate::content;
@@ -41,12 +42,12 @@ pub struct Sim;
 
 impl Sim {
     /// Serves `profile` on `127.0.0.1:0`.
-    pub async fn start(profile: Profile) -> std::io::Result<SimHandle> {
+    pub async fn start(profile: Profile) -> Result<SimHandle, SimError> {
         Self::start_with(profile, ServerOptions::default()).await
     }
 
     /// Serves `profile` on `addr`.
-    pub async fn start_on(addr: SocketAddr, profile: Profile) -> std::io::Result<SimHandle> {
+    pub async fn start_on(addr: SocketAddr, profile: Profile) -> Result<SimHandle, SimError> {
         let options = ServerOptions {
             addr,
             ..ServerOptions::default()
@@ -58,24 +59,20 @@ impl Sim {
     pub async fn start_with(
         profile: Profile,
         options: ServerOptions,
-    ) -> std::io::Result<SimHandle> {
-        faults::validate(&profile.faults)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    ) -> Result<SimHandle, SimError> {
+        faults::validate(&profile.faults)?;
         let gold = match &profile.gold {
-            Some(mode) => Some(
-                crate::gold::Gold::load(mode, profile.seed)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-            ),
+            Some(mode) => Some(crate::gold::Gold::load(mode, profile.seed)?),
             None => None,
         };
         let mut state = State::new(profile);
         state.gold = gold;
         let state = Arc::new(state);
-        serve_with(options, move |req, sink| {
+        Ok(serve_with(options, move |req, sink| {
             let state = state.clone();
             Box::pin(async move { state.route(req, sink).await })
         })
-        .await
+        .await?)
     }
 }
 

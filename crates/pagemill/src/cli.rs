@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use pagemill_bench::collect::SloItem;
+use pagemill_bench::experiment::{BenchError, Ramp};
 use pagemill_client::PromptProfile;
-use pagemill_pipeline::run::{FormatMode, PackSize, UngroundedPolicy};
-use pagemill_pipeline::tasks::TaskKind;
+use pagemill_local::LocalSettings;
+use pagemill_pipeline::ingest::Limits;
+use pagemill_pipeline::run::{FormatMode, PackSize, RunOptions, UngroundedPolicy};
+use pagemill_pipeline::tasks::{TaskConfig, TaskKind};
 
 /// Run documents through per-token-priced LLM endpoints cheaply, and measure those endpoints
 /// truthfully.
@@ -78,27 +82,17 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// A task name (`entities`, `summary`, `metadata`), checked as the command line is read.
-fn task_kind(s: &str) -> Result<TaskKind, String> {
-    match s.trim() {
-        "entities" => Ok(TaskKind::Entities),
-        "summary" | "summaries" => Ok(TaskKind::Summary),
-        "metadata" => Ok(TaskKind::Metadata),
-        other => Err(format!(
-            "unknown task `{other}` (entities, summary, metadata)"
-        )),
-    }
+/// A `--duration`.
+fn duration(s: &str) -> Result<std::time::Duration, BenchError> {
+    pagemill_bench::experiment::parse_duration(s)
 }
 
-/// A prompt profile name (`default` or `small`).
-fn prompt_profile(s: &str) -> Result<PromptProfile, String> {
-    match s.trim() {
-        "default" | "standard" => Ok(PromptProfile::Standard),
-        "small" => Ok(PromptProfile::Small),
-        other => Err(format!(
-            "prompt profile `{other}`: expected default or small"
-        )),
-    }
+/// `--slo`: latency objectives for goodput.
+#[derive(Debug, Clone)]
+pub struct Slos(pub Vec<SloItem>);
+
+fn slos(s: &str) -> Result<Slos, BenchError> {
+    pagemill_bench::experiment::parse_slo(s).map(Slos)
 }
 
 /// How to run the embedded local model (shared by `serve` and the default endpoint).
@@ -108,13 +102,13 @@ pub struct LocalArgs {
     #[arg(long, env = "PAGEMILL_MODEL")]
     pub model: Option<PathBuf>,
     /// CPU threads per slot (more than the idle cores makes llama.cpp much slower).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = LocalSettings::default().threads)]
     pub threads: i32,
     /// Requests decoded at once, each with its own KV cache.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = LocalSettings::default().slots)]
     pub slots: usize,
     /// Context length per slot, in tokens.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = LocalSettings::default().ctx)]
     pub ctx: u32,
 }
 
@@ -173,10 +167,10 @@ pub struct PipelineArgs {
     #[command(flatten)]
     pub work: WorkArgs,
     /// Items per request: a number, or `auto` (as many as fit --pack-tokens, up to 16).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value_t = RunOptions::default().pack)]
     pub pack: PackSize,
     /// Document tokens one packed request may carry (with --pack auto).
-    #[arg(long, default_value_t = 6000)]
+    #[arg(long, default_value_t = RunOptions::default().pack_tokens)]
     pub pack_tokens: u64,
 }
 
@@ -189,7 +183,7 @@ pub struct WorkArgs {
         long,
         value_delimiter = ',',
         default_value = "entities,summary,metadata",
-        value_parser = task_kind
+        value_parser = clap::value_parser!(TaskKind)
     )]
     pub tasks: Vec<TaskKind>,
     /// Entity types, comma-separated (default: person, organization, location, date, money,
@@ -197,16 +191,16 @@ pub struct WorkArgs {
     #[arg(long, value_delimiter = ',')]
     pub entity_types: Vec<String>,
     /// Longest summary, in words (asked of the model; `eval` checks summaries against it).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = TaskConfig::default().summary_max_words)]
     pub summary_max_words: u32,
     /// A JSON Schema file replacing the metadata schema (e.g. to add fields).
     #[arg(long)]
     pub metadata_schema: Option<PathBuf>,
     /// Characters per page for text without page breaks.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = Limits::default().text_page_chars)]
     pub page_chars: usize,
     /// Tokens a section may hold before it is split.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = Limits::default().section_tokens)]
     pub section_tokens: u64,
     /// Profile of the in-process simulator when an endpoint is `sim` (a preset, or a TOML
     /// file; its `[gold]` section makes it answer from a gold file).
@@ -239,22 +233,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Re-asks of a unit whose answer is unusable, before it is dead-lettered.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = RunOptions::default().max_reasks)]
     pub max_reasks: u32,
     /// Structured output: auto (json_schema, falling back when refused), json_schema,
     /// json_object or text.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value_t = RunOptions::default().format)]
     pub response_format: FormatMode,
     /// Values the document does not back (mentions and metadata not found in it, `date` or
     /// `money` mentions that are neither): drop (counted by reason in each document's
     /// `dropped`) or keep-flagged. Values from the prompt's examples are dropped either way.
-    #[arg(long, default_value = "drop")]
+    #[arg(long, default_value_t = UngroundedPolicy::default())]
     pub ungrounded: UngroundedPolicy,
     /// Send through the endpoint's batch API (OpenAI-style), polling until done.
     #[arg(long)]
     pub batch: bool,
     /// Seconds between batch polls.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = RunOptions::default().batch_poll.as_secs_f64())]
     pub batch_poll: f64,
     /// Ask for whole answers instead of streams.
     #[arg(long)]
@@ -262,9 +256,10 @@ pub struct RunArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Print the run summary as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// What to print: the summary as text or JSON, or every entity mention of the run's
+    /// documents as JSONL or CSV rows (document, page, offsets, type, text, grounding).
+    #[arg(long, value_enum, default_value_t = RowFormat::Text)]
+    pub format: RowFormat,
 }
 
 /// What `pagemill report` writes.
@@ -274,12 +269,14 @@ pub enum ReportFormat {
     Html,
     /// The figures as JSON (schemas/report.schema.json).
     Json,
+    /// Tables on standard output.
+    Text,
 }
 
 /// `pagemill report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A ledger (`pagemill run`'s `<out>/ledger.sqlite`), bench reports (`pagemill bench --json
+    /// A ledger (`pagemill run`'s `<out>/ledger.sqlite`), bench results (`pagemill bench -o
     /// FILE`) and/or an eval report (`pagemill eval`'s `<out>/eval-report.json`), told apart by
     /// their contents [default: pagemill-out/ledger.sqlite].
     pub inputs: Vec<PathBuf>,
@@ -287,12 +284,13 @@ pub struct ReportArgs {
     /// standard output].
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// Print the figures as tables instead (with --document: that document page by page).
-    #[arg(long)]
-    pub terminal: bool,
-    /// HTML or JSON.
+    /// An HTML page (written to --out), the figures as JSON, or tables on the terminal (with
+    /// --document: that document page by page).
     #[arg(long, value_enum, default_value = "html")]
     pub format: ReportFormat,
+    /// The same as `--format text`.
+    #[arg(long, hide = true)]
+    pub terminal: bool,
     /// Show documents whose path contains this, or whose id starts with it (repeatable).
     #[arg(long)]
     pub document: Vec<String>,
@@ -316,9 +314,9 @@ pub struct QuoteArgs {
     /// Pages a day, for the monthly figure.
     #[arg(long)]
     pub pages_per_day: Option<u64>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Print the quotes as text or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `pagemill chat`.
@@ -342,9 +340,10 @@ pub struct ChatArgs {
     /// Ask for the whole answer at once instead of streaming it.
     #[arg(long)]
     pub no_stream: bool,
-    /// Print the full record (answer, timeline, usage, cost) as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Print the answer and one line of figures, or the full record (answer, timeline, usage,
+    /// cost) as JSON.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `pagemill doctor`.
@@ -353,9 +352,9 @@ pub struct DoctorArgs {
     /// Check only these endpoints (default: all configured).
     #[arg(long, short)]
     pub endpoint: Vec<String>,
-    /// Print the results as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Print the checks as text or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// `pagemill sim`.
@@ -423,13 +422,28 @@ pub enum ExperimentKind {
     Trim,
 }
 
-/// Output format.
+/// What a command prints on standard output: `--format`, on every command. Files a command
+/// writes (results, reports) are named by `--out`/`-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Tables.
+    /// Tables and lines to read.
     Text,
-    /// The JSON report.
+    /// One JSON document (each command's schema is in `schemas/`).
     Json,
+}
+
+/// `--format` of the commands whose results are also rows (`run`: entity mentions; `bench`:
+/// requests), for loading into a dataframe or warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowFormat {
+    /// Tables and lines to read.
+    Text,
+    /// One JSON document.
+    Json,
+    /// One JSON object a row.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
 }
 
 /// `pagemill bench`.
@@ -492,7 +506,7 @@ pub struct BenchArgs {
     pub burstiness: f64,
     /// A linear rate ramp `FROM:TO:SECONDS`.
     #[arg(long, conflicts_with_all = ["concurrency", "rate"])]
-    pub ramp: Option<String>,
+    pub ramp: Option<Ramp>,
     /// Run at each of these concurrencies, e.g. `1,4,16,64`.
     #[arg(long, value_delimiter = ',')]
     pub sweep_concurrency: Vec<usize>,
@@ -505,9 +519,9 @@ pub struct BenchArgs {
     /// Requests per run, warm-up included (default 100 when no --duration).
     #[arg(long, short = 'n')]
     pub requests: Option<u64>,
-    /// Length of each run, e.g. `30s`, `2m`.
-    #[arg(long)]
-    pub duration: Option<String>,
+    /// Length of each run, e.g. `30s`, `2m`, `1m30s`, `1h`.
+    #[arg(long, value_parser = duration)]
+    pub duration: Option<std::time::Duration>,
     /// Unmeasured requests at the start of each run.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
@@ -515,8 +529,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
     /// SLOs for goodput, e.g. `ttft_p99=500ms,tpot_p99=50ms`.
-    #[arg(long)]
-    pub slo: Option<String>,
+    #[arg(long, value_parser = slos)]
+    pub slo: Option<Slos>,
     /// For cost per month.
     #[arg(long)]
     pub pages_per_day: Option<f64>,
@@ -535,12 +549,13 @@ pub struct BenchArgs {
     /// Same prompts at temperature 0 to every endpoint: exact-match and JSON-field agreement.
     #[arg(long, default_value_t = 0)]
     pub agreement: u64,
-    /// Print tables or the JSON report.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write the JSON report here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    /// What to print: tables, the results as JSON, or every request's record as JSONL or CSV
+    /// rows.
+    #[arg(long, value_enum, default_value_t = RowFormat::Text)]
+    pub format: RowFormat,
+    /// Also write the results as JSON here (what `pagemill report` reads).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
     /// Write every request's record here (JSONL).
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -575,7 +590,7 @@ pub struct EvalArgs {
     pub pack: Vec<PackSize>,
     /// Prompt profiles to compare, comma-separated (`default,small`; default: each endpoint's
     /// own).
-    #[arg(long, value_delimiter = ',', value_parser = prompt_profile)]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(PromptProfile))]
     pub prompt_profile: Vec<PromptProfile>,
     /// Structured output modes to compare, comma-separated (auto, json_schema, json_object,
     /// text).
@@ -665,10 +680,10 @@ pub struct IngestArgs {
     #[arg(long)]
     pub dump: Option<PathBuf>,
     /// Characters per page for text without page breaks (HTML, Markdown, plain text, DOCX).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = Limits::default().text_page_chars)]
     pub page_chars: usize,
     /// Tokens a section may hold before it is split.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = Limits::default().section_tokens)]
     pub section_tokens: u64,
     /// List every page, not only the ones that need attention.
     #[arg(long)]

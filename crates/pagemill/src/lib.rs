@@ -5,11 +5,12 @@
 //! - [`settings`]: endpoint resolution — configuration file, environment, or the in-process
 //!   simulator when nothing is configured.
 //! - [`commands`]: one module per command.
-//! - [`printer`]: number formatting shared by the commands.
+//!
+//! Every view (tables, numbers, text made inert) is `pagemill_report::terminal` and
+//! `pagemill_report::fmt`; what each command does is a library call.
 
 pub mod cli;
 pub mod commands;
-pub mod printer;
 pub mod settings;
 
 use std::process::ExitCode;
@@ -62,6 +63,13 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
         }
         if cause.is::<ClientError>() || cause.is::<pagemill_client::RequestError>() {
             return exit::ENDPOINT;
+        }
+        // Errors that wrap a client error transparently (their chain skips it).
+        if let Some(pagemill_bench::experiment::BenchError::Client(_)) = cause.downcast_ref() {
+            return exit::ENDPOINT;
+        }
+        if let Some(pagemill_local::LocalError::Task(_)) = cause.downcast_ref() {
+            return exit::INTERNAL;
         }
         if cause.is::<std::io::Error>()
             || cause.is::<pagemill_pipeline::store::StoreError>()

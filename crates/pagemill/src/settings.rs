@@ -13,7 +13,7 @@ use crate::cli::GlobalArgs;
 /// The built-in simulator's endpoint name.
 pub const SIM_ENDPOINT: &str = "sim";
 /// The embedded local model's endpoint name.
-pub const LOCAL_ENDPOINT: &str = "local";
+pub const LOCAL_ENDPOINT: &str = pagemill_local::start::ENDPOINT_NAME;
 
 /// Endpoints ready to use, and the in-process servers behind `sim` / `local` if started.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ pub async fn resolve_with(
                  using the in-process simulator `{SIM_ENDPOINT}`"
             );
         }
-        let profile = Profile::load(sim_profile).map_err(anyhow::Error::msg)?;
+        let profile = Profile::load(sim_profile)?;
         let model = profile.model.clone();
         let handle = Sim::start(profile)
             .await
@@ -113,15 +113,8 @@ fn with_builtins(e: ClientError) -> ClientError {
     }
 }
 
-#[cfg(feature = "local")]
 async fn start_local() -> anyhow::Result<(ServerHandle, Endpoint)> {
-    let args = crate::cli::LocalArgs::from_env();
-    crate::commands::local::start(&args, std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await
-}
-
-#[cfg(not(feature = "local"))]
-async fn start_local() -> anyhow::Result<(ServerHandle, Endpoint)> {
-    anyhow::bail!(
-        "this pagemill was built without the local model (--no-default-features): use `-e sim` or configure an endpoint"
-    )
+    let settings = pagemill_local::LocalSettings::from_env();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(pagemill_local::start(&settings, loopback, None, crate::commands::local::say).await?)
 }

@@ -6,8 +6,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::EvalReport;
+use serde_json::{Value, json};
+
 use super::score::DocumentScores;
+use super::{EvalReport, REPORT_SCHEMA_VERSION};
 
 /// Fewest documents a verdict is given on.
 pub const MIN_DOCUMENTS: usize = 5;
@@ -87,6 +89,21 @@ impl Difference {
     /// documents, never told apart: resampling two or three documents gives an interval far
     /// narrower than the truth (two documents both worse bound it away from 0).
     pub fn verdict(&self) -> i8 {
+        self.told()
+    }
+
+    /// [`Difference::verdict`] as a word: `better`, `worse`, `not_told_apart`, or
+    /// `too_few_documents` to tell.
+    pub fn verdict_name(&self) -> &'static str {
+        match self.told() {
+            1 => "better",
+            -1 => "worse",
+            _ if self.documents < MIN_DOCUMENTS => "too_few_documents",
+            _ => "not_told_apart",
+        }
+    }
+
+    fn told(&self) -> i8 {
         if self.documents < MIN_DOCUMENTS {
             0
         } else if self.low > 0.0 {
@@ -227,6 +244,98 @@ pub fn costs_per_page(runs: &[&serde_json::Value]) -> (Vec<f64>, bool) {
         })
         .collect();
     (costs, by_dollars)
+}
+
+/// One configuration, scored: what `pagemill eval` compares.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// How it is named in tables.
+    pub name: String,
+    /// Endpoint, pack, prompt profile and format (run mode), or the results directory.
+    pub setting: Value,
+    /// Its scores against the gold.
+    pub report: EvalReport,
+    /// Tokens, cost and latency a page (a [`super::spend::Spend`], or a run summary's figures).
+    pub run: Value,
+}
+
+/// Configurations side by side: each against the first, and the Pareto front of cost against
+/// overall quality.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Per configuration after the first, on each metric both have: its name and B − A.
+    pub differences: Vec<(String, Difference)>,
+    /// Whether each configuration is on the Pareto front.
+    pub front: Vec<bool>,
+    /// Each configuration's [`overall`] quality (0 when it has none).
+    pub quality: Vec<f64>,
+    /// Costs are dollars a page (else prompt + completion tokens a page).
+    pub by_dollars: bool,
+}
+
+/// Compares `configs`: each with the first, paired by document, and all on cost and quality.
+pub fn compare(configs: &[Scored]) -> Comparison {
+    let differences = match configs.first() {
+        None => Vec::new(),
+        Some(first) => configs
+            .iter()
+            .skip(1)
+            .flat_map(|c| {
+                Metric::ALL
+                    .iter()
+                    .filter_map(|&m| difference(&first.report, &c.report, m))
+                    .map(|d| (c.name.clone(), d))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    };
+    let runs: Vec<&Value> = configs.iter().map(|c| &c.run).collect();
+    let (costs, by_dollars) = costs_per_page(&runs);
+    let quality: Vec<f64> = configs
+        .iter()
+        .map(|c| overall(&c.report).unwrap_or(0.0))
+        .collect();
+    let points: Vec<(f64, f64)> = costs.into_iter().zip(quality.iter().copied()).collect();
+    Comparison {
+        differences,
+        front: pareto_front(&points),
+        quality,
+        by_dollars,
+    }
+}
+
+impl Comparison {
+    /// The eval report (`schemas/eval-report.schema.json`): one configuration's report with its
+    /// run figures, or every configuration with its setting, overall quality and place on the
+    /// front, and the differences with their verdicts.
+    pub fn to_json(&self, configs: &[Scored]) -> Result<Value, serde_json::Error> {
+        let with_run = |c: &Scored| -> Result<Value, serde_json::Error> {
+            let mut v = serde_json::to_value(&c.report)?;
+            v["run"] = c.run.clone();
+            Ok(v)
+        };
+        if let [only] = configs {
+            return with_run(only);
+        }
+        let mut list = Vec::new();
+        for ((c, on_front), quality) in configs.iter().zip(&self.front).zip(&self.quality) {
+            list.push(
+                json!({"results": c.name, "setting": c.setting, "report": with_run(c)?,
+                             "overall": quality, "pareto_front": on_front}),
+            );
+        }
+        let against = configs.first().map(|c| c.name.as_str()).unwrap_or_default();
+        let mut diffs = Vec::new();
+        for (name, d) in &self.differences {
+            let mut v = serde_json::to_value(d)?;
+            v["verdict"] = json!(d.verdict_name());
+            v["results"] = json!(name);
+            v["against"] = json!(against);
+            diffs.push(v);
+        }
+        Ok(json!({"schema_version": REPORT_SCHEMA_VERSION,
+                  "configurations": list, "differences": diffs}))
+    }
 }
 
 /// Which of `(cost, quality)` points are on the Pareto front: no other point is at most as

@@ -1,12 +1,17 @@
 //! Quality measured next to cost: gold annotations in an open JSONL format ([`gold`]) and the
 //! scores of a run's results against them ([`score`]).
 //!
+//! [`compare`] puts configurations side by side (paired bootstrap, Pareto front); [`spend`]
+//! reads a configuration's tokens, cost and latency from the ledger; [`results`] reads
+//! finished runs back; [`import`] turns CoNLL/BIO and CSV into gold.
+//!
 //! The scorer reads what a run wrote (the per-document result JSON), not the pipeline's
 //! internals, so it scores any run — of any endpoint, prompt or pack size — the same way.
 
 pub mod compare;
 pub mod gold;
 pub mod import;
+pub mod results;
 pub mod score;
 pub mod spend;
 pub mod text;

@@ -721,6 +721,24 @@ pub struct Sources {
     pub summary_max_words: Option<u32>,
 }
 
+impl Sources {
+    /// Each section's title and text of `docs`, for source support, and the word limit.
+    pub fn of(docs: &[crate::ingest::Document], summary_max_words: u32) -> Self {
+        let mut s = Self {
+            summary_max_words: Some(summary_max_words),
+            ..Self::default()
+        };
+        for d in docs {
+            for sec in &d.sections {
+                let text = d.text.get(sec.range.0..sec.range.1).unwrap_or("").trim();
+                s.sections
+                    .insert((d.id.clone(), sec.id), (sec.title.clone(), text.to_owned()));
+            }
+        }
+        s
+    }
+}
+
 /// One document's scores.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DocumentScores {

@@ -12,101 +12,18 @@ pub mod markdown;
 pub mod pdf;
 pub mod text;
 
+mod document;
+pub mod headings;
+mod read;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sections::{self, Section};
+use crate::sections;
+pub use document::{DocKind, Document, Heading, Page, Quality};
 pub use hints::Hints;
-
-/// What a file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DocKind {
-    /// PDF.
-    Pdf,
-    /// HTML.
-    Html,
-    /// Markdown.
-    Markdown,
-    /// Plain text.
-    Text,
-    /// Word (OOXML).
-    Docx,
-}
-
-/// How readable a page's text is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quality {
-    /// Enough ordinary text.
-    Ok,
-    /// Little or no text: likely a scan that needs OCR, or a figure.
-    NeedsOcr,
-    /// Text that is mostly not words (bad font encodings): needs OCR to be useful.
-    Garbled,
-    /// Extraction failed; see the page's `failure`.
-    Failed,
-}
-
-/// One page of a document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Page {
-    /// 1-based page number.
-    pub number: u32,
-    /// The page's text (headers and footers removed, hyphenation at line ends joined).
-    pub text: String,
-    /// Byte range of this page in [`Document::text`].
-    pub range: (usize, usize),
-    /// Characters on the page.
-    pub chars: usize,
-    /// Readability.
-    pub quality: Quality,
-    /// Why extraction failed, if it did.
-    pub failure: Option<String>,
-    /// Header and footer lines found on most pages and removed from `text`.
-    pub furniture: Vec<String>,
-}
-
-/// A heading the format marked (HTML `h1`–`h6`, Markdown `#`, DOCX heading styles) or the text
-/// shows (numbered headings such as `2.1 Title` in PDFs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heading {
-    /// Title text.
-    pub title: String,
-    /// 1 for top level.
-    pub level: u8,
-    /// Byte offset in [`Document::text`] where the heading's line starts.
-    pub offset: usize,
-}
-
-/// A document, ready for the pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Document {
-    /// Content hash of the file's bytes (BLAKE3, hex): the same file has the same id anywhere.
-    pub id: String,
-    /// Where it came from.
-    pub path: PathBuf,
-    /// Detected type.
-    pub kind: DocKind,
-    /// Text encoding found (text formats), e.g. `utf-8`, `utf-16le`, `windows-1252 (detected)`,
-    /// `iso-8859-2 (declared)`.
-    pub encoding: Option<String>,
-    /// All page texts, joined by a blank line; every range points into this.
-    pub text: String,
-    /// Pages, in order.
-    pub pages: Vec<Page>,
-    /// Headings, in order.
-    pub headings: Vec<Heading>,
-    /// Sections: a partition of `text` (every character in exactly one).
-    pub sections: Vec<Section>,
-    /// Things the reader should know (limits hit, encodings guessed, pages failed).
-    pub warnings: Vec<String>,
-    /// Metadata candidates from the file's form (PDF properties, first-page layout, HTML
-    /// `<title>`), for the metadata task to choose among.
-    #[serde(default)]
-    pub hints: Hints,
-}
+pub use read::{Read, read_all};
 
 /// Why a file could not be ingested at all.
 #[derive(Debug, thiserror::Error)]

@@ -94,7 +94,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
     // Plain text has no markup: its structure is its numbering (`1. Scope`, `2.1 Terms`).
     for (page, (t, _)) in ex.pages.iter().enumerate() {
         ex.headings.extend(
-            super::pdf::numbered_headings(t)
+            super::headings::numbered_headings(t)
                 .into_iter()
                 .map(|(o, title, l)| (page, o, title, l)),
         );

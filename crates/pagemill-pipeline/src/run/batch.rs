@@ -93,7 +93,7 @@ async fn run_batch(
     let mut batch = client.create_batch(&file).await?;
     tracing::info!(batch = %batch.id, "batch submitted");
     while !batch.is_finished() {
-        if shared.progress.stop.load(Ordering::Relaxed) {
+        if shared.progress.stop.is_cancelled() {
             break;
         }
         tokio::time::sleep(shared.opts.batch_poll).await;

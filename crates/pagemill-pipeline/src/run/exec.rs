@@ -201,7 +201,7 @@ impl Shared {
     /// Takes the next job, packing fresh units under the current pack size and token budget.
     pub(crate) fn take(&self) -> Option<Job> {
         let mut q = self.queue();
-        if q.error.is_some() || self.progress.stop.load(Ordering::Relaxed) {
+        if q.error.is_some() || self.progress.stop.is_cancelled() {
             return None;
         }
         let job = if let Some(job) = q.jobs.pop_front() {
@@ -255,15 +255,17 @@ impl Shared {
                 None => {
                     let idle = {
                         let q = self.queue();
-                        q.in_flight == 0
-                            || q.error.is_some()
-                            || self.progress.stop.load(Ordering::Relaxed)
+                        q.in_flight == 0 || q.error.is_some() || self.progress.stop.is_cancelled()
                     };
                     if idle {
                         self.notify.notify_waiters();
                         return;
                     }
-                    notified.await;
+                    // Woken by finished work, or by a stop (which then finds the run idle).
+                    tokio::select! {
+                        () = notified => {}
+                        () = self.progress.stop.cancelled() => {}
+                    }
                 }
             }
         }

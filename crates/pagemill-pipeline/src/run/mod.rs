@@ -6,8 +6,10 @@
 //!   back, give up with a reason), committing.
 //! - `batch`: the same through an OpenAI-style batch API.
 //! - [`grounding`]: mentions placed in their pages; mentions merged into entities.
-//! - [`output`]: per-document results and the run summary, from the ledger alone.
+//! - [`output`]: per-document results and the run summary, from the ledger alone; their files
+//!   (named the same on every run, written whole or not at all); mentions as flat rows.
 //! - [`quote`]: tokens and cost before running.
+//! - [`setup`]: the tasks asked for, fitted to how the endpoint's model is prompted.
 
 mod batch;
 pub mod checks;
@@ -16,10 +18,11 @@ pub mod grounding;
 pub mod output;
 pub mod plan;
 pub mod quote;
+pub mod setup;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pagemill_client::Client;
@@ -54,6 +57,15 @@ impl std::str::FromStr for PackSize {
     }
 }
 
+impl std::fmt::Display for PackSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(n) => write!(f, "{n}"),
+            Self::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// How answers are asked to be JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +94,17 @@ impl std::str::FromStr for FormatMode {
                     "`{s}`: expected auto, json_schema, json_object or text"
                 ));
             }
+        })
+    }
+}
+
+impl std::fmt::Display for FormatMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::JsonSchema => "json_schema",
+            Self::JsonObject => "json_object",
+            Self::Text => "text",
         })
     }
 }
@@ -182,12 +205,13 @@ pub struct TaskStats {
     pub failed_requests: AtomicU64,
 }
 
-/// Live counters of a run, for progress bars and the summary; `stop` asks the run to finish
-/// what is in flight and take nothing new.
+/// Live counters of a run, for progress bars and the summary; cancelling `stop` asks the run to
+/// finish what is in flight, take nothing new, and write its results (the same token stops a
+/// benchmark: Ctrl-C drains the same way everywhere).
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Set to stop taking new work.
-    pub stop: AtomicBool,
+    /// Cancelled to stop taking new work.
+    pub stop: tokio_util::sync::CancellationToken,
     /// Units by task (entities, summary, metadata): in the plan.
     pub total: [AtomicU64; 3],
     /// Units finished by an earlier run.

@@ -26,6 +26,22 @@ pub enum TaskKind {
     Metadata,
 }
 
+impl std::str::FromStr for TaskKind {
+    type Err = String;
+
+    /// `entities`, `summary` (or `summaries`), `metadata`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "entities" => Ok(Self::Entities),
+            "summary" | "summaries" => Ok(Self::Summary),
+            "metadata" => Ok(Self::Metadata),
+            other => Err(format!(
+                "unknown task `{other}` (entities, summary, metadata)"
+            )),
+        }
+    }
+}
+
 impl TaskKind {
     /// The task's name, as in unit keys and file names.
     pub fn name(self) -> &'static str {

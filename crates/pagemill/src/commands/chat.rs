@@ -7,9 +7,9 @@ use anyhow::Context;
 use pagemill_client::endpoint::PromptProfile;
 use pagemill_client::{ChatRequest, Client, Exchange, Message};
 
-use crate::cli::{ChatArgs, GlobalArgs};
-use crate::printer;
+use crate::cli::{ChatArgs, Format, GlobalArgs};
 use crate::settings;
+use pagemill_report::fmt;
 
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode> {
@@ -39,7 +39,7 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
     let outcome = client.chat(&req).await;
     let ex = &outcome.last;
     let mut stdout = std::io::stdout().lock();
-    if args.json {
+    if args.format == Format::Json {
         let record = serde_json::json!({
             "endpoint": client.endpoint().name,
             "attempts": outcome.retried.len() + 1,
@@ -77,20 +77,20 @@ pub fn summary_line(ex: &Exchange, retries: usize) -> String {
         Some(c) if c.reused => "connection reused".to_owned(),
         Some(c) => format!(
             "new connection ({})",
-            printer::opt_duration(c.connect_ns.map(std::time::Duration::from_nanos))
+            fmt::opt_duration(c.connect_ns.map(std::time::Duration::from_nanos))
         ),
         None => "connection n/a".to_owned(),
     };
     let mut parts = vec![
-        format!("ttft {}", printer::opt_duration(ex.timeline.ttft())),
-        format!("total {}", printer::opt_duration(ex.timeline.total())),
-        format!("prompt {}", printer::count(ex.usage.prompt)),
-        format!("cached {}", printer::count(ex.usage.cached_prompt)),
-        format!("completion {}", printer::count(ex.usage.completion)),
-        format!("decode {}", printer::rate(ex.decode_tokens_per_sec())),
-        format!("e2e {}", printer::rate(ex.e2e_tokens_per_sec())),
+        format!("ttft {}", fmt::opt_duration(ex.timeline.ttft())),
+        format!("total {}", fmt::opt_duration(ex.timeline.total())),
+        format!("prompt {}", fmt::tokens(ex.usage.prompt)),
+        format!("cached {}", fmt::tokens(ex.usage.cached_prompt)),
+        format!("completion {}", fmt::tokens(ex.usage.completion)),
+        format!("decode {}", fmt::rate(ex.decode_tokens_per_sec())),
+        format!("e2e {}", fmt::rate(ex.e2e_tokens_per_sec())),
         conn,
-        format!("cost {}", printer::cost(ex.cost.map(|c| c.total))),
+        format!("cost {}", fmt::cost(ex.cost.map(|c| c.total))),
     ];
     if ex.cost.is_some_and(|c| c.cached_unreported) {
         parts.push("(cache unreported: cost is an upper bound)".into());

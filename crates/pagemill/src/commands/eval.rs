@@ -9,32 +9,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use comfy_table::Table;
 use pagemill_client::{Client, PromptProfile};
-use pagemill_pipeline::eval::compare::{self, Difference, Metric};
+use pagemill_pipeline::eval::compare::{self, Scored};
 use pagemill_pipeline::eval::gold::{DocRef, GoldDocument};
-use pagemill_pipeline::eval::score::{Counts, Sources};
-use pagemill_pipeline::eval::{EvalReport, evaluate, gold, import, spend};
-use pagemill_pipeline::ingest::Document;
+use pagemill_pipeline::eval::score::Sources;
+use pagemill_pipeline::eval::{evaluate, gold, import, results, spend};
+use pagemill_pipeline::run::output::{write_atomic, write_results};
 use pagemill_pipeline::run::{PackSize, Progress, UngroundedPolicy};
+use pagemill_report::terminal;
 use serde_json::{Value, json};
 
 use crate::cli::{
     EvalArgs, EvalCommand, EvalImportArgs, EvalInitArgs, Format, GlobalArgs, PipelineArgs,
 };
-use crate::commands::run::{open_store, prepare, result_files, write_atomic};
+use crate::commands::run::{open_store, prepare};
 use crate::settings;
-
-/// One configuration, scored.
-struct Scored {
-    /// How it is named in tables.
-    name: String,
-    /// Endpoint, pack, prompt profile and format (run mode), or the results directory.
-    setting: Value,
-    report: EvalReport,
-    /// Tokens, cost and latency a page.
-    run: Value,
-}
 
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<ExitCod
 async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result<Vec<Scored>> {
     let mut configs = Vec::new();
     for dir in &args.results {
-        let (results, summary) = read_results(dir)?;
+        let results::Finished { results, summary } = results::read(dir)?;
         // The documents, read again where they still are, for the summaries' source support.
         let paths: Vec<PathBuf> = results
             .iter()
@@ -101,16 +90,12 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
                 }
             }
         };
-        let report = evaluate(gold, &results, &sources(&docs, args.work.summary_max_words));
-        let run = json!({
-            "prompt_tokens_per_page": summary["prompt_tokens_per_page"],
-            "completion_tokens_per_page": summary["completion_tokens_per_page"],
-            "cached_share": summary["cached_share"],
-            "cost_per_page_usd": summary["cost_per_page_usd"],
-            "wall_secs": summary["wall_secs"],
-            "documents": summary["documents"],
-            "complete_documents": summary["complete_documents"],
-        });
+        let report = evaluate(
+            gold,
+            &results,
+            &Sources::of(&docs, args.work.summary_max_words),
+        );
+        let run = results::figures(&summary);
         let name = dir.display().to_string();
         configs.push(Scored {
             setting: json!({ "results": name }),
@@ -120,22 +105,6 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
         });
     }
     Ok(configs)
-}
-
-/// Each section's title and text, for source support.
-fn sources(docs: &[Document], summary_max_words: u32) -> Sources {
-    let mut s = Sources {
-        summary_max_words: Some(summary_max_words),
-        ..Sources::default()
-    };
-    for d in docs {
-        for sec in &d.sections {
-            let text = d.text.get(sec.range.0..sec.range.1).unwrap_or("").trim();
-            s.sections
-                .insert((d.id.clone(), sec.id), (sec.title.clone(), text.to_owned()));
-        }
-    }
-    s
 }
 
 /// One configuration to run.
@@ -177,7 +146,7 @@ async fn run_configurations(
     };
     let mut prepared = prepare(&pipeline).await?;
     for (path, why) in &prepared.skipped {
-        eprintln!("skipped {}", crate::printer::skipped(path, why));
+        eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
     }
     if prepared.docs.is_empty() {
         anyhow::bail!("no readable documents among the inputs");
@@ -196,7 +165,7 @@ async fn run_configurations(
             for profile in &profiles {
                 for &format in formats {
                     let profile = profile.unwrap_or(ep.prompt_profile);
-                    let (tasks, mut opts) = prepared.fitted(profile)?;
+                    let (tasks, mut opts) = prepared.setup.fitted(profile)?;
                     opts.pack = pack;
                     if let PackSize::Fixed(n) = pack {
                         opts.max_pack = n;
@@ -249,7 +218,18 @@ async fn run_configurations(
     );
     let mut outcomes: Vec<Option<pagemill_pipeline::run::RunOutcome>> =
         (0..plans.len()).map(|_| None).collect();
-    let progress: Vec<Arc<Progress>> = plans.iter().map(|_| Arc::default()).collect();
+    let stop = crate::commands::stop_on_ctrl_c(
+        "stopping: no new requests; finishing those in flight, then scoring what is done (the ledger keeps every finished result)",
+    );
+    let progress: Vec<Arc<Progress>> = plans
+        .iter()
+        .map(|_| {
+            Arc::new(Progress {
+                stop: stop.clone(),
+                ..Progress::default()
+            })
+        })
+        .collect();
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| bar(&progress));
     let mut set = tokio::task::JoinSet::new();
     for (i, plan) in plans.iter().enumerate() {
@@ -288,29 +268,18 @@ async fn run_configurations(
         b.abort();
     }
     let requests = ledger.requests()?;
-    let sources = sources(&docs, args.work.summary_max_words);
+    let sources = Sources::of(&docs, args.work.summary_max_words);
     let mut configs = Vec::new();
     for (plan, outcome) in plans.iter().zip(outcomes) {
         let outcome = outcome.context("a configuration did not finish")?;
         let dir = args.out.join(slug(&plan.name));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
-        let mut results = Vec::new();
-        let files = result_files(
-            &dir,
-            outcome
-                .documents
-                .iter()
-                .map(|d| (d.path.as_str(), d.id.as_str())),
-        );
-        for (d, file) in outcome.documents.iter().zip(&files) {
-            let v = serde_json::to_value(d)?;
-            write_atomic(file, serde_json::to_string_pretty(&v)?.as_bytes())?;
-            results.push(v);
-        }
-        write_atomic(
-            &dir.join("run-summary.json"),
-            serde_json::to_string_pretty(&outcome.summary)?.as_bytes(),
-        )?;
+        write_results(&dir, &outcome.documents, &outcome.summary)?;
+        let results = outcome
+            .documents
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let s = &outcome.summary;
         let keys: HashSet<String> = outcome.keys.iter().cloned().collect();
         // Pages the work covers: without entities, every page (none is "skipped" for content).
@@ -390,53 +359,10 @@ fn slug(name: &str) -> String {
 }
 
 /// Prints one configuration's report, or the table of several with their Pareto front and
-/// differences.
+/// differences; saves the eval report when `save` names a file.
 fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Result<()> {
-    let differences: Vec<(String, Difference)> = configs
-        .iter()
-        .skip(1)
-        .flat_map(|c| {
-            let first = &configs[0].report;
-            Metric::ALL
-                .iter()
-                .filter_map(move |&m| compare::difference(first, &c.report, m))
-                .map(move |d| (c.name.clone(), d))
-        })
-        .collect();
-    let runs: Vec<&Value> = configs.iter().map(|c| &c.run).collect();
-    let (costs, by_dollars) = compare::costs_per_page(&runs);
-    let points: Vec<(f64, f64)> = configs
-        .iter()
-        .zip(costs)
-        .map(|(c, cost)| (cost, compare::overall(&c.report).unwrap_or(0.0)))
-        .collect();
-    let front = compare::pareto_front(&points);
-    let json = if configs.len() == 1 {
-        let c = &configs[0];
-        let mut v = serde_json::to_value(&c.report)?;
-        v["run"] = c.run.clone();
-        v
-    } else {
-        let mut list = Vec::new();
-        for ((c, on_front), (_, quality)) in configs.iter().zip(&front).zip(&points) {
-            let mut v = serde_json::to_value(&c.report)?;
-            v["run"] = c.run.clone();
-            list.push(json!({"results": c.name, "setting": c.setting, "report": v,
-                             "overall": quality, "pareto_front": on_front}));
-        }
-        let diffs: Vec<Value> = differences
-            .iter()
-            .map(|(name, d)| {
-                let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-                v["verdict"] = json!(verdict(d));
-                v["results"] = json!(name);
-                v["against"] = json!(configs[0].name);
-                v
-            })
-            .collect();
-        json!({"schema_version": pagemill_pipeline::eval::REPORT_SCHEMA_VERSION,
-               "configurations": list, "differences": diffs})
-    };
+    let cmp = compare::compare(configs);
+    let json = cmp.to_json(configs)?;
     if let Some(path) = save {
         write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
         eprintln!(
@@ -445,122 +371,23 @@ fn print(configs: &[Scored], format: Format, save: Option<&Path>) -> anyhow::Res
         );
     }
     let mut out = std::io::stdout().lock();
-    match format {
-        Format::Json => {
+    match (format, configs) {
+        (Format::Json, _) => {
             serde_json::to_writer_pretty(&mut out, &json)?;
             writeln!(out)?;
         }
-        Format::Text if configs.len() == 1 => {
-            write!(out, "{}", text_report(&configs[0].report, &configs[0].run))?;
+        (Format::Text, [only]) => {
+            write!(out, "{}", terminal::eval::single(&only.report, &only.run))?;
         }
-        Format::Text => {
-            write!(out, "{}", table(configs, &front))?;
-            writeln!(
-                out,
-                "* on the Pareto front: no other configuration is both {} and better overall",
-                if by_dollars {
-                    "cheaper"
-                } else {
-                    "lighter (tokens a page)"
-                }
-            )?;
-            writeln!(
-                out,
-                "against {} (B − A, 95% interval, paired by document):",
-                configs[0].name
-            )?;
-            for (name, d) in &differences {
-                let verdict = match verdict(d) {
-                    "too_few_documents" => "too few documents to tell".to_owned(),
-                    v => v.replace('_', " "),
-                };
-                writeln!(
-                    out,
-                    "  {name}: {} {:+.3} [{:+.3}, {:+.3}] over {} document(s): {verdict}",
-                    d.metric.name(),
-                    d.mean,
-                    d.low,
-                    d.high,
-                    d.documents
-                )?;
-            }
-        }
+        (Format::Text, _) => write!(out, "{}", terminal::eval::comparison(configs, &cmp))?,
     }
     Ok(())
-}
-
-/// What a difference says: `better`, `worse`, `not_told_apart`, or `too_few_documents` to
-/// tell.
-fn verdict(d: &Difference) -> &'static str {
-    match d.verdict() {
-        1 => "better",
-        -1 => "worse",
-        _ if d.documents < compare::MIN_DOCUMENTS => "too_few_documents",
-        _ => "not_told_apart",
-    }
-}
-
-/// Configurations side by side: quality, tokens, cache, cost and latency.
-fn table(configs: &[Scored], front: &[bool]) -> String {
-    let mut t = Table::new();
-    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
-    crate::printer::fit(&mut t);
-    t.set_header([
-        "",
-        "configuration",
-        "complete",
-        "entity F1",
-        "metadata",
-        "ROUGE-L",
-        "support",
-        "length ok",
-        "prompt/page",
-        "compl./page",
-        "cached",
-        "$/1k pages",
-        "p50 ms",
-        "wall s",
-    ]);
-    let f2 = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |x| format!("{x:.2}"));
-    for (c, on_front) in configs.iter().zip(front) {
-        let r = &c.report;
-        let num = |k: &str| c.run[k].as_f64();
-        let metadata = (!r.metadata.is_empty()).then(|| {
-            r.metadata.values().map(|m| m.normalized).sum::<f64>() / r.metadata.len() as f64
-        });
-        t.add_row([
-            if *on_front { "*" } else { "" }.to_owned(),
-            c.name.clone(),
-            match (
-                c.run["complete_documents"].as_u64(),
-                c.run["documents"].as_u64(),
-            ) {
-                (Some(k), Some(n)) => format!("{k}/{n}"),
-                _ => "–".into(),
-            },
-            f2(r.entities.as_ref().map(|e| e.strict.f1())),
-            f2(metadata),
-            f2(r.summaries.as_ref().map(|s| s.rouge.rouge_l)),
-            f2(r.summary_checks.support()),
-            f2(r.summary_checks.length_compliance()),
-            num("prompt_tokens_per_page").map_or_else(|| "–".into(), |x| format!("{x:.0}")),
-            num("completion_tokens_per_page").map_or_else(|| "–".into(), |x| format!("{x:.0}")),
-            num("cached_share").map_or_else(|| "–".into(), |x| format!("{:.0}%", x * 100.0)),
-            num("cost_per_page_usd").map_or_else(
-                || "unknown".into(),
-                |x| crate::printer::usd(Some(x * 1000.0), "unknown"),
-            ),
-            num("latency_ms_p50").map_or_else(|| "–".into(), |x| format!("{x:.0}")),
-            num("wall_secs").map_or_else(|| "–".into(), |x| format!("{x:.1}")),
-        ]);
-    }
-    format!("{t}\n")
 }
 
 /// `pagemill eval init`: one skeleton line per document result, sorted by path.
 fn write_skeleton(args: &EvalInitArgs) -> anyhow::Result<ExitCode> {
     refuse_overwrite(&args.output, args.force)?;
-    let (mut results, _) = read_results(&args.results)?;
+    let mut results = results::read(&args.results)?.results;
     if results.is_empty() {
         anyhow::bail!("no document results in `{}`", args.results.display());
     }
@@ -632,123 +459,4 @@ fn write_gold(path: &Path, lines: &[GoldDocument]) -> anyhow::Result<()> {
         text.push('\n');
     }
     std::fs::write(path, text).with_context(|| format!("writing `{}`", path.display()))
-}
-
-/// Every document result in `dir` and its run-summary.json (`Null` when absent).
-fn read_results(dir: &Path) -> anyhow::Result<(Vec<Value>, Value)> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the results directory `{}`", dir.display()))?;
-    let mut results = Vec::new();
-    let mut summary = Value::Null;
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading `{}`", path.display()))?;
-        let v: Value = serde_json::from_str(&text)
-            .with_context(|| format!("`{}` is not JSON", path.display()))?;
-        if path.file_name().is_some_and(|n| n == "run-summary.json") {
-            summary = v;
-        } else if v["id"].is_string() && v["path"].is_string() {
-            results.push(v);
-        }
-    }
-    Ok((results, summary))
-}
-
-fn prf(c: &Counts) -> String {
-    format!(
-        "P {:.2} R {:.2} F1 {:.2}",
-        c.precision(),
-        c.recall(),
-        c.f1()
-    )
-}
-
-fn text_report(r: &EvalReport, run: &Value) -> String {
-    let mut s = format!(
-        "gold documents scored: {}{}\n",
-        r.documents.len(),
-        if r.unmatched.is_empty() {
-            String::new()
-        } else {
-            format!(" · no result for: {}", r.unmatched.join(", "))
-        }
-    );
-    if let Some(e) = &r.entities {
-        let level = match e.level {
-            Some(pagemill_pipeline::eval::score::Level::Mention) => "by mention",
-            Some(pagemill_pipeline::eval::score::Level::Entity) => "by entity",
-            None => "mixed",
-        };
-        s.push_str(&format!(
-            "entities ({level}): strict {} · relaxed F1 {:.2} · type-blind F1 {:.2} · macro F1 {:.2}{}\n",
-            prf(&e.strict),
-            e.relaxed.f1(),
-            e.type_blind.f1(),
-            e.macro_f1(),
-            e.offsets_exact()
-                .map(|x| format!(" · offsets exact {:.0}%", x * 100.0))
-                .unwrap_or_default()
-        ));
-        for (kind, c) in &e.by_type {
-            s.push_str(&format!(
-                "  {kind:<14} {}  (tp {} fp {} fn {})\n",
-                prf(c),
-                c.tp,
-                c.fp,
-                c.fn_
-            ));
-        }
-    }
-    if !r.metadata.is_empty() {
-        let fields: Vec<String> = r
-            .metadata
-            .iter()
-            .map(|(f, m)| format!("{f} {:.2} (exact {:.2})", m.normalized, m.exact))
-            .collect();
-        s.push_str(&format!("metadata: {}\n", fields.join(" · ")));
-    }
-    if let Some(m) = &r.summaries {
-        s.push_str(&format!(
-            "summaries: ROUGE-1 {:.2} · ROUGE-2 {:.2} · ROUGE-L {:.2} over {} reference(s){}\n",
-            m.rouge.rouge1,
-            m.rouge.rouge2,
-            m.rouge.rouge_l,
-            m.references,
-            if m.unanswered > 0 {
-                format!(" ({} without a summary in the run)", m.unanswered)
-            } else {
-                String::new()
-            }
-        ));
-    }
-    let c = &r.summary_checks;
-    if c.summaries > 0 {
-        let share =
-            |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |x| format!("{:.0}%", x * 100.0));
-        s.push_str(&format!(
-            "summaries ({}): sentences backed by their section {} · within the word limit {}\n",
-            c.summaries,
-            share(c.support()),
-            share(c.length_compliance())
-        ));
-    }
-    let num = |k: &str| run[k].as_f64();
-    let cost = match num("cost_per_page_usd") {
-        Some(c) => format!("${c:.6} per page"),
-        None => "cost unknown".to_owned(),
-    };
-    match (
-        num("prompt_tokens_per_page"),
-        num("completion_tokens_per_page"),
-    ) {
-        (Some(p), Some(c)) => s.push_str(&format!(
-            "run: {p:.0} prompt + {c:.0} completion tokens per page · {cost}\n"
-        )),
-        _ => s.push_str("run: no run-summary.json beside the results\n"),
-    }
-    s
 }

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use pagemill_pipeline::ingest::{Document, Limits, Quality, expand_inputs, ingest_path};
+use pagemill_pipeline::ingest::{Document, Limits, Quality, read_all};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{Format, IngestArgs};
 
 /// Documents read from `inputs` (files, directories, globs) on worker threads, and the inputs
-/// that could not be read, with why (shared by `ingest`, `run` and `quote`).
+/// that could not be read, with why (shared by `ingest`, `run`, `quote` and `eval`).
 pub(crate) async fn read_inputs(
     inputs: &[PathBuf],
     page_chars: usize,
@@ -24,20 +24,11 @@ pub(crate) async fn read_inputs(
         section_tokens,
         ..Limits::default()
     };
-    let (files, problems) = expand_inputs(inputs);
-    let results = tokio::task::spawn_blocking(move || ingest_all(&files, &limits))
+    let inputs = inputs.to_vec();
+    let read = tokio::task::spawn_blocking(move || read_all(&inputs, &limits))
         .await
         .context("ingest workers")?;
-    let mut skipped: Vec<(PathBuf, String)> =
-        problems.into_iter().map(|p| (PathBuf::new(), p)).collect();
-    let mut docs = Vec::new();
-    for (path, r) in results {
-        match r {
-            Ok(d) => docs.push(d),
-            Err(e) => skipped.push((path, e)),
-        }
-    }
-    Ok((docs, skipped))
+    Ok((read.docs, read.skipped))
 }
 
 /// Runs the command.
@@ -63,7 +54,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 write!(out, "{}", doc_text(d, args.all_pages))?;
             }
             for (_, why) in &skipped {
-                writeln!(out, "skipped: {}", crate::printer::inert(why))?;
+                writeln!(out, "skipped: {}", pagemill_report::fmt::inert(why))?;
             }
             let pages: usize = docs.iter().map(|d| d.pages.len()).sum();
             writeln!(
@@ -79,46 +70,6 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// Reads files on as many threads as there are cores; results in input order.
-fn ingest_all(files: &[PathBuf], limits: &Limits) -> Vec<(PathBuf, Result<Document, String>)> {
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(files.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<Document, String>>> =
-        (0..files.len()).map(|_| None).collect();
-    let slots = std::sync::Mutex::new(&mut results);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    // A reader bug must cost one file, not the run.
-                    let r = std::panic::catch_unwind(|| ingest_path(path, limits))
-                        .unwrap_or_else(|_| {
-                            Err(pagemill_pipeline::ingest::IngestError::Broken {
-                                path: path.clone(),
-                                why: "the reader panicked (a bug: please report it with the file)"
-                                    .into(),
-                            })
-                        })
-                        .map_err(|e| e.to_string());
-                    if let Ok(mut slots) = slots.lock() {
-                        slots[i] = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    files
-        .iter()
-        .cloned()
-        .zip(results)
-        .map(|(p, r)| (p, r.unwrap_or_else(|| Err("not read".into()))))
-        .collect()
 }
 
 #[derive(Serialize)]
@@ -160,7 +111,7 @@ fn quality(q: Quality) -> &'static str {
 fn doc_text(d: &Document, all_pages: bool) -> String {
     let mut s = format!(
         "{}  {:?}  id {}  {} pages  {} sections{}\n",
-        crate::printer::inert(&d.path.display().to_string()),
+        pagemill_report::fmt::inert(&d.path.display().to_string()),
         d.kind,
         &d.id[..16],
         d.pages.len(),

@@ -11,6 +11,25 @@ pub mod report;
 pub mod run;
 pub mod sim;
 
+/// A token cancelled by the first Ctrl-C (after saying `what` happens now): `run`, `eval` and
+/// `bench` then take no new work, let what is in flight finish, and write their results and
+/// ledger as they would at the end. A second Ctrl-C quits at once (exit 130); the ledger still
+/// holds every result finished before it.
+pub(crate) fn stop_on_ctrl_c(what: &'static str) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let on_signal = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\n{what} (Ctrl-C again to quit now)");
+            on_signal.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    token
+}
+
 /// The key a server pagemill starts must require, after checking where it listens: beyond
 /// loopback with no key is refused unless `--insecure-no-auth`, and any bind beyond loopback is
 /// said out loud.
@@ -40,4 +59,15 @@ pub(crate) fn server_key(
         }
     }
     Ok(key)
+}
+
+/// The row writer `--format jsonl|csv` asks for (`None` for text and JSON).
+pub(crate) fn row_kind(format: crate::cli::RowFormat) -> Option<pagemill_report::rows::RowKind> {
+    use crate::cli::RowFormat;
+    use pagemill_report::rows::RowKind;
+    match format {
+        RowFormat::Jsonl => Some(RowKind::Jsonl),
+        RowFormat::Csv => Some(RowKind::Csv),
+        RowFormat::Text | RowFormat::Json => None,
+    }
 }

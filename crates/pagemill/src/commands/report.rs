@@ -9,7 +9,7 @@ use anyhow::bail;
 use pagemill_report::{Options, Source};
 
 use crate::cli::{ReportArgs, ReportFormat};
-use crate::commands::run::write_atomic;
+use pagemill_pipeline::run::output::write_atomic;
 
 const DEFAULT_LEDGER: &str = "pagemill-out/ledger.sqlite";
 
@@ -19,7 +19,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         let default = PathBuf::from(DEFAULT_LEDGER);
         if !default.is_file() {
             bail!(
-                "no inputs given and no `{DEFAULT_LEDGER}` here: give a ledger (pagemill run's <out>/ledger.sqlite) or bench reports (pagemill bench --json FILE)"
+                "no inputs given and no `{DEFAULT_LEDGER}` here: give a ledger (pagemill run's <out>/ledger.sqlite) or bench results (pagemill bench -o FILE)"
             );
         }
         vec![default]
@@ -36,7 +36,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .count()
         > 1
     {
-        bail!("one ledger at a time: give one ledger, and as many bench reports as you like");
+        bail!("one ledger at a time: give one ledger, and as many bench results as you like");
     }
     let opts = Options {
         documents: args.documents,
@@ -51,19 +51,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    if args.terminal {
-        let mut out = std::io::stdout().lock();
-        if args.document.is_empty() {
-            write!(out, "{}", pagemill_report::terminal::render(&report))?;
-        } else {
-            let color = out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            for d in &report.documents {
-                write!(out, "{}", pagemill_report::terminal::document(d, color))?;
-            }
+    let format = if args.terminal {
+        ReportFormat::Text
+    } else {
+        args.format
+    };
+    let (bytes, default_out) = match format {
+        ReportFormat::Text => {
+            print_text(&report, !args.document.is_empty())?;
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (bytes, default_out) = match args.format {
         ReportFormat::Json => {
             let mut v = serde_json::to_vec_pretty(&report)?;
             v.push(b'\n');
@@ -93,4 +90,18 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The report as tables, or the selected documents page by page.
+fn print_text(report: &pagemill_report::Report, documents: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if documents {
+        let color = out.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        for d in &report.documents {
+            write!(out, "{}", pagemill_report::terminal::document(d, color))?;
+        }
+    } else {
+        write!(out, "{}", pagemill_report::terminal::render(report))?;
+    }
+    Ok(())
 }

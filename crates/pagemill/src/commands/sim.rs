@@ -11,7 +11,7 @@ use crate::cli::SimArgs;
 
 /// Runs the command.
 pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let mut profile = Profile::load(&args.profile).map_err(anyhow::Error::msg)?;
+    let mut profile = Profile::load(&args.profile)?;
     if let Some(seed) = args.seed {
         profile.seed = seed;
     }

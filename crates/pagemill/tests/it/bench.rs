@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pagemill_bench::bench::{BenchSpec, bench};
 use pagemill_bench::record::Record;
-use pagemill_bench::report::{BenchReport, TargetReport};
+use pagemill_bench::results::{BenchResults, TargetResults};
 use pagemill_bench::runner::Target;
 use pagemill_bench::schedule::{Arrival, Load};
 use pagemill_bench::workload::Workload;
@@ -44,11 +44,11 @@ async fn target(profile: Profile, name: &str, workload: Workload) -> (SimHandle,
     (sim, t)
 }
 
-async fn run(targets: &[Target], spec: &BenchSpec) -> (BenchReport, Vec<Record>) {
+async fn run(targets: &[Target], spec: &BenchSpec) -> (BenchResults, Vec<Record>) {
     bench(targets, spec, CancellationToken::new(), &mut |_| {}).await
 }
 
-fn only(r: &BenchReport) -> &TargetReport {
+fn only(r: &BenchResults) -> &TargetResults {
     &r.points[0].targets[0]
 }
 
@@ -326,7 +326,7 @@ fn the_cli_report_follows_its_schema_with_every_section() {
             "10000",
             "--format",
             "json",
-            "--json",
+            "-o",
         ])
         .arg(&json)
         .arg("--records")

@@ -99,7 +99,8 @@ fn chat_json_has_the_whole_record() {
     let out = pagemill(&dir)
         .args([
             "chat",
-            "--json",
+            "--format",
+            "json",
             "--endpoint",
             "sim",
             "--max-tokens",

@@ -1,7 +1,7 @@
 //! `pagemill doctor` against a server that refuses some parameters and reports no usage.
 
-use pagemill::commands::doctor::{Status, check_endpoint, status_of};
 use pagemill_client::Endpoint;
+use pagemill_client::probe::{Status, check as check_endpoint};
 use pagemill_sim::script::{self, Framing};
 use pagemill_sim::serve;
 
@@ -43,7 +43,7 @@ async fn picky() -> pagemill_sim::ServerHandle {
 async fn doctor_reports_what_a_picky_endpoint_refuses() {
     let server = picky().await;
     let report = check_endpoint(Endpoint::new("picky", server.base_url(), "sim-model")).await;
-    let s = |name| status_of(&report, name).unwrap();
+    let s = |name| report.status_of(name).unwrap();
     assert_eq!(s("reachable"), Status::Ok);
     assert_eq!(s("model listed"), Status::Warn);
     assert_eq!(s("streaming"), Status::Ok, "works without stream_options");
@@ -79,7 +79,7 @@ async fn doctor_fails_an_unreachable_endpoint() {
         "m",
     ))
     .await;
-    assert_eq!(status_of(&report, "reachable"), Some(Status::Fail));
+    assert_eq!(report.status_of("reachable"), Some(Status::Fail));
     assert_eq!(report.checks.len(), 1);
 }
 
@@ -91,7 +91,7 @@ async fn doctor_cli_json_and_table_over_two_endpoints() {
     let d = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         pagemill(&d)
-            .args(["doctor", "--json", "-e", "picky", "-e", "sim"])
+            .args(["doctor", "--format", "json", "-e", "picky", "-e", "sim"])
             .output()
             .unwrap()
     })
@@ -130,7 +130,7 @@ async fn doctor_cli_json_and_table_over_two_endpoints() {
 
 #[test]
 fn per_request_schemas_are_advised_for_servers_that_compile_grammars() {
-    use pagemill::commands::doctor::{Status, per_request_schemas};
+    use pagemill_client::probe::{Status, per_request_schemas};
     let mut ep = pagemill_client::Endpoint::new("llama", "http://127.0.0.1:1/v1", "m");
     let (status, detail) = per_request_schemas(&ep, Some("llamacpp"));
     assert_eq!(status, Status::Warn);

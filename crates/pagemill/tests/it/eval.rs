@@ -390,7 +390,7 @@ fn report_shows_the_errors(dir: &Path, truth: &Truth) {
             "eval-out/ledger.sqlite",
             "eval-out/eval-report.json",
         ])
-        .arg("--terminal")
+        .args(["--format", "text"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
@@ -570,7 +570,7 @@ fn a_run_without_entities_counts_tokens_over_every_page() {
     example_docs(&dir);
     let o = pagemill(&dir)
         .args([
-            "run", "docs", "-e", "sim", "--tasks", "metadata", "--json", "-q",
+            "run", "docs", "-e", "sim", "--tasks", "metadata", "--format", "json", "-q",
         ])
         .output()
         .unwrap();

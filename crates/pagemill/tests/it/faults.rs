@@ -89,7 +89,8 @@ async fn every_fault_loses_nothing_pays_nothing_twice_and_is_named() {
             .args([
                 "-o",
                 "out",
-                "--json",
+                "--format",
+                "json",
                 "-q",
                 "--pack",
                 "2",

@@ -2,8 +2,8 @@
 //! it (`doctor` against a 70 MiB model list), and the simulator and `serve` answer an
 //! oversized request 413 instead of handing it on empty.
 
-use pagemill::commands::doctor::{Status, check_endpoint, status_of};
 use pagemill_client::error::FailureKind;
+use pagemill_client::probe::{Status, check as check_endpoint};
 use pagemill_client::{Client, Endpoint};
 use pagemill_sim::{Profile, Reply, Sim, serve};
 
@@ -24,7 +24,7 @@ async fn a_body_over_its_limit_is_refused_with_the_limit_named() {
     .await
     .unwrap();
     let report = check_endpoint(Endpoint::new("huge", server.base_url(), "m")).await;
-    assert_eq!(status_of(&report, "reachable"), Some(Status::Fail));
+    assert_eq!(report.status_of("reachable"), Some(Status::Fail));
     let said = format!("{report:?}");
     assert!(said.contains("over 64 MiB"), "{said}");
 
@@ -82,7 +82,7 @@ fn a_closed_pipe_ends_quietly() {
     )
     .unwrap();
     let ok = crate::chat::pagemill(&dir)
-        .args(["run", "memo.txt", "-e", "sim", "-q", "--json"])
+        .args(["run", "memo.txt", "-e", "sim", "-q", "--format", "json"])
         .output()
         .unwrap();
     assert!(

@@ -89,7 +89,7 @@ fn fixture() -> &'static Fixture {
             let out = pagemill(&dir)
                 .args(["--config", "p.toml", "run"])
                 .args(&inputs)
-                .args(["-e", endpoint, "-o", "out", "--json", "-q"])
+                .args(["-e", endpoint, "-o", "out", "--format", "json", "-q"])
                 .args(extra)
                 .output()
                 .unwrap();
@@ -388,13 +388,19 @@ fn hostile_document_text_is_shown_not_run() {
 fn terminal_views_show_the_same_figures() {
     let f = fixture();
     let out = pagemill(&f.dir)
-        .args(["report", "out/ledger.sqlite", "bench.json", "--terminal"])
+        .args([
+            "report",
+            "out/ledger.sqlite",
+            "bench.json",
+            "--format",
+            "text",
+        ])
         .output()
         .unwrap();
     ok(&out, "report --terminal");
     let text = String::from_utf8(out.stdout).unwrap();
     let t = &f.json["runs"]["totals"];
-    let per_page = pagemill_report::usd(t["cost_per_page_usd"].as_f64().unwrap());
+    let per_page = pagemill_report::fmt::usd(t["cost_per_page_usd"].as_f64().unwrap());
     assert!(text.contains(&format!("per page {per_page}")), "{text}");
     for heading in [
         "Runs",
@@ -417,7 +423,8 @@ fn terminal_views_show_the_same_figures() {
         .args([
             "report",
             "out/ledger.sqlite",
-            "--terminal",
+            "--format",
+            "text",
             "--document",
             "memo",
         ])
@@ -428,7 +435,7 @@ fn terminal_views_show_the_same_figures() {
     assert!(text.contains(HOSTILE_NAME));
     assert!(text.contains("]{"), "mentions marked: {text}");
     assert!(
-        text.contains("\u{fffd}[31mred"),
+        text.contains("\\u{1b}[31mred"),
         "escape shown inert: {text}"
     );
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'));

@@ -28,12 +28,12 @@ pub(crate) fn config(dir: &Path, file: &str, name: &str, base_url: &str, extra: 
     path
 }
 
-/// Runs `pagemill --config CONFIG run INPUTS -o OUT ARGS --json -q`.
+/// Runs `pagemill --config CONFIG run INPUTS -o OUT ARGS --format json -q`.
 fn run(dir: &Path, config: &Path, inputs: &[PathBuf], out: &str, args: &[&str]) -> Output {
     let mut cmd = pagemill(dir);
     cmd.arg("--config").arg(config).arg("run");
     cmd.args(inputs)
-        .args(["-o", out, "--json", "-q"])
+        .args(["-o", out, "--format", "json", "-q"])
         .args(args);
     cmd.output().unwrap()
 }
@@ -376,7 +376,7 @@ async fn packing_cuts_prompt_tokens_per_page_and_quote_predicts_them_exactly() {
             .arg("quote")
             .args(&inputs)
             .args(args)
-            .arg("--json");
+            .args(["--format", "json"]);
         let q: Value = serde_json::from_slice(&q.output().unwrap().stdout).unwrap();
         assert_eq!(
             q[0]["prompt_tokens"], t["prompt_tokens"],
@@ -624,7 +624,7 @@ async fn quote_prices_each_endpoint_and_projects_a_month() {
         .arg(&cfg)
         .arg("quote")
         .arg(data("pdf/zoo.pdf"));
-    q.args(["--pages-per-day", "10000", "--json"]);
+    q.args(["--pages-per-day", "10000", "--format", "json"]);
     let out = q.output().unwrap();
     assert!(
         out.status.success(),
@@ -766,7 +766,9 @@ fn with_nothing_configured_the_pipeline_runs_on_the_embedded_model() {
     )
     .unwrap();
     let out = pagemill(&dir)
-        .args(["run", "memo.txt", "--tasks", "entities", "--json", "-q"])
+        .args([
+            "run", "memo.txt", "--tasks", "entities", "--format", "json", "-q",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

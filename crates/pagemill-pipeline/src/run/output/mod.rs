@@ -3,6 +3,12 @@
 //! what an uninterrupted one would. Document results hold no timings, costs or request ids;
 //! those live in the summary.
 
+mod files;
+mod rows;
+
+pub use files::{SUMMARY_FILE, result_file, result_files, write_atomic, write_results};
+pub use rows::{MentionRow, mention_rows};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,6 +73,15 @@ impl std::str::FromStr for UngroundedPolicy {
             "drop" => Ok(Self::Drop),
             _ => Err(format!("`{s}`: expected keep-flagged or drop")),
         }
+    }
+}
+
+impl std::fmt::Display for UngroundedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::KeepFlagged => "keep-flagged",
+            Self::Drop => "drop",
+        })
     }
 }
 

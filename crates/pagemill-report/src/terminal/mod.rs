@@ -6,41 +6,51 @@ use std::fmt::Write as _;
 
 use comfy_table::{Cell, CellAlignment, Table, presets};
 
-use crate::documents::{DocumentView, segments};
-use crate::runs::{Pcts, RunsReport};
-use crate::{Report, count, num, opt, pct, time, usd};
+use pagemill_client::probe::{EndpointChecks, Status};
 
-fn table(header: &[&str]) -> Table {
+use crate::documents::{DocumentView, segments};
+use crate::fmt::{count, inert, inert_text, ms, num, opt, pct, usd};
+use crate::runs::{Pcts, RunsReport};
+use crate::{Report, time};
+
+pub mod bench;
+pub mod eval;
+pub mod run;
+
+/// A table in the one style every view uses, fitted to the terminal (see [`fit`]).
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::UTF8_BORDERS_ONLY);
     t.set_header(header.iter().map(|h| Cell::new(*h)));
+    fit(&mut t);
     t
 }
 
-fn right(t: &mut Table, from: usize) {
+/// Fits `table` to the width of the terminal standard output is (or to `$COLUMNS`, when set,
+/// for output that is not a terminal): columns wrap instead of running past the edge. With
+/// neither, the table keeps its natural width (a file or a pipe has no edge).
+pub fn fit(table: &mut Table) {
+    use std::io::IsTerminal as _;
+    let width = if std::io::stdout().is_terminal() {
+        terminal_size::terminal_size().map(|(w, _)| w.0)
+    } else {
+        None
+    }
+    .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok());
+    if let Some(w) = width.filter(|w| *w >= 20) {
+        table.set_width(w);
+        table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    }
+}
+
+/// Numbers read right-aligned: columns `from` on.
+pub(crate) fn right(t: &mut Table, from: usize) {
     let n = t.column_count();
     for i in from..n {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
-}
-
-fn ms(v: f64) -> String {
-    format!("{} ms", num(v))
-}
-
-/// Characters that could steer a terminal (ESC, other C0/C1 controls) are shown as `�`.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 /// Eight-level bars for a row of values.
@@ -76,7 +86,7 @@ pub fn render(r: &Report) -> String {
             ]);
             for d in &r.documents {
                 t.add_row(vec![
-                    clean(&d.path),
+                    inert_text(&d.path),
                     d.kind.clone(),
                     d.pages.len().to_string(),
                     count(d.entity_counts.values().sum()),
@@ -104,59 +114,15 @@ pub fn render(r: &Report) -> String {
         bench_text(&mut out, b);
     }
     if let Some(e) = &r.eval {
-        eval_text(&mut out, e);
+        eval::view(&mut out, e);
     }
     out
-}
-
-fn eval_text(out: &mut String, e: &crate::eval::EvalView) {
-    let _ = writeln!(out, "\nQuality against gold ({})", clean(&e.path));
-    let cost = if e.by_dollars {
-        "$ a page"
-    } else {
-        "tokens a page"
-    };
-    let mut t = table(&[
-        "configuration",
-        "front",
-        "overall",
-        "entity F1",
-        "metadata",
-        "ROUGE-L",
-        "support",
-        cost,
-        "missed",
-        "spurious",
-        "wrong type",
-        "wrong span",
-    ]);
-    let f = |v: Option<f64>| opt(v, num);
-    for c in &e.configurations {
-        let errors =
-            |k: &str| -> String { count(c.documents.iter().filter_map(|d| d.counts.get(k)).sum()) };
-        t.add_row(vec![
-            clean(&c.name),
-            if c.pareto_front { "*" } else { "" }.to_owned(),
-            f(c.overall),
-            f(c.entity_f1),
-            f(c.metadata),
-            f(c.rouge_l),
-            f(c.support),
-            opt(c.cost, if e.by_dollars { usd } else { num }),
-            errors("missed"),
-            errors("spurious"),
-            errors("wrong_type"),
-            errors("wrong_span"),
-        ]);
-    }
-    right(&mut t, 2);
-    let _ = writeln!(out, "{t}");
 }
 
 fn runs_text(out: &mut String, r: &RunsReport) {
     let t = &r.totals;
     let p = &r.projection;
-    let _ = writeln!(out, "Ledger {}", clean(&r.ledger));
+    let _ = writeln!(out, "Ledger {}", inert_text(&r.ledger));
     let _ = writeln!(
         out,
         "{} run{} · {} documents · {} pages · {} requests ({} failed, {} interrupted)",
@@ -327,7 +293,7 @@ fn runs_text(out: &mut String, r: &RunsReport) {
         let _ = writeln!(out, "\nErrors");
         let mut tb = table(&["endpoint", "class", "final", "retried", "latest message"]);
         for e in &r.errors {
-            let mut msg = clean(e.example.as_deref().unwrap_or(""));
+            let mut msg = inert_text(e.example.as_deref().unwrap_or(""));
             if msg.chars().count() > 80 {
                 msg = msg.chars().take(79).collect::<String>() + "…";
             }
@@ -347,90 +313,62 @@ fn runs_text(out: &mut String, r: &RunsReport) {
             let _ = writeln!(
                 out,
                 "  {} {} {}: {}",
-                clean(&d.document),
+                inert_text(&d.document),
                 d.task,
                 d.target,
-                clean(&d.reason)
+                inert_text(&d.reason)
             );
         }
     }
 }
 
 fn bench_text(out: &mut String, b: &crate::BenchInput) {
-    let r = &b.report;
     let _ = writeln!(
         out,
-        "\nBench {} · workload {} · {}",
-        clean(&b.path),
-        r.workload,
-        time::datetime(r.started_at as i64)
+        "\nBench {} · {}",
+        inert(&b.path),
+        time::datetime(b.report.started_at as i64)
     );
-    let mut tb = table(&[
-        "target",
-        "load",
-        "requests",
-        "ok",
-        "throttled",
-        "TTFT p50",
-        "TTFT p99",
-        "ITL p50",
-        "e2e p50",
-        "out tok/s",
-        "cached",
-        "cost/1k pages",
-    ]);
-    let mut comparisons = String::new();
-    for p in &r.points {
-        if !p.comparisons.is_empty() {
-            let _ = writeln!(comparisons, "  at {}:", crate::load_text(&p.load));
-        }
-        for t in &p.targets {
-            let lat = |k: &str, f: fn(&pagemill_bench::report::Percentiles) -> f64| {
-                opt(t.latency_ms.get(k).filter(|p| p.count > 0).map(f), ms)
-            };
-            tb.add_row(vec![
-                t.name.clone(),
-                crate::load_text(&p.load),
-                count(t.requests),
-                count(t.ok),
-                count(t.throttled),
-                lat("ttft_answer", |p| p.p50),
-                lat("ttft_answer", |p| p.p99),
-                lat("itl_chunk", |p| p.p50),
-                lat("e2e", |p| p.p50),
-                num(t.output_token_throughput),
-                opt(t.tokens.cached_ratio, pct),
-                opt(t.cost.per_1k_pages_usd, usd),
-            ]);
-        }
-        for c in &p.comparisons {
-            let _ = writeln!(
-                comparisons,
-                "    {} vs {}: {} {}{} ± {} ({}{})",
-                c.target,
-                c.baseline,
-                c.metric,
-                if c.difference < 0.0 { "−" } else { "+" },
-                num(c.difference.abs()),
-                num(c.ci95),
-                if c.significant {
-                    "significant"
-                } else {
-                    "not significant"
+    out.push_str(&bench::render(&b.report));
+}
+
+/// `pagemill doctor`'s table: one row per check, one column per endpoint.
+pub fn doctor(reports: &[EndpointChecks]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED);
+    fit(&mut t);
+    let mut header = vec!["check".to_owned()];
+    header.extend(
+        reports
+            .iter()
+            .map(|r| format!("{} ({})", inert(&r.endpoint), inert(&r.model))),
+    );
+    t.set_header(header);
+    let names: Vec<&'static str> = reports
+        .iter()
+        .max_by_key(|r| r.checks.len())
+        .map(|r| r.checks.iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    for name in names {
+        let mut row = vec![name.to_owned()];
+        for r in reports {
+            let cell = r.checks.iter().find(|c| c.name == name).map_or_else(
+                || "-".to_owned(),
+                |c| {
+                    let tag = match c.status {
+                        Status::Ok => "ok",
+                        Status::Warn => "warn",
+                        Status::Fail => "FAIL",
+                        Status::Skipped => "skipped",
+                    };
+                    format!("{tag}: {}", inert(&c.detail))
                 },
-                format_args!(", {}", c.method)
             );
+            row.push(cell);
         }
+        t.add_row(row);
     }
-    right(&mut tb, 2);
-    let _ = writeln!(out, "{tb}");
-    if !comparisons.is_empty() {
-        let _ = writeln!(
-            out,
-            "Paired comparisons (difference ± 95% confidence half-width):"
-        );
-        out.push_str(&comparisons);
-    }
+    t
 }
 
 /// One document page by page, mentions marked.
@@ -439,21 +377,21 @@ pub fn document(d: &DocumentView, color: bool) -> String {
     let _ = writeln!(
         out,
         "{} ({}, {} pages)",
-        clean(&d.path),
+        inert_text(&d.path),
         d.kind,
         d.pages.len()
     );
     if let Some(m) = &d.metadata {
-        let _ = writeln!(out, "metadata: {}", clean(&m.to_string()));
+        let _ = writeln!(out, "metadata: {}", inert_text(&m.to_string()));
     }
     for s in &d.sections {
         let _ = writeln!(
             out,
             "§ {} (p. {}–{}): {}",
-            clean(&s.title),
+            inert_text(&s.title),
             s.pages.0,
             s.pages.1,
-            clean(s.summary.as_deref().unwrap_or(&s.state))
+            inert_text(s.summary.as_deref().unwrap_or(&s.state))
         );
     }
     for p in &d.pages {
@@ -464,14 +402,14 @@ pub fn document(d: &DocumentView, color: bool) -> String {
                     let _ = write!(
                         out,
                         "\x1b[1;4m{}\x1b[0m\x1b[2m{{{}}}\x1b[0m",
-                        clean(s.text),
-                        clean(&m.kind)
+                        inert_text(s.text),
+                        inert_text(&m.kind)
                     );
                 }
                 Some(m) => {
-                    let _ = write!(out, "[{}]{{{}}}", clean(s.text), clean(&m.kind));
+                    let _ = write!(out, "[{}]{{{}}}", inert_text(s.text), inert_text(&m.kind));
                 }
-                None => out.push_str(&clean(s.text)),
+                None => out.push_str(&inert_text(s.text)),
             }
         }
         out.push('\n');
@@ -479,7 +417,7 @@ pub fn document(d: &DocumentView, color: bool) -> String {
             .mentions
             .iter()
             .filter(|m| m.start.is_none())
-            .map(|m| format!("{} ({})", clean(&m.text), clean(&m.kind)))
+            .map(|m| format!("{} ({})", inert_text(&m.text), inert_text(&m.kind)))
             .collect();
         if !lost.is_empty() {
             let _ = writeln!(out, "not found in the page: {}", lost.join(", "));
@@ -494,7 +432,10 @@ mod tests {
 
     #[test]
     fn control_characters_cannot_reach_the_terminal() {
-        assert_eq!(clean("a\x1b[31mb\u{9b}c\nd"), "a\u{fffd}[31mb\u{fffd}c\nd");
+        assert_eq!(
+            inert_text("a\x1b[31mb\u{9b}c\nd"),
+            "a\\u{1b}[31mb\\u{9b}c\nd"
+        );
         assert_eq!(sparkline(&[0.0, 1.0, 2.0]), "▁▅█");
     }
 }

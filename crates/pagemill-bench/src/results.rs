@@ -1,5 +1,6 @@
-//! The benchmark report: what `--json` writes (described by `schemas/bench-report.schema.json`)
-//! and what the terminal tables show.
+//! What a benchmark found: the JSON `pagemill bench --format json` prints and `-o FILE` writes
+//! (described by `schemas/bench-report.schema.json`), which `pagemill report` reads and
+//! `pagemill_report::terminal::bench` shows as tables.
 
 use std::collections::BTreeMap;
 
@@ -7,12 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule::Load;
 
-/// Version of the report format.
+/// Version of the results format.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A whole benchmark run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BenchReport {
+pub struct BenchResults {
     /// Report format version.
     pub schema_version: u32,
     /// Seconds since the Unix epoch at the start.
@@ -42,14 +43,14 @@ pub struct Point {
     /// The offered load.
     pub load: Load,
     /// Per target (endpoint or experiment arm), every repeat.
-    pub targets: Vec<TargetReport>,
+    pub targets: Vec<TargetResults>,
     /// Paired comparisons against the first target.
     pub comparisons: Vec<Comparison>,
 }
 
 /// Results of one target at one load level.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TargetReport {
+pub struct TargetResults {
     /// Target name.
     pub name: String,
     /// Model name.
@@ -87,7 +88,7 @@ pub struct TargetReport {
     /// Token accounting.
     pub tokens: Tokens,
     /// Cost figures (`None` fields: unknown prices or usage).
-    pub cost: CostReport,
+    pub cost: Costs,
     /// Completed requests and output tokens in each second of the run.
     pub throughput_over_time: Vec<Bucket>,
     /// Requests in flight, sampled.
@@ -155,7 +156,7 @@ pub struct Tokens {
 
 /// Cost of a target.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CostReport {
+pub struct Costs {
     /// USD over all measured requests.
     pub total_usd: Option<f64>,
     /// USD per request.
