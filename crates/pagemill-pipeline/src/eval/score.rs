@@ -691,23 +691,14 @@ pub fn supported_sentences(summary: &str, section: &str) -> (u64, u64) {
     (sentences, supported)
 }
 
-/// Sentences: cut after `.`, `!` or `?` followed by white space (or the end).
+/// Sentences, trimmed: cut as sections are (`crate::sections::sentences`: after `.`, `!` or
+/// `?` and white space, or after `。！？`).
 fn split_sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|(_, n)| n.is_whitespace()) {
-            let end = i + c.len_utf8();
-            out.push(text[start..end].trim());
-            start = end;
-        }
-    }
-    if !text[start..].trim().is_empty() {
-        out.push(text[start..].trim());
-    }
-    out.retain(|s| !s.is_empty());
-    out
+    crate::sections::sentences(text)
+        .into_iter()
+        .map(|(a, b)| text[a..b].trim())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// What the scorer knows beyond a run's result files: each section's title and text (by

@@ -1,5 +1,5 @@
-//! Markdown: the text as written, with ATX (`## Title`) and setext (`Title` over `===`)
-//! headings as structure; `#` lines inside fenced code are not headings.
+//! Markdown: the text as written, with its headings (ATX `## Title` and setext `Title` over
+//! `===`, read by pulldown-cmark) as structure; `#` lines inside code are not headings.
 
 use super::{Extracted, Limits};
 
@@ -16,44 +16,40 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Extracted {
     ex
 }
 
-/// `(byte offset of the line, title, level)` of every heading.
+/// `(byte offset of the heading, title, level)` of every heading, as CommonMark reads them
+/// (pulldown-cmark): ATX and setext headings, not `#` lines in code blocks, HTML blocks or
+/// lines without the space; a title is the heading's text with its inline markup removed.
 pub fn headings(text: &str) -> Vec<(usize, String, u8)> {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
     let mut out = Vec::new();
-    let mut fence: Option<&str> = None;
-    let mut offset = 0;
-    let mut prev: Option<(usize, &str)> = None;
-    for line in text.split_inclusive('\n') {
-        let l = line.trim_end_matches('\n');
-        let t = l.trim_start();
-        if let Some(f) = fence {
-            if t.starts_with(f) {
-                fence = None;
+    let mut open: Option<(usize, u8, String)> = None;
+    for (event, range) in Parser::new(text).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading { level, .. }) => {
+                open = Some((range.start, level as u8, String::new()));
             }
-        } else if t.starts_with("```") || t.starts_with("~~~") {
-            fence = Some(&t[..3]);
-        } else if let Some(level) = atx_level(t) {
-            let title = t[level..].trim().trim_end_matches('#').trim();
-            if !title.is_empty() {
-                out.push((offset, title.to_owned(), level as u8));
+            Event::End(TagEnd::Heading(_)) => {
+                if let Some((offset, level, title)) = open.take() {
+                    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+                    if !title.is_empty() {
+                        out.push((offset, title, level));
+                    }
+                }
             }
-        } else if let Some((poff, ptext)) =
-            prev.filter(|(_, p)| !p.trim().is_empty() && l.len() >= 2)
-        {
-            if l.chars().all(|c| c == '=') {
-                out.push((poff, ptext.trim().to_owned(), 1));
-            } else if l.chars().all(|c| c == '-') && l.len() >= 3 {
-                out.push((poff, ptext.trim().to_owned(), 2));
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((_, _, title)) = open.as_mut() {
+                    title.push_str(&t);
+                }
             }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some((_, _, title)) = open.as_mut() {
+                    title.push(' ');
+                }
+            }
+            _ => {}
         }
-        prev = Some((offset, l));
-        offset += line.len();
     }
     out
-}
-
-fn atx_level(t: &str) -> Option<usize> {
-    let n = t.bytes().take_while(|&b| b == b'#').count();
-    ((1..=6).contains(&n) && t[n..].starts_with(' ')).then_some(n)
 }
 
 #[cfg(test)]
@@ -74,5 +70,12 @@ mod tests {
             ]
         );
         assert_eq!(&md[headings(md)[1].0..][..6], "## Sub");
+    }
+
+    #[test]
+    fn commonmark_rules_markup_and_indented_code() {
+        let md = "# The *quick* `fox`\n\n    # indented code, not a heading\n\n<div>\n# in html\n</div>\n\n### Last ###\n";
+        let h: Vec<(String, u8)> = headings(md).into_iter().map(|(_, t, l)| (t, l)).collect();
+        assert_eq!(h, [("The quick fox".into(), 1), ("Last".into(), 3)]);
     }
 }

@@ -21,7 +21,7 @@ use super::grounding::ground;
 use super::plan::{Tasks, Work};
 use super::{FormatMode, PackSize, Progress, RunOptions, TaskStats};
 use crate::store::{Ledger, RequestEnd, StoreError};
-use crate::tasks::answers::{check_pack, parse_lenient, validate};
+use crate::tasks::answers::{check_pack, parse_lenient};
 use crate::tasks::{Item, TaskKind};
 
 /// Pack size when chosen by budget alone.
@@ -535,7 +535,7 @@ impl Shared {
                 }
                 v
             });
-            match parsed.and_then(|v| validate(task.schema(), &v).map(|()| v)) {
+            match parsed.and_then(|v| task.compiled().validate(&v).map(|()| v)) {
                 Ok(v) => {
                     answers.insert(ids[0].to_owned(), v);
                 }
@@ -546,7 +546,7 @@ impl Shared {
             let pruned = (cut.is_some() && job.kind == TaskKind::Entities)
                 .then(|| prune_entities(text))
                 .flatten();
-            match check_pack(pruned.as_deref().unwrap_or(text), task.schema(), &ids) {
+            match check_pack(pruned.as_deref().unwrap_or(text), task.compiled(), &ids) {
                 Ok(check) => {
                     answers = check.answers;
                     let reasons: HashMap<&str, &str> = check

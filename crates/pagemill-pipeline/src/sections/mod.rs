@@ -24,6 +24,62 @@ pub struct Section {
     pub part: Option<(u32, u32)>,
 }
 
+/// Most characters of a section title: a heading longer than this is cut (with `…`).
+pub const TITLE_CHARS: usize = 120;
+
+/// Most characters of the title of text before any heading (its first words): text with no
+/// spaces (Chinese, Japanese) has no "first eight words", so characters bound it too.
+pub const LEAD_CHARS: usize = 48;
+
+/// `s` in at most `max` characters: cut at the last space in its final quarter if there is
+/// one (else at a character), with `…` after.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    let at_space = cut
+        .rfind(char::is_whitespace)
+        .filter(|&i| cut[..i].chars().count() >= max * 3 / 4);
+    let kept = at_space.map_or(cut.as_str(), |i| &cut[..i]).trim_end();
+    format!("{kept}…")
+}
+
+/// Whether `c` ends a sentence by itself, with no space after it (CJK full stops and marks).
+fn ends_sentence_alone(c: char) -> bool {
+    matches!(c, '。' | '！' | '？' | '｡' | '．' | '；')
+}
+
+/// Ranges that tile `s`, one sentence each: a sentence ends after `.`, `!` or `?` followed by
+/// white space (which stays with it), or after `。！？｡．；`, which need none.
+pub fn sentences(s: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let after = i + c.len_utf8();
+        let ends = ends_sentence_alone(c)
+            || (matches!(c, '.' | '!' | '?')
+                && chars.peek().is_some_and(|(_, n)| n.is_whitespace()));
+        if ends {
+            let mut end = after;
+            while let Some(&(j, n)) = chars.peek() {
+                if !n.is_whitespace() {
+                    break;
+                }
+                end = j + n.len_utf8();
+                chars.next();
+            }
+            out.push((start, end));
+            start = end;
+        }
+    }
+    if start < s.len() || out.is_empty() {
+        out.push((start, s.len()));
+    }
+    out
+}
+
 /// Cuts `text` into sections at `headings`, splitting any longer than `budget` tokens.
 pub fn cut(text: &str, pages: &[Page], headings: &[Heading], budget: u64) -> Vec<Section> {
     let tokenizer = Tokenizer::o200k();
@@ -34,13 +90,16 @@ pub fn cut(text: &str, pages: &[Page], headings: &[Heading], budget: u64) -> Vec
         .collect();
     bounds.sort_by_key(|b| b.0);
     bounds.dedup_by_key(|b| b.0);
+    for b in &mut bounds {
+        b.1 = bounded(&b.1, TITLE_CHARS);
+    }
     if bounds.first().is_none_or(|b| b.0 > 0) {
         let lead: String = text
             .split_whitespace()
             .take(8)
             .collect::<Vec<_>>()
             .join(" ");
-        bounds.insert(0, (0, lead, 0));
+        bounds.insert(0, (0, bounded(&lead, LEAD_CHARS), 0));
     }
     let mut out = Vec::new();
     for (i, (start, title, level)) in bounds.iter().enumerate() {
@@ -97,14 +156,15 @@ fn split(t: &Tokenizer, text: &str, start: usize, end: usize, budget: u64) -> Ve
             units.push((a, b));
             continue;
         }
-        for (c, d) in pieces(&body[a..b], ". ") {
+        for (c, d) in sentences(&body[a..b]) {
             let (c, d) = (a + c, a + d);
             if t.count(&body[c..d]) <= budget {
                 units.push((c, d));
             } else {
-                // Runs of words, counted word by word (a word's tokens are nearly additive).
+                // Runs of words, counted word by word (a word's tokens are nearly additive);
+                // text without spaces, character by character.
                 let (mut s, mut n) = (c, 0u64);
-                for (w0, w1) in pieces(&body[c..d], " ") {
+                for (w0, w1) in words(&body[c..d]) {
                     let wn = t.count(&body[c + w0..c + w1]);
                     if n > 0 && n + wn > budget {
                         units.push((s, c + w0));
@@ -132,6 +192,18 @@ fn split(t: &Tokenizer, text: &str, start: usize, end: usize, budget: u64) -> Ve
     parts
 }
 
+/// Ranges that tile `s`: words with the space after them, or characters where `s` has no
+/// spaces.
+fn words(s: &str) -> Vec<(usize, usize)> {
+    let w = pieces(s, " ");
+    if w.len() > 1 {
+        return w;
+    }
+    s.char_indices()
+        .map(|(i, c)| (i, i + c.len_utf8()))
+        .collect()
+}
+
 /// Ranges that tile `s`, each ending just after a `sep` (the last one at the end).
 fn pieces(s: &str, sep: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
@@ -151,6 +223,72 @@ fn pieces(s: &str, sep: &str) -> Vec<(usize, usize)> {
 mod tests {
     use super::*;
     use crate::ingest::Quality;
+
+    /// Chinese prose written for this test: sentences of 20 to 30 characters, no spaces.
+    fn chinese(sentences: usize) -> String {
+        let base = [
+            "这座城市的河流从北向南流过老城区，两岸种满了柳树。",
+            "每年春天，人们都会在河边散步，看花开花落！",
+            "你知道这条河最早的名字是什么吗？",
+            "根据县志的记载，它在明代被称为清水河，后来才改成现在的名字。",
+        ];
+        (0..sentences).map(|i| base[i % base.len()]).collect()
+    }
+
+    #[test]
+    fn chinese_text_gets_bounded_titles_and_sentence_cuts() {
+        let text = chinese(800);
+        let pages = [page(1, 0, text.len())];
+        let s = cut(&text, &pages, &[], 600);
+        assert!(s.len() > 10, "split into parts: {}", s.len());
+        assert_partition(&text, &s);
+        assert!(s[0].title.chars().count() <= LEAD_CHARS, "{}", s[0].title);
+        assert!(s[0].title.ends_with('…'));
+        for sec in &s[..s.len() - 1] {
+            let piece = &text[sec.range.0..sec.range.1];
+            assert!(
+                piece.ends_with(['。', '！', '？']),
+                "parts end at sentence ends: …{}",
+                piece.chars().rev().take(5).collect::<String>()
+            );
+        }
+    }
+
+    #[test]
+    fn sentences_tile_and_know_cjk_marks() {
+        let s = "One. Two!  Three? 四。五！六？七 end";
+        let parts: Vec<&str> = sentences(s).into_iter().map(|(a, b)| &s[a..b]).collect();
+        assert_eq!(
+            parts,
+            [
+                "One. ", "Two!  ", "Three? ", "四。", "五！", "六？", "七 end"
+            ]
+        );
+        assert_eq!(parts.concat(), s);
+        assert_eq!(
+            sentences("3.14 is pi"),
+            [(0, 10)],
+            "a point inside a number ends nothing"
+        );
+    }
+
+    #[test]
+    fn titles_are_bounded_in_characters() {
+        assert_eq!(bounded("Short title", 120), "Short title");
+        let long = "word ".repeat(60);
+        let b = bounded(&long, 40);
+        assert!(b.chars().count() <= 40 && b.ends_with("word…"), "{b}");
+        let cjk = "标".repeat(300);
+        assert_eq!(bounded(&cjk, 10), format!("{}…", "标".repeat(9)));
+        let h = [Heading {
+            title: "长".repeat(500),
+            level: 1,
+            offset: 0,
+        }];
+        let text = "长".repeat(500);
+        let s = cut(&text, &[page(1, 0, text.len())], &h, 2000);
+        assert!(s[0].title.chars().count() <= TITLE_CHARS);
+    }
 
     fn page(n: u32, a: usize, b: usize) -> Page {
         Page {

@@ -7,6 +7,7 @@
 //! reported by id, so only those units are re-run.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -163,18 +164,45 @@ fn close_open(s: &str) -> String {
     out
 }
 
-/// Validates `value` against a JSON Schema.
-/// Whether `schema` is a JSON Schema this validator accepts (for user-supplied schemas).
-pub fn check_schema(schema: &Value) -> Result<(), String> {
-    jsonschema::validator_for(schema)
-        .map(|_| ())
-        .map_err(|e| format!("not a valid JSON Schema: {e}"))
+/// A task's answer schema compiled once (compiling is far costlier than validating, and every
+/// answer of a run is checked): the whole answer, and one item of a packed answer
+/// (`properties.items.items`) when the schema has packs.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    whole: Arc<jsonschema::Validator>,
+    item: Option<Arc<jsonschema::Validator>>,
 }
 
-/// Validates `value` against `schema`, naming the first violation and where it is.
-pub fn validate(schema: &Value, value: &Value) -> Result<(), AnswerError> {
-    let validator = jsonschema::validator_for(schema)
-        .map_err(|e| AnswerError::Invalid(format!("bad schema: {e}")))?;
+impl Compiled {
+    /// Compiles `schema`; an error says why it is not a schema.
+    pub fn new(schema: &Value) -> Result<Self, String> {
+        let compile = |s: &Value| {
+            jsonschema::validator_for(s)
+                .map(Arc::new)
+                .map_err(|e| format!("not a valid JSON Schema: {e}"))
+        };
+        let item = match schema.pointer("/properties/items/items") {
+            Some(item) => Some(compile(item)?),
+            None => None,
+        };
+        Ok(Self {
+            whole: compile(schema)?,
+            item,
+        })
+    }
+
+    /// Validates a whole answer.
+    pub fn validate(&self, value: &Value) -> Result<(), AnswerError> {
+        first_error(&self.whole, value)
+    }
+
+    /// Validates one item of a packed answer (the whole schema when it has no packs).
+    pub fn validate_item(&self, value: &Value) -> Result<(), AnswerError> {
+        first_error(self.item.as_deref().unwrap_or(&self.whole), value)
+    }
+}
+
+fn first_error(validator: &jsonschema::Validator, value: &Value) -> Result<(), AnswerError> {
     match validator.iter_errors(value).next() {
         None => Ok(()),
         Some(e) => Err(AnswerError::Invalid(format!(
@@ -184,11 +212,25 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), AnswerError> {
     }
 }
 
+/// Whether `schema` is a JSON Schema this validator accepts (for user-supplied schemas).
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    jsonschema::validator_for(schema)
+        .map(|_| ())
+        .map_err(|e| format!("not a valid JSON Schema: {e}"))
+}
+
+/// Validates `value` against `schema`, naming the first violation and where it is. Compiles
+/// the schema each call: for one-off checks; a run validates with a task's [`Compiled`].
+pub fn validate(schema: &Value, value: &Value) -> Result<(), AnswerError> {
+    Compiled::new(schema)
+        .map_err(|e| AnswerError::Invalid(format!("bad schema: {e}")))?
+        .validate(value)
+}
+
 /// Checks a packed answer `{"items": [{"id": …, …}]}` against the ids asked for: each item is
 /// validated on its own against the schema's item schema.
-pub fn check_pack(text: &str, schema: &Value, ids: &[&str]) -> Result<PackCheck, AnswerError> {
+pub fn check_pack(text: &str, schema: &Compiled, ids: &[&str]) -> Result<PackCheck, AnswerError> {
     let (value, repaired) = parse_lenient(text)?;
-    let item_schema = &schema["properties"]["items"]["items"];
     let entries = value
         .get("items")
         .and_then(Value::as_array)
@@ -220,7 +262,7 @@ pub fn check_pack(text: &str, schema: &Value, ids: &[&str]) -> Result<PackCheck,
             check.duplicated.push(id.to_owned());
             continue;
         }
-        match validate(item_schema, entry) {
+        match schema.validate_item(entry) {
             Ok(()) => {
                 check.invalid.retain(|(i, _)| i != id);
                 check.answers.insert(id.to_owned(), entry.clone());
@@ -251,7 +293,7 @@ mod tests {
     #[test]
     fn the_one_item_asked_for_needs_no_id_in_its_answer() {
         let task = Task::new(TaskKind::Entities, &TaskConfig::default()).unwrap();
-        let schema = task.schema();
+        let schema = task.compiled();
         // Cut in its entities, before `id`, and closed by the repair.
         let text = r#"{"items": [{"entities": [{"text": "Kraków", "type": "location"}, "#;
         let one = check_pack(text, schema, &["d:p1"]).unwrap();
@@ -301,7 +343,7 @@ mod tests {
             {"id": "p1", "entities": []},
             {"id": "p9", "entities": []}
         ]}"#;
-        let c = check_pack(answer, task.schema(), &["p1", "p2", "p3"]).unwrap();
+        let c = check_pack(answer, task.compiled(), &["p1", "p2", "p3"]).unwrap();
         assert_eq!(c.answers.keys().collect::<Vec<_>>(), ["p1"]);
         assert_eq!(c.invalid.len(), 1);
         assert_eq!(c.invalid[0].0, "p2");

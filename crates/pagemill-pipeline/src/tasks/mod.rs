@@ -116,15 +116,29 @@ pub struct Task {
     pub template_version: &'static str,
     system: String,
     schema: Value,
+    compiled: answers::Compiled,
     max_words: u32,
 }
 
-/// A template could not be rendered.
+/// A task could not be made: its template did not render, or its schema does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error("prompt template `{name}`: {source}")]
-pub struct TaskError {
-    name: String,
-    source: minijinja::Error,
+pub enum TaskError {
+    /// The prompt template.
+    #[error("prompt template `{name}`: {source}")]
+    Template {
+        /// The template.
+        name: String,
+        /// Why.
+        source: minijinja::Error,
+    },
+    /// The answer schema.
+    #[error("the answer schema of `{name}`: {why}")]
+    Schema {
+        /// The task's template.
+        name: String,
+        /// Why.
+        why: String,
+    },
 }
 
 const ENTITIES_V2: &str = include_str!("../../prompts/entities.v2.jinja");
@@ -143,7 +157,7 @@ impl Task {
         };
         let mut env = Environment::new();
         env.set_keep_trailing_newline(true);
-        let err = |source| TaskError {
+        let err = |source| TaskError::Template {
             name: name.to_owned(),
             source,
         };
@@ -158,11 +172,17 @@ impl Task {
                 })
             })
             .map_err(err)?;
+        let schema = schema(kind, config);
+        let compiled = answers::Compiled::new(&schema).map_err(|why| TaskError::Schema {
+            name: name.to_owned(),
+            why,
+        })?;
         Ok(Self {
             kind,
             template_version,
             system: system.trim_end().to_owned(),
-            schema: schema(kind, config),
+            schema,
+            compiled,
             max_words: config.summary_max_words,
         })
     }
@@ -194,6 +214,11 @@ impl Task {
     /// The JSON Schema answers must follow.
     pub fn schema(&self) -> &Value {
         &self.schema
+    }
+
+    /// The answer schema, compiled once for every answer the task's run checks.
+    pub fn compiled(&self) -> &answers::Compiled {
+        &self.compiled
     }
 
     /// Most completion tokens one item's answer can take under the schema's bounds (string
@@ -385,6 +410,25 @@ fn schema(kind: TaskKind, config: &TaskConfig) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_schema_that_does_not_compile_is_an_error_not_a_panic() {
+        let config = TaskConfig {
+            metadata_schema: Some(
+                serde_json::json!({"type": "object", "properties": {"x": {"type": 12}}}),
+            ),
+            ..TaskConfig::default()
+        };
+        let e = Task::new(TaskKind::Metadata, &config).unwrap_err();
+        assert!(matches!(e, TaskError::Schema { .. }), "{e}");
+        // The compiled schema judges answers as the schema does.
+        let task = Task::new(TaskKind::Metadata, &TaskConfig::default()).unwrap();
+        assert!(
+            task.compiled()
+                .validate(&serde_json::json!({"title": 5}))
+                .is_err()
+        );
+    }
+
     use super::*;
 
     fn items() -> [Item<'static>; 2] {
