@@ -34,7 +34,7 @@ pub struct BenchResults {
     pub interrupted: bool,
     /// Timings checked against a pagemill simulator's log (`--truth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truth: Option<crate::truth::Truth>,
+    pub truth: Option<Truth>,
 }
 
 /// Results at one load level.
@@ -303,4 +303,24 @@ pub struct SelfCheck {
     pub peak_rss_bytes: u64,
     /// Warnings: when the client, not the endpoint, is likely the limit.
     pub warnings: Vec<String>,
+}
+
+/// How far pagemill's timings are from the server's.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Truth {
+    /// Records matched with a log entry by request id.
+    pub matched: u64,
+    /// Records with no log entry (evicted from the server's log, or not a pagemill simulator).
+    pub unmatched: u64,
+    /// Content events compared, each with the server write that carried it.
+    pub chunks: u64,
+    /// Requests whose content event count differed from the server's (skipped).
+    pub chunk_count_mismatch: u64,
+    /// Client receive − server send of each content chunk, µs.
+    pub chunk_delay_us: Percentiles,
+    /// Client TTFT (request on the wire → first content) − server TTFT (request read → first
+    /// content sent), µs: network, kernel and the server's own input queue.
+    pub ttft_delta_us: Percentiles,
+    /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
+    pub causality_violations: u64,
 }

@@ -2,32 +2,11 @@
 //! every write's send time on the same `CLOCK_MONOTONIC` clock, so the client's receive times can
 //! be checked, not just trusted.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::collect::{hist, percentiles};
 use crate::record::Record;
-use crate::results::Percentiles;
-
-/// How far pagemill's timings are from the server's.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Truth {
-    /// Records matched with a log entry by request id.
-    pub matched: u64,
-    /// Records with no log entry (evicted from the server's log, or not a pagemill simulator).
-    pub unmatched: u64,
-    /// Content events compared, each with the server write that carried it.
-    pub chunks: u64,
-    /// Requests whose content event count differed from the server's (skipped).
-    pub chunk_count_mismatch: u64,
-    /// Client receive − server send of each content chunk, µs.
-    pub chunk_delay_us: Percentiles,
-    /// Client TTFT (request on the wire → first content) − server TTFT (request read → first
-    /// content sent), µs: network, kernel and the server's own input queue.
-    pub ttft_delta_us: Percentiles,
-    /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
-    pub causality_violations: u64,
-}
+use crate::results::Truth;
 
 /// Fetches `/sim/log` from those of `endpoints` that are pagemill simulators and compares
 /// `kept` records with it; `None` when no endpoint answered.

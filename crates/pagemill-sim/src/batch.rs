@@ -12,10 +12,26 @@ use pagemill_client::wire::ChatRequest;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::profile::FramingQuirks;
+use crate::profile::{FramingQuirks, Profile};
 use crate::script;
 use crate::server::{Received, Reply};
-use crate::sim::State;
+
+/// What the batch API needs of the simulator that serves it (the simulator implements it, so
+/// this module does not reach into the simulator's state).
+pub(crate) trait Completer {
+    /// The profile: batch delay and failure rate, default `max_tokens`.
+    fn profile(&self) -> &Profile;
+    /// A seeded random source for one line.
+    fn rng(&self, salt: u64) -> rand::rngs::SmallRng;
+    /// A whole, non-streamed chat completion body for `chat`.
+    fn completion_body(
+        &self,
+        chat: &ChatRequest,
+        max_tokens: u32,
+        quirks: FramingQuirks,
+        rng: &mut rand::rngs::SmallRng,
+    ) -> Value;
+}
 
 struct Batch {
     id: String,
@@ -51,14 +67,14 @@ impl BatchStore {
         format!("{prefix}{}", self.next.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    pub(crate) fn route(&self, state: &State, req: &Received) -> Reply {
+    pub(crate) fn route(&self, state: &impl Completer, req: &Received) -> Reply {
         let path = req.path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", [.., "files"]) => self.upload(req),
             ("GET", [.., "files", id]) => self.file_meta(id),
             ("GET", [.., "files", id, "content"]) => self.file_content(id),
-            ("POST", [.., "batches"]) => self.create(state, req),
+            ("POST", [.., "batches"]) => self.create(req),
             ("GET", [.., "batches", id]) => self.poll(state, id),
             _ => script::error(
                 404,
@@ -133,7 +149,7 @@ impl BatchStore {
         }
     }
 
-    fn create(&self, state: &State, req: &Received) -> Reply {
+    fn create(&self, req: &Received) -> Reply {
         let body = req.json();
         let Some(input) = body["input_file_id"].as_str() else {
             return script::error(400, "invalid_request_error", "`input_file_id` is required");
@@ -162,7 +178,7 @@ impl BatchStore {
             done: None,
             total,
         };
-        let reply = Reply::json(200, &batch_json(&batch, "validating", state));
+        let reply = Reply::json(200, &batch_json(&batch, "validating"));
         self.batches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -170,12 +186,12 @@ impl BatchStore {
         reply
     }
 
-    fn poll(&self, state: &State, id: &str) -> Reply {
+    fn poll(&self, state: &impl Completer, id: &str) -> Reply {
         let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
         let Some(batch) = batches.get_mut(id) else {
             return script::error(404, "not_found", &format!("no batch `{id}`"));
         };
-        let delay = Duration::from_millis(state.profile.batch.completion_delay_ms);
+        let delay = Duration::from_millis(state.profile().batch.completion_delay_ms);
         if batch.done.is_none() && batch.created.elapsed() >= delay {
             batch.done = Some(self.run(state, batch));
         }
@@ -184,11 +200,15 @@ impl BatchStore {
         } else {
             "in_progress"
         };
-        Reply::json(200, &batch_json(batch, status, state))
+        Reply::json(200, &batch_json(batch, status))
     }
 
     /// Answers every line; returns output and error file ids and the completed/failed counts.
-    fn run(&self, state: &State, batch: &Batch) -> (Option<String>, Option<String>, u64, u64) {
+    fn run(
+        &self,
+        state: &impl Completer,
+        batch: &Batch,
+    ) -> (Option<String>, Option<String>, u64, u64) {
         let input = self
             .files
             .lock()
@@ -216,12 +236,12 @@ impl BatchStore {
             let custom_id = parsed["custom_id"].as_str().unwrap_or("").to_owned();
             let request: Option<ChatRequest> = serde_json::from_value(parsed["body"].clone()).ok();
             let entry = json!({"id": format!("batch_req_{}", i + 1), "custom_id": custom_id});
-            let fail = rng.random_bool(state.profile.batch.failure_rate.clamp(0.0, 1.0));
+            let fail = rng.random_bool(state.profile().batch.failure_rate.clamp(0.0, 1.0));
             match request {
                 Some(chat) if !fail => {
                     let max = chat
                         .max_tokens
-                        .unwrap_or(state.profile.content.default_max_tokens)
+                        .unwrap_or(state.profile().content.default_max_tokens)
                         .max(1);
                     let body =
                         state.completion_body(&chat, max, FramingQuirks::default(), &mut rng);
@@ -263,7 +283,7 @@ impl BatchStore {
     }
 }
 
-fn batch_json(b: &Batch, status: &str, _state: &State) -> Value {
+fn batch_json(b: &Batch, status: &str) -> Value {
     let (output, error, completed, failed) = b.done.clone().unwrap_or((None, None, 0, 0));
     json!({
         "id": b.id, "object": "batch", "endpoint": b.endpoint, "input_file_id": b.input_file_id,

@@ -128,11 +128,7 @@ pub fn completion(content: &str, usage: Option<Value>) -> Reply {
 
 /// An OpenAI-style error body.
 pub fn error(status: u16, kind: &str, message: &str) -> Reply {
-    Reply::json(
-        status,
-        &json!({"error": {"message": message, "type": kind, "code": kind}}),
-    )
-    .fault(format!("http_{status}"))
+    Reply::error(status, kind, message)
 }
 
 /// A 429 with `Retry-After` and exhausted `x-ratelimit-*` headers.

@@ -6,22 +6,20 @@
 //! resets: faults as data) or drives the [`Sink`] itself, as the simulator's latency model does
 //! when the pace of a stream depends on what else is running.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, channel::Channel};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use pagemill_client::clock::mono_ns;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -29,281 +27,11 @@ use tokio::task::JoinHandle;
 /// The largest request body read (64 MiB; batch input files can be big).
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
-/// A request as the server received it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// 0-based number of the request since the server started.
-    pub index: u64,
-    /// HTTP method.
-    pub method: http::Method,
-    /// Path, without the query.
-    pub path: String,
-    /// Query string, if any.
-    pub query: Option<String>,
-    /// Request headers.
-    pub headers: HeaderMap,
-    /// Request body.
-    pub body: Bytes,
-    /// When its body had been read, in `CLOCK_MONOTONIC` nanoseconds.
-    pub received_ns: u64,
-}
+mod log;
+mod reply;
 
-impl Received {
-    /// The body as JSON (`Null` when it is not JSON).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-/// One step of a response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
-    /// Send these bytes as one write.
-    Bytes(Bytes),
-    /// Wait.
-    Delay(Duration),
-    /// Break the connection here (the client sees an incomplete body).
-    Reset,
-}
-
-/// A response, described.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// HTTP status.
-    pub status: u16,
-    /// Response headers.
-    pub headers: Vec<(String, String)>,
-    /// Wait this long before sending headers.
-    pub head_delay: Duration,
-    /// Close the connection instead of answering.
-    pub reset_before_headers: bool,
-    /// The body, step by step.
-    pub parts: Vec<Part>,
-    /// What fault, if any, this reply carries (for the ground-truth log).
-    pub fault: Option<String>,
-}
-
-impl Reply {
-    /// An empty reply with a status.
-    pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            head_delay: Duration::ZERO,
-            reset_before_headers: false,
-            parts: Vec::new(),
-            fault: None,
-        }
-    }
-
-    /// A JSON body.
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
-        Self::status(status)
-            .header("content-type", "application/json")
-            .bytes(body.to_string())
-    }
-
-    /// A `text/event-stream` reply with no body yet.
-    pub fn event_stream() -> Self {
-        Self::status(200)
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-cache")
-    }
-
-    /// Closes the connection before any response.
-    pub fn reset_before_headers() -> Self {
-        let mut r = Self::status(0);
-        r.reset_before_headers = true;
-        r.fault = Some("reset_before_headers".into());
-        r
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_owned(), value.into()));
-        self
-    }
-
-    /// Appends bytes as one write.
-    pub fn bytes(mut self, b: impl Into<Bytes>) -> Self {
-        self.parts.push(Part::Bytes(b.into()));
-        self
-    }
-
-    /// Appends a delay.
-    pub fn delay(mut self, d: Duration) -> Self {
-        self.parts.push(Part::Delay(d));
-        self
-    }
-
-    /// Appends a connection reset.
-    pub fn reset(mut self) -> Self {
-        self.parts.push(Part::Reset);
-        self
-    }
-
-    /// Delays the headers.
-    pub fn head_delay(mut self, d: Duration) -> Self {
-        self.head_delay = d;
-        self
-    }
-
-    /// Names the fault this reply carries.
-    pub fn fault(mut self, name: impl Into<String>) -> Self {
-        self.fault = Some(name.into());
-        self
-    }
-
-    /// Plays this reply into a sink, scheduling delays on absolute deadlines so timer overshoot
-    /// does not accumulate over a stream.
-    pub async fn play(self, mut sink: Sink) {
-        if let Some(f) = &self.fault {
-            sink.set_fault(f);
-        }
-        if !self.head_delay.is_zero() {
-            tokio::time::sleep(self.head_delay).await;
-        }
-        if self.reset_before_headers {
-            return sink.reset();
-        }
-        sink.head(self.status, &self.headers);
-        let mut due = tokio::time::Instant::now();
-        for part in self.parts {
-            match part {
-                Part::Delay(d) => {
-                    due += d;
-                    tokio::time::sleep_until(due).await;
-                }
-                Part::Reset => return sink.reset_after_sent().await,
-                Part::Bytes(b) => {
-                    if !sink.send(b, None, 0).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One body write as the server made it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct ChunkLog {
-    /// When it was handed to the connection.
-    pub sent_ns: u64,
-    /// When the schedule wanted it sent, if it had a schedule.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub due_ns: Option<u64>,
-    /// Content tokens it carried.
-    pub tokens: u32,
-}
-
-/// What the server did with one request: the ground truth tests and benchmarks compare with.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct LogEntry {
-    /// Request number.
-    pub index: u64,
-    /// Method and path, e.g. `POST /v1/chat/completions`.
-    pub route: String,
-    /// The client's name for the request (`x-pagemill-request-id`), if it sent one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// When the request had been read.
-    pub received_ns: u64,
-    /// When headers went out (`None` on a reset before headers).
-    pub headers_ns: Option<u64>,
-    /// Every body write.
-    pub chunks: Vec<ChunkLog>,
-    /// When the response ended (or broke).
-    pub done_ns: Option<u64>,
-    /// Status sent (0 when none).
-    pub status: u16,
-    /// Prompt tokens counted.
-    pub prompt_tokens: u64,
-    /// Tokens charged to the tokens/min limit (prompt + `max_tokens`), 0 when not admitted.
-    #[serde(default)]
-    pub rate_tokens: u64,
-    /// Prompt tokens served from the emulated cache.
-    pub cached_tokens: u64,
-    /// Completion tokens generated.
-    pub completion_tokens: u64,
-    /// Time spent queued for a slot.
-    pub queued_ns: u64,
-    /// Fault injected, if any.
-    pub fault: Option<String>,
-    /// The request body, as JSON where it was JSON (not in the public log).
-    #[serde(skip)]
-    pub body: serde_json::Value,
-}
-
-impl LogEntry {
-    /// The path part of the route.
-    pub fn path(&self) -> &str {
-        self.route
-            .split_once(' ')
-            .map_or(&self.route[..], |(_, p)| p)
-    }
-}
-
-/// The ground-truth log: the last `capacity` entries in memory, and optionally every entry as a
-/// JSONL line in a file.
-#[derive(Debug)]
-pub struct Log {
-    entries: Mutex<VecDeque<LogEntry>>,
-    capacity: usize,
-    file: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
-}
-
-impl Log {
-    /// A log keeping `capacity` entries in memory.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(VecDeque::new()),
-            capacity,
-            file: None,
-        }
-    }
-
-    /// Also appends every entry to `path` as JSONL.
-    pub fn with_file(mut self, path: &std::path::Path) -> std::io::Result<Self> {
-        let f = std::fs::File::create(path)?;
-        self.file = Some(Mutex::new(std::io::BufWriter::new(f)));
-        Ok(self)
-    }
-
-    fn push(&self, entry: LogEntry) {
-        if let Some(f) = &self.file {
-            use std::io::Write;
-            let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-            if let Ok(line) = serde_json::to_string(&entry) {
-                // Flushed per entry: a killed simulator keeps every record it wrote.
-                let _ = writeln!(f, "{line}").and_then(|()| f.flush());
-            }
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() == self.capacity {
-            entries.pop_front();
-        }
-        if self.capacity > 0 {
-            entries.push_back(entry);
-        }
-    }
-
-    /// Flushes the JSONL file, if any.
-    pub fn flush(&self) {
-        if let Some(f) = &self.file {
-            use std::io::Write;
-            let _ = f.lock().unwrap_or_else(|e| e.into_inner()).flush();
-        }
-    }
-
-    /// The entries in memory, oldest first.
-    pub fn entries(&self) -> Vec<LogEntry> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<LogEntry> = entries.iter().cloned().collect();
-        v.sort_by_key(|e| e.index);
-        v
-    }
-}
+pub use log::{ChunkLog, Log, LogEntry};
+pub use reply::{Part, Received, Reply};
 
 /// The handler's end of one response: send headers, write body parts (each stamped in the
 /// log), or break the connection. Dropping it ends the response; dropping it before
@@ -716,14 +444,14 @@ async fn handle(
         same_secret(given, key.expose().as_bytes())
     });
     if !authorized {
-        let reply = crate::script::error(
+        let reply = Reply::error(
             401,
             "invalid_api_key",
             "Incorrect API key provided: this server wants `Authorization: Bearer <key>` with the key it was started with.",
         );
         tokio::spawn(reply.play(sink));
     } else if too_large {
-        let reply = crate::script::error(
+        let reply = Reply::error(
             413,
             "request_too_large",
             &format!(
