@@ -46,6 +46,89 @@ pub struct BenchSpec {
     pub experiment: Option<String>,
 }
 
+/// What every run of a benchmark adds to the client's check on itself.
+#[derive(Default)]
+struct Client {
+    cpu: Duration,
+    wall: Duration,
+    sent: u64,
+    events: u64,
+    stalls: u64,
+    worst_stall: Duration,
+    /// Lags of every request, all targets together.
+    lag: Option<TargetStats>,
+    interrupted: bool,
+}
+
+impl Client {
+    fn add(&mut self, out: &crate::runner::RunOutput) {
+        self.interrupted |= out.interrupted;
+        self.cpu += out.cpu;
+        self.wall += out.wall;
+        self.sent += out.sent;
+        self.events += out.events;
+        self.stalls += out.stalls.0;
+        self.worst_stall = self.worst_stall.max(out.stalls.1);
+        let lag = self
+            .lag
+            .get_or_insert_with(|| TargetStats::new(0, Vec::new()));
+        for s in &out.stats {
+            lag.merge(s);
+        }
+    }
+
+    /// The self-check: lag, CPU, stalls, memory, and warnings when the client is the limit.
+    fn check(&self) -> SelfCheck {
+        let empty = TargetStats::new(0, Vec::new());
+        let lag = self.lag.as_ref().unwrap_or(&empty);
+        let lag_ms = percentiles(lag.lag(), 1e-6);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let mut warnings = Vec::new();
+        if lag_ms.p99 > 10.0 {
+            warnings.push(format!(
+                "the client sent requests late (lag p99 {:.1} ms): it, not the endpoint, may be the limit",
+                lag_ms.p99
+            ));
+        }
+        let busy = if self.wall.is_zero() {
+            0.0
+        } else {
+            self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+        };
+        if busy > 0.9 * cores {
+            warnings.push(format!(
+                "the client used {busy:.2} of {cores} cores: it is likely the bottleneck"
+            ));
+        }
+        if self.stalls > 0 {
+            warnings.push(format!(
+                "the client's event loop stalled {} times (longest {:.1} ms): timings may be inflated",
+                self.stalls,
+                self.worst_stall.as_secs_f64() * 1e3
+            ));
+        }
+        let per = |n: u64| {
+            if n > 0 {
+                self.cpu.as_secs_f64() * 1e6 / n as f64
+            } else {
+                0.0
+            }
+        };
+        SelfCheck {
+            lag_ms,
+            write_lag_ms: percentiles(lag.write_lag(), 1e-6),
+            stalls: self.stalls,
+            max_stall_ms: self.worst_stall.as_secs_f64() * 1e3,
+            cpu_s: self.cpu.as_secs_f64(),
+            wall_s: self.wall.as_secs_f64(),
+            cpu_per_request_us: per(self.sent),
+            cpu_per_event_us: per(self.events),
+            peak_rss_bytes: peak_rss_bytes(),
+            warnings,
+        }
+    }
+}
+
 /// Runs the benchmark. `sink` receives every record (e.g. to write JSONL; `&mut |_| {}` for
 /// none).
 pub async fn bench(
@@ -57,31 +140,85 @@ pub async fn bench(
     let started_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut points = spec.points.clone();
-    let mut cpu = Duration::ZERO;
-    let mut wall = Duration::ZERO;
-    let (mut sent, mut events, mut stalls, mut worst) = (0u64, 0u64, 0u64, Duration::ZERO);
-    let mut lag = TargetStats::new(0, Vec::new());
-    let mut kept = Vec::new();
-    let mut interrupted = false;
-
-    if spec.find_saturation {
-        let (found, probes) = saturation(targets, spec, cancel.clone()).await;
-        tracing::info!(rate = found, probes, "saturation rate found");
-        points = [0.5, 0.75, 0.9]
-            .iter()
-            .map(|f| Load::Rate {
-                per_sec: (found * f).max(0.1),
-                arrival: Arrival::Poisson,
-            })
-            .collect();
-    }
-
+    let points = if spec.find_saturation {
+        below_saturation(targets, spec, cancel.clone()).await
+    } else {
+        spec.points.clone()
+    };
+    let mut session = Session {
+        targets,
+        spec,
+        cancel: cancel.clone(),
+        client: Client::default(),
+        kept: Vec::new(),
+    };
     let mut out_points = Vec::new();
     for (p, load) in points.iter().enumerate() {
         if cancel.is_cancelled() {
             break;
         }
+        out_points.push(session.point(p, *load, sink).await);
+    }
+    let Session { client, kept, .. } = session;
+    let agreement = if spec.agreement_prompts > 0 && targets.len() > 1 && !cancel.is_cancelled() {
+        Some(agreement(targets, spec.agreement_prompts).await)
+    } else {
+        None
+    };
+    let results = BenchResults {
+        schema_version: SCHEMA_VERSION,
+        started_at,
+        workload: targets
+            .first()
+            .map(|t| t.workload.name.clone())
+            .unwrap_or_default(),
+        points: out_points,
+        agreement,
+        experiment: spec.experiment.clone(),
+        self_check: client.check(),
+        interrupted: client.interrupted,
+        truth: None,
+    };
+    (results, kept)
+}
+
+/// Finds the rate where the targets stop keeping up, and returns points at 50, 75 and 90% of
+/// it.
+async fn below_saturation(
+    targets: &[Target],
+    spec: &BenchSpec,
+    cancel: CancellationToken,
+) -> Vec<Load> {
+    let (found, probes) = saturation(targets, spec, cancel).await;
+    tracing::info!(rate = found, probes, "saturation rate found");
+    [0.5, 0.75, 0.9]
+        .iter()
+        .map(|f| Load::Rate {
+            per_sec: (found * f).max(0.1),
+            arrival: Arrival::Poisson,
+        })
+        .collect()
+}
+
+/// A benchmark under way: what it runs, and what its runs have added up to.
+struct Session<'a> {
+    targets: &'a [Target],
+    spec: &'a BenchSpec,
+    cancel: CancellationToken,
+    client: Client,
+    kept: Vec<Record>,
+}
+
+impl Session<'_> {
+    /// Load point `p`: every repeat, merged per target, with spreads across repeats and the
+    /// comparisons against the first target.
+    async fn point(
+        &mut self,
+        p: usize,
+        load: Load,
+        sink: &mut (dyn FnMut(&Record) + Send),
+    ) -> Point {
+        let (targets, spec, cancel) = (self.targets, self.spec, self.cancel.clone());
         let mut merged: Vec<Option<TargetStats>> = vec![None; targets.len()];
         let mut per_repeat: Vec<Vec<TargetStats>> = vec![Vec::new(); targets.len()];
         for r in 0..spec.repeat.max(1) {
@@ -89,7 +226,7 @@ pub async fn bench(
                 break;
             }
             let run_spec = RunSpec {
-                load: *load,
+                load,
                 requests: spec.requests,
                 duration: spec.duration,
                 warmup: spec.warmup,
@@ -100,16 +237,9 @@ pub async fn bench(
                 run_tag: spec.keep_chunk_times.then(|| format!("p{p}r{r}")),
             };
             let out = run(targets, &run_spec, cancel.clone(), &mut *sink).await;
-            interrupted |= out.interrupted;
-            cpu += out.cpu;
-            wall += out.wall;
-            sent += out.sent;
-            events += out.events;
-            stalls += out.stalls.0;
-            worst = worst.max(out.stalls.1);
-            kept.extend(out.kept);
+            self.client.add(&out);
+            self.kept.extend(out.kept);
             for (t, s) in out.stats.into_iter().enumerate() {
-                lag.merge(&s);
                 match &mut merged[t] {
                     Some(m) => m.merge(&s),
                     slot @ None => *slot = Some(s.clone()),
@@ -131,80 +261,12 @@ pub async fn bench(
             }
             reports.push(rep);
         }
-        let comparisons = compare(targets, &merged, &per_repeat, spec.pages_per_day);
-        out_points.push(Point {
-            load: *load,
+        Point {
+            load,
             targets: reports,
-            comparisons,
-        });
+            comparisons: compare(targets, &merged, &per_repeat, spec.pages_per_day),
+        }
     }
-
-    let agreement = if spec.agreement_prompts > 0 && targets.len() > 1 && !cancel.is_cancelled() {
-        Some(agreement(targets, spec.agreement_prompts).await)
-    } else {
-        None
-    };
-
-    let lag_ms = percentiles(lag.lag(), 1e-6);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mut warnings = Vec::new();
-    if lag_ms.p99 > 10.0 {
-        warnings.push(format!(
-            "the client sent requests late (lag p99 {:.1} ms): it, not the endpoint, may be the limit",
-            lag_ms.p99
-        ));
-    }
-    let busy = if wall.is_zero() {
-        0.0
-    } else {
-        cpu.as_secs_f64() / wall.as_secs_f64()
-    };
-    if busy > 0.9 * cores {
-        warnings.push(format!(
-            "the client used {busy:.2} of {cores} cores: it is likely the bottleneck"
-        ));
-    }
-    if stalls > 0 {
-        warnings.push(format!(
-            "the client's event loop stalled {stalls} times (longest {:.1} ms): timings may be inflated",
-            worst.as_secs_f64() * 1e3
-        ));
-    }
-    let self_check = SelfCheck {
-        lag_ms,
-        write_lag_ms: percentiles(lag.write_lag(), 1e-6),
-        stalls,
-        max_stall_ms: worst.as_secs_f64() * 1e3,
-        cpu_s: cpu.as_secs_f64(),
-        wall_s: wall.as_secs_f64(),
-        cpu_per_request_us: if sent > 0 {
-            cpu.as_secs_f64() * 1e6 / sent as f64
-        } else {
-            0.0
-        },
-        cpu_per_event_us: if events > 0 {
-            cpu.as_secs_f64() * 1e6 / events as f64
-        } else {
-            0.0
-        },
-        peak_rss_bytes: peak_rss_bytes(),
-        warnings,
-    };
-    let report = BenchResults {
-        schema_version: SCHEMA_VERSION,
-        started_at,
-        workload: targets
-            .first()
-            .map(|t| t.workload.name.clone())
-            .unwrap_or_default(),
-        points: out_points,
-        agreement,
-        experiment: spec.experiment.clone(),
-        self_check,
-        interrupted,
-        truth: None,
-    };
-    (report, kept)
 }
 
 /// The headline figures of each repeat, as mean ± CI.

@@ -110,149 +110,194 @@ pub async fn run(
     let start_ns = mono_ns();
     let start = Instant::now();
     let cpu_start = cpu_time();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let in_flight = Arc::new(AtomicU64::new(0));
     let tracker = TaskTracker::new();
     let done = CancellationToken::new();
-
-    // The self-check: a ticker that notices when the event loop was too busy to wake it.
-    let ticker = {
-        let done = done.clone();
-        let tx = tx.clone();
-        let in_flight = in_flight.clone();
-        tokio::spawn(async move {
-            let period = Duration::from_millis(10);
-            let (mut stalls, mut worst) = (0u64, Duration::ZERO);
-            let mut next = Instant::now() + period;
-            let mut tick = 0u64;
-            loop {
-                tokio::select! {
-                    () = done.cancelled() => break,
-                    () = tokio::time::sleep_until(next) => {}
-                }
-                let late = Instant::now().saturating_duration_since(next);
-                if late > Duration::from_millis(5) {
-                    stalls += 1;
-                    worst = worst.max(late);
-                }
-                next = Instant::now() + period;
-                tick += 1;
-                if tick.is_multiple_of(10) {
-                    let _ = tx.send(Msg::InFlight(in_flight.load(Ordering::Relaxed)));
-                }
-            }
-            (stalls, worst)
-        })
-    };
-
-    let deadline = spec.duration.map(|d| start + d);
-    let limit = spec.requests.unwrap_or(u64::MAX);
+    let ticker = stall_ticker(done.clone(), tx.clone(), in_flight.clone());
     let shared = Arc::new(Shared {
         targets: targets.to_vec(),
-        tx: tx.clone(),
-        in_flight: in_flight.clone(),
+        tx,
+        in_flight,
         warmup: spec.warmup,
         keep_chunk_times: spec.keep_chunk_times,
         keep_content: spec.keep_content,
         run_tag: spec.run_tag.clone(),
     });
-
     let sent = Arc::new(AtomicU64::new(0));
+    let clock = (start, start_ns);
     match Arrivals::new(spec.load, spec.seed) {
-        None => {
-            // Closed loop: n workers, each sending its next request when the last one ends.
-            let n = match spec.load {
-                Load::Concurrency { n } => n.max(1),
-                _ => 1,
-            };
-            let next = Arc::new(AtomicU64::new(0));
-            for _ in 0..n {
-                let (next, cancel, sent, shared) =
-                    (next.clone(), cancel.clone(), sent.clone(), shared.clone());
-                tracker.spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= limit
-                            || cancel.is_cancelled()
-                            || deadline.is_some_and(|d| Instant::now() >= d)
-                        {
-                            break;
-                        }
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        one(shared.clone(), i, mono_ns()).await;
-                    }
-                });
-            }
-        }
-        Some(arrivals) => {
-            // Open loop: each request at its scheduled time, whatever is still in flight.
-            for (i, offset) in (0..limit).zip(arrivals) {
-                let due = start + offset;
-                if deadline.is_some_and(|d| due >= d) || cancel.is_cancelled() {
-                    break;
-                }
-                if due > Instant::now() {
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep_until(due) => {}
-                    }
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                let scheduled = start_ns + offset.as_nanos() as u64;
-                tracker.spawn(one(shared.clone(), i, scheduled));
-            }
-        }
+        None => closed_loop(spec, &tracker, &shared, &sent, &cancel, start),
+        Some(arrivals) => open_loop(spec, arrivals, &tracker, &shared, &sent, &cancel, clock).await,
     }
     tracker.close();
     drop(shared);
-
-    // Fold records while the workers drain.
-    let mut stats: Vec<TargetStats> = (0..targets.len())
-        .map(|_| TargetStats::new(start_ns, spec.slo.clone()))
-        .collect();
-    let mut kept = Vec::new();
-    let mut events = 0u64;
-    drop(tx);
-    let waiting = tracker.wait();
-    tokio::pin!(waiting);
-    let mut drained = false;
-    loop {
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(Msg::Record(r)) => {
-                    events += u64::from(r.content_events);
-                    sink(&r);
-                    if let Some(st) = stats.get_mut(r.target) {
-                        st.add(&r);
-                    }
-                    if spec.keep_chunk_times || spec.keep_content {
-                        kept.push(*r);
-                    }
-                }
-                Some(Msg::InFlight(n)) => {
-                    for s in &mut stats {
-                        s.sample_in_flight(n);
-                    }
-                }
-                None => break,
-            },
-            () = &mut waiting, if !drained => {
-                drained = true;
-                done.cancel();
-            }
-        }
-    }
+    let mut fold = Fold {
+        stats: (0..targets.len())
+            .map(|_| TargetStats::new(start_ns, spec.slo.clone()))
+            .collect(),
+        kept: Vec::new(),
+        events: 0,
+        keep: spec.keep_chunk_times || spec.keep_content,
+    };
+    fold.drain(rx, &tracker, &done, sink).await;
     done.cancel();
     let stalls = ticker.await.unwrap_or((0, Duration::ZERO));
     RunOutput {
-        stats,
-        kept,
+        stats: fold.stats,
+        kept: fold.kept,
         interrupted: cancel.is_cancelled(),
         sent: sent.load(Ordering::Relaxed),
-        events,
+        events: fold.events,
         stalls,
         wall: start.elapsed(),
         cpu: cpu_time().saturating_sub(cpu_start),
+    }
+}
+
+/// The self-check: a ticker that notices when the event loop was too busy to wake it, and
+/// samples the requests in flight; returns the stalls over 5 ms and the longest.
+fn stall_ticker(
+    done: CancellationToken,
+    tx: mpsc::UnboundedSender<Msg>,
+    in_flight: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<(u64, Duration)> {
+    tokio::spawn(async move {
+        let period = Duration::from_millis(10);
+        let (mut stalls, mut worst) = (0u64, Duration::ZERO);
+        let mut next = Instant::now() + period;
+        let mut tick = 0u64;
+        loop {
+            tokio::select! {
+                () = done.cancelled() => break,
+                () = tokio::time::sleep_until(next) => {}
+            }
+            let late = Instant::now().saturating_duration_since(next);
+            if late > Duration::from_millis(5) {
+                stalls += 1;
+                worst = worst.max(late);
+            }
+            next = Instant::now() + period;
+            tick += 1;
+            if tick.is_multiple_of(10) {
+                let _ = tx.send(Msg::InFlight(in_flight.load(Ordering::Relaxed)));
+            }
+        }
+        (stalls, worst)
+    })
+}
+
+/// Closed loop: n workers, each sending its next request when the last one ends.
+fn closed_loop(
+    spec: &RunSpec,
+    tracker: &TaskTracker,
+    shared: &Arc<Shared>,
+    sent: &Arc<AtomicU64>,
+    cancel: &CancellationToken,
+    start: Instant,
+) {
+    let deadline = spec.duration.map(|d| start + d);
+    let limit = spec.requests.unwrap_or(u64::MAX);
+    let n = match spec.load {
+        Load::Concurrency { n } => n.max(1),
+        _ => 1,
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    for _ in 0..n {
+        let (next, cancel, sent, shared) =
+            (next.clone(), cancel.clone(), sent.clone(), shared.clone());
+        tracker.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit
+                    || cancel.is_cancelled()
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                one(shared.clone(), i, mono_ns()).await;
+            }
+        });
+    }
+}
+
+/// Open loop: each request at its scheduled time, whatever is still in flight.
+async fn open_loop(
+    spec: &RunSpec,
+    arrivals: Arrivals,
+    tracker: &TaskTracker,
+    shared: &Arc<Shared>,
+    sent: &Arc<AtomicU64>,
+    cancel: &CancellationToken,
+    (start, start_ns): (Instant, u64),
+) {
+    let deadline = spec.duration.map(|d| start + d);
+    let limit = spec.requests.unwrap_or(u64::MAX);
+    for (i, offset) in (0..limit).zip(arrivals) {
+        let due = start + offset;
+        if deadline.is_some_and(|d| due >= d) || cancel.is_cancelled() {
+            break;
+        }
+        if due > Instant::now() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(due) => {}
+            }
+        }
+        sent.fetch_add(1, Ordering::Relaxed);
+        let scheduled = start_ns + offset.as_nanos() as u64;
+        tracker.spawn(one(shared.clone(), i, scheduled));
+    }
+}
+
+/// The one owner of a run's statistics: records fold in as they arrive.
+struct Fold {
+    stats: Vec<TargetStats>,
+    kept: Vec<Record>,
+    events: u64,
+    keep: bool,
+}
+
+impl Fold {
+    /// Folds records until every worker is done and the channel is empty.
+    async fn drain(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        tracker: &TaskTracker,
+        done: &CancellationToken,
+        sink: &mut (dyn FnMut(&Record) + Send),
+    ) {
+        let waiting = tracker.wait();
+        tokio::pin!(waiting);
+        let mut drained = false;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Msg::Record(r)) => {
+                        self.events += u64::from(r.content_events);
+                        sink(&r);
+                        if let Some(st) = self.stats.get_mut(r.target) {
+                            st.add(&r);
+                        }
+                        if self.keep {
+                            self.kept.push(*r);
+                        }
+                    }
+                    Some(Msg::InFlight(n)) => {
+                        for s in &mut self.stats {
+                            s.sample_in_flight(n);
+                        }
+                    }
+                    None => break,
+                },
+                () = &mut waiting, if !drained => {
+                    drained = true;
+                    // The ticker holds a sender: stop it, so the channel can close.
+                    done.cancel();
+                }
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Quality measured next to cost: gold annotations in an open JSONL format ([`gold`]) and the
 //! scores of a run's results against them ([`score`]).
 //!
-//! [`compare`] puts configurations side by side (paired bootstrap, Pareto front); [`spend`]
+//! [`configs`] runs every configuration into one ledger and scores it; [`compare`] puts
+//! configurations side by side (paired bootstrap, Pareto front); [`spend`]
 //! reads a configuration's tokens, cost and latency from the ledger; [`results`] reads
 //! finished runs back; [`import`] turns CoNLL/BIO and CSV into gold.
 //!
@@ -9,6 +10,7 @@
 //! internals, so it scores any run — of any endpoint, prompt or pack size — the same way.
 
 pub mod compare;
+pub mod configs;
 pub mod gold;
 pub mod import;
 pub mod results;

@@ -288,6 +288,9 @@ pub enum RunError {
     /// No endpoint to send to.
     #[error("no endpoint to run on")]
     NoEndpoint,
+    /// A run's task panicked (a bug; the ledger keeps what was finished).
+    #[error("{0} (a bug: the ledger keeps every finished result)")]
+    Panicked(String),
 }
 
 /// What a run produced.

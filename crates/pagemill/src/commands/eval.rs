@@ -2,22 +2,22 @@
 //! combination run through the same pipeline and ledger, scored against gold, next to what
 //! it cost a page; or `pagemill eval GOLD --results DIR…`: finished runs scored.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use pagemill_client::{Client, PromptProfile};
+use pagemill_client::Client;
 use pagemill_pipeline::eval::compare::{self, Scored};
+use pagemill_pipeline::eval::configs::{self, Configuration, Grid};
 use pagemill_pipeline::eval::gold::{DocRef, GoldDocument};
 use pagemill_pipeline::eval::score::Sources;
-use pagemill_pipeline::eval::{evaluate, gold, import, results, spend};
+use pagemill_pipeline::eval::{evaluate, gold, import, results};
 use pagemill_pipeline::run::output::{write_atomic, write_results};
-use pagemill_pipeline::run::{PackSize, Progress, UngroundedPolicy};
+use pagemill_pipeline::run::{PackSize, Progress, RunOptions, RunOutcome};
 use pagemill_report::terminal;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::{
     EvalArgs, EvalCommand, EvalImportArgs, EvalInitArgs, Format, GlobalArgs, PipelineArgs,
@@ -107,22 +107,6 @@ async fn score_results(args: &EvalArgs, gold: &[GoldDocument]) -> anyhow::Result
     Ok(configs)
 }
 
-/// One configuration to run.
-struct Plan {
-    name: String,
-    setting: Value,
-    client: Arc<Client>,
-    tasks: pagemill_pipeline::run::Tasks,
-    opts: pagemill_pipeline::run::RunOptions,
-}
-
-fn profile_name(p: PromptProfile) -> &'static str {
-    match p {
-        PromptProfile::Standard => "default",
-        PromptProfile::Small => "small",
-    }
-}
-
 /// DOCS given: every endpoint × pack × prompt profile × format run through the pipeline, in
 /// one ledger (each configuration's units kept apart by a variant of their keys, so finished
 /// ones are reused on the next eval and never paid twice), interleaved unless `--sequential`.
@@ -131,20 +115,13 @@ async fn run_configurations(
     args: &EvalArgs,
     gold: &[GoldDocument],
 ) -> anyhow::Result<Vec<Scored>> {
-    let packs = &args.pack;
-    let formats = &args.response_format;
-    let profiles: Vec<Option<PromptProfile>> = if args.prompt_profile.is_empty() {
-        vec![None]
-    } else {
-        args.prompt_profile.iter().copied().map(Some).collect()
-    };
     let pipeline = PipelineArgs {
         inputs: args.docs.clone(),
         work: args.work.clone(),
         pack: PackSize::Auto,
-        pack_tokens: 6000,
+        pack_tokens: RunOptions::default().pack_tokens,
     };
-    let mut prepared = prepare(&pipeline).await?;
+    let prepared = prepare(&pipeline).await?;
     for (path, why) in &prepared.skipped {
         eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
     }
@@ -157,71 +134,40 @@ async fn run_configurations(
     } else {
         usize::MAX
     };
-    let mut plans = Vec::new();
-    for ep in resolved.endpoints.iter().take(take) {
-        // One client an endpoint: its limits and connections are shared by its configurations.
-        let client = Arc::new(Client::new(ep.clone())?);
-        for &pack in packs {
-            for profile in &profiles {
-                for &format in formats {
-                    let profile = profile.unwrap_or(ep.prompt_profile);
-                    let (tasks, mut opts) = prepared.setup.fitted(profile)?;
-                    opts.pack = pack;
-                    if let PackSize::Fixed(n) = pack {
-                        opts.max_pack = n;
-                    }
-                    opts.format = format;
-                    opts.concurrency = args.concurrency.or(ep.limits.max_concurrency).unwrap_or(8);
-                    let pack_name = match pack {
-                        PackSize::Fixed(n) => n.to_string(),
-                        PackSize::Auto => "auto".into(),
-                    };
-                    let format_name = serde_json::to_value(format)?
-                        .as_str()
-                        .unwrap_or("auto")
-                        .to_owned();
-                    let setting = json!({"endpoint": ep.name, "pack": pack_name,
-                                         "prompt_profile": profile_name(profile),
-                                         "response_format": format_name});
-                    opts.variant = format!("eval {setting}");
-                    // Named twice (`--pack 1,1`): run once.
-                    if plans.iter().any(|p: &Plan| p.opts.variant == opts.variant) {
-                        continue;
-                    }
-                    plans.push(Plan {
-                        name: format!(
-                            "{} · pack {pack_name} · {} · {format_name}",
-                            ep.name,
-                            profile_name(profile)
-                        ),
-                        setting,
-                        client: Arc::clone(&client),
-                        tasks,
-                        opts,
-                    });
-                }
-            }
-        }
-    }
+    let clients = resolved
+        .endpoints
+        .iter()
+        .take(take)
+        .map(|ep| Client::new(ep.clone()).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let grid = Grid {
+        packs: args.pack.clone(),
+        profiles: if args.prompt_profile.is_empty() {
+            vec![None]
+        } else {
+            args.prompt_profile.iter().copied().map(Some).collect()
+        },
+        formats: args.response_format.clone(),
+        concurrency: args.concurrency,
+    };
+    let configs = configs::configurations(&clients, &grid, &prepared.setup)?;
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
-    let docs = Arc::new(std::mem::take(&mut prepared.docs));
+    let docs = Arc::new(prepared.docs);
     eprintln!(
         "eval: {} configuration(s) × {} document(s){}; ledger {}",
-        plans.len(),
+        configs.len(),
         docs.len(),
-        if args.sequential || plans.len() == 1 {
+        if args.sequential || configs.len() == 1 {
             ""
         } else {
             ", interleaved"
         },
         store.display()
     );
-    let mut outcomes: Vec<Option<pagemill_pipeline::run::RunOutcome>> =
-        (0..plans.len()).map(|_| None).collect();
     let stop = crate::commands::stop_on_ctrl_c(
         "stopping: no new requests; finishing those in flight, then scoring what is done (the ledger keeps every finished result)",
     );
-    let progress: Vec<Arc<Progress>> = plans
+    let progress: Vec<Arc<Progress>> = configs
         .iter()
         .map(|_| {
             Arc::new(Progress {
@@ -231,79 +177,37 @@ async fn run_configurations(
         })
         .collect();
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| bar(&progress));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let (ledger, docs) = (ledger.share()?, Arc::clone(&docs));
-        let progress = Arc::clone(&progress[i]);
-        let (client, tasks, opts) = (
-            Arc::clone(&plan.client),
-            plan.tasks.clone(),
-            plan.opts.clone(),
-        );
-        let job = async move {
-            let r = pagemill_pipeline::run::run(
-                &docs,
-                tasks,
-                vec![client],
-                ledger,
-                opts,
-                progress,
-                UngroundedPolicy::Drop,
-            )
-            .await;
-            (i, r)
-        };
-        if args.sequential {
-            let (i, r) = job.await;
-            outcomes[i] = Some(finished(&plans[i], r)?);
-        } else {
-            set.spawn(job);
-        }
-    }
-    while let Some(joined) = set.join_next().await {
-        let (i, r) = joined.context("a configuration's run panicked")?;
-        outcomes[i] = Some(finished(&plans[i], r)?);
-    }
+    let ledgers = configs
+        .iter()
+        .map(|_| ledger.share())
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = configs::run_all(
+        &configs,
+        Arc::clone(&docs),
+        ledgers,
+        &progress,
+        args.sequential,
+        &finished,
+    )
+    .await;
     if let Some(b) = bar {
         b.abort();
     }
+    let outcomes = outcomes?;
     let requests = ledger.requests()?;
     let sources = Sources::of(&docs, args.work.summary_max_words);
-    let mut configs = Vec::new();
-    for (plan, outcome) in plans.iter().zip(outcomes) {
-        let outcome = outcome.context("a configuration did not finish")?;
-        let dir = args.out.join(slug(&plan.name));
+    let mut scored = Vec::new();
+    for (config, outcome) in configs.iter().zip(&outcomes) {
+        let dir = args.out.join(slug(&config.name));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
         write_results(&dir, &outcome.documents, &outcome.summary)?;
-        let results = outcome
-            .documents
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()?;
-        let s = &outcome.summary;
-        let keys: HashSet<String> = outcome.keys.iter().cloned().collect();
-        // Pages the work covers: without entities, every page (none is "skipped" for content).
-        let pages = if plan.tasks.entities.is_some() {
-            s.pages.saturating_sub(s.pages_skipped)
-        } else {
-            s.pages
-        }
-        .max(1);
-        let mut spent = spend::spend(&requests, &keys, pages);
-        spent.wall_secs = (s.requests > 0).then_some(s.wall_secs);
-        spent.documents = Some(s.documents);
-        spent.complete_documents = Some(s.complete_documents);
-        let mut setting = plan.setting.clone();
-        setting["results"] = json!(dir.display().to_string());
-        configs.push(Scored {
-            name: plan.name.clone(),
-            setting,
-            report: evaluate(gold, &results, &sources),
-            run: serde_json::to_value(&spent)?,
-        });
+        let dir = dir.display().to_string();
+        scored.push(configs::scored(
+            config, outcome, &requests, gold, &sources, &dir,
+        )?);
     }
     drop(resolved);
-    Ok(configs)
+    Ok(scored)
 }
 
 /// One progress bar on a terminal: units finished over all configurations, tokens so far.
@@ -331,18 +235,13 @@ fn bar(progress: &[Arc<Progress>]) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// A configuration's run ended: its outcome, or why it could not run.
-fn finished(
-    plan: &Plan,
-    r: Result<pagemill_pipeline::run::RunOutcome, pagemill_pipeline::run::RunError>,
-) -> anyhow::Result<pagemill_pipeline::run::RunOutcome> {
-    let outcome = r.with_context(|| format!("running {}", plan.name))?;
+/// Says that a configuration's run ended, and how far it got.
+fn finished(config: &Configuration, outcome: &RunOutcome) {
     let s = &outcome.summary;
     eprintln!(
         "done: {} — {}/{} documents complete, {} request(s), {:.1} s",
-        plan.name, s.complete_documents, s.documents, s.requests, s.wall_secs
+        config.name, s.complete_documents, s.documents, s.requests, s.wall_secs
     );
-    Ok(outcome)
 }
 
 /// A directory name for a configuration.

@@ -203,7 +203,6 @@ pub fn documents(
     policy: UngroundedPolicy,
     examples: &Examples,
 ) -> Result<Vec<DocumentResult>, StoreError> {
-    let keep_flagged = policy == UngroundedPolicy::KeepFlagged;
     let keys: Vec<String> = work.iter().map(|w| w.key.clone()).collect();
     let rows: HashMap<String, UnitRow> = ledger
         .units(&keys)?
@@ -214,58 +213,114 @@ pub fn documents(
     for w in work {
         by_doc[w.doc].push(w);
     }
-    let mut out = Vec::with_capacity(docs.len());
-    for (d, doc) in docs.iter().enumerate() {
-        let units = &by_doc[d];
-        let find = |kind: TaskKind, page: Option<u32>, section: Option<u32>| {
-            units
+    Ok(docs
+        .iter()
+        .enumerate()
+        .map(|(d, doc)| {
+            Assembly {
+                d,
+                doc,
+                units: &by_doc[d],
+                rows: &rows,
+                skips,
+                keep_flagged: policy == UngroundedPolicy::KeepFlagged,
+                examples,
+                dead: Vec::new(),
+                dropped: Default::default(),
+            }
+            .result()
+        })
+        .collect())
+}
+
+/// One document's units and their ledger rows, being put together into its result.
+struct Assembly<'a> {
+    d: usize,
+    doc: &'a Document,
+    units: &'a [&'a Work],
+    rows: &'a HashMap<String, UnitRow>,
+    skips: &'a [PageSkip],
+    keep_flagged: bool,
+    examples: &'a Examples,
+    dead: Vec<DeadLetter>,
+    dropped: std::collections::BTreeMap<String, usize>,
+}
+
+impl<'a> Assembly<'a> {
+    fn result(mut self) -> DocumentResult {
+        let (pages, mentions) = self.pages();
+        let sections = self.sections();
+        let (metadata, metadata_state, metadata_flags, metadata_grounding) = self.metadata();
+        let complete = pages
+            .iter()
+            .all(|p| p.entities != State::Pending && p.entities != State::Failed)
+            && sections
                 .iter()
-                .find(|w| w.kind == kind && w.page == page && w.section == section)
-                .map(|w| (w, rows.get(&w.key)))
-        };
-        let mut dead = Vec::new();
+                .all(|s| s.state == State::Done || s.state == State::Skipped)
+            && metadata_state != State::Pending
+            && metadata_state != State::Failed;
+        let doc = self.doc;
+        DocumentResult {
+            schema_version: RESULT_SCHEMA_VERSION,
+            id: doc.id.clone(),
+            path: doc.path.to_string_lossy().into_owned(),
+            kind: doc.kind,
+            complete,
+            pages,
+            entities: merge(mentions),
+            dropped: self.dropped,
+            sections,
+            metadata,
+            metadata_grounding,
+            metadata_flags,
+            metadata_state,
+            dead_letters: self.dead,
+            warnings: doc.warnings.clone(),
+        }
+    }
+
+    /// The unit of `kind` for a page, a section or the document, with its ledger row.
+    fn find(
+        &self,
+        kind: TaskKind,
+        page: Option<u32>,
+        section: Option<u32>,
+    ) -> Option<(&'a Work, Option<&'a UnitRow>)> {
+        let rows = self.rows;
+        self.units
+            .iter()
+            .find(|w| w.kind == kind && w.page == page && w.section == section)
+            .map(|w| (*w, rows.get(&w.key)))
+    }
+
+    /// Where a unit stands; a failed one is listed as a dead letter.
+    fn state(&mut self, task: &str, w: &Work, row: Option<&UnitRow>) -> (State, Option<String>) {
+        let (st, reason) = state(row);
+        if st == State::Failed {
+            self.dead.push(DeadLetter {
+                task: task.into(),
+                target: w.spec.target.clone(),
+                reason: reason.clone().unwrap_or_default(),
+            });
+        }
+        (st, reason)
+    }
+
+    /// Every page with its entities' state, and the mentions the policy keeps.
+    fn pages(&mut self) -> (Vec<PageResult>, Vec<Mention>) {
         let mut mentions: Vec<Mention> = Vec::new();
-        let mut pages = Vec::with_capacity(doc.pages.len());
-        let mut dropped: std::collections::BTreeMap<String, usize> = Default::default();
-        for p in &doc.pages {
-            let skip = skips.iter().find(|s| s.doc == d && s.page == p.number);
-            let (st, reason, n) = match (skip, find(TaskKind::Entities, Some(p.number), None)) {
+        let mut pages = Vec::with_capacity(self.doc.pages.len());
+        for p in &self.doc.pages {
+            let skip = self
+                .skips
+                .iter()
+                .find(|s| s.doc == self.d && s.page == p.number);
+            let (st, reason, n) = match (skip, self.find(TaskKind::Entities, Some(p.number), None))
+            {
                 (Some(s), _) => (State::Skipped, Some(s.reason.clone()), 0),
                 (None, Some((w, row))) => {
-                    let (st, reason) = state(row);
-                    if st == State::Failed {
-                        dead.push(DeadLetter {
-                            task: "entities".into(),
-                            target: w.spec.target.clone(),
-                            reason: reason.clone().unwrap_or_default(),
-                        });
-                    }
-                    let found: Vec<Mention> = row
-                        .and_then(|r| r.result.as_ref())
-                        .and_then(|v| serde_json::from_value(v["mentions"].clone()).ok())
-                        .unwrap_or_default();
-                    let mut kept: Vec<Mention> = Vec::with_capacity(found.len());
-                    for mut m in found {
-                        let why = if m.grounding == Grounding::None
-                            && checks::from_example(&m.text, &examples.entities)
-                        {
-                            Some(checks::reason::FROM_EXAMPLE)
-                        } else {
-                            match checks::mention_flag(&m) {
-                                Some(f) if keep_flagged => {
-                                    if f != checks::reason::UNGROUNDED {
-                                        m.flag = Some(f.to_owned());
-                                    }
-                                    None
-                                }
-                                other => other,
-                            }
-                        };
-                        match why {
-                            Some(why) => *dropped.entry(why.to_owned()).or_default() += 1,
-                            None => kept.push(m),
-                        }
-                    }
+                    let (st, reason) = self.state("entities", w, row);
+                    let kept = self.kept_mentions(row);
                     let n = kept.len();
                     mentions.extend(kept);
                     (st, reason, n)
@@ -280,18 +335,48 @@ pub fn documents(
                 mentions: n,
             });
         }
-        let mut sections = Vec::with_capacity(doc.sections.len());
-        for s in &doc.sections {
-            let (summary, st, reason, flag) = match find(TaskKind::Summary, None, Some(s.id)) {
-                Some((w, row)) => {
-                    let (st, reason) = state(row);
-                    if st == State::Failed {
-                        dead.push(DeadLetter {
-                            task: "summary".into(),
-                            target: w.spec.target.clone(),
-                            reason: reason.clone().unwrap_or_default(),
-                        });
+        (pages, mentions)
+    }
+
+    /// A page's mentions under the policy: copies of the prompt's examples dropped always,
+    /// ungrounded or doubtful ones dropped or kept flagged; drops counted by reason.
+    fn kept_mentions(&mut self, row: Option<&UnitRow>) -> Vec<Mention> {
+        let found: Vec<Mention> = row
+            .and_then(|r| r.result.as_ref())
+            .and_then(|v| serde_json::from_value(v["mentions"].clone()).ok())
+            .unwrap_or_default();
+        let mut kept: Vec<Mention> = Vec::with_capacity(found.len());
+        for mut m in found {
+            let why = if m.grounding == Grounding::None
+                && checks::from_example(&m.text, &self.examples.entities)
+            {
+                Some(checks::reason::FROM_EXAMPLE)
+            } else {
+                match checks::mention_flag(&m) {
+                    Some(f) if self.keep_flagged => {
+                        if f != checks::reason::UNGROUNDED {
+                            m.flag = Some(f.to_owned());
+                        }
+                        None
                     }
+                    other => other,
+                }
+            };
+            match why {
+                Some(why) => *self.dropped.entry(why.to_owned()).or_default() += 1,
+                None => kept.push(m),
+            }
+        }
+        kept
+    }
+
+    /// Every section with its summary.
+    fn sections(&mut self) -> Vec<SectionResult> {
+        let mut sections = Vec::with_capacity(self.doc.sections.len());
+        for s in &self.doc.sections {
+            let (summary, st, reason, flag) = match self.find(TaskKind::Summary, None, Some(s.id)) {
+                Some((w, row)) => {
+                    let (st, reason) = self.state("summary", w, row);
                     let result = row.and_then(|r| r.result.as_ref());
                     let summary = result.and_then(|v| v["summary"].as_str().map(str::to_owned));
                     let flag = result.and_then(|v| v["flag"].as_str().map(str::to_owned));
@@ -315,22 +400,20 @@ pub fn documents(
                 flag,
             });
         }
-        let (metadata, metadata_state) = match find(TaskKind::Metadata, None, None) {
+        sections
+    }
+
+    /// The metadata the policy keeps, its state, its flags, and where each value is.
+    fn metadata(&mut self) -> (Option<Value>, State, Vec<String>, Vec<ValueGrounding>) {
+        let (metadata, metadata_state) = match self.find(TaskKind::Metadata, None, None) {
             Some((w, row)) => {
-                let (st, reason) = state(row);
-                if st == State::Failed {
-                    dead.push(DeadLetter {
-                        task: "metadata".into(),
-                        target: w.spec.target.clone(),
-                        reason: reason.unwrap_or_default(),
-                    });
-                }
+                let (st, _) = self.state("metadata", w, row);
                 (row.and_then(|r| r.result.clone()), st)
             }
             None => (None, State::Skipped),
         };
         // Results are `{"values", "flags"}`; ledgers from before hold the values alone.
-        let (metadata, metadata_flags) = match metadata {
+        let (metadata, flags) = match metadata {
             Some(v) if v.get("values").is_some() => {
                 let flags = v["flags"]
                     .as_array()
@@ -344,52 +427,25 @@ pub fn documents(
             }
             other => (other, Vec::new()),
         };
-        let page_texts: Vec<(u32, &str)> = doc
+        let Some(values) = metadata else {
+            return (None, metadata_state, flags, Vec::new());
+        };
+        let page_texts: Vec<(u32, &str)> = self
+            .doc
             .pages
             .iter()
             .map(|p| (p.number, p.text.as_str()))
             .collect();
-        let (metadata, metadata_grounding) = match metadata {
-            Some(values) => {
-                let found = checks::ground_metadata(&page_texts, &values, &doc.hints);
-                let (kept, grounding) = checks::keep_metadata(
-                    &values,
-                    found,
-                    keep_flagged,
-                    &examples.metadata,
-                    &mut dropped,
-                );
-                (Some(kept), grounding)
-            }
-            None => (None, Vec::new()),
-        };
-        let complete = pages
-            .iter()
-            .all(|p| p.entities != State::Pending && p.entities != State::Failed)
-            && sections
-                .iter()
-                .all(|s| s.state == State::Done || s.state == State::Skipped)
-            && metadata_state != State::Pending
-            && metadata_state != State::Failed;
-        out.push(DocumentResult {
-            schema_version: RESULT_SCHEMA_VERSION,
-            id: doc.id.clone(),
-            path: doc.path.to_string_lossy().into_owned(),
-            kind: doc.kind,
-            complete,
-            pages,
-            entities: merge(mentions),
-            dropped,
-            sections,
-            metadata,
-            metadata_grounding,
-            metadata_flags,
-            metadata_state,
-            dead_letters: dead,
-            warnings: doc.warnings.clone(),
-        });
+        let found = checks::ground_metadata(&page_texts, &values, &self.doc.hints);
+        let (kept, grounding) = checks::keep_metadata(
+            &values,
+            found,
+            self.keep_flagged,
+            &self.examples.metadata,
+            &mut self.dropped,
+        );
+        (Some(kept), metadata_state, flags, grounding)
     }
-    Ok(out)
 }
 
 /// Tokens and requests of one task in this run.
