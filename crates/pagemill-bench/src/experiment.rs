@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pagemill_client::{Client, Endpoint, Message};
 use pagemill_pipeline::ingest::{Limits, read_all};
-use pagemill_pipeline::store::Ledger;
+use pagemill_pipeline::store::{History, LedgerView};
 
 use crate::collect::SloItem;
 use crate::runner::Target;
@@ -182,7 +182,8 @@ fn replayed(path: &std::path::Path) -> Result<Vec<Replayed>, BenchError> {
             path.display()
         )));
     }
-    let ledger = Ledger::open(path)?;
+    // Read-only, without the run's lock: a ledger a run is still writing can be replayed.
+    let ledger = LedgerView::open(path)?;
     Ok(ledger
         .requests()?
         .into_iter()

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pagemill_pipeline::store::{LedgerView, StoreError, UnitBrief, UnitStatus};
+use pagemill_pipeline::store::{History, StoreError, UnitBrief, UnitStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -171,7 +171,7 @@ fn mentions(result: Option<&Value>) -> Vec<MentionView> {
 }
 
 /// The documents to show, and how many were left out.
-pub fn build(view: &LedgerView, opts: &Options) -> Result<(Vec<DocumentView>, usize), StoreError> {
+pub fn build(view: &dyn History, opts: &Options) -> Result<(Vec<DocumentView>, usize), StoreError> {
     let all = view.documents()?;
     let mut chosen: Vec<_> = if opts.select.is_empty() {
         all.iter().rev().take(opts.documents).collect()

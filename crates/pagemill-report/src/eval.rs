@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use pagemill_pipeline::eval::score::{Counts, SummaryChecks};
-use pagemill_pipeline::store::LedgerView;
+use pagemill_pipeline::store::History;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -81,7 +81,11 @@ pub fn is_eval(v: &Value) -> bool {
 }
 
 /// Reads an eval report; page texts come from `ledger` when given.
-pub fn build(path: &Path, v: &Value, ledger: Option<&LedgerView>) -> Result<EvalView, ReportError> {
+pub fn build(
+    path: &Path,
+    v: &Value,
+    ledger: Option<&dyn History>,
+) -> Result<EvalView, ReportError> {
     let configs: Vec<(String, &Value, Option<f64>, bool)> = match v["configurations"].as_array() {
         Some(list) => list
             .iter()

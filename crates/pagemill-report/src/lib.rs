@@ -200,7 +200,13 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
     }
     // After the ledger, wherever it was given: errors are placed in its page texts.
     for (path, v) in evals {
-        report.eval = Some(eval::build(path, &v, ledger.as_ref())?);
+        report.eval = Some(eval::build(
+            path,
+            &v,
+            ledger
+                .as_ref()
+                .map(|l| l as &dyn pagemill_pipeline::store::History),
+        )?);
     }
     if report.runs.is_none() && report.benchmarks.is_empty() && report.eval.is_none() {
         return Err(ReportError::Empty);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pagemill_client::Timeline;
-use pagemill_pipeline::store::{LedgerView, RequestRow, StoreError, UnitBrief, UnitStatus};
+use pagemill_pipeline::store::{History, RequestRow, StoreError, UnitBrief, UnitStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::time;
@@ -447,12 +447,12 @@ impl Sums {
 }
 
 /// Computes every figure from the ledger.
-pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport, StoreError> {
+pub fn build(view: &dyn History, pages_per_day: Option<f64>) -> Result<RunsReport, StoreError> {
     let runs = view.runs()?;
     // Each timeline is reduced to its few latencies as it is read, then dropped.
     let mut requests = Vec::new();
     let mut timings = Vec::new();
-    view.each_request(|mut r| {
+    view.each_request(&mut |mut r| {
         timings.push(timing(&r));
         r.end.timeline = None;
         requests.push(r);
@@ -529,7 +529,7 @@ pub fn build(view: &LedgerView, pages_per_day: Option<f64>) -> Result<RunsReport
         .collect();
     dead.sort_by_key(|u| std::cmp::Reverse(u.updated_at));
     Ok(RunsReport {
-        ledger: view.path().display().to_string(),
+        ledger: view.name(),
         totals,
         projection,
         runs: run_figures,
@@ -924,7 +924,7 @@ fn errors(requests: &[RequestRow]) -> Vec<ErrorRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pagemill_pipeline::store::{Ledger, RequestEnd, UnitSpec};
+    use pagemill_pipeline::store::{Ledger, RequestEnd, Store, UnitSpec};
 
     fn spec(target: &str, task: &str) -> UnitSpec {
         UnitSpec {
@@ -968,7 +968,11 @@ mod tests {
             l.request_finished(id, &ok).unwrap();
             l.complete(key, &serde_json::json!({}), Some(id)).unwrap();
         }
-        let r = build(&LedgerView::open(&path).unwrap(), Some(1000.0)).unwrap();
+        let r = build(
+            &pagemill_pipeline::store::LedgerView::open(&path).unwrap(),
+            Some(1000.0),
+        )
+        .unwrap();
         assert_eq!(r.totals.cost_usd, None);
         assert_eq!(r.totals.cost_unknown_requests, 3);
         assert_eq!(r.totals.cost_per_page_usd, None);

@@ -20,7 +20,7 @@ use crate::run::setup::Setup;
 use crate::run::{
     FormatMode, PackSize, Progress, RunError, RunOptions, RunOutcome, Tasks, UngroundedPolicy,
 };
-use crate::store::{Ledger, RequestRow};
+use crate::store::{RequestRow, Store};
 use crate::tasks::TaskError;
 
 /// What to vary.
@@ -105,21 +105,21 @@ pub fn configurations(
     Ok(out)
 }
 
-/// Runs every configuration on `docs` into one ledger (`ledgers`: a connection to it per
-/// configuration, from [`Ledger::share`]): interleaved (one task each, so endpoints share one
+/// Runs every configuration on `docs` into one store (`stores`: a connection to it per
+/// configuration, e.g. from `Ledger::share`): interleaved (one task each, so endpoints share one
 /// time window) or one after another. `progress` has one entry per configuration; `finished`
 /// hears of each as it ends. Outcomes are in the configurations' order.
 pub async fn run_all(
     configs: &[Configuration],
     docs: Arc<Vec<Document>>,
-    ledgers: Vec<Ledger>,
+    stores: Vec<Box<dyn Store>>,
     progress: &[Arc<Progress>],
     sequential: bool,
     finished: &(dyn Fn(&Configuration, &RunOutcome) + Sync),
 ) -> Result<Vec<RunOutcome>, RunError> {
     let mut outcomes: Vec<Option<RunOutcome>> = configs.iter().map(|_| None).collect();
     let mut set = tokio::task::JoinSet::new();
-    for ((i, config), ledger) in configs.iter().enumerate().zip(ledgers) {
+    for ((i, config), ledger) in configs.iter().enumerate().zip(stores) {
         let docs = Arc::clone(&docs);
         let progress = Arc::clone(&progress[i]);
         let (client, tasks, opts) = (

@@ -20,7 +20,7 @@ use super::checks;
 use super::grounding::ground;
 use super::plan::{Tasks, Work};
 use super::{FormatMode, PackSize, Progress, RunOptions, TaskStats};
-use crate::store::{Ledger, RequestEnd, StoreError};
+use crate::store::{RequestEnd, Store, StoreError};
 use crate::tasks::answers::{check_pack, parse_lenient};
 use crate::tasks::{Item, TaskKind};
 
@@ -28,6 +28,10 @@ use crate::tasks::{Item, TaskKind};
 pub(crate) const AUTO_MAX_ITEMS: usize = 16;
 /// Packs in a row with failed items before the pack size is halved.
 const SHRINK_AFTER: u32 = 2;
+
+/// How long a unit is leased for: past any request's time budget, so a store shared by many
+/// workers hands a unit on only when the worker holding it is gone.
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// One request to make.
 #[derive(Debug, Clone)]
@@ -57,7 +61,7 @@ pub(crate) struct Shared {
     pub(crate) page_texts: Vec<HashMap<u32, String>>,
     pub(crate) tasks: Tasks,
     pub(crate) endpoints: Vec<Arc<Client>>,
-    pub(crate) ledger: Mutex<Ledger>,
+    pub(crate) ledger: Mutex<Box<dyn Store>>,
     pub(crate) opts: RunOptions,
     pub(crate) progress: Arc<Progress>,
     /// Per task slot: its prompt version (hashed once, not per request).
@@ -108,7 +112,7 @@ impl Shared {
         page_texts: Vec<HashMap<u32, String>>,
         tasks: Tasks,
         endpoints: Vec<Arc<Client>>,
-        ledger: Ledger,
+        ledger: Box<dyn Store>,
         opts: RunOptions,
         progress: Arc<Progress>,
         todo: &HashSet<String>,
@@ -174,7 +178,7 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+    pub(crate) fn ledger(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -377,7 +381,7 @@ impl Shared {
         let version = &self.versions[slot(job.kind)];
         let prefix = self.prefix_tokens[job.endpoint][slot(job.kind)];
         let ledger = self.ledger();
-        ledger.lease(&keys)?;
+        ledger.lease(&keys, LEASE_TTL)?;
         let rid = ledger.request_started(
             &self.endpoints[job.endpoint].endpoint().name,
             job.kind.name(),
@@ -505,6 +509,9 @@ impl Shared {
         }
     }
 
+    /// An answer came back: its valid items are checked for quality and committed, refused
+    /// ones go back with the reason, failed ones are re-run alone (from a pack) or re-asked
+    /// until they give up.
     fn on_answer(
         &self,
         job: Job,
@@ -515,12 +522,56 @@ impl Shared {
         let Some(task) = self.tasks.get(job.kind) else {
             return Ok(());
         };
+        let (mut answers, mut failed) = self.read_answers(&job, task, text, cut.as_deref());
+        // Alone, a cut answer the repair could close is kept: every value in it is still
+        // grounded (or dropped) like any other, and asking again gives the same loop.
+        let (flags, refused) = self.quality(&job, &mut answers, &mut failed);
+        for &u in &job.units {
+            let w = &self.work[u];
+            if let Some(answer) = answers.get(&w.item_id) {
+                let result = self.result(w, answer, flags.get(&u).map(String::as_str));
+                self.ledger().complete(&w.key, &result, Some(rid))?;
+                self.progress.done[slot(w.kind)].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Answers refused for their quality go back with the reason: asked the same way again,
+        // a model gives the same answer.
+        for (u, answer, why) in refused {
+            self.progress.reasks.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut q = self.queue();
+                q.state.entry(u).or_default().reasks += 1;
+            }
+            self.requeue(Job {
+                kind: job.kind,
+                units: vec![u],
+                endpoint: job.endpoint,
+                reask: Some((answer, why)),
+            })?;
+        }
+        if job.units.len() > 1 {
+            return self.after_pack(&job, failed);
+        }
+        match failed.into_iter().next() {
+            Some((u, why)) => self.reask_or_give_up(&job, u, why, text),
+            None => Ok(()),
+        }
+    }
+
+    /// The valid answers of a reply by item id, and the units that got none (with why).
+    fn read_answers(
+        &self,
+        job: &Job,
+        task: &crate::tasks::Task,
+        text: &str,
+        cut: Option<&str>,
+    ) -> (HashMap<String, Value>, Vec<(usize, String)>) {
         let ids: Vec<&str> = job
             .units
             .iter()
             .map(|&u| self.work[u].item_id.as_str())
             .collect();
-        let cut_note = cut.as_deref().unwrap_or("");
+        let cut_note = cut.unwrap_or("");
         let mut failed: Vec<(usize, String)> = Vec::new();
         let mut answers: HashMap<String, Value> = HashMap::new();
         if job.kind == TaskKind::Metadata {
@@ -579,34 +630,14 @@ impl Shared {
                 failed.push((u, format!("answer for item `{last}` incomplete{cut_note}")));
             }
         }
-        // Alone, a cut answer the repair could close is kept: every value in it is still
-        // grounded (or dropped) like any other, and asking again gives the same loop.
-        let (flags, refused) = self.quality(&job, &mut answers, &mut failed);
-        for &u in &job.units {
-            let w = &self.work[u];
-            if let Some(answer) = answers.get(&w.item_id) {
-                let result = self.result(w, answer, flags.get(&u).map(String::as_str));
-                self.ledger().complete(&w.key, &result, Some(rid))?;
-                self.progress.done[slot(w.kind)].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // Answers refused for their quality go back with the reason: asked the same way again,
-        // a model gives the same answer.
-        for (u, answer, why) in refused {
-            self.progress.reasks.fetch_add(1, Ordering::Relaxed);
-            {
-                let mut q = self.queue();
-                q.state.entry(u).or_default().reasks += 1;
-            }
-            self.requeue(Job {
-                kind: job.kind,
-                units: vec![u],
-                endpoint: job.endpoint,
-                reask: Some((answer, why)),
-            })?;
-        }
+        (answers, failed)
+    }
+
+    /// After a pack: packs shrink when they keep failing, and the items that failed in one are
+    /// re-run alone.
+    fn after_pack(&self, job: &Job, failed: Vec<(usize, String)>) -> Result<(), StoreError> {
         let s = slot(job.kind);
-        if job.units.len() > 1 {
+        {
             let mut q = self.queue();
             if failed.is_empty() {
                 q.streak[s] = 0;
@@ -623,22 +654,28 @@ impl Shared {
                     );
                 }
             }
-            drop(q);
-            // Items that failed in a pack are re-run alone.
-            for (u, _) in failed {
-                self.progress.singles.fetch_add(1, Ordering::Relaxed);
-                self.requeue(Job {
-                    kind: job.kind,
-                    units: vec![u],
-                    endpoint: job.endpoint,
-                    reask: None,
-                })?;
-            }
-            return Ok(());
         }
-        let Some((u, why)) = failed.into_iter().next() else {
-            return Ok(());
-        };
+        for (u, _) in failed {
+            self.progress.singles.fetch_add(1, Ordering::Relaxed);
+            self.requeue(Job {
+                kind: job.kind,
+                units: vec![u],
+                endpoint: job.endpoint,
+                reask: None,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A unit asked alone failed: asked again with its answer and why (within the re-ask
+    /// count and token budget), else given up on.
+    fn reask_or_give_up(
+        &self,
+        job: &Job,
+        u: usize,
+        why: String,
+        text: &str,
+    ) -> Result<(), StoreError> {
         let prompt_tokens = self.work[u].tokens + 500;
         let reask = {
             let mut q = self.queue();

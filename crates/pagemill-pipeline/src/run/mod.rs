@@ -29,7 +29,7 @@ use pagemill_client::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::Document;
-use crate::store::{Ledger, StoreError};
+use crate::store::{Store, StoreError};
 use crate::tasks::TaskKind;
 pub use output::{DocumentResult, Examples, RunSummary, UngroundedPolicy};
 pub use plan::{PageSkip, Tasks, Work};
@@ -310,7 +310,7 @@ pub async fn run(
     docs: &[Document],
     tasks: Tasks,
     endpoints: Vec<Arc<Client>>,
-    ledger: Ledger,
+    ledger: Box<dyn Store>,
     opts: RunOptions,
     progress: Arc<Progress>,
     policy: UngroundedPolicy,
@@ -372,11 +372,11 @@ pub async fn run(
     }
     let ledger = shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
     let examples = Examples::of(&shared.tasks);
-    let documents = output::documents(docs, &shared.work, &skips, &ledger, policy, &examples)?;
+    let documents = output::documents(docs, &shared.work, &skips, &**ledger, policy, &examples)?;
     let summary = output::summary(
         &documents,
         &shared.work,
-        &ledger,
+        &**ledger,
         &progress,
         shared.pack_sizes(),
         started.elapsed(),

@@ -16,12 +16,13 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 mod view;
-pub use view::{DocumentRow, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
+pub use view::{DocumentRow, History, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
 
 /// Schema version written to `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -314,6 +315,61 @@ pub struct Summary {
     pub cost_pico: u64,
 }
 
+/// Where a run keeps its work: the documents, the units (`pending → leased → done | failed`)
+/// with their results, every request (recorded before it is sent), and the runs. The runner
+/// speaks only this; [`Ledger`] is the SQLite implementation, and a PostgreSQL one shared by
+/// many workers is the next, which is why:
+/// - a lease has a time to live: a worker that dies holding units loses them when it expires,
+///   and `lease` returns the keys it got (another worker may hold the rest);
+/// - committing a result is idempotent: the same commit twice leaves the same state (a
+///   forced re-run replaces the result), and marks the unit done in the same transaction.
+pub trait Store: Send {
+    /// This run's id (in every request it records).
+    fn run_id(&self) -> &str;
+    /// Records a document with its pages and sections, once.
+    fn record_document(
+        &mut self,
+        doc: &crate::ingest::Document,
+        kind: &str,
+    ) -> Result<(), StoreError>;
+    /// Adds the units not known yet as `pending` and returns the keys still to do (all of
+    /// them with `force`).
+    fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError>;
+    /// Takes `pending` units for work for at most `ttl`, counting an attempt; returns the keys
+    /// leased.
+    fn lease(&self, keys: &[String], ttl: Duration) -> Result<Vec<String>, StoreError>;
+    /// Gives leased units back (`leased → pending`).
+    fn release(&self, keys: &[String]) -> Result<(), StoreError>;
+    /// Records a request before it is sent; returns its id.
+    fn request_started(
+        &self,
+        endpoint: &str,
+        task: &str,
+        prompt_version: &str,
+        prefix_tokens: u64,
+        unit_keys: &[String],
+    ) -> Result<i64, StoreError>;
+    /// Records how a request ended.
+    fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError>;
+    /// Commits a unit's result and marks it `done`, atomically and idempotently.
+    fn complete(
+        &mut self,
+        key: &str,
+        result: &serde_json::Value,
+        request_id: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// Gives up on a unit with a reason (the dead-letter list).
+    fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError>;
+    /// The units of `keys`, with status, reason and result.
+    fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError>;
+    /// Every request recorded, oldest first.
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError>;
+    /// Records that this run started, on `endpoints` (primary first).
+    fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError>;
+    /// Records that this run ended, with its summary (JSON).
+    fn run_finished(&self, summary: &str) -> Result<(), StoreError>;
+}
+
 /// An open ledger, held by one run.
 #[derive(Debug)]
 pub struct Ledger {
@@ -425,11 +481,6 @@ impl Ledger {
         sqlite_error(&self.path)
     }
 
-    /// This run's id (in every request it records).
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
     /// Records a document (once; later calls keep the first record).
     pub fn add_document(
         &self,
@@ -447,9 +498,102 @@ impl Ledger {
         Ok(())
     }
 
+    /// A recorded page's text.
+    pub fn page_text(&self, document_id: &str, number: u32) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT text FROM pages WHERE document_id = ?1 AND number = ?2",
+                params![document_id, number],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// A unit's status, if known.
+    pub fn status(&self, key: &str) -> Result<Option<UnitStatus>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT status FROM units WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql())?;
+        Ok(s.as_deref().map(UnitStatus::parse))
+    }
+
+    /// A unit's committed result, if done.
+    pub fn result(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT result FROM results WHERE unit_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Failed units with their reasons.
+    pub fn dead_letters(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, COALESCE(reason, '') FROM units WHERE status = 'failed' ORDER BY updated_at, key")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    /// Counts by status, requests and spend.
+    pub fn summary(&self) -> Result<Summary, StoreError> {
+        let mut s = Summary::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM units GROUP BY status")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.sql())?;
+        for row in rows {
+            let (status, n) = row.map_err(self.sql())?;
+            let n = n.max(0) as u64;
+            match UnitStatus::parse(&status) {
+                UnitStatus::Pending => s.pending = n,
+                UnitStatus::Leased => s.leased = n,
+                UnitStatus::Done => s.done = n,
+                UnitStatus::Failed => s.failed = n,
+            }
+        }
+        let (requests, interrupted, cost): (i64, i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'interrupted'), 0), COALESCE(SUM(cost_pico), 0) FROM requests",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(self.sql())?;
+        s.requests = requests.max(0) as u64;
+        s.interrupted_requests = interrupted.max(0) as u64;
+        s.cost_pico = cost.max(0) as u64;
+        Ok(s)
+    }
+}
+
+impl Store for Ledger {
+    /// This run's id (in every request it records).
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Records a document with its pages (text, quality) and sections, once: what reports
     /// need to show results in context, without the source files.
-    pub fn record_document(
+    fn record_document(
         &mut self,
         doc: &crate::ingest::Document,
         kind: &str,
@@ -500,22 +644,10 @@ impl Ledger {
         tx.commit().map_err(&sql)
     }
 
-    /// A recorded page's text.
-    pub fn page_text(&self, document_id: &str, number: u32) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT text FROM pages WHERE document_id = ?1 AND number = ?2",
-                params![document_id, number],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())
-    }
-
     /// Plans units: new ones become `pending`; known ones keep their status (so finished work
     /// is never redone). With `force`, every given unit is reset to `pending`. Returns the keys
     /// still to do, in the order given.
-    pub fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
+    fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
         let t = now();
         let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
@@ -562,20 +694,29 @@ impl Ledger {
     }
 
     /// Takes units for work (`pending → leased`), counting an attempt.
-    pub fn lease(&self, keys: &[String]) -> Result<(), StoreError> {
+    ///
+    /// One run holds a SQLite ledger (its lock file), so every pending key asked for is
+    /// leased and `ttl` has nothing to guard against: a killed run's leases return to
+    /// `pending` when the ledger is next opened.
+    fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let mut leased = Vec::with_capacity(keys.len());
         for k in keys {
-            self.conn
+            let n = self
+                .conn
                 .execute(
                     "UPDATE units SET status = 'leased', attempts = attempts + 1, updated_at = ?2 WHERE key = ?1 AND status = 'pending'",
                     params![k, now()],
                 )
                 .map_err(self.sql())?;
+            if n == 1 {
+                leased.push(k.clone());
+            }
         }
-        Ok(())
+        Ok(leased)
     }
 
     /// Gives units back (`leased → pending`), e.g. to re-run them alone after a pack failed.
-    pub fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+    fn release(&self, keys: &[String]) -> Result<(), StoreError> {
         for k in keys {
             self.conn
                 .execute(
@@ -588,7 +729,7 @@ impl Ledger {
     }
 
     /// Records a request before it is sent; returns its id.
-    pub fn request_started(
+    fn request_started(
         &self,
         endpoint: &str,
         task: &str,
@@ -608,7 +749,7 @@ impl Ledger {
     }
 
     /// Records how a request ended.
-    pub fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError> {
+    fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError> {
         let n = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
         self.conn
             .execute(
@@ -635,7 +776,7 @@ impl Ledger {
 
     /// Commits a unit's validated result and marks it `done`, in one transaction: a unit is
     /// done exactly when its result is on disk.
-    pub fn complete(
+    fn complete(
         &mut self,
         key: &str,
         result: &serde_json::Value,
@@ -657,7 +798,7 @@ impl Ledger {
     }
 
     /// Gives up on a unit with a reason (the dead-letter list).
-    pub fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError> {
+    fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE units SET status = 'failed', reason = ?2, updated_at = ?3 WHERE key = ?1",
@@ -667,34 +808,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// A unit's status, if known.
-    pub fn status(&self, key: &str) -> Result<Option<UnitStatus>, StoreError> {
-        let s: Option<String> = self
-            .conn
-            .query_row("SELECT status FROM units WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.sql())?;
-        Ok(s.as_deref().map(UnitStatus::parse))
-    }
-
-    /// A unit's committed result, if done.
-    pub fn result(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        let s: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT result FROM results WHERE unit_key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
-        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
-    }
-
     /// Every unit among `keys` that the ledger knows, with its result when done.
-    pub fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError> {
+    fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -725,12 +840,12 @@ impl Ledger {
     }
 
     /// Every request recorded, oldest first.
-    pub fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         read_requests(&self.conn).map_err(self.sql())
     }
 
     /// Records that this run started, on `endpoints` (primary first).
-    pub fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError> {
+    fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO runs (id, started_at, endpoints) VALUES (?1, ?2, ?3)",
@@ -745,7 +860,7 @@ impl Ledger {
     }
 
     /// Records that this run ended, with its summary (JSON).
-    pub fn run_finished(&self, summary: &str) -> Result<(), StoreError> {
+    fn run_finished(&self, summary: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
@@ -753,54 +868,6 @@ impl Ledger {
             )
             .map_err(self.sql())?;
         Ok(())
-    }
-
-    /// Failed units with their reasons.
-    pub fn dead_letters(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, COALESCE(reason, '') FROM units WHERE status = 'failed' ORDER BY updated_at, key")
-            .map_err(self.sql())?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.sql())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql())?;
-        Ok(rows)
-    }
-
-    /// Counts by status, requests and spend.
-    pub fn summary(&self) -> Result<Summary, StoreError> {
-        let mut s = Summary::default();
-        let mut st = self
-            .conn
-            .prepare("SELECT status, COUNT(*) FROM units GROUP BY status")
-            .map_err(self.sql())?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(self.sql())?;
-        for row in rows {
-            let (status, n) = row.map_err(self.sql())?;
-            let n = n.max(0) as u64;
-            match UnitStatus::parse(&status) {
-                UnitStatus::Pending => s.pending = n,
-                UnitStatus::Leased => s.leased = n,
-                UnitStatus::Done => s.done = n,
-                UnitStatus::Failed => s.failed = n,
-            }
-        }
-        let (requests, interrupted, cost): (i64, i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'interrupted'), 0), COALESCE(SUM(cost_pico), 0) FROM requests",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(self.sql())?;
-        s.requests = requests.max(0) as u64;
-        s.interrupted_requests = interrupted.max(0) as u64;
-        s.cost_pico = cost.max(0) as u64;
-        Ok(s)
     }
 }
 
@@ -943,7 +1010,7 @@ mod tests {
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
             let todo = l.plan(&units, false).unwrap();
             assert_eq!(todo.len(), 2);
-            l.lease(&todo[..1]).unwrap();
+            l.lease(&todo[..1], Duration::from_secs(60)).unwrap();
             l.complete(&todo[0], &serde_json::json!({"entities": []}), None)
                 .unwrap();
         }
@@ -972,7 +1039,7 @@ mod tests {
             let mut l = Ledger::open(&path).unwrap();
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
             let todo = l.plan(&units, false).unwrap();
-            l.lease(&todo).unwrap();
+            l.lease(&todo, Duration::from_secs(60)).unwrap();
             let r = l
                 .request_started("sim", "entities", "entities-v1", 300, &todo)
                 .unwrap();

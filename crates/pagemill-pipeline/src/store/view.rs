@@ -95,6 +95,31 @@ pub struct UnitBrief {
     pub result: Option<serde_json::Value>,
 }
 
+/// A store's history, read: runs, requests, documents with their pages and sections, units.
+/// `pagemill report` and bench's ledger replay read through this; [`LedgerView`] is the SQLite
+/// implementation (read-only, without the run's lock, so it reads a ledger a run is writing).
+pub trait History {
+    /// Names the store for people (a file path, a database).
+    fn name(&self) -> String;
+    /// Runs recorded, oldest first.
+    fn runs(&self) -> Result<Vec<RunRow>, StoreError>;
+    /// Every request, oldest first.
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError>;
+    /// Hands every request to `f`, oldest first, one at a time (long histories are reduced
+    /// without being held).
+    fn each_request(&self, f: &mut dyn FnMut(RequestRow)) -> Result<(), StoreError>;
+    /// Every document, in the order they were added.
+    fn documents(&self) -> Result<Vec<DocumentRow>, StoreError>;
+    /// Every unit, without results.
+    fn units(&self) -> Result<Vec<UnitBrief>, StoreError>;
+    /// One document's units, with results.
+    fn units_of(&self, document_id: &str) -> Result<Vec<UnitBrief>, StoreError>;
+    /// One document's pages.
+    fn pages(&self, document_id: &str) -> Result<Vec<PageRow>, StoreError>;
+    /// One document's sections.
+    fn sections(&self, document_id: &str) -> Result<Vec<SectionRow>, StoreError>;
+}
+
 /// A ledger opened for reading.
 #[derive(Debug)]
 pub struct LedgerView {
@@ -157,76 +182,6 @@ impl LedgerView {
         &self.path
     }
 
-    /// Runs recorded, oldest first.
-    pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
-        if !self.has_runs {
-            return Ok(Vec::new());
-        }
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, started_at, finished_at, endpoints, summary FROM runs ORDER BY started_at, id",
-            )
-            .map_err(self.sql())?;
-        st.query_map([], |r| {
-            Ok(RunRow {
-                id: r.get(0)?,
-                started_at: r.get(1)?,
-                finished_at: r.get(2)?,
-                endpoints: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                summary: r
-                    .get::<_, Option<String>>(4)?
-                    .and_then(|s| serde_json::from_str(&s).ok()),
-            })
-        })
-        .map_err(self.sql())?
-        .collect::<Result<_, _>>()
-        .map_err(self.sql())
-    }
-
-    /// Every request, oldest first.
-    pub fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        read_requests(&self.conn).map_err(self.sql())
-    }
-
-    /// Hands every request to `f`, oldest first, one at a time: for reducing long histories
-    /// (timelines of streamed answers run to tens of kilobytes each) without holding them.
-    pub fn each_request(&self, f: impl FnMut(RequestRow)) -> Result<(), StoreError> {
-        each_request(&self.conn, f).map_err(self.sql())
-    }
-
-    /// Every document, in the order they were added.
-    pub fn documents(&self) -> Result<Vec<DocumentRow>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, path, kind, pages, added_at FROM documents ORDER BY added_at, path",
-            )
-            .map_err(self.sql())?;
-        st.query_map([], |r| {
-            Ok(DocumentRow {
-                id: r.get(0)?,
-                path: r.get(1)?,
-                kind: r.get(2)?,
-                pages: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
-                added_at: r.get(4)?,
-            })
-        })
-        .map_err(self.sql())?
-        .collect::<Result<_, _>>()
-        .map_err(self.sql())
-    }
-
-    /// Every unit, without results.
-    pub fn units(&self) -> Result<Vec<UnitBrief>, StoreError> {
-        self.unit_rows(None)
-    }
-
-    /// A document's units, with their results.
-    pub fn units_of(&self, document_id: &str) -> Result<Vec<UnitBrief>, StoreError> {
-        self.unit_rows(Some(document_id))
-    }
-
     fn unit_rows(&self, document_id: Option<&str>) -> Result<Vec<UnitBrief>, StoreError> {
         let with_results = document_id.is_some();
         let query = format!(
@@ -258,9 +213,85 @@ impl LedgerView {
         .collect::<Result<_, _>>()
         .map_err(self.sql())
     }
+}
+
+impl History for LedgerView {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Runs recorded, oldest first.
+    fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        if !self.has_runs {
+            return Ok(Vec::new());
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, started_at, finished_at, endpoints, summary FROM runs ORDER BY started_at, id",
+            )
+            .map_err(self.sql())?;
+        st.query_map([], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                started_at: r.get(1)?,
+                finished_at: r.get(2)?,
+                endpoints: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                summary: r
+                    .get::<_, Option<String>>(4)?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+            })
+        })
+        .map_err(self.sql())?
+        .collect::<Result<_, _>>()
+        .map_err(self.sql())
+    }
+
+    /// Every request, oldest first.
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        read_requests(&self.conn).map_err(self.sql())
+    }
+
+    /// Hands every request to `f`, oldest first, one at a time: for reducing long histories
+    /// (timelines of streamed answers run to tens of kilobytes each) without holding them.
+    fn each_request(&self, f: &mut dyn FnMut(RequestRow)) -> Result<(), StoreError> {
+        each_request(&self.conn, f).map_err(self.sql())
+    }
+
+    /// Every document, in the order they were added.
+    fn documents(&self) -> Result<Vec<DocumentRow>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, path, kind, pages, added_at FROM documents ORDER BY added_at, path",
+            )
+            .map_err(self.sql())?;
+        st.query_map([], |r| {
+            Ok(DocumentRow {
+                id: r.get(0)?,
+                path: r.get(1)?,
+                kind: r.get(2)?,
+                pages: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+                added_at: r.get(4)?,
+            })
+        })
+        .map_err(self.sql())?
+        .collect::<Result<_, _>>()
+        .map_err(self.sql())
+    }
+
+    /// Every unit, without results.
+    fn units(&self) -> Result<Vec<UnitBrief>, StoreError> {
+        self.unit_rows(None)
+    }
+
+    /// A document's units, with their results.
+    fn units_of(&self, document_id: &str) -> Result<Vec<UnitBrief>, StoreError> {
+        self.unit_rows(Some(document_id))
+    }
 
     /// A document's pages, with their text.
-    pub fn pages(&self, document_id: &str) -> Result<Vec<PageRow>, StoreError> {
+    fn pages(&self, document_id: &str) -> Result<Vec<PageRow>, StoreError> {
         let mut st = self
             .conn
             .prepare(
@@ -281,7 +312,7 @@ impl LedgerView {
     }
 
     /// A document's sections.
-    pub fn sections(&self, document_id: &str) -> Result<Vec<SectionRow>, StoreError> {
+    fn sections(&self, document_id: &str) -> Result<Vec<SectionRow>, StoreError> {
         let mut st = self
             .conn
             .prepare(

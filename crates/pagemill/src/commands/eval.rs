@@ -16,6 +16,7 @@ use pagemill_pipeline::eval::score::Sources;
 use pagemill_pipeline::eval::{evaluate, gold, import, results};
 use pagemill_pipeline::run::output::{write_atomic, write_results};
 use pagemill_pipeline::run::{PackSize, Progress, RunOptions, RunOutcome};
+use pagemill_pipeline::store::Store;
 use pagemill_report::terminal;
 use serde_json::json;
 
@@ -177,14 +178,14 @@ async fn run_configurations(
         })
         .collect();
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| bar(&progress));
-    let ledgers = configs
+    let stores = configs
         .iter()
-        .map(|_| ledger.share())
+        .map(|_| ledger.share().map(|l| Box::new(l) as Box<dyn Store>))
         .collect::<Result<Vec<_>, _>>()?;
     let outcomes = configs::run_all(
         &configs,
         Arc::clone(&docs),
-        ledgers,
+        stores,
         &progress,
         args.sequential,
         &finished,

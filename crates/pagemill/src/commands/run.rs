@@ -127,7 +127,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         &prepared.docs,
         tasks,
         endpoints,
-        ledger,
+        Box::new(ledger),
         opts,
         Arc::clone(&progress),
         policy,

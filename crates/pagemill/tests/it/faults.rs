@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use pagemill_pipeline::store::LedgerView;
+use pagemill_pipeline::store::{History, LedgerView};
 use pagemill_sim::{Profile, Sim};
 use serde_json::Value;
 

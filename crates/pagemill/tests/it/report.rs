@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pagemill_pipeline::store::{Ledger, RequestRow};
+use pagemill_pipeline::store::{Ledger, RequestRow, Store};
 use pagemill_sim::{Profile, Sim};
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use pagemill_pipeline::store::Ledger;
+use pagemill_pipeline::store::{Ledger, Store};
 use pagemill_sim::{Profile, Sim};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::Value;
@@ -216,8 +216,19 @@ async fn a_run_killed_at_random_moments_resumes_to_the_same_results_without_payi
         cmd.args(&inputs).args(["-o", "k", "-q"]).args(args);
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
+        let answered = sim.log().len();
         let mut child = cmd.spawn().unwrap();
-        let at = rng.random_range(150..1500);
+        // Killed mid-work, whatever the machine's load: once the simulator has answered one
+        // of this run's requests (its own log says so; others are then in flight at
+        // concurrency 3), after a seeded wait of up to 300 ms.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while sim.log().len() == answered
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let at = rng.random_range(0..300);
         std::thread::sleep(std::time::Duration::from_millis(at));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL

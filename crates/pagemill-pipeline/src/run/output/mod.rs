@@ -23,7 +23,7 @@ use super::grounding::{Entity, Grounding, Mention, merge};
 use super::plan::{PageSkip, Work};
 use super::{Progress, exec};
 use crate::ingest::{Document, Quality};
-use crate::store::{Ledger, StoreError, UnitRow, UnitStatus};
+use crate::store::{Store, StoreError, UnitRow, UnitStatus};
 use crate::tasks::TaskKind;
 
 /// Version of the document result format.
@@ -199,7 +199,7 @@ pub fn documents(
     docs: &[Document],
     work: &[Work],
     skips: &[PageSkip],
-    ledger: &Ledger,
+    ledger: &dyn Store,
     policy: UngroundedPolicy,
     examples: &Examples,
 ) -> Result<Vec<DocumentResult>, StoreError> {
@@ -554,7 +554,7 @@ pub struct RunSummary {
 pub(crate) fn summary(
     docs: &[DocumentResult],
     work: &[Work],
-    ledger: &Ledger,
+    ledger: &dyn Store,
     progress: &Progress,
     pack_sizes: [usize; 3],
     wall: Duration,
