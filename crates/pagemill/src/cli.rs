@@ -27,7 +27,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Configuration file (default: $PAGEMILL_CONFIG, else ./pagemill.toml).
+    /// Configuration file (default: $PAGEMILL_CONFIG, else ./pagemill.toml, else
+    /// $XDG_CONFIG_HOME/pagemill/config.toml).
     #[arg(long, global = true, env = "PAGEMILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// More logging on stderr (-v, -vv).

@@ -29,7 +29,7 @@ pub const TITLE_CHARS: usize = 120;
 
 /// Most characters of the title of text before any heading (its first words): text with no
 /// spaces (Chinese, Japanese) has no "first eight words", so characters bound it too.
-pub const LEAD_CHARS: usize = 48;
+pub const LEAD_CHARS: usize = 80;
 
 /// `s` in at most `max` characters: cut at the last space in its final quarter if there is
 /// one (else at a character), with `…` after.

@@ -14,7 +14,7 @@ use pagemill_sim::profile::Profile;
 use pagemill_sim::{Sim, SimHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{pagemill, tempdir, write_config};
+use crate::common::{pagemill, tempdir, write_config};
 
 fn spec(load: Load, requests: u64) -> BenchSpec {
     BenchSpec {
@@ -339,14 +339,7 @@ fn the_cli_report_follows_its_schema_with_every_section() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../../schemas/bench-report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::common::assert_follows("bench-report.schema.json", &report);
     assert_eq!(
         report,
         serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap())
@@ -601,7 +594,7 @@ async fn saturation_search_stops_where_the_server_stops_keeping_up() {
 #[test]
 fn the_pages_workload_reads_real_documents_through_ingest() {
     let dir = tempdir("bench-pages");
-    let pdf = crate::ingest::data("pdf/lmtest-intro.pdf");
+    let pdf = crate::common::data("pdf/lmtest-intro.pdf");
     let r = cli_json(
         &dir,
         &[
@@ -693,4 +686,59 @@ fn ctrl_c_on_the_command_drains_and_still_prints_the_report() {
         requests,
         "requests in flight finished instead of being dropped"
     );
+}
+
+#[test]
+fn the_cli_prints_one_flat_row_per_request() {
+    let dir = tempdir("bench-rows");
+    let rows = |format: &str| {
+        let out = pagemill(&dir)
+            .args([
+                "bench",
+                "-e",
+                "sim",
+                "--sim-profile",
+                "instant",
+                "-n",
+                "12",
+                "-c",
+                "3",
+            ])
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let csv = rows("csv");
+    let mut reader = csv::Reader::from_reader(&csv[..]);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    for column in [
+        "target",
+        "status",
+        "error_class",
+        "ttft_answer_ms",
+        "e2e_ms",
+        "output_tokens",
+    ] {
+        assert!(header.iter().any(|h| h == column), "{column}: {header:?}");
+    }
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 12, "one row per request");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for r in &records {
+        assert_eq!(&r[col("target")], "sim");
+        assert_eq!(&r[col("status")], "200");
+        assert!(r[col("e2e_ms")].parse::<f64>().unwrap() > 0.0);
+    }
+    // JSONL: the same columns, one object a line.
+    let jsonl = String::from_utf8(rows("jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), header.len());
+    assert_eq!(jsonl.lines().count(), 12);
 }

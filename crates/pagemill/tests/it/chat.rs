@@ -1,39 +1,8 @@
 //! `pagemill chat`, run as a user runs it.
 
-use std::process::Command;
-
 use pagemill_sim::{Script, script};
 
-/// A command with a clean environment and an empty working directory.
-pub(crate) fn pagemill(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pagemill"));
-    cmd.current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("PAGEMILL_CONFIG")
-        // Never the tester's own ~/.config/pagemill/config.toml.
-        .env("XDG_CONFIG_HOME", dir.join(".no-user-config"))
-        // Tables at their natural width, whatever the tester's shell exports.
-        .env_remove("COLUMNS")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-/// Writes a `pagemill.toml` with one endpoint (plus `extra` TOML lines) into `dir`.
-pub(crate) fn write_config(dir: &std::path::Path, name: &str, base_url: &str, extra: &str) {
-    std::fs::write(
-        dir.join("pagemill.toml"),
-        format!("[[endpoint]]\nname = \"{name}\"\nbase_url = \"{base_url}\"\nmodel = \"sim-model\"\n{extra}"),
-    )
-    .unwrap();
-}
-
-pub(crate) fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pagemill-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{pagemill, tempdir};
 
 #[test]
 fn chat_with_nothing_configured_uses_the_embedded_local_model() {

@@ -5,7 +5,7 @@ use pagemill_client::probe::{Status, check as check_endpoint};
 use pagemill_sim::script::{self, Framing};
 use pagemill_sim::serve;
 
-use crate::chat::{pagemill, tempdir, write_config};
+use crate::common::{pagemill, tempdir, write_config};
 
 /// A picky server: no json_schema, no ignore_eos, no stream_options, no usage anywhere.
 async fn picky() -> pagemill_sim::ServerHandle {

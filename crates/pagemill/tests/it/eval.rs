@@ -10,14 +10,9 @@ use pagemill_sim::gold::{GoldMode, Outcome, Truth};
 use pagemill_sim::{Profile, Sim, SimHandle};
 use serde_json::{Value, json};
 
-use crate::chat::{pagemill, tempdir};
-use crate::run::{config, quick};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
+use crate::common::config;
+use crate::common::{assert_follows, pagemill, repo, tempdir};
+use crate::run::quick;
 
 /// The example documents, copied beside the test (the gold names them by file name).
 fn example_docs(dir: &Path) -> PathBuf {
@@ -122,22 +117,8 @@ fn eval(dir: &Path, cfg: &Path, gold: &str, extra: &[&str]) -> Value {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    follows(
-        include_str!("../../../../schemas/eval-report.schema.json"),
-        &v,
-    );
+    assert_follows("eval-report.schema.json", &v);
     v
-}
-
-/// Asserts that `v` follows the schema `schema` (its text).
-fn follows(schema: &str, v: &Value) {
-    let schema: Value = serde_json::from_str(schema).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(v)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 /// `pagemill eval GOLD docs -e gold EXTRA` against a gold simulator: the simulator, the
@@ -378,10 +359,7 @@ fn report_shows_the_errors(dir: &Path, truth: &Truth) {
         .output()
         .unwrap();
     let json: Value = serde_json::from_slice(&o.stdout).unwrap();
-    follows(
-        include_str!("../../../../schemas/report.schema.json"),
-        &json,
-    );
+    assert_follows("report.schema.json", &json);
 
     // The terminal view has the same table, with the errors counted.
     let o = pagemill(dir)
@@ -460,10 +438,7 @@ fn the_vignette_gold_is_printed_on_their_first_pages() {
     };
     let mut abstracts = 0;
     for (line, g) in text.lines().zip(&gold) {
-        follows(
-            include_str!("../../../../schemas/gold.schema.json"),
-            &serde_json::from_str(line).unwrap(),
-        );
+        assert_follows("gold.schema.json", &serde_json::from_str(line).unwrap());
         let path = g.document.path.as_deref().unwrap();
         let out = dir.join(Path::new(path).file_stem().unwrap());
         let o = pagemill(&dir)
@@ -546,10 +521,7 @@ fn a_perfect_answerer_scores_one_through_the_whole_pipeline() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    follows(
-        include_str!("../../../../schemas/eval-report.schema.json"),
-        &r,
-    );
+    assert_follows("eval-report.schema.json", &r);
     assert_eq!(r["entities"]["strict"], json!({"tp": 71, "fp": 0, "fn": 0}));
     assert_eq!(r["entities"]["offsets"], json!([71, 71]));
     for (field, m) in r["metadata"].as_object().unwrap() {

@@ -10,9 +10,10 @@ use pagemill_pipeline::store::{History, LedgerView};
 use pagemill_sim::{Profile, Sim};
 use serde_json::Value;
 
-use crate::chat::{pagemill, tempdir};
-use crate::ingest::data;
-use crate::run::{config, quick};
+use crate::common::config;
+use crate::common::data;
+use crate::common::{pagemill, tempdir};
+use crate::run::quick;
 
 /// Each fault: its name in the simulator's log, how a profile gets it, the error class the
 /// client must file it under (none: it only slows answers down).

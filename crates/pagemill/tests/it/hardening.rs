@@ -75,13 +75,13 @@ async fn an_oversized_request_is_answered_413() {
 #[test]
 fn a_closed_pipe_ends_quietly() {
     use std::process::Stdio;
-    let dir = crate::chat::tempdir("hardening-pipe");
+    let dir = crate::common::tempdir("hardening-pipe");
     std::fs::write(
         dir.join("memo.txt"),
         "Ada Lovelace wrote to Charles Babbage in 1843.\n",
     )
     .unwrap();
-    let ok = crate::chat::pagemill(&dir)
+    let ok = crate::common::pagemill(&dir)
         .args(["run", "memo.txt", "-e", "sim", "-q", "--format", "json"])
         .output()
         .unwrap();
@@ -94,7 +94,7 @@ fn a_closed_pipe_ends_quietly() {
         vec!["report", "pagemill-out/ledger.sqlite", "--format", "json"],
         vec!["sim", "--print-profile"],
     ] {
-        let mut child = crate::chat::pagemill(&dir)
+        let mut child = crate::common::pagemill(&dir)
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,8 +114,8 @@ fn a_closed_pipe_ends_quietly() {
 fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
     use std::io::BufRead as _;
     use std::process::Stdio;
-    let dir = crate::chat::tempdir("hardening-serve");
-    let refused = crate::chat::pagemill(&dir)
+    let dir = crate::common::tempdir("hardening-serve");
+    let refused = crate::common::pagemill(&dir)
         .args(["sim", "--host", "0.0.0.0", "--port", "0"])
         .env_remove("PAGEMILL_SERVE_KEY")
         .output()
@@ -127,7 +127,7 @@ fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
         "{said}"
     );
     // `serve` the same, before any model is loaded.
-    let refused = crate::chat::pagemill(&dir)
+    let refused = crate::common::pagemill(&dir)
         .args(["serve", "--host", "0.0.0.0", "--port", "0"])
         .env_remove("PAGEMILL_SERVE_KEY")
         .output()
@@ -137,7 +137,7 @@ fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
     assert!(said.contains("--insecure-no-auth"), "{said}");
 
     let key = "serve-key-0123456789";
-    let mut child = crate::chat::pagemill(&dir)
+    let mut child = crate::common::pagemill(&dir)
         .args(["sim", "--host", "0.0.0.0", "--port", "0"])
         .env("PAGEMILL_SERVE_KEY", key)
         .stdout(Stdio::piped())
@@ -193,7 +193,7 @@ fn a_server_beyond_loopback_needs_a_key_and_checks_it() {
 #[test]
 fn inputs_and_outputs_cannot_be_tricked() {
     use std::os::unix::fs::symlink;
-    let dir = crate::chat::tempdir("hardening-files");
+    let dir = crate::common::tempdir("hardening-files");
     let docs = dir.join("docs");
     std::fs::create_dir_all(docs.join("a")).unwrap();
     std::fs::create_dir_all(docs.join("b")).unwrap();
@@ -223,7 +223,7 @@ fn inputs_and_outputs_cannot_be_tricked() {
     std::fs::write(dir.join("victim.txt"), "keep me").unwrap();
     symlink(dir.join("victim.txt"), dir.join("out/run-summary.json.tmp")).unwrap();
 
-    let o = crate::chat::pagemill(&dir)
+    let o = crate::common::pagemill(&dir)
         .args(["run", "docs", "-e", "sim", "-o", "out", "-q"])
         .output()
         .unwrap();
@@ -270,7 +270,7 @@ fn inputs_and_outputs_cannot_be_tricked() {
     assert!(temps.is_empty(), "{temps:?}");
 
     // Nothing readable: a clear error, and no output folder or ledger made.
-    let o = crate::chat::pagemill(&dir)
+    let o = crate::common::pagemill(&dir)
         .args(["run", "/nonexistent/input", "-e", "sim", "-o", "nothing"])
         .output()
         .unwrap();
@@ -288,14 +288,14 @@ fn inputs_and_outputs_cannot_be_tricked() {
 /// input — where every failure used to exit 2, like a usage error.
 #[test]
 fn failures_exit_with_their_own_codes() {
-    let dir = crate::chat::tempdir("hardening-exit");
+    let dir = crate::common::tempdir("hardening-exit");
     std::fs::write(
         dir.join("memo.txt"),
         "Ada Lovelace wrote to Charles Babbage.\n",
     )
     .unwrap();
     let code = |args: &[&str]| {
-        let o = crate::chat::pagemill(&dir).args(args).output().unwrap();
+        let o = crate::common::pagemill(&dir).args(args).output().unwrap();
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -353,7 +353,7 @@ fn failures_exit_with_their_own_codes() {
 #[test]
 fn a_file_that_cannot_be_read_is_named_once() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = crate::chat::tempdir("hardening-perm");
+    let dir = crate::common::tempdir("hardening-perm");
     std::fs::write(dir.join("locked.txt"), "secret\n").unwrap();
     std::fs::write(
         dir.join("ok.txt"),
@@ -408,9 +408,9 @@ fn a_file_that_cannot_be_read_is_named_once() {
 /// Shell completions and a manual page, from the same definitions as `--help`.
 #[test]
 fn completions_and_a_man_page_are_printed() {
-    let dir = crate::chat::tempdir("cli-completions");
+    let dir = crate::common::tempdir("cli-completions");
     let run = |args: &[&str]| {
-        let o = crate::chat::pagemill(&dir).args(args).output().unwrap();
+        let o = crate::common::pagemill(&dir).args(args).output().unwrap();
         assert!(
             o.status.success(),
             "{args:?}: {}",
@@ -441,7 +441,7 @@ async fn the_user_configuration_and_its_variables_are_read() {
     let sim = pagemill_sim::Sim::start(pagemill_sim::Profile::instant())
         .await
         .unwrap();
-    let dir = crate::chat::tempdir("cli-xdg");
+    let dir = crate::common::tempdir("cli-xdg");
     let xdg = dir.join("xdg");
     std::fs::create_dir_all(xdg.join("pagemill")).unwrap();
     std::fs::write(
@@ -449,7 +449,7 @@ async fn the_user_configuration_and_its_variables_are_read() {
         "[[endpoint]]\nname = \"fromxdg\"\nbase_url = \"${SIM_URL}\"\nmodel = \"sim-model\"\n",
     )
     .unwrap();
-    let o = crate::chat::pagemill(&dir)
+    let o = crate::common::pagemill(&dir)
         .env("XDG_CONFIG_HOME", &xdg)
         .env("SIM_URL", sim.base_url())
         .args(["chat", "-e", "fromxdg", "hello"])
@@ -457,7 +457,7 @@ async fn the_user_configuration_and_its_variables_are_read() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Unset, the variable is named.
-    let o = crate::chat::pagemill(&dir)
+    let o = crate::common::pagemill(&dir)
         .env("XDG_CONFIG_HOME", &xdg)
         .env_remove("SIM_URL")
         .args(["chat", "-e", "fromxdg", "hello"])
@@ -474,14 +474,14 @@ async fn the_user_configuration_and_its_variables_are_read() {
 /// table was 137 columns wide.
 #[test]
 fn tables_fit_the_width_they_are_given() {
-    let dir = crate::chat::tempdir("cli-width");
+    let dir = crate::common::tempdir("cli-width");
     std::fs::write(
         dir.join("memo.txt"),
         "Ada Lovelace wrote to Charles Babbage in 1843.\n",
     )
     .unwrap();
     let widest = |columns: Option<&str>| {
-        let mut cmd = crate::chat::pagemill(&dir);
+        let mut cmd = crate::common::pagemill(&dir);
         cmd.args(["run", "memo.txt", "-e", "sim", "--force"]);
         if let Some(c) = columns {
             cmd.env("COLUMNS", c);

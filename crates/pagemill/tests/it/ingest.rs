@@ -1,19 +1,11 @@
 //! Ingest on the real documents of `testdata/`, and on hostile input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pagemill_pipeline::ingest::{DocKind, Document, Limits, Quality, ingest_bytes, ingest_path};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::chat::{pagemill, tempdir};
-
-/// A document the tests read, from the repository's own `testdata/` (provenance and licences in
-/// its README): a clone needs nothing beside it.
-pub(crate) fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
+use crate::common::{data, pagemill, tempdir};
 
 fn doc(rel: &str) -> Document {
     ingest_path(&data(rel), &Limits::default()).unwrap()
@@ -252,14 +244,7 @@ fn the_cli_json_follows_its_schema_and_dump_writes_pages() {
         "a skipped input makes the exit code 1"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../../schemas/ingest.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&v)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::common::assert_follows("ingest.schema.json", &v);
     assert_eq!(v["documents"].as_array().unwrap().len(), 32);
     assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
     let lmtest = v["documents"]

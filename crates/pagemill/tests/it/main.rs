@@ -6,6 +6,7 @@
 mod bench;
 mod chat;
 mod client;
+mod common;
 mod doctor;
 mod eval;
 mod faults;
@@ -17,3 +18,4 @@ mod secrets;
 mod setup;
 mod sim;
 mod truth;
+mod views;

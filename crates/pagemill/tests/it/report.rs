@@ -15,8 +15,8 @@ use pagemill_pipeline::store::{Ledger, RequestRow, Store};
 use pagemill_sim::{Profile, Sim};
 use serde_json::{Value, json};
 
-use crate::chat::{pagemill, tempdir};
-use crate::ingest::data;
+use crate::common::data;
+use crate::common::{pagemill, schema, tempdir};
 use crate::run::quick;
 
 /// Text no report may run, load or pass to a terminal.
@@ -162,14 +162,6 @@ fn fixture() -> &'static Fixture {
             requests,
         }
     })
-}
-
-fn schema(name: &str) -> jsonschema::Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../schemas")
-        .join(name);
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    jsonschema::validator_for(&schema).unwrap()
 }
 
 fn close(a: f64, b: f64) -> bool {

@@ -11,22 +11,8 @@ use pagemill_sim::{Profile, Sim};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde_json::Value;
 
-use crate::chat::{pagemill, tempdir};
-use crate::ingest::data;
-
-/// A config file naming one endpoint `name` at `base_url`, with quick retries.
-pub(crate) fn config(dir: &Path, file: &str, name: &str, base_url: &str, extra: &str) -> PathBuf {
-    let path = dir.join(file);
-    std::fs::write(
-        &path,
-        format!(
-            "[[endpoint]]\nname = \"{name}\"\nbase_url = \"{base_url}\"\nmodel = \"sim-model\"\n{extra}\n\
-             [endpoint.retry]\nbase_delay_ms = 5\nmax_delay_ms = 200\n"
-        ),
-    )
-    .unwrap();
-    path
-}
+use crate::common::data;
+use crate::common::{config, pagemill, tempdir};
 
 /// Runs `pagemill --config CONFIG run INPUTS -o OUT ARGS --format json -q`.
 fn run(dir: &Path, config: &Path, inputs: &[PathBuf], out: &str, args: &[&str]) -> Output {
@@ -108,11 +94,7 @@ async fn every_page_of_the_corpus_ends_with_a_result_or_a_reason() {
         s["pages_done"].as_u64().unwrap() + s["pages_skipped"].as_u64().unwrap(),
         415
     );
-    let schema: Value = serde_json::from_str(include_str!(
-        "../../../../schemas/document-result.schema.json"
-    ))
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = crate::common::schema("document-result.schema.json");
     let docs = results(&dir.join("out"));
     assert_eq!(docs.len(), 46);
     let mut grounded = 0;
@@ -835,4 +817,120 @@ async fn the_same_file_under_two_names_is_paid_once_and_both_get_results() {
     assert_eq!(bodies.len(), 2);
     assert_eq!(bodies[0]["entities"], bodies[1]["entities"]);
     assert_eq!(bodies[0]["metadata"], bodies[1]["metadata"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entities_come_out_as_one_flat_row_per_mention() {
+    let sim = Sim::start(quick(Profile::instant())).await.unwrap();
+    let dir = tempdir("run-rows");
+    let cfg = config(&dir, "c.toml", "sim", &sim.base_url(), "");
+    let input = data("html/ch01.en.html");
+    let rows = |format: &str| {
+        let out = pagemill(&dir)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .arg(&input)
+            .args(["-o", "out", "-q", "--tasks", "entities", "--format", format])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let jsonl: Vec<Value> = String::from_utf8(rows("jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // As many rows as the document result has mentions, each where it says it is.
+    let result: Value =
+        serde_json::from_str(results(&dir.join("out")).values().next().unwrap()).unwrap();
+    let mentions: usize = result["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["mentions"].as_array().unwrap().len())
+        .sum();
+    assert!(mentions > 5, "{mentions}");
+    assert_eq!(jsonl.len(), mentions);
+    let doc = pagemill_pipeline::ingest::ingest_path(&input, &Default::default()).unwrap();
+    let mut placed = 0;
+    for r in &jsonl {
+        assert_eq!(r["document"], result["id"]);
+        let (Some(start), Some(end)) = (r["start"].as_u64(), r["end"].as_u64()) else {
+            continue;
+        };
+        let page = &doc.pages[r["page"].as_u64().unwrap() as usize - 1].text;
+        let at: String = page
+            .chars()
+            .skip(start as usize)
+            .take((end - start) as usize)
+            .collect();
+        assert_eq!(at, r["text"].as_str().unwrap(), "{r}");
+        placed += 1;
+    }
+    assert!(placed > 0);
+    // The same rows as CSV (a second run pays nothing and prints them again).
+    let csv = rows("csv");
+    let mut reader = csv::Reader::from_reader(&csv[..]);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header,
+        [
+            "document",
+            "path",
+            "page",
+            "start",
+            "end",
+            "type",
+            "text",
+            "entity",
+            "grounding",
+            "score",
+            "flag"
+        ]
+    );
+    let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(csv_rows.len(), jsonl.len());
+    assert_eq!(&csv_rows[0][6], jsonl[0]["text"].as_str().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_is_quoted_as_it_would_run() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("quote-profiles");
+    let url = sim.base_url();
+    std::fs::write(
+        dir.join("pagemill.toml"),
+        format!(
+            "[[endpoint]]\nname = \"big\"\nbase_url = \"{url}\"\nmodel = \"m\"\n\n\
+             [[endpoint]]\nname = \"tiny\"\nbase_url = \"{url}\"\nmodel = \"m\"\nprompt_profile = \"small\"\n"
+        ),
+    )
+    .unwrap();
+    let out = pagemill(&dir)
+        .args(["quote"])
+        .arg(crate::common::repo("examples/docs"))
+        .args(["-e", "big", "-e", "tiny", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let units: u64 = q[1]["units"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    // The small profile sends one item a request, as a run on that endpoint would.
+    assert_eq!(q[1]["requests"].as_u64().unwrap(), units);
+    assert!(q[0]["requests"].as_u64().unwrap() < units, "{q}");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use pagemill_sim::script;
 
-use crate::chat::{pagemill, tempdir};
+use crate::common::{pagemill, tempdir};
 
 /// Keys of several shapes: OpenAI-like, an underscore prefix with no digits (the shape net
 /// misses it), letters only, and punctuation that JSON escapes.

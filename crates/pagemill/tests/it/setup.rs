@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::chat::tempdir;
+use crate::common::tempdir;
 
 /// Runs `./dev setup --tests` as if on `os`, with a PATH that holds only the shell tools the
 /// script uses and cargo: no C++ compiler, no Python, no poppler, no Chromium.

@@ -651,9 +651,9 @@ async fn the_log_is_served_as_json_and_jsonl_with_stats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sim_command_serves_a_preset_and_writes_its_log() {
     use std::io::BufRead;
-    let dir = crate::chat::tempdir("sim-cli");
+    let dir = crate::common::tempdir("sim-cli");
     let log = dir.join("truth.jsonl");
-    let mut child = crate::chat::pagemill(&dir)
+    let mut child = crate::common::pagemill(&dir)
         .args([
             "sim",
             "--profile",

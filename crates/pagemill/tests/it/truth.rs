@@ -11,8 +11,8 @@ use std::time::Duration;
 use pagemill_sim::script;
 use serde_json::{Value, json};
 
-use crate::chat::{pagemill, tempdir};
-use crate::run::config;
+use crate::common::config;
+use crate::common::{pagemill, tempdir};
 
 const DOC: &str = "# Supply Agreement\n\nMade on 14 March 2025 between Halvorsen Marine Supplies AS, of Bergen, and Clearwater Fisheries Ltd, of Aberdeen.\n\n## 1. Goods\n\nThe Supplier delivers 2,400 mooring lines to Torry Quay for GBP 186,000.\n\n## 2. Law\n\nThis agreement is governed by the laws of Scotland.\n";
 
@@ -405,14 +405,7 @@ async fn eval_scores_a_run_against_gold_exactly() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let schema: Value =
-        serde_json::from_str(include_str!("../../../../schemas/eval-report.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&r)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    crate::common::assert_follows("eval-report.schema.json", &r);
     assert_eq!(r["unmatched"], json!([]));
     assert_eq!(r["entities"]["level"], "entity");
     assert_eq!(r["entities"]["strict"], json!({"tp": 2, "fp": 0, "fn": 6}));
@@ -557,7 +550,7 @@ async fn eval_scores_a_run_against_gold_exactly() {
         .output()
         .unwrap();
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(validator.is_valid(&r), "{r}");
+    crate::common::assert_follows("eval-report.schema.json", &r);
     assert_eq!(r["configurations"].as_array().unwrap().len(), 2);
     assert_eq!(
         r["configurations"][0]["pareto_front"], true,
@@ -576,9 +569,7 @@ async fn eval_scores_a_run_against_gold_exactly() {
 fn the_shipped_gold_follows_its_schema_and_its_documents() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = std::fs::read_to_string(root.join("testdata/gold/examples.jsonl")).unwrap();
-    let schema: Value =
-        serde_json::from_str(include_str!("../../../../schemas/gold.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = crate::common::schema("gold.schema.json");
     let gold = pagemill_pipeline::eval::gold::parse(&text).unwrap();
     assert_eq!(gold.len(), 3);
     for (line, g) in text.lines().zip(&gold) {
