@@ -137,6 +137,23 @@ impl TargetStats {
         if !r.measured {
             return;
         }
+        let second = self.count(r);
+        if r.error.is_some() {
+            return;
+        }
+        let tpot = self.latencies(r);
+        let out = r.output_tokens.map_or(0, |c| c.tokens);
+        self.buckets[second].output_tokens += out;
+        self.tokens(r, out);
+        self.amounts(r, out);
+        if self.meets_slo(r, tpot) {
+            self.slo_met += 1;
+        }
+    }
+
+    /// Counts the request: its outcome (by error class and kind), its one-second bucket, its
+    /// connection. Returns the bucket.
+    fn count(&mut self, r: &Record) -> usize {
         self.requests += 1;
         self.first_ns = Some(
             self.first_ns
@@ -181,9 +198,11 @@ impl TargetStats {
         if let Some(c) = r.connect_ns {
             record(&mut self.connect, c);
         }
-        if r.error.is_some() {
-            return;
-        }
+        second
+    }
+
+    /// Every latency of a successful request, and its output rate; returns its TPOT.
+    fn latencies(&mut self, r: &Record) -> Option<u64> {
         self.lat("ttft_headers", r.ttft_headers_ns);
         self.lat("ttft_first_byte", r.ttft_first_byte_ns);
         self.lat("ttft_content", r.ttft_content_ns);
@@ -204,7 +223,12 @@ impl TargetStats {
                 (out as f64 / (e2e as f64 / 1e9) * 1e3) as u64,
             );
         }
-        self.buckets[second].output_tokens += out;
+        tpot
+    }
+
+    /// Token accounting: asked against received, who counted, the prompt against the server's
+    /// count, the cached share.
+    fn tokens(&mut self, r: &Record, out: u64) {
         let t = &mut self.tokens;
         t.input_requested += r.input_tokens_requested;
         t.output_requested += u64::from(r.output_tokens_requested);
@@ -236,6 +260,11 @@ impl TargetStats {
                 None => t.cached_unreported += 1,
             }
         }
+    }
+
+    /// Pages, per-request amounts (prompt, cached, output tokens, cost) and what is known to
+    /// have cost.
+    fn amounts(&mut self, r: &Record, out: u64) {
         self.pages += r.pages;
         let amounts = [
             ("prompt_tokens", r.prompt_tokens.map(|c| c.tokens)),
@@ -254,9 +283,6 @@ impl TargetStats {
             self.cost_known += 1;
             self.pages_known_cost += r.pages;
             self.output_known_cost += out;
-        }
-        if self.meets_slo(r, tpot) {
-            self.slo_met += 1;
         }
     }
 

@@ -89,13 +89,27 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         }
     };
 
-    // Reachable, model listed.
+    let Some(owner) = models(&client, &mut report).await else {
+        return report;
+    };
+    let (streamed, stream_options) = streaming(&client, &mut report).await;
+    cache_field(&client, &streamed, &mut report).await;
+    parameters(&client, &mut report).await;
+    report.push("param stream_options", stream_options.0, stream_options.1);
+    let (status, detail) = per_request_schemas(client.endpoint(), owner.as_deref());
+    report.push("per-request schemas", status, detail);
+    report
+}
+
+/// Reachable, and the model listed: `None` when unreachable (nothing more can be checked),
+/// else the model's `owned_by`, if the list gives it.
+async fn models(client: &Client, report: &mut EndpointChecks) -> Option<Option<String>> {
     let owner: Option<String>;
     let start = mono_ns();
     match client.get_json("models").await {
         Err(e) => {
             report.push("reachable", Status::Fail, e.message);
-            return report;
+            return None;
         }
         Ok((status, body)) => {
             let took = human(crate::clock::between(start, mono_ns()));
@@ -141,7 +155,12 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         }
     }
 
-    // Streaming with include_usage; if that is refused, streaming without stream_options.
+    Some(owner)
+}
+
+/// Streaming with `include_usage`, else without `stream_options`: streaming, usage in the
+/// stream. Returns the streamed exchange, and whether `stream_options` was accepted.
+async fn streaming(client: &Client, report: &mut EndpointChecks) -> (Exchange, (Status, String)) {
     let mut stream_req = probe_request();
     stream_req.stream = true;
     let mut streamed = client.send(&stream_req, mono_ns()).await;
@@ -185,7 +204,11 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         }
     }
 
-    // The cached-token field: from the stream's usage, else from a non-streaming answer.
+    (streamed, stream_options)
+}
+
+/// The cached-token field: from the stream's usage, else from a non-streaming answer.
+async fn cache_field(client: &Client, streamed: &Exchange, report: &mut EndpointChecks) {
     let plain = client.send(&probe_request(), mono_ns()).await;
     let usage = streamed.raw_usage.as_ref().or(plain.raw_usage.as_ref());
     match usage.map(cache_dialect) {
@@ -197,8 +220,10 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         ),
         None => report.push("cached-token field", Status::Skipped, "no usage reported"),
     }
+}
 
-    // Parameters.
+/// Which request parameters the endpoint accepts.
+async fn parameters(client: &Client, report: &mut EndpointChecks) {
     let mut json_object = probe_request();
     json_object.response_format = Some(json!({"type": "json_object"}));
     json_object.messages[0].content = "Reply with the JSON object {\"ok\": true}.".into();
@@ -219,13 +244,9 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         ("param ignore_eos", ignore_eos),
         ("param seed", seed),
     ] {
-        let (status, detail) = param_status(&client, &req).await;
+        let (status, detail) = param_status(client, &req).await;
         report.push(name, status, detail);
     }
-    report.push("param stream_options", stream_options.0, stream_options.1);
-    let (status, detail) = per_request_schemas(client.endpoint(), owner.as_deref());
-    report.push("per-request schemas", status, detail);
-    report
 }
 
 /// Servers that compile a grammar for each request's schema cheaply (llama.cpp, vLLM, SGLang,

@@ -413,19 +413,17 @@ impl Template {
     }
 }
 
-fn run_job(
+/// The job's prompt, rendered with the model's chat template and tokenized; refused when empty
+/// or longer than the context.
+fn prompt_tokens(
     model: &LlamaModel,
     template: &Template,
-    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
-    batch: &mut LlamaBatch<'_>,
-    cached: &mut Vec<LlamaToken>,
-    p: SlotParams,
-    job: Job,
-) -> Result<(), JobError> {
+    job: &Job,
+    n_ctx: usize,
+) -> Result<Vec<LlamaToken>, JobError> {
     let prompt = template.render(model, &job.messages)?;
     let vocab = model.vocab();
     let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
-    let n_ctx = p.n_ctx as usize;
     if tokens.is_empty() {
         return Err((400, "the prompt is empty".into()));
     }
@@ -438,12 +436,21 @@ fn run_job(
             ),
         ));
     }
-    let mut sampler = sampler(model, &job)?;
+    Ok(tokens)
+}
 
-    // Reuse the longest common prefix; evaluate at least the last prompt token for its logits.
+/// Evaluates the prompt, reusing the longest prefix the slot's KV cache shares with it (at
+/// least the last prompt token is evaluated, for its logits); returns the tokens reused.
+fn prefill(
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    cached: &mut Vec<LlamaToken>,
+    tokens: &[LlamaToken],
+    n_batch: usize,
+) -> Result<usize, JobError> {
     let common = cached
         .iter()
-        .zip(&tokens)
+        .zip(tokens)
         .take_while(|(a, b)| a == b)
         .count()
         .min(tokens.len() - 1);
@@ -452,7 +459,7 @@ fn run_job(
         cached.truncate(common);
     }
     let mut pos = common;
-    for chunk in tokens[common..].chunks(p.n_batch as usize) {
+    for chunk in tokens[common..].chunks(n_batch) {
         batch.clear();
         for (i, t) in chunk.iter().enumerate() {
             let last = pos + i == tokens.len() - 1;
@@ -465,6 +472,24 @@ fn run_job(
         cached.extend_from_slice(chunk);
         pos += chunk.len();
     }
+    Ok(common)
+}
+
+fn run_job(
+    model: &LlamaModel,
+    template: &Template,
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    cached: &mut Vec<LlamaToken>,
+    p: SlotParams,
+    job: Job,
+) -> Result<(), JobError> {
+    let tokens = prompt_tokens(model, template, &job, p.n_ctx as usize)?;
+    let n_ctx = p.n_ctx as usize;
+    let vocab = model.vocab();
+    let mut sampler = sampler(model, &job)?;
+    let common = prefill(ctx, batch, cached, &tokens, p.n_batch as usize)?;
+    let mut pos = tokens.len();
     let _ = job.events.send(Event::Started {
         prompt_tokens: tokens.len() as u32,
         cached_tokens: common as u32,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use pagemill_client::ChatRequest;
 use pagemill_sim::{Received, ServerHandle, ServerOptions, Sink, serve_with};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::engine::{Engine, Event, Job};
 
@@ -175,17 +175,41 @@ async fn chat(engine: &Engine, req: &Received, mut sink: Sink) {
             return reply_json(&mut sink, 400, &body).await;
         }
     };
-    let grammar = match grammar_for(chat.response_format.as_ref()) {
-        Ok(g) => g,
+    let rx = match submit(engine, &chat, req) {
+        Ok(rx) => rx,
         Err(e) => {
             return reply_json(&mut sink, 400, &error_body("invalid_request_error", &e)).await;
         }
     };
-    let (tx, mut rx) = unbounded_channel();
-    let include_usage = chat
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
+    let mut answer = Answer {
+        id: format!("chatcmpl-local-{}", req.index),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: engine.info().id.clone(),
+        stream: chat.stream,
+        usage: (0, 0, 0),
+        text: String::new(),
+        finish: "stop",
+        headed: false,
+    };
+    if answer.relay(rx, &mut sink).await {
+        let include_usage = chat
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        answer.end(include_usage, sink).await;
+    }
+}
+
+/// Hands the request to the engine (its schema as a grammar); the receiver hears the answer.
+fn submit(
+    engine: &Engine,
+    chat: &ChatRequest,
+    req: &Received,
+) -> Result<UnboundedReceiver<Event>, String> {
+    let grammar = grammar_for(chat.response_format.as_ref())?;
+    let (tx, rx) = unbounded_channel();
     engine.submit(Job {
         messages: chat
             .messages
@@ -203,98 +227,120 @@ async fn chat(engine: &Engine, req: &Received, mut sink: Sink) {
         ignore_eos: chat.ignore_eos.unwrap_or(false),
         events: tx,
     });
-    let id = format!("chatcmpl-local-{}", req.index);
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let model = engine.info().id.clone();
-    let mut usage = (0u32, 0u32, 0u32);
-    let mut text = String::new();
-    let mut finish = "stop";
-    let mut headed = false;
-    let chunk = |delta: Value, finish: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            Event::Started {
-                prompt_tokens,
-                cached_tokens,
-            } => {
-                usage.0 = prompt_tokens;
-                usage.1 = cached_tokens;
-                let e = sink.entry_mut();
-                e.prompt_tokens = u64::from(prompt_tokens);
-                e.cached_tokens = u64::from(cached_tokens);
-                if chat.stream {
-                    sink.head(200, &sse_headers());
-                    headed = true;
-                    let first = chunk(json!({"role": "assistant", "content": ""}), None);
-                    if !sink.send(event(&first), None, 0).await {
-                        return; // the client left: dropping rx cancels the job
-                    }
-                }
-            }
-            Event::Text(t) => {
-                if chat.stream {
-                    let c = chunk(json!({"content": t}), None);
-                    if !sink.send(event(&c), None, 1).await {
-                        return;
-                    }
-                } else {
-                    text.push_str(&t);
-                }
-            }
-            Event::Done {
-                finish_reason,
-                completion_tokens,
-                ..
-            } => {
-                usage.2 = completion_tokens;
-                finish = finish_reason;
-                sink.entry_mut().completion_tokens = u64::from(completion_tokens);
-                break;
-            }
-            Event::Failed { status, message } => {
-                if headed {
-                    let e = error_body("server_error", &message);
-                    sink.send(event(&e), None, 0).await;
-                    return;
-                }
-                let kind = if status == 400 {
-                    "invalid_request_error"
-                } else {
-                    "server_error"
-                };
-                return reply_json(&mut sink, status, &error_body(kind, &message)).await;
-            }
-        }
+    Ok(rx)
+}
+
+/// One answer on its way out: streamed chunk by chunk, or gathered for one body.
+struct Answer {
+    id: String,
+    created: u64,
+    model: String,
+    stream: bool,
+    /// Prompt, cached and completion tokens.
+    usage: (u32, u32, u32),
+    text: String,
+    finish: &'static str,
+    /// The stream's head has gone out.
+    headed: bool,
+}
+
+impl Answer {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+               "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     }
-    let usage_json = json!({
-        "prompt_tokens": usage.0, "completion_tokens": usage.2, "total_tokens": usage.0 + usage.2,
-        "prompt_tokens_details": {"cached_tokens": usage.1}
-    });
-    if chat.stream {
-        if !headed {
-            sink.head(200, &sse_headers());
+
+    /// Relays the engine's events until the answer is done; false when the response has ended
+    /// already (the client left, or the engine failed and said so).
+    async fn relay(&mut self, mut rx: UnboundedReceiver<Event>, sink: &mut Sink) -> bool {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                Event::Started {
+                    prompt_tokens,
+                    cached_tokens,
+                } => {
+                    self.usage.0 = prompt_tokens;
+                    self.usage.1 = cached_tokens;
+                    let e = sink.entry_mut();
+                    e.prompt_tokens = u64::from(prompt_tokens);
+                    e.cached_tokens = u64::from(cached_tokens);
+                    if self.stream {
+                        sink.head(200, &sse_headers());
+                        self.headed = true;
+                        let first = self.chunk(json!({"role": "assistant", "content": ""}), None);
+                        if !sink.send(event(&first), None, 0).await {
+                            return false; // the client left: dropping rx cancels the job
+                        }
+                    }
+                }
+                Event::Text(t) => {
+                    if self.stream {
+                        let c = self.chunk(json!({"content": t}), None);
+                        if !sink.send(event(&c), None, 1).await {
+                            return false;
+                        }
+                    } else {
+                        self.text.push_str(&t);
+                    }
+                }
+                Event::Done {
+                    finish_reason,
+                    completion_tokens,
+                    ..
+                } => {
+                    self.usage.2 = completion_tokens;
+                    self.finish = finish_reason;
+                    sink.entry_mut().completion_tokens = u64::from(completion_tokens);
+                    return true;
+                }
+                Event::Failed { status, message } => {
+                    if self.headed {
+                        let e = error_body("server_error", &message);
+                        sink.send(event(&e), None, 0).await;
+                        return false;
+                    }
+                    let kind = if status == 400 {
+                        "invalid_request_error"
+                    } else {
+                        "server_error"
+                    };
+                    reply_json(sink, status, &error_body(kind, &message)).await;
+                    return false;
+                }
+            }
         }
-        let last = chunk(json!({}), Some(finish));
-        sink.queue(&event(&last), None, 0);
-        if include_usage {
-            let u = json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "choices": [], "usage": usage_json});
-            sink.queue(&event(&u), None, 0);
-        }
-        sink.queue(b"data: [DONE]\n\n", None, 0);
-        sink.flush().await;
-    } else {
-        let body = json!({
-            "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": usage_json
+        true
+    }
+
+    /// The end: the finish chunk, usage when asked and `[DONE]`; or the whole body.
+    async fn end(self, include_usage: bool, mut sink: Sink) {
+        let usage_json = json!({
+            "prompt_tokens": self.usage.0, "completion_tokens": self.usage.2,
+            "total_tokens": self.usage.0 + self.usage.2,
+            "prompt_tokens_details": {"cached_tokens": self.usage.1}
         });
-        reply_json(&mut sink, 200, &body).await;
+        if self.stream {
+            if !self.headed {
+                sink.head(200, &sse_headers());
+            }
+            let last = self.chunk(json!({}), Some(self.finish));
+            sink.queue(&event(&last), None, 0);
+            if include_usage {
+                let u = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                               "model": self.model, "choices": [], "usage": usage_json});
+                sink.queue(&event(&u), None, 0);
+            }
+            sink.queue(b"data: [DONE]\n\n", None, 0);
+            sink.flush().await;
+        } else {
+            let body = json!({
+                "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text},
+                             "finish_reason": self.finish}],
+                "usage": usage_json
+            });
+            reply_json(&mut sink, 200, &body).await;
+        }
     }
 }
 

@@ -934,3 +934,74 @@ async fn each_endpoint_is_quoted_as_it_would_run() {
     assert_eq!(q[1]["requests"].as_u64().unwrap(), units);
     assert!(q[0]["requests"].as_u64().unwrap() < units, "{q}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_what_is_in_flight_writes_the_results_and_a_rerun_finishes() {
+    let mut profile = Profile::instant();
+    profile.latency.ttft_base_ms = 150.0;
+    let sim = Sim::start(profile).await.unwrap();
+    let dir = tempdir("run-sigint");
+    let cfg = config(&dir, "c.toml", "sim", &sim.base_url(), "");
+    let inputs = subset();
+    let child = pagemill(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .args(&inputs)
+        .args([
+            "-o",
+            "out",
+            "-q",
+            "--format",
+            "json",
+            "--pack",
+            "2",
+            "--concurrency",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted as a terminal would, once the simulator has answered one of its requests
+    // (the handler is installed and work is in flight).
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sim.log().is_empty() && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stopped early: {err}");
+    assert!(err.contains("stopping"), "{err}");
+    let s = summary(&out);
+    assert!(s["pages_pending"].as_u64().unwrap() > 0, "{s}");
+    // What finished is written, and the ledger holds no unit still leased.
+    assert!(dir.join("out/run-summary.json").is_file());
+    assert_eq!(
+        results(&dir.join("out")).len() as u64,
+        s["documents"].as_u64().unwrap(),
+        "every document has its result file, finished or not"
+    );
+    let ledger = Ledger::open(&dir.join("out/ledger.sqlite")).unwrap();
+    assert_eq!(ledger.summary().unwrap().leased, 0);
+    let answered = sim.log().len();
+    drop(ledger);
+    // A rerun does the rest, paying for none of what was done.
+    let again = run(&dir, &cfg, &inputs, "out", &["--pack", "2"]);
+    let s2 = summary(&again);
+    assert_eq!(again.status.code(), Some(0), "{s2}");
+    assert_eq!(s2["pages_pending"], 0);
+    let done_before: u64 = s2["tasks"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["already_done"].as_u64().unwrap())
+        .sum();
+    assert!(done_before > 0, "{s2}");
+    assert!(sim.log().len() > answered);
+}
