@@ -91,13 +91,7 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let tokenizer = match endpoint.tokenizer.as_deref() {
-            None => Tokenizer::o200k(),
-            Some(name) => Tokenizer::by_name(name).map_err(|message| ClientError::Config {
-                origin: format!("endpoint `{}`", endpoint.name),
-                message,
-            })?,
-        };
+        let tokenizer = endpoint.tokenizer()?;
         Ok(Self {
             transport: Transport::new(&endpoint)?,
             limiter: Arc::new(Limiter::new(&endpoint.limits)),

@@ -183,6 +183,19 @@ pub enum PromptProfile {
     Small,
 }
 
+impl Endpoint {
+    /// The tokenizer this endpoint's counts and quotes use: the one it names, else o200k.
+    pub fn tokenizer(&self) -> Result<crate::Tokenizer, ClientError> {
+        match self.tokenizer.as_deref() {
+            None => Ok(crate::Tokenizer::o200k()),
+            Some(name) => crate::Tokenizer::by_name(name).map_err(|message| ClientError::Config {
+                origin: format!("endpoint `{}`", self.name),
+                message,
+            }),
+        }
+    }
+}
+
 impl std::str::FromStr for PromptProfile {
     type Err = String;
 

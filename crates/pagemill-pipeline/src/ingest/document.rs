@@ -95,3 +95,24 @@ pub struct Document {
     #[serde(default)]
     pub hints: Hints,
 }
+
+impl Document {
+    /// Writes each page's text to `dir/<name>-<id>/page-0001.txt`…, to read what a model will
+    /// see; returns the directory.
+    pub fn dump_pages(&self, dir: &std::path::Path) -> std::io::Result<PathBuf> {
+        let named = |p: &std::path::Path, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("`{}`: {e}", p.display()))
+        };
+        let stem = self
+            .path
+            .file_stem()
+            .map_or_else(|| "document".into(), |s| s.to_string_lossy().into_owned());
+        let sub = dir.join(format!("{stem}-{}", &self.id[..self.id.len().min(12)]));
+        std::fs::create_dir_all(&sub).map_err(|e| named(&sub, e))?;
+        for p in &self.pages {
+            let f = sub.join(format!("page-{:04}.txt", p.number));
+            std::fs::write(&f, &p.text).map_err(|e| named(&f, e))?;
+        }
+        Ok(sub)
+    }
+}

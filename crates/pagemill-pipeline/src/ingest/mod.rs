@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::sections;
 pub use document::{DocKind, Document, Heading, Page, Quality};
 pub use hints::Hints;
-pub use read::{Read, read_all};
+pub use read::{Read, listing, read_all};
 
 /// Why a file could not be ingested at all.
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,43 @@ fn guarded(path: &Path, limits: &Limits) -> Result<Document, IngestError> {
     })
 }
 
+/// What `pagemill ingest --format json` prints (`schemas/ingest.schema.json`): each document's
+/// pages (without their text), headings, sections, warnings and metadata candidates, and the
+/// inputs skipped with why.
+pub fn listing(docs: &[Document], skipped: &[(PathBuf, String)]) -> serde_json::Value {
+    #[derive(serde::Serialize)]
+    struct PageJson<'a> {
+        number: u32,
+        chars: usize,
+        quality: super::Quality,
+        failure: &'a Option<String>,
+        range: (usize, usize),
+        furniture: &'a [String],
+    }
+    let doc = |d: &Document| {
+        serde_json::json!({
+            "id": d.id,
+            "path": d.path,
+            "kind": d.kind,
+            "encoding": d.encoding,
+            "chars": d.text.chars().count(),
+            "pages": d.pages.iter().map(|p| PageJson {
+                number: p.number, chars: p.chars, quality: p.quality, failure: &p.failure,
+                range: p.range, furniture: &p.furniture,
+            }).collect::<Vec<_>>(),
+            "headings": d.headings,
+            "sections": d.sections,
+            "warnings": d.warnings,
+            "metadata_candidates": d.hints,
+        })
+    };
+    serde_json::json!({
+        "schema_version": 1,
+        "documents": docs.iter().map(doc).collect::<Vec<_>>(),
+        "skipped": skipped.iter().map(|(p, why)| serde_json::json!({"path": p, "reason": why})).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

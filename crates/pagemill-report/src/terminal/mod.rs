@@ -14,6 +14,7 @@ use crate::{Report, time};
 
 pub mod bench;
 pub mod eval;
+pub mod ingest;
 pub mod run;
 mod runs;
 
@@ -166,6 +167,37 @@ pub fn doctor(reports: &[EndpointChecks]) -> Table {
         t.add_row(row);
     }
     t
+}
+
+/// `ttft 21.3 ms · total 190.2 ms · prompt 12 (server) · …` — the line under the answer.
+pub fn chat_line(ex: &pagemill_client::Exchange, retries: usize) -> String {
+    use crate::fmt;
+    let conn = match ex.timeline.connection {
+        Some(c) if c.reused => "connection reused".to_owned(),
+        Some(c) => format!(
+            "new connection ({})",
+            fmt::opt_duration(c.connect_ns.map(std::time::Duration::from_nanos))
+        ),
+        None => "connection n/a".to_owned(),
+    };
+    let mut parts = vec![
+        format!("ttft {}", fmt::opt_duration(ex.timeline.ttft())),
+        format!("total {}", fmt::opt_duration(ex.timeline.total())),
+        format!("prompt {}", fmt::tokens(ex.usage.prompt)),
+        format!("cached {}", fmt::tokens(ex.usage.cached_prompt)),
+        format!("completion {}", fmt::tokens(ex.usage.completion)),
+        format!("decode {}", fmt::rate(ex.decode_tokens_per_sec())),
+        format!("e2e {}", fmt::rate(ex.e2e_tokens_per_sec())),
+        conn,
+        format!("cost {}", fmt::cost(ex.cost.map(|c| c.total))),
+    ];
+    if ex.cost.is_some_and(|c| c.cached_unreported) {
+        parts.push("(cache unreported: cost is an upper bound)".into());
+    }
+    if retries > 0 {
+        parts.push(format!("{retries} retries"));
+    }
+    parts.join(" · ")
 }
 
 /// One document page by page, mentions marked.

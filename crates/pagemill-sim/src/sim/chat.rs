@@ -501,21 +501,6 @@ impl State {
         }
     }
 
-    /// A whole non-streamed chat completion for `chat` (used by the batch API).
-    pub(crate) fn completion_body(
-        &self,
-        chat: &ChatRequest,
-        max_tokens: u32,
-        quirks: FramingQuirks,
-        rng: &mut SmallRng,
-    ) -> Value {
-        let (ids, prompt) = content::prompt_tokens(&chat.messages);
-        let cache = self.cache.lookup_and_insert(&ids);
-        let answer = self.answer(chat, max_tokens, quirks, rng);
-        let usage = self.usage(prompt, cache, answer.tokens);
-        self.body_json(Dialect::Chat, &answer, usage)
-    }
-
     fn body_json(&self, dialect: Dialect, answer: &Answer, usage: Value) -> Value {
         let text: String = answer.pieces.iter().map(|p| p.0.as_str()).collect();
         let choice = match dialect {
@@ -558,6 +543,30 @@ impl State {
                     .await;
             }
         }
+    }
+}
+
+impl crate::batch::Completer for State {
+    fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    fn rng(&self, salt: u64) -> SmallRng {
+        State::rng(self, salt)
+    }
+
+    fn completion_body(
+        &self,
+        chat: &ChatRequest,
+        max_tokens: u32,
+        quirks: FramingQuirks,
+        rng: &mut SmallRng,
+    ) -> Value {
+        let (ids, prompt) = content::prompt_tokens(&chat.messages);
+        let cache = self.cache.lookup_and_insert(&ids);
+        let answer = self.answer(chat, max_tokens, quirks, rng);
+        let usage = self.usage(prompt, cache, answer.tokens);
+        self.body_json(Dialect::Chat, &answer, usage)
     }
 }
 

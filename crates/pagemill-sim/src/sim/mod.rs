@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use pagemill_client::clock::mono_ns;
-use pagemill_client::wire::ChatRequest;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::{Value, json};
@@ -29,7 +28,7 @@ use crate::SimError;
 use crate::batch::BatchStore;
 use crate::cache::PrefixCache;
 use crate::faults;
-use crate::profile::{FramingQuirks, Profile};
+use crate::profile::Profile;
 use crate::ratelimit::RateLimiter;
 use crate::script;
 use crate::server::{Received, Reply, ServerHandle, ServerOptions, Sink, serve_with};
@@ -74,26 +73,6 @@ impl Sim {
             Box::pin(async move { state.route(req, sink).await })
         })
         .await?)
-    }
-}
-
-impl crate::batch::Completer for State {
-    fn profile(&self) -> &Profile {
-        &self.profile
-    }
-
-    fn rng(&self, salt: u64) -> SmallRng {
-        State::rng(self, salt)
-    }
-
-    fn completion_body(
-        &self,
-        chat: &ChatRequest,
-        max_tokens: u32,
-        quirks: FramingQuirks,
-        rng: &mut SmallRng,
-    ) -> Value {
-        State::completion_body(self, chat, max_tokens, quirks, rng)
     }
 }
 

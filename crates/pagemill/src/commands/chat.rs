@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use pagemill_client::endpoint::PromptProfile;
-use pagemill_client::{ChatRequest, Client, Exchange, Message};
+use pagemill_client::{ChatRequest, Client, Message};
 
 use crate::cli::{ChatArgs, Format, GlobalArgs};
 use crate::settings;
-use pagemill_report::fmt;
 
 /// Runs the command.
 pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode> {
@@ -54,13 +53,19 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
         writeln!(stdout)?;
     } else {
         if !ex.reasoning.is_empty() {
-            eprintln!("[reasoning] {}", ex.reasoning);
+            eprintln!(
+                "[reasoning] {}",
+                pagemill_report::fmt::inert_text(&ex.reasoning)
+            );
         }
         writeln!(stdout, "{}", ex.content)?;
         if let Some(why) = &ex.cancelled {
             eprintln!("(answer cut: {why})");
         }
-        eprintln!("{}", summary_line(ex, outcome.retried.len()));
+        eprintln!(
+            "{}",
+            pagemill_report::terminal::chat_line(ex, outcome.retried.len())
+        );
     }
     match &ex.error {
         None => Ok(ExitCode::SUCCESS),
@@ -69,34 +74,4 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
             Ok(ExitCode::from(crate::exit::ENDPOINT))
         }
     }
-}
-
-/// `ttft 21.3 ms · total 190.2 ms · prompt 12 (server) · …` — the line under the answer.
-pub fn summary_line(ex: &Exchange, retries: usize) -> String {
-    let conn = match ex.timeline.connection {
-        Some(c) if c.reused => "connection reused".to_owned(),
-        Some(c) => format!(
-            "new connection ({})",
-            fmt::opt_duration(c.connect_ns.map(std::time::Duration::from_nanos))
-        ),
-        None => "connection n/a".to_owned(),
-    };
-    let mut parts = vec![
-        format!("ttft {}", fmt::opt_duration(ex.timeline.ttft())),
-        format!("total {}", fmt::opt_duration(ex.timeline.total())),
-        format!("prompt {}", fmt::tokens(ex.usage.prompt)),
-        format!("cached {}", fmt::tokens(ex.usage.cached_prompt)),
-        format!("completion {}", fmt::tokens(ex.usage.completion)),
-        format!("decode {}", fmt::rate(ex.decode_tokens_per_sec())),
-        format!("e2e {}", fmt::rate(ex.e2e_tokens_per_sec())),
-        conn,
-        format!("cost {}", fmt::cost(ex.cost.map(|c| c.total))),
-    ];
-    if ex.cost.is_some_and(|c| c.cached_unreported) {
-        parts.push("(cache unreported: cost is an upper bound)".into());
-    }
-    if retries > 0 {
-        parts.push(format!("{retries} retries"));
-    }
-    parts.join(" · ")
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use pagemill_pipeline::run::quote::{Quote, quote};
 
 use crate::cli::{Format, GlobalArgs, QuoteArgs};
-use crate::commands::run::{prepare, tokenizer_of};
+use crate::commands::run::prepare;
 use crate::settings;
 
 /// Runs the command.
@@ -16,7 +16,7 @@ pub async fn run(global: &GlobalArgs, args: QuoteArgs) -> anyhow::Result<ExitCod
         settings::resolve_with(global, &args.endpoint, &args.pipeline.work.sim_profile).await?;
     let mut quotes: Vec<Quote> = Vec::new();
     for ep in &resolved.endpoints {
-        let tokenizer = tokenizer_of(ep)?;
+        let tokenizer = ep.tokenizer()?;
         // Each endpoint quoted as it would run: fitted to how its model is prompted.
         let (tasks, opts) = prepared.setup.fitted(ep.prompt_profile)?;
         quotes.push(quote(

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use pagemill_client::{Client, Money, Tokenizer};
+use pagemill_client::{Client, Money};
 use pagemill_pipeline::ingest::Document;
 use pagemill_pipeline::run::output::{SUMMARY_FILE, mention_rows, write_results};
 use pagemill_pipeline::run::setup::{self, Setup};
@@ -248,13 +248,5 @@ impl Bars {
     async fn finish(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-    }
-}
-
-/// The tokenizer of an endpoint, for quotes.
-pub(crate) fn tokenizer_of(endpoint: &pagemill_client::Endpoint) -> anyhow::Result<Tokenizer> {
-    match &endpoint.tokenizer {
-        Some(name) => Tokenizer::by_name(name).map_err(anyhow::Error::msg),
-        None => Ok(Tokenizer::o200k()),
     }
 }
