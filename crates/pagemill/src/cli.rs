@@ -57,7 +57,7 @@ pub enum Command {
     /// Tokens and cost of running the pipeline on each endpoint, before running it.
     Quote(Box<QuoteArgs>),
     /// Report on runs and benchmarks: one self-contained HTML file (charts, tables, documents
-    /// with their entities), terminal tables (--terminal) or JSON (--format json).
+    /// with their entities), terminal tables (--format text) or JSON (--format json).
     Report(ReportArgs),
     /// Serve the embedded local model over the OpenAI-compatible HTTP surface.
     Serve(ServeArgs),

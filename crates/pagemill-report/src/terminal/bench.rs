@@ -1,5 +1,5 @@
 //! A benchmark's results as terminal tables: what `pagemill bench` prints when it finishes and
-//! what `pagemill report --terminal` shows of a bench file. One table per load point, a line
+//! what `pagemill report --format text` shows of a bench file. One table per load point, a line
 //! of token and connection accounting per target, paired comparisons, agreement, the timing
 //! check against a simulator's log, and the client's check on itself.
 
