@@ -259,6 +259,7 @@ impl Session<'_> {
             if per_repeat[t].len() > 1 {
                 rep.across_repeats = headline(&per_repeat[t], &target.name, spec.pages_per_day);
             }
+            rep.cost.prices_from = target.client.endpoint().price_source.clone();
             reports.push(rep);
         }
         Point {

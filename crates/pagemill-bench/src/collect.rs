@@ -431,6 +431,7 @@ impl TargetStats {
             per_1k_pages_usd: per_page.map(|p| p * 1e3),
             per_month_usd: per_page.zip(pages_per_day).map(|(p, d)| p * d * 30.0),
             unknown: self.ok.saturating_sub(self.cost_known),
+            prices_from: Default::default(),
         };
         let slo = self
             .slo

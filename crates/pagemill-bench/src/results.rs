@@ -169,6 +169,9 @@ pub struct Costs {
     pub per_month_usd: Option<f64>,
     /// Requests whose cost was unknown.
     pub unknown: u64,
+    /// Where the target's prices come from.
+    #[serde(default)]
+    pub prices_from: pagemill_client::prices::PriceSource,
 }
 
 /// One second of a run.

@@ -135,9 +135,17 @@ pub struct Endpoint {
     /// The key, read from `api_key_env` when the configuration is loaded.
     #[serde(skip)]
     pub api_key: Option<ApiKey>,
-    /// Prices in USD per 1M tokens.
+    /// Prices in USD per 1M tokens; from the price table when not given (see
+    /// [`crate::prices`]).
     #[serde(default)]
     pub prices: Prices,
+    /// The provider, for the price table (`openai`, `anthropic`, `google`, `groq`, …): known
+    /// from the base URL for the hosted APIs, to be named for others.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Where `prices` come from (filled in when the configuration is loaded).
+    #[serde(skip)]
+    pub price_source: crate::prices::PriceSource,
     /// Rate and concurrency limits.
     #[serde(default)]
     pub limits: Limits,
@@ -232,6 +240,7 @@ impl std::fmt::Debug for Endpoint {
             .field("api_key_env", &self.api_key_env)
             .field("api_key", &self.api_key)
             .field("prices", &self.prices)
+            .field("price_source", &self.price_source)
             .field("limits", &self.limits)
             .field("headers", &headers)
             .field("body", &self.body)
@@ -325,6 +334,8 @@ impl Endpoint {
             api_key_env: None,
             api_key: None,
             prices: Prices::default(),
+            provider: None,
+            price_source: crate::prices::PriceSource::Unknown,
             limits: Limits::default(),
             headers: BTreeMap::new(),
             body: Map::new(),
@@ -416,6 +427,7 @@ impl Config {
                 });
             }
             ep.resolve_key(env);
+            crate::prices::resolve(ep);
         }
         config.origin = Some(origin.to_owned());
         Ok(config)
@@ -437,6 +449,7 @@ impl Config {
         );
         ep.api_key_env = key.as_ref().map(|_| "OPENAI_API_KEY".to_owned());
         ep.api_key = key.map(ApiKey::new);
+        crate::prices::resolve(&mut ep);
         Some(Self {
             endpoint: vec![ep],
             origin: Some("environment (OPENAI_API_KEY / OPENAI_BASE_URL)".to_owned()),
@@ -627,10 +640,19 @@ model = "m"
         let ep = c.get(None).unwrap();
         assert_eq!(ep.base_url, OPENAI_BASE_URL);
         assert_eq!(ep.api_key.as_ref().unwrap().expose(), "sk-env");
-        assert!(!ep.prices.is_known(), "no invented prices");
+        // OpenAI's own API, with the default model: priced from the table, and saying so.
+        assert_eq!(ep.prices.input, Some(0.15));
+        assert!(matches!(
+            ep.price_source,
+            crate::prices::PriceSource::Table { .. }
+        ));
         let env = |k: &str| (k == "OPENAI_BASE_URL").then(|| "http://127.0.0.1:9/v1".to_owned());
         let c = Config::from_env(&env).unwrap();
         assert!(c.endpoint[0].api_key.is_none());
+        assert!(
+            !c.endpoint[0].prices.is_known(),
+            "no invented prices for another server"
+        );
         assert!(Config::from_env(&|_| None).is_none());
     }
 

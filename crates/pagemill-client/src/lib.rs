@@ -10,7 +10,8 @@
 //! - [`endpoint`]: `pagemill.toml` endpoints, keys from the environment, limits, prices.
 //! - [`wire`]: tolerant request/response types. [`sse`]: the event-stream parser.
 //! - [`stream`]: reading a response into an [`Exchange`] with its [`Timeline`].
-//! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`].
+//! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`];
+//!   [`prices`]: the price table that ships with pagemill and where each price comes from.
 //! - [`transport`]: pooled or fresh-connection HTTP with connection stamps.
 //! - [`limits`]: RPM/TPM/concurrency pacing and rate-limit headers. [`retry`]: retry policy.
 //! - [`runaway`]: answers that loop, caught while they stream. [`secrets`]: the keys this
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod endpoint;
 pub mod error;
 pub mod limits;
+pub mod prices;
 pub mod pricing;
 pub mod probe;
 pub mod retry;

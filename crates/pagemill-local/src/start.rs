@@ -134,6 +134,13 @@ pub async fn start(
     // Constrained decoding follows the schema exactly: tell it the items of each request.
     ep.per_request_schema = true;
     ep.prompt_profile = pagemill_client::PromptProfile::Small;
+    // Nothing is charged per token here: the cost is $0, and says why.
+    ep.prices = pagemill_client::Prices {
+        input: Some(0.0),
+        output: Some(0.0),
+        ..pagemill_client::Prices::default()
+    };
+    ep.price_source = pagemill_client::prices::PriceSource::Local;
     Ok((handle, ep))
 }
 

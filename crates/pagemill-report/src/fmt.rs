@@ -16,6 +16,15 @@ pub fn usd(v: f64) -> String {
     Money((v.max(0.0) * 1e12).round() as u64).to_string()
 }
 
+/// A price per 1M tokens, as providers write it: `$0.075`, `$2.50`, `$10.00` (at least cents,
+/// every digit the price has).
+pub fn price(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let frac = frac.trim_end_matches('0');
+    format!("${whole}.{frac:0<2}")
+}
+
 /// Dollars that may be unknown (no prices): `unknown` says so.
 pub fn usd_or(v: Option<f64>, unknown: &str) -> String {
     v.map_or_else(|| unknown.to_owned(), usd)
@@ -180,6 +189,10 @@ mod tests {
         assert_eq!(usd(0.000228), "$0.000228");
         assert_eq!(usd(12.34), "$12.3400");
         assert_eq!(usd_or(None, "unknown"), "unknown");
+        assert_eq!(price(0.075), "$0.075");
+        assert_eq!(price(2.5), "$2.50");
+        assert_eq!(price(10.0), "$10.00");
+        assert_eq!(price(0.005), "$0.005");
         assert_eq!(ms(349.4), "349 ms");
         assert_eq!(ms(0.85), "0.85 ms");
         assert_eq!(ms(12_345.0), "12.3 s");

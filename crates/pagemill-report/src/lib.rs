@@ -29,7 +29,7 @@ pub mod html;
 pub mod rows;
 pub mod runs;
 pub mod terminal;
-mod time;
+pub mod time;
 
 pub use documents::DocumentView;
 pub use runs::RunsReport;

@@ -3,7 +3,7 @@
 //! date, proleptic Gregorian).
 
 /// Unix seconds now.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -23,7 +23,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 /// `2026-11-27`.
-pub(crate) fn date(unix: i64) -> String {
+pub fn date(unix: i64) -> String {
     let (y, m, d) = civil(unix.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
 }

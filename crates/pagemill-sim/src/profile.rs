@@ -32,6 +32,10 @@ pub struct Profile {
     /// Answers from a gold file, with errors at set rates (`pagemill eval`'s honest tests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gold: Option<crate::gold::GoldMode>,
+    /// The model of pagemill's price table this simulator is priced like, so a demo on the
+    /// built-in `sim` endpoint shows real-looking costs (labelled simulated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priced_like: Option<String>,
 }
 
 /// The latency model.
@@ -265,6 +269,7 @@ impl Profile {
             content: Content::default(),
             batch: Batch::default(),
             gold: None,
+            priced_like: Some("gpt-4o-mini".into()),
         }
     }
 

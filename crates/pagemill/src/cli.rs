@@ -68,11 +68,48 @@ pub enum Command {
     /// (`schemas/gold.schema.json`): entities, metadata, summaries, with tokens, cost and latency
     /// a page
     Eval(Box<EvalArgs>),
+    /// What each endpoint will be charged and where the prices come from (configuration, the
+    /// price table that ships with pagemill, or unknown); a model's table entries; or import
+    /// LiteLLM's price file.
+    Prices(PricesArgs),
     /// Print a shell completion script: `pagemill completions bash > /etc/bash_completion.d/pagemill`
     /// (or zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `pagemill man > pagemill.1; man ./pagemill.1`.
     Man,
+}
+
+/// `pagemill prices`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PricesArgs {
+    /// Other things prices does.
+    #[command(subcommand)]
+    pub command: Option<PricesCommand>,
+    /// A model (or part of its name): its entries in the price tables. Without it, the
+    /// configured endpoints' prices.
+    pub model: Option<String>,
+    /// Print a table or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `pagemill prices …`.
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Read LiteLLM's `model_prices_and_context_window.json` (its chat models) into your own
+    /// price table, consulted before pagemill's.
+    Import(PricesImportArgs),
+}
+
+/// `pagemill prices import`.
+#[derive(Debug, Args)]
+pub struct PricesImportArgs {
+    /// The LiteLLM file.
+    pub file: PathBuf,
+    /// Where to write the table [default: $XDG_CONFIG_HOME/pagemill/prices.toml].
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 /// `pagemill completions`.

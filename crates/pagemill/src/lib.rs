@@ -100,6 +100,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => commands::local::serve(args).await,
         cli::Command::Model(args) => commands::local::model(args).await,
         cli::Command::Eval(args) => commands::eval::run(&cli.global, &args).await,
+        cli::Command::Prices(args) => commands::prices::run(&cli.global, args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory as _;
             let mut cmd = cli::Cli::command();

@@ -55,10 +55,16 @@ pub async fn resolve_with(
         }
         let profile = Profile::load(sim_profile)?;
         let model = profile.model.clone();
+        let like = profile.priced_like.clone();
         let handle = Sim::start(profile)
             .await
             .context("starting the in-process simulator")?;
-        builtin.push(Endpoint::new(SIM_ENDPOINT, handle.base_url(), model));
+        let mut ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), model);
+        // Priced like a real model, so a demo shows real-looking costs, labelled simulated.
+        if let Some(like) = like {
+            pagemill_client::prices::simulate(&mut ep, &like);
+        }
+        builtin.push(ep);
         servers.push(handle);
     }
     if asks(LOCAL_ENDPOINT) || local_default {

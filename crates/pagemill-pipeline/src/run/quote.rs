@@ -48,6 +48,8 @@ pub struct Quote {
     pub per_month_usd: Option<f64>,
     /// The tokenizer used to count.
     pub tokenizer: String,
+    /// Where the prices come from.
+    pub prices_from: pagemill_client::prices::PriceSource,
 }
 
 /// Quotes a run of `tasks` over `docs` on `endpoint`.
@@ -77,6 +79,7 @@ pub fn quote(
         pages_per_day,
         per_month_usd: None,
         tokenizer: tokenizer.name().to_owned(),
+        prices_from: endpoint.price_source.clone(),
     };
     let mut cached_total = 0u64;
     for kind in [TaskKind::Entities, TaskKind::Summary, TaskKind::Metadata] {

@@ -170,6 +170,7 @@ fn accounting(s: &mut String, tr: &TargetResults) {
         count(tr.connections.reused),
         count(tr.connections.new)
     );
+    let _ = write!(s, "; prices: {}", tr.cost.prices_from);
     if let Some(g) = tr.goodput {
         let _ = write!(
             s,

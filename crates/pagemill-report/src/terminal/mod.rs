@@ -9,7 +9,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets};
 use pagemill_client::probe::{EndpointChecks, Status};
 
 use crate::documents::{DocumentView, segments};
-use crate::fmt::{count, inert, inert_text};
+use crate::fmt::{count, inert, inert_text, opt, pct};
 use crate::{Report, time};
 
 pub mod bench;
@@ -170,7 +170,11 @@ pub fn doctor(reports: &[EndpointChecks]) -> Table {
 }
 
 /// `ttft 21.3 ms · total 190.2 ms · prompt 12 (server) · …` — the line under the answer.
-pub fn chat_line(ex: &pagemill_client::Exchange, retries: usize) -> String {
+pub fn chat_line(
+    ex: &pagemill_client::Exchange,
+    retries: usize,
+    prices: &pagemill_client::prices::PriceSource,
+) -> String {
     use crate::fmt;
     let conn = match ex.timeline.connection {
         Some(c) if c.reused => "connection reused".to_owned(),
@@ -189,7 +193,10 @@ pub fn chat_line(ex: &pagemill_client::Exchange, retries: usize) -> String {
         format!("decode {}", fmt::rate(ex.decode_tokens_per_sec())),
         format!("e2e {}", fmt::rate(ex.e2e_tokens_per_sec())),
         conn,
-        format!("cost {}", fmt::cost(ex.cost.map(|c| c.total))),
+        match ex.cost {
+            Some(c) => format!("cost {} ({prices})", c.total),
+            None => format!("cost {}", fmt::cost(None)),
+        },
     ];
     if ex.cost.is_some_and(|c| c.cached_unreported) {
         parts.push("(cache unreported: cost is an upper bound)".into());
@@ -198,6 +205,71 @@ pub fn chat_line(ex: &pagemill_client::Exchange, retries: usize) -> String {
         parts.push(format!("{retries} retries"));
     }
     parts.join(" · ")
+}
+
+/// Price table entries (`pagemill prices MODEL`); `true` marks the user's imported table.
+pub fn price_entries(entries: &[(&pagemill_client::prices::Entry, bool)]) -> String {
+    let mut t = table(&[
+        "provider",
+        "model",
+        "input",
+        "cached",
+        "cache write",
+        "output",
+        "batch",
+        "context",
+        "as of",
+        "from",
+    ]);
+    let per_m = |v: Option<f64>| opt(v, crate::fmt::price);
+    for (e, imported) in entries {
+        t.add_row(vec![
+            inert(&e.provider),
+            inert(&e.model),
+            per_m(Some(e.input)),
+            per_m(e.cached_input),
+            per_m(e.cache_write),
+            per_m(Some(e.output)),
+            opt(e.batch_discount, |d| format!("−{}", pct(d))),
+            e.context_window.map_or_else(|| "–".into(), count),
+            inert(&e.as_of),
+            if *imported { "imported" } else { "pagemill" }.to_owned(),
+        ]);
+    }
+    right(&mut t, 2);
+    format!("{t}\nUSD per 1M tokens; sources in the tables' `source` fields\n")
+}
+
+/// What each endpoint will be charged, and from where (`pagemill prices`).
+pub fn endpoint_prices(endpoints: &[pagemill_client::Endpoint]) -> String {
+    if endpoints.is_empty() {
+        return "no endpoint configured".into();
+    }
+    let mut t = table(&[
+        "endpoint",
+        "model",
+        "input",
+        "cached",
+        "cache write",
+        "output",
+        "batch",
+        "prices from",
+    ]);
+    let per_m = |v: Option<f64>| opt(v, crate::fmt::price);
+    for e in endpoints {
+        let p = &e.prices;
+        t.add_row(vec![
+            inert(&e.name),
+            inert(&e.model),
+            per_m(p.input),
+            per_m(p.cached_input),
+            per_m(p.cache_write),
+            per_m(p.output),
+            opt(p.batch_discount, |d| format!("−{}", pct(d))),
+            e.price_source.to_string(),
+        ]);
+    }
+    t.to_string()
 }
 
 /// One document page by page, mentions marked.

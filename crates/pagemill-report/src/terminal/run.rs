@@ -71,6 +71,14 @@ pub fn summary(s: &RunSummary) -> String {
             .map(|n| format!(" ({n})"))
             .unwrap_or_default()
     ));
+    if !s.prices_from.is_empty() {
+        let from: Vec<String> = s
+            .prices_from
+            .iter()
+            .map(|(ep, src)| format!("{} — {src}", inert(ep)))
+            .collect();
+        out.push_str(&format!("prices: {}\n", from.join(" · ")));
+    }
     if !s.errors.is_empty() {
         let list: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("errors by class: {}\n", list.join(" · ")));
@@ -118,6 +126,7 @@ pub fn quotes(quotes: &[Quote], pages_per_day: Option<u64>) -> String {
     if pages_per_day.is_some() {
         header.push("per month");
     }
+    header.push("prices from");
     let mut t = table(&header);
     for q in quotes {
         let mut row = vec![
@@ -135,6 +144,7 @@ pub fn quotes(quotes: &[Quote], pages_per_day: Option<u64>) -> String {
         if pages_per_day.is_some() {
             row.push(usd(q.per_month_usd));
         }
+        row.push(q.prices_from.to_string());
         t.add_row(row);
     }
     right(&mut t, 2);

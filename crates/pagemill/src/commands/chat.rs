@@ -48,6 +48,7 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
             "decode_tokens_per_sec": ex.decode_tokens_per_sec(),
             "e2e_tokens_per_sec": ex.e2e_tokens_per_sec(),
             "cost_usd": ex.cost.map(|c| c.total.dollars()),
+            "prices_from": client.endpoint().price_source,
         });
         serde_json::to_writer_pretty(&mut stdout, &record).context("writing JSON")?;
         writeln!(stdout)?;
@@ -64,7 +65,11 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
         }
         eprintln!(
             "{}",
-            pagemill_report::terminal::chat_line(ex, outcome.retried.len())
+            pagemill_report::terminal::chat_line(
+                ex,
+                outcome.retried.len(),
+                &client.endpoint().price_source
+            )
         );
     }
     match &ex.error {

@@ -34,7 +34,7 @@ fn chat_with_nothing_configured_uses_the_embedded_local_model() {
         "cached 0 (server)",
         "decode ",
         "new connection",
-        "cost unknown (no prices)",
+        "(local model: no per-token charge)",
     ] {
         assert!(line.contains(part), "missing `{part}` in: {line}");
     }
@@ -86,7 +86,9 @@ fn chat_json_has_the_whole_record() {
     assert_eq!(v["exchange"]["usage"]["completion"]["source"], "server");
     assert!(v["ttft_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(v["exchange"]["timeline"]["connection"]["reused"], false);
-    assert!(v["cost_usd"].is_null());
+    // The built-in simulator is priced like a real model, and says so.
+    assert!(v["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["prices_from"]["from"], "simulated");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,7 @@ mod eval;
 mod faults;
 mod hardening;
 mod ingest;
+mod prices;
 mod report;
 mod run;
 mod secrets;

@@ -539,6 +539,10 @@ pub struct RunSummary {
     pub cost_per_page_usd: Option<f64>,
     /// Some requests' cost is unknown (no prices) or an upper bound (cached tokens unreported).
     pub cost_note: Option<String>,
+    /// Where each endpoint's prices come from (configuration, price table, simulated, local,
+    /// unknown).
+    #[serde(default)]
+    pub prices_from: std::collections::BTreeMap<String, pagemill_client::prices::PriceSource>,
     /// Requests by error class (failed attempts included).
     pub errors: std::collections::BTreeMap<String, u64>,
     /// Units given up on, across documents.
@@ -569,6 +573,10 @@ pub(crate) fn summary(
         endpoints: endpoints
             .iter()
             .map(|c| c.endpoint().name.clone())
+            .collect(),
+        prices_from: endpoints
+            .iter()
+            .map(|c| (c.endpoint().name.clone(), c.endpoint().price_source.clone()))
             .collect(),
         wall_secs: wall.as_secs_f64(),
         documents: docs.len(),
@@ -650,7 +658,7 @@ pub(crate) fn summary(
     s.cost_note = match (unknown, unreported) {
         (0, 0) => None,
         (u, _) if u == s.requests => {
-            Some("cost unknown: the endpoint has no prices configured".into())
+            Some("cost unknown: the endpoint has no prices (none configured, and not in the price table)".into())
         }
         (u, 0) => Some(format!("{u} request(s) of unknown cost are not included")),
         (_, r) => Some(format!(
