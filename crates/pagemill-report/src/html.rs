@@ -179,7 +179,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                 thead { tr {
                     th { "started" } th.l { "state" } th.l { "endpoints" } th { "requests" } th { "failed" }
                     th { "units done" } th { "pages" } th { "prompt tok/page" } th { "cached" } th { "retries" }
-                    th { "cost" } th { "cost/page" } th { "wall" }
+                    th { "cost" } th { "cost/page" } th { "wall" } th.l { "prices from" }
                 } }
                 tbody { @for run in &r.runs { tr {
                     td data-v=(run.started_at) title=(run.id) { (time::datetime(run.started_at)) }
@@ -189,6 +189,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                     (cell(run.prompt_tokens_per_page, num)) (share_cell(run.cached_share)) (int(run.retries))
                     (cell(run.cost_usd, usd)) (cell(run.cost_per_page_usd, usd))
                     (cell(run.wall_s, |s| format!("{} s", num(s))))
+                    td.l { (run.prices_from.join("; ")) }
                 } } }
             } }
             details {

@@ -136,6 +136,9 @@ pub struct RunFigures {
     pub prompt_tokens_per_page: Option<f64>,
     /// Seconds from start to end.
     pub wall_s: Option<f64>,
+    /// Where each endpoint's prices came from (`endpoint: source`), from the run's summary.
+    #[serde(default)]
+    pub prices_from: Vec<String>,
 }
 
 /// One UTC day.
@@ -608,7 +611,20 @@ fn run_figures(
                 endpoints.push(r.endpoint.clone());
             }
         }
+        let prices_from = summary
+            .and_then(|s| s["prices_from"].as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(ep, src)| {
+                        let src: pagemill_client::prices::PriceSource =
+                            serde_json::from_value(src.clone()).ok()?;
+                        Some(format!("{ep}: {src}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         out.push(RunFigures {
+            prices_from,
             id: id.to_owned(),
             started_at,
             finished_at,

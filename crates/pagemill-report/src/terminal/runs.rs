@@ -83,6 +83,7 @@ fn runs(out: &mut String, r: &RunsReport) {
         "retries",
         "cost",
         "cost/page",
+        "prices from",
     ]);
     for run in &r.runs {
         tb.add_row(vec![
@@ -96,6 +97,7 @@ fn runs(out: &mut String, r: &RunsReport) {
             count(run.retries),
             opt(run.cost_usd, usd),
             opt(run.cost_per_page_usd, usd),
+            inert_text(&run.prices_from.join("; ")),
         ]);
     }
     right(&mut tb, 2);

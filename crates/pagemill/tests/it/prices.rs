@@ -28,6 +28,15 @@ fn a_first_run_on_sim_shows_costs_and_says_they_are_simulated() {
     assert!(cost > 0.0, "{s}");
     assert_eq!(s["prices_from"]["sim"]["from"], "simulated");
     assert_eq!(s["prices_from"]["sim"]["like"], "gpt-4o-mini");
+    // The report says where the run's prices came from too.
+    let r = json(
+        pagemill(&dir)
+            .args(["report", "pagemill-out/ledger.sqlite", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    let from = r["runs"]["runs"][0]["prices_from"][0].as_str().unwrap();
+    assert!(from.starts_with("sim: simulated: priced like gpt-4o-mini"), "{from}");
     // The quote says the same, before anything runs.
     let q = json(
         pagemill(&dir)
