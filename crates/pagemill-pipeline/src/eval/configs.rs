@@ -191,6 +191,8 @@ pub fn scored(
     spent.complete_documents = Some(s.complete_documents);
     let mut setting = config.setting.clone();
     setting["results"] = json!(results_dir);
+    // Added here, not in the setting a configuration's unit keys are made from.
+    setting["prices_from"] = json!(config.client.endpoint().price_source.to_string());
     Ok(Scored {
         name: config.name.clone(),
         setting,

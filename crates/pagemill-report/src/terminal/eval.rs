@@ -116,6 +116,20 @@ pub fn comparison(configs: &[Scored], cmp: &Comparison) -> String {
             "lighter (tokens a page)"
         }
     );
+    let mut prices: Vec<String> = configs
+        .iter()
+        .filter_map(|c| {
+            Some(format!(
+                "{}: {}",
+                c.setting["endpoint"].as_str()?,
+                c.setting["prices_from"].as_str()?
+            ))
+        })
+        .collect();
+    prices.dedup();
+    if !prices.is_empty() {
+        let _ = writeln!(s, "prices: {}", inert(&prices.join("; ")));
+    }
     if let Some(first) = configs.first() {
         let _ = writeln!(
             s,

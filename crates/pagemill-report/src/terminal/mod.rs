@@ -9,12 +9,13 @@ use comfy_table::{Cell, CellAlignment, Table, presets};
 use pagemill_client::probe::{EndpointChecks, Status};
 
 use crate::documents::{DocumentView, segments};
-use crate::fmt::{count, inert, inert_text, opt, pct};
+use crate::fmt::{count, inert, inert_text};
 use crate::{Report, time};
 
 pub mod bench;
 pub mod eval;
 pub mod ingest;
+pub mod prices;
 pub mod run;
 mod runs;
 
@@ -205,71 +206,6 @@ pub fn chat_line(
         parts.push(format!("{retries} retries"));
     }
     parts.join(" · ")
-}
-
-/// Price table entries (`pagemill prices MODEL`); `true` marks the user's imported table.
-pub fn price_entries(entries: &[(&pagemill_client::prices::Entry, bool)]) -> String {
-    let mut t = table(&[
-        "provider",
-        "model",
-        "input",
-        "cached",
-        "cache write",
-        "output",
-        "batch",
-        "context",
-        "as of",
-        "from",
-    ]);
-    let per_m = |v: Option<f64>| opt(v, crate::fmt::price);
-    for (e, imported) in entries {
-        t.add_row(vec![
-            inert(&e.provider),
-            inert(&e.model),
-            per_m(Some(e.input)),
-            per_m(e.cached_input),
-            per_m(e.cache_write),
-            per_m(Some(e.output)),
-            opt(e.batch_discount, |d| format!("−{}", pct(d))),
-            e.context_window.map_or_else(|| "–".into(), count),
-            inert(&e.as_of),
-            if *imported { "imported" } else { "pagemill" }.to_owned(),
-        ]);
-    }
-    right(&mut t, 2);
-    format!("{t}\nUSD per 1M tokens; sources in the tables' `source` fields\n")
-}
-
-/// What each endpoint will be charged, and from where (`pagemill prices`).
-pub fn endpoint_prices(endpoints: &[pagemill_client::Endpoint]) -> String {
-    if endpoints.is_empty() {
-        return "no endpoint configured".into();
-    }
-    let mut t = table(&[
-        "endpoint",
-        "model",
-        "input",
-        "cached",
-        "cache write",
-        "output",
-        "batch",
-        "prices from",
-    ]);
-    let per_m = |v: Option<f64>| opt(v, crate::fmt::price);
-    for e in endpoints {
-        let p = &e.prices;
-        t.add_row(vec![
-            inert(&e.name),
-            inert(&e.model),
-            per_m(p.input),
-            per_m(p.cached_input),
-            per_m(p.cache_write),
-            per_m(p.output),
-            opt(p.batch_discount, |d| format!("−{}", pct(d))),
-            e.price_source.to_string(),
-        ]);
-    }
-    t.to_string()
 }
 
 /// One document page by page, mentions marked.

@@ -36,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: PricesArgs) -> anyhow::Result<ExitCode> {
                 Format::Text => write!(
                     out,
                     "{}",
-                    pagemill_report::terminal::price_entries(&entries)
+                    pagemill_report::terminal::prices::entries(&entries)
                 )?,
             }
         }
@@ -55,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: PricesArgs) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "{}",
-                        pagemill_report::terminal::endpoint_prices(&config.endpoint)
+                        pagemill_report::terminal::prices::endpoints(&config.endpoint)
                     )?;
                     writeln!(
                         out,

@@ -36,7 +36,10 @@ fn a_first_run_on_sim_shows_costs_and_says_they_are_simulated() {
             .unwrap(),
     );
     let from = r["runs"]["runs"][0]["prices_from"][0].as_str().unwrap();
-    assert!(from.starts_with("sim: simulated: priced like gpt-4o-mini"), "{from}");
+    assert!(
+        from.starts_with("sim: simulated: priced like gpt-4o-mini"),
+        "{from}"
+    );
     // The quote says the same, before anything runs.
     let q = json(
         pagemill(&dir)
