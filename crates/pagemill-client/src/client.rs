@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use http_body_util::Full;
 use serde_json::Value;
 
 use crate::clock::mono_ns;
+use crate::dialect::Dialect;
 use crate::endpoint::Endpoint;
 use crate::error::{ClientError, ErrorClass, FailureKind, RequestError};
 use crate::limits::Limiter;
@@ -20,7 +21,7 @@ use crate::runaway::LoopGuard;
 use crate::stream::{Exchange, Timeline, read_response};
 use crate::transport::Transport;
 use crate::usage::Tokenizer;
-use crate::wire::{ChatRequest, StreamOptions};
+use crate::wire::ChatRequest;
 
 /// Header naming a request for matching with a server's log.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-pagemill-request-id");
@@ -42,10 +43,41 @@ fn bytes_text(n: usize) -> String {
     }
 }
 
-/// A client for one endpoint.Cheap to clone; clones share the pool and the limiter.
+/// `url` with the dialect's query parameters (Azure's `api-version`) added.
+fn with_query(url: &str, dialect: &Dialect) -> String {
+    let mut url = url.to_owned();
+    for (k, v) in &dialect.query {
+        let already = url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|p| p.split('=').next() == Some(k)));
+        if !already {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&percent(k));
+            url.push('=');
+            url.push_str(&percent(v));
+        }
+    }
+    url
+}
+
+/// A query component with everything but unreserved characters percent-encoded.
+fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A client for one endpoint. Cheap to clone; clones share the pool and the limiter.
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: Arc<Endpoint>,
+    dialect: Arc<Dialect>,
     transport: Transport,
     limiter: Arc<Limiter>,
     tokenizer: Tokenizer,
@@ -56,8 +88,8 @@ impl Client {
     /// A client for `endpoint`; fails on a missing key or invalid headers.
     pub fn new(endpoint: Endpoint) -> Result<Self, ClientError> {
         endpoint.require_key()?;
-        endpoint
-            .url("chat/completions")
+        let dialect = Dialect::of(&endpoint);
+        with_query(&endpoint.url(dialect.api.path()), &dialect)
             .parse::<http::Uri>()
             .map_err(|e| ClientError::InvalidUrl {
                 endpoint: endpoint.name.clone(),
@@ -66,7 +98,8 @@ impl Client {
             })?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in &endpoint.headers {
+        let dialect_headers = dialect.headers.iter();
+        for (name, value) in dialect_headers.chain(&endpoint.headers) {
             let invalid = || ClientError::InvalidHeader {
                 endpoint: endpoint.name.clone(),
                 name: name.clone(),
@@ -81,18 +114,17 @@ impl Client {
         }
         if let Some(key) = &endpoint.api_key {
             crate::secrets::register(key.expose());
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    ClientError::InvalidHeader {
-                        endpoint: endpoint.name.clone(),
-                        name: "authorization".into(),
-                    }
-                })?;
+            let (name, value) = dialect.auth.header(key.expose());
+            let mut v = HeaderValue::from_str(&value).map_err(|_| ClientError::InvalidHeader {
+                endpoint: endpoint.name.clone(),
+                name: name.into(),
+            })?;
             v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            headers.insert(HeaderName::from_static(name), v);
         }
         let tokenizer = endpoint.tokenizer()?;
         Ok(Self {
+            dialect: Arc::new(dialect),
             transport: Transport::new(&endpoint)?,
             limiter: Arc::new(Limiter::new(&endpoint.limits)),
             endpoint: Arc::new(endpoint),
@@ -104,6 +136,16 @@ impl Client {
     /// The endpoint this client sends to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How the endpoint is spoken to (see [`crate::dialect`]).
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    /// The URL of a path under the base URL, with the dialect's query parameters.
+    pub fn url(&self, path: &str) -> String {
+        with_query(&self.endpoint.url(path), &self.dialect)
     }
 
     /// The server closes connections it kept alive, so each request opens a new one (see
@@ -122,27 +164,11 @@ impl Client {
         &self.limiter
     }
 
-    /// The JSON body sent for `req`: the endpoint's model and body parameters filled in, and
-    /// `stream_options.include_usage` asked for when streaming.
+    /// The JSON body sent for `req` in the endpoint's API: the endpoint's model and body
+    /// parameters filled in, usage asked for where the dialect wants it asked (see
+    /// [`crate::api::body`]).
     pub fn body(&self, req: &ChatRequest) -> Value {
-        let mut req = req.clone();
-        if req.model.is_empty() {
-            req.model.clone_from(&self.endpoint.model);
-        }
-        if req.stream && req.stream_options.is_none() {
-            req.stream_options = Some(StreamOptions {
-                include_usage: true,
-            });
-        }
-        let mut body = match serde_json::to_value(&req) {
-            Ok(Value::Object(map)) => map,
-            // A struct of strings, numbers and maps always serializes to an object.
-            _ => serde_json::Map::new(),
-        };
-        for (k, v) in &self.endpoint.body {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Value::Object(body)
+        crate::api::body(&self.dialect, &self.endpoint, req)
     }
 
     /// Sends exactly one attempt of `req` (no pacing, no retry). `scheduled` is when the
@@ -162,7 +188,14 @@ impl Client {
         let body = self.body(req);
         let guard = (req.stream && req.cancel_loops).then(|| LoopGuard::new(&req.messages));
         let mut ex = self
-            .post_guarded("chat/completions", &body, req.stream, scheduled, tag, guard)
+            .post_guarded(
+                self.dialect.api.path(),
+                &body,
+                req.stream,
+                scheduled,
+                tag,
+                guard,
+            )
             .await;
         if ex.is_ok() || ex.error.as_ref().is_some_and(|e| e.delivered_content) {
             ex.usage.fill_from_tokenizer(
@@ -176,8 +209,8 @@ impl Client {
         ex
     }
 
-    /// POSTs any JSON body to a path under the base URL and reads the answer as a chat
-    /// completion (used by `doctor` to probe parameters).
+    /// POSTs any JSON body to a path under the base URL and reads the answer in the endpoint's
+    /// API (used by `doctor` to probe parameters).
     pub async fn post(&self, path: &str, body: &Value, stream: bool, scheduled: u64) -> Exchange {
         self.post_tagged(path, body, stream, scheduled, None).await
     }
@@ -223,7 +256,7 @@ impl Client {
         };
         let mut builder = http::Request::builder()
             .method(Method::POST)
-            .uri(self.endpoint.url(path));
+            .uri(self.url(path));
         if let Some(h) = builder.headers_mut() {
             h.clone_from(&self.headers);
             let accept = if stream {
@@ -263,6 +296,7 @@ impl Client {
                 read_response(
                     &mut ex,
                     res,
+                    &self.dialect,
                     Endpoint::secs(cfg.idle_timeout_secs),
                     deadline,
                     guard,
@@ -303,9 +337,7 @@ impl Client {
         limit: usize,
     ) -> Result<(u16, Bytes), RequestError> {
         let bad = |e: String| RequestError::new(FailureKind::Connect, ErrorClass::Permanent, e);
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(self.endpoint.url(path));
+        let mut builder = http::Request::builder().method(method).uri(self.url(path));
         if let Some(h) = builder.headers_mut() {
             h.clone_from(&self.headers);
             h.remove(CONTENT_TYPE);

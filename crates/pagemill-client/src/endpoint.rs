@@ -146,6 +146,21 @@ pub struct Endpoint {
     /// Where `prices` come from (filled in when the configuration is loaded).
     #[serde(skip)]
     pub price_source: crate::prices::PriceSource,
+    /// The API spoken (`chat`, `responses`, `anthropic`); the provider's when not given (see
+    /// [`crate::dialect`]).
+    #[serde(default)]
+    pub api: Option<crate::dialect::Api>,
+    /// How the key is sent (`bearer`, `x-api-key`, `api-key`); the provider's when not given.
+    #[serde(default)]
+    pub auth: Option<crate::dialect::Auth>,
+    /// Query parameters added to every URL (Azure's `api-version`; the provider's are added
+    /// when not given).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// How hard a reasoning model thinks (`minimal`, `low`, `medium`, `high`), sent in the API's
+    /// own way; the model's default when not given.
+    #[serde(default)]
+    pub reasoning_effort: Option<crate::wire::ReasoningEffort>,
     /// Rate and concurrency limits.
     #[serde(default)]
     pub limits: Limits,
@@ -241,6 +256,10 @@ impl std::fmt::Debug for Endpoint {
             .field("api_key", &self.api_key)
             .field("prices", &self.prices)
             .field("price_source", &self.price_source)
+            .field("api", &self.api)
+            .field("auth", &self.auth)
+            .field("query", &self.query)
+            .field("reasoning_effort", &self.reasoning_effort)
             .field("limits", &self.limits)
             .field("headers", &headers)
             .field("body", &self.body)
@@ -336,6 +355,10 @@ impl Endpoint {
             prices: Prices::default(),
             provider: None,
             price_source: crate::prices::PriceSource::Unknown,
+            api: None,
+            auth: None,
+            query: BTreeMap::new(),
+            reasoning_effort: None,
             limits: Limits::default(),
             headers: BTreeMap::new(),
             body: Map::new(),
@@ -348,13 +371,23 @@ impl Endpoint {
         }
     }
 
-    /// The URL of a path under the base URL, e.g. `url("chat/completions")`.
+    /// The URL of a path under the base URL, e.g. `url("chat/completions")`; a query in the
+    /// base URL (`…/deployments/d?api-version=…`) goes after the path.
     pub fn url(&self, path: &str) -> String {
-        format!(
+        let (base, query) = match self.base_url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (self.base_url.as_str(), None),
+        };
+        let mut url = format!(
             "{}/{}",
-            self.base_url.trim_end_matches('/'),
+            base.trim_end_matches('/'),
             path.trim_start_matches('/')
-        )
+        );
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(q);
+        }
+        url
     }
 
     /// Reads the key from `api_key_env` through `env` (a stand-in for `std::env::var`).
@@ -668,11 +701,72 @@ model = "m"
 mod example_tests {
     use super::*;
 
+    use crate::dialect::{Api, Auth, Dialect};
+
     #[test]
-    fn the_shipped_example_configuration_parses() {
+    fn the_shipped_example_configuration_parses_with_one_endpoint_per_provider() {
         let text = include_str!("../../../pagemill.example.toml");
         let c = Config::parse(text, "pagemill.example.toml", &|_| Some("k".into())).unwrap();
-        assert_eq!(c.endpoint.len(), 2);
-        assert_eq!(c.endpoint[1].body["top_k"], 20);
+        let spoken: Vec<(&str, String, Api, Auth, bool)> = c
+            .endpoint
+            .iter()
+            .map(|ep| {
+                let d = Dialect::of(ep);
+                let priced = ep.prices.is_known();
+                (ep.name.as_str(), d.name, d.api, d.auth, priced)
+            })
+            .collect();
+        let want = [
+            ("openai-mini", "openai", Api::Chat, Auth::Bearer, true),
+            (
+                "openai-responses",
+                "openai",
+                Api::Responses,
+                Auth::Bearer,
+                true,
+            ),
+            (
+                "anthropic-haiku",
+                "anthropic",
+                Api::Anthropic,
+                Auth::XApiKey,
+                true,
+            ),
+            ("azure-4o-mini", "azure", Api::Chat, Auth::ApiKey, true),
+            ("gemini-flash", "google", Api::Chat, Auth::Bearer, true),
+            (
+                "deepseek-reasoner",
+                "deepseek",
+                Api::Chat,
+                Auth::Bearer,
+                true,
+            ),
+            ("groq-llama", "groq", Api::Chat, Auth::Bearer, true),
+            (
+                "local-vllm",
+                "openai-compatible",
+                Api::Chat,
+                Auth::Bearer,
+                false,
+            ),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(n, p, a, k, priced)| (*n, (*p).to_owned(), *a, *k, *priced))
+            .collect();
+        assert_eq!(spoken, want);
+        assert_eq!(c.endpoint[7].body["top_k"], 20);
+        let anthropic = Dialect::of(&c.endpoint[2]);
+        assert_eq!(anthropic.headers["anthropic-version"], "2023-06-01");
+        assert_eq!(
+            c.endpoint[1].reasoning_effort,
+            Some(crate::wire::ReasoningEffort::Minimal)
+        );
+        let azure = Dialect::of(&c.endpoint[3]);
+        assert_eq!(azure.query["api-version"], "2024-10-21");
+        assert_eq!(
+            c.endpoint[3].price_source,
+            crate::prices::PriceSource::Config
+        );
     }
 }

@@ -8,6 +8,9 @@
 //!
 //! # Layout
 //! - [`endpoint`]: `pagemill.toml` endpoints, keys from the environment, limits, prices.
+//! - [`dialect`]: which API an endpoint speaks (chat completions, Responses, Anthropic
+//!   Messages), its auth and its providers' quirks, as data (`data/providers.toml`).
+//!   [`api`]: requests and answers of the Responses and Messages APIs.
 //! - [`wire`]: tolerant request/response types. [`sse`]: the event-stream parser.
 //! - [`stream`]: reading a response into an [`Exchange`] with its [`Timeline`].
 //! - [`usage`]: dialects → [`Usage`]; tokenizer fallback. [`pricing`]: [`Usage`] → [`Cost`];
@@ -20,9 +23,11 @@
 //! - [`clock`]: `CLOCK_MONOTONIC` nanoseconds. [`probe`]: what an endpoint supports
 //!   (`pagemill doctor`).
 
+pub mod api;
 pub mod batch;
 pub mod client;
 pub mod clock;
+pub mod dialect;
 pub mod endpoint;
 pub mod error;
 pub mod limits;
@@ -39,6 +44,7 @@ pub mod usage;
 pub mod wire;
 
 pub use client::Client;
+pub use dialect::{Api, Auth, Dialect};
 pub use endpoint::{ApiKey, Config, Endpoint, Limits, PromptProfile, RetryConfig, TransportConfig};
 pub use error::{ClientError, ErrorClass, FailureKind, RequestError};
 pub use limits::{Limiter, RateLimitInfo};

@@ -52,6 +52,35 @@ impl RateLimitInfo {
             .and_then(|v| v.parse::<f64>().ok())
             .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
             .or_else(|| text("retry-after").and_then(parse_retry_after));
+        if headers.contains_key("anthropic-ratelimit-requests-limit")
+            || headers.contains_key("anthropic-ratelimit-tokens-limit")
+            || headers.contains_key("anthropic-ratelimit-input-tokens-limit")
+        {
+            // Anthropic: resets are RFC 3339 times (when the window is full again); tokens are
+            // the most restrictive of its limits, else its input-token limit.
+            let a = |what: &str, field: &str| format!("anthropic-ratelimit-{what}-{field}");
+            let until = |name: String| {
+                let when = humantime::parse_rfc3339_weak(text(&name)?).ok()?;
+                Some(
+                    when.duration_since(std::time::SystemTime::now())
+                        .unwrap_or(Duration::ZERO),
+                )
+            };
+            let tokens = if headers.contains_key(a("tokens", "limit").as_str()) {
+                "tokens"
+            } else {
+                "input-tokens"
+            };
+            return Self {
+                limit_requests: num(&a("requests", "limit")),
+                remaining_requests: num(&a("requests", "remaining")),
+                reset_requests: until(a("requests", "reset")),
+                limit_tokens: num(&a(tokens, "limit")),
+                remaining_tokens: num(&a(tokens, "remaining")),
+                reset_tokens: until(a(tokens, "reset")),
+                retry_after,
+            };
+        }
         Self {
             limit_requests: num("x-ratelimit-limit-requests"),
             remaining_requests: num("x-ratelimit-remaining-requests"),
@@ -321,6 +350,61 @@ mod tests {
         assert_eq!(
             RateLimitInfo::from_headers(&h).wait_hint(),
             Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn azure_headers_say_what_remains_and_retry_after_ms_when_refused() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "1200".parse().unwrap());
+        let info = RateLimitInfo::from_headers(&h);
+        assert_eq!(info.remaining_requests, Some(0));
+        assert_eq!(info.remaining_tokens, Some(1200));
+        // No reset said: no guess at a wait.
+        assert_eq!(info.wait_hint(), None);
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(
+            RateLimitInfo::from_headers(&h).wait_hint(),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn anthropic_headers_are_read_with_rfc3339_resets() {
+        let soon = std::time::SystemTime::now() + Duration::from_secs(60);
+        let at = humantime::format_rfc3339_seconds(soon).to_string();
+        let mut h = HeaderMap::new();
+        h.insert("anthropic-ratelimit-requests-limit", "50".parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "0".parse().unwrap(),
+        );
+        h.insert("anthropic-ratelimit-requests-reset", at.parse().unwrap());
+        h.insert(
+            "anthropic-ratelimit-input-tokens-limit",
+            "40000".parse().unwrap(),
+        );
+        h.insert(
+            "anthropic-ratelimit-input-tokens-remaining",
+            "39000".parse().unwrap(),
+        );
+        let info = RateLimitInfo::from_headers(&h);
+        assert_eq!(info.limit_requests, Some(50));
+        assert_eq!(info.remaining_requests, Some(0));
+        assert_eq!(info.limit_tokens, Some(40_000));
+        assert_eq!(info.remaining_tokens, Some(39_000));
+        let reset = info.reset_requests.unwrap();
+        assert!(
+            reset > Duration::from_secs(55) && reset <= Duration::from_secs(60),
+            "{reset:?}"
+        );
+        // Room for one request after a 50th of the window.
+        let hint = info.wait_hint().unwrap();
+        assert!(
+            hint > Duration::from_millis(1100) && hint <= Duration::from_millis(1200),
+            "{hint:?}"
         );
     }
 

@@ -152,31 +152,7 @@ pub fn user_table_path() -> Option<PathBuf> {
     Some(base.join("pagemill").join("prices.toml"))
 }
 
-/// The provider a base URL belongs to, for the hosted APIs the table knows.
-pub fn provider_of(base_url: &str) -> Option<&'static str> {
-    let host = base_url
-        .split("://")
-        .nth(1)
-        .unwrap_or(base_url)
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let known = [
-        ("api.openai.com", "openai"),
-        ("api.anthropic.com", "anthropic"),
-        ("generativelanguage.googleapis.com", "google"),
-        ("api.deepseek.com", "deepseek"),
-        ("api.groq.com", "groq"),
-        ("api.together.xyz", "together"),
-        ("api.together.ai", "together"),
-        ("api.fireworks.ai", "fireworks"),
-    ];
-    known
-        .iter()
-        .find(|(h, _)| host == *h)
-        .map(|(_, provider)| *provider)
-}
+pub use crate::dialect::provider_of;
 
 /// Where an endpoint's prices come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

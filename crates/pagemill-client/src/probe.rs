@@ -89,6 +89,13 @@ pub async fn check(endpoint: Endpoint) -> EndpointChecks {
         }
     };
 
+    let d = client.dialect();
+    let mut said = format!("{} API, key as {:?}, provider {}", d.api, d.auth, d.name);
+    if !d.notes.is_empty() {
+        said.push_str(": ");
+        said.push_str(&d.notes);
+    }
+    report.push("dialect", Status::Ok, said);
     let Some(owner) = models(&client, &mut report).await else {
         return report;
     };
@@ -164,15 +171,23 @@ async fn streaming(client: &Client, report: &mut EndpointChecks) -> (Exchange, (
     let mut stream_req = probe_request();
     stream_req.stream = true;
     let mut streamed = client.send(&stream_req, mono_ns()).await;
-    let mut stream_options = (Status::Ok, "accepted".to_owned());
-    if rejected(&streamed) {
+    let chat = client.dialect().api == crate::Api::Chat;
+    let mut stream_options = if chat {
+        (Status::Ok, "accepted".to_owned())
+    } else {
+        (
+            Status::Skipped,
+            format!("not part of the {} API", client.dialect().api),
+        )
+    };
+    if chat && rejected(&streamed) {
         stream_options = (Status::Warn, rejection(&streamed));
         let mut body = client.body(&stream_req);
         if let Some(map) = body.as_object_mut() {
             map.remove("stream_options");
         }
         streamed = client
-            .post("chat/completions", &body, true, mono_ns())
+            .post(client.dialect().api.path(), &body, true, mono_ns())
             .await;
     }
     match &streamed.error {
@@ -238,13 +253,22 @@ async fn parameters(client: &Client, report: &mut EndpointChecks) {
     ignore_eos.ignore_eos = Some(true);
     let mut seed = probe_request();
     seed.seed = Some(42);
-    for (name, req) in [
-        ("param response_format json_object", json_object),
-        ("param response_format json_schema", json_schema),
-        ("param ignore_eos", ignore_eos),
-        ("param seed", seed),
+    let api = client.dialect().api;
+    for (name, req, in_api) in [
+        (
+            "param response_format json_object",
+            json_object,
+            api != crate::Api::Anthropic,
+        ),
+        ("param response_format json_schema", json_schema, true),
+        ("param ignore_eos", ignore_eos, api == crate::Api::Chat),
+        ("param seed", seed, api == crate::Api::Chat),
     ] {
-        let (status, detail) = param_status(client, &req).await;
+        let (status, detail) = if in_api {
+            param_status(client, &req).await
+        } else {
+            (Status::Skipped, format!("not part of the {api} API"))
+        };
         report.push(name, status, detail);
     }
 }
@@ -333,6 +357,12 @@ fn cache_dialect(u: &crate::wire::RawUsage) -> Option<String> {
         Some("prompt_tokens_details.cached_tokens (OpenAI)".into())
     } else if u.prompt_cache_hit_tokens.is_some() {
         Some("prompt_cache_hit_tokens (DeepSeek)".into())
+    } else if u
+        .input_tokens_details
+        .as_ref()
+        .is_some_and(|d| d.cached_tokens.is_some())
+    {
+        Some("input_tokens_details.cached_tokens (Responses API)".into())
     } else if u.cache_read_input_tokens.is_some() {
         Some("cache_read_input_tokens (Anthropic-style)".into())
     } else {

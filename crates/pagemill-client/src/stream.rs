@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::mono_ns;
+use crate::dialect::{Api, Dialect};
 use crate::error::{ErrorClass, FailureKind, RequestError, classify_status};
 use crate::limits::RateLimitInfo;
 use crate::pricing::Cost;
@@ -95,14 +96,14 @@ fn nonempty<'a>(s: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
 }
 
 /// A choice's contribution to an answer, whatever the dialect.
-struct Piece<'a> {
-    reasoning: Option<&'a str>,
-    answer: Option<&'a str>,
-    finish: Option<&'a str>,
+pub(crate) struct Piece<'a> {
+    pub(crate) reasoning: Option<&'a str>,
+    pub(crate) answer: Option<&'a str>,
+    pub(crate) finish: Option<&'a str>,
 }
 
 impl<'a> Piece<'a> {
-    fn answer(t: &'a str) -> Self {
+    pub(crate) fn answer(t: &'a str) -> Self {
         Self {
             reasoning: None,
             answer: Some(t),
@@ -110,7 +111,15 @@ impl<'a> Piece<'a> {
         }
     }
 
-    fn finish(f: &'a str) -> Self {
+    pub(crate) fn reasoning(t: &'a str) -> Self {
+        Self {
+            reasoning: Some(t),
+            answer: None,
+            finish: None,
+        }
+    }
+
+    pub(crate) fn finish(f: &'a str) -> Self {
         Self {
             reasoning: None,
             answer: None,
@@ -159,6 +168,44 @@ pub struct Exchange {
     pub cancelled: Option<String>,
     /// Why it failed, if it did.
     pub error: Option<RequestError>,
+    /// Where a leading `<think>` block of the answer stands, while reading.
+    #[serde(skip)]
+    pub think: ThinkSplit,
+}
+
+/// Models that reason in their answer text (`<think>…</think>` first, as DeepSeek-R1 and Qwen
+/// reasoning models do behind servers without a reasoning parser) have that block moved to
+/// the reasoning, so answers and their JSON parse as if it had come apart. Only a block that
+/// opens the answer counts: a `<think>` later in an answer is the answer's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThinkSplit {
+    state: Think,
+    /// Text of an open block not yet known to be reasoning (it may end in part of `</think>`).
+    held: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Think {
+    /// Nothing but whitespace yet: held, in case it is the start of `<think>`.
+    #[default]
+    Start,
+    /// Inside the block; the text held could be the start of `</think>`.
+    Inside,
+    /// The block has closed; the whitespace after it is skipped.
+    Closed,
+    /// Answer text passes through.
+    After,
+}
+
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+/// The longest end of `s` that begins `tag` (bytes held back until the next piece says).
+fn partial_suffix(s: &str, tag: &str) -> usize {
+    (1..tag.len().min(s.len() + 1))
+        .rev()
+        .find(|&n| s.is_char_boundary(s.len() - n) && tag.starts_with(&s[s.len() - n..]))
+        .unwrap_or(0)
 }
 
 impl Exchange {
@@ -217,8 +264,9 @@ impl Exchange {
         self.absorb_pieces(r.model.as_deref(), r.id.as_deref(), pieces, r.usage, at);
     }
 
-    /// The dialect-free part of absorbing a chunk: text, finish reason, timeline marks.
-    fn absorb_pieces<'a>(
+    /// The dialect-free part of absorbing a chunk: text, finish reason, timeline marks. A
+    /// usage is merged over what came before (Anthropic sends its counts in two parts).
+    pub(crate) fn absorb_pieces<'a>(
         &mut self,
         model: Option<&str>,
         id: Option<&str>,
@@ -227,8 +275,9 @@ impl Exchange {
         at: u64,
     ) {
         if let Some(u) = usage {
-            self.usage = Usage::from_raw(&u);
-            self.raw_usage = Some(u);
+            let raw = self.raw_usage.get_or_insert_with(RawUsage::default);
+            raw.merge(u);
+            self.usage = Usage::from_raw(raw);
         }
         if self.model.is_none() {
             self.model = model.map(str::to_owned);
@@ -243,8 +292,9 @@ impl Exchange {
                 any = true;
             }
             if let Some(t) = p.answer.filter(|t| !t.is_empty()) {
-                self.content.push_str(t);
-                answer = true;
+                let (thought, said) = self.split_think(t);
+                any |= thought;
+                answer |= said;
             }
             if let Some(f) = p.finish.filter(|f| !f.is_empty()) {
                 self.finish_reason = Some(f.to_owned());
@@ -269,6 +319,79 @@ impl Exchange {
                     events: 1,
                 }),
             }
+        }
+    }
+
+    /// Adds answer text, moving a leading `<think>` block to the reasoning; says whether
+    /// reasoning and whether answer text were added.
+    fn split_think(&mut self, t: &str) -> (bool, bool) {
+        if self.think.state == Think::After {
+            self.content.push_str(t);
+            return (false, true);
+        }
+        // Held text lives at the end of `content` (Start) or is kept aside (Inside) until it
+        // is known which side it belongs to.
+        let (mut thought, mut said) = (false, false);
+        let mut rest = t.to_owned();
+        loop {
+            match self.think.state {
+                Think::Start => {
+                    self.content.push_str(&rest);
+                    let trimmed = self.content.trim_start();
+                    if let Some(after) = trimmed.strip_prefix(THINK_OPEN) {
+                        rest = after.to_owned();
+                        self.content.clear();
+                        self.think.state = Think::Inside;
+                        continue;
+                    }
+                    if !THINK_OPEN.starts_with(trimmed) {
+                        self.think.state = Think::After;
+                        said = !trimmed.is_empty();
+                    }
+                    return (thought, said);
+                }
+                Think::Inside => {
+                    self.think.held.push_str(&rest);
+                    if let Some(i) = self.think.held.find(THINK_CLOSE) {
+                        rest = self.think.held[i + THINK_CLOSE.len()..].to_owned();
+                        self.reasoning.push_str(&self.think.held[..i]);
+                        thought |= i > 0;
+                        self.think.held.clear();
+                        self.think.state = Think::Closed;
+                        continue;
+                    }
+                    let keep = partial_suffix(&self.think.held, THINK_CLOSE);
+                    let upto = self.think.held.len() - keep;
+                    if upto > 0 {
+                        self.reasoning.push_str(&self.think.held[..upto]);
+                        self.think.held.drain(..upto);
+                        thought = true;
+                    }
+                    return (thought, said);
+                }
+                Think::Closed => {
+                    // The whitespace between the block and the answer is neither.
+                    let t = rest.trim_start();
+                    if !t.is_empty() {
+                        self.content.push_str(t);
+                        self.think.state = Think::After;
+                        said = true;
+                    }
+                    return (thought, said);
+                }
+                Think::After => {
+                    self.content.push_str(&rest);
+                    return (thought, true);
+                }
+            }
+        }
+    }
+
+    /// At the end of a response: a `<think>` block never closed is all reasoning.
+    fn settle_think(&mut self) {
+        if self.think.state == Think::Inside {
+            let held = std::mem::take(&mut self.think.held);
+            self.reasoning.push_str(&held);
         }
     }
 
@@ -310,10 +433,24 @@ impl Exchange {
     }
 }
 
-/// Reads a response body into `ex`, bounded by `idle` between reads and by `deadline`.
+/// Reads a response body in `dialect` into `ex`, bounded by `idle` between reads and by
+/// `deadline`.
 pub(crate) async fn read_response(
     ex: &mut Exchange,
     res: http::Response<Incoming>,
+    dialect: &Dialect,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+    guard: Option<LoopGuard>,
+) {
+    read_body(ex, res, dialect, idle, deadline, guard).await;
+    ex.settle_think();
+}
+
+async fn read_body(
+    ex: &mut Exchange,
+    res: http::Response<Incoming>,
+    dialect: &Dialect,
     idle: Duration,
     deadline: tokio::time::Instant,
     guard: Option<LoopGuard>,
@@ -350,25 +487,28 @@ pub(crate) async fn read_response(
     }
 
     if is_sse {
-        read_stream(ex, &mut body, idle, deadline, guard).await;
+        read_stream(ex, &mut body, dialect, idle, deadline, guard).await;
     } else {
         let bytes = match read_all(ex, &mut body, idle, deadline).await {
             Ok(b) => b,
             Err(e) => return ex.fail(e),
         };
         let at = ex.timeline.first_byte.unwrap_or_else(mono_ns);
-        match serde_json::from_slice::<ChatResponse>(&bytes) {
-            Ok(r) => {
-                if let Err(e) = ex.absorb(r, at) {
-                    return ex.fail(e);
-                }
-                ex.timeline.done = Some(mono_ns());
-            }
-            Err(e) => ex.fail(RequestError::new(
-                FailureKind::Malformed,
-                ErrorClass::Transient,
-                format!("response body is not a chat completion: {e}"),
-            )),
+        let absorbed = match dialect.api {
+            Api::Chat => match serde_json::from_slice::<ChatResponse>(&bytes) {
+                Ok(r) => ex.absorb(r, at),
+                Err(e) => Err(RequestError::new(
+                    FailureKind::Malformed,
+                    ErrorClass::Transient,
+                    format!("response body is not a chat completion: {e}"),
+                )),
+            },
+            Api::Anthropic => crate::api::anthropic::absorb_body(ex, &bytes, at),
+            Api::Responses => crate::api::responses::absorb_body(ex, &bytes, at),
+        };
+        match absorbed {
+            Ok(()) => ex.timeline.done = Some(mono_ns()),
+            Err(e) => ex.fail(e),
         }
     }
 }
@@ -434,6 +574,7 @@ async fn read_all(
 async fn read_stream(
     ex: &mut Exchange,
     body: &mut Incoming,
+    dialect: &Dialect,
     idle: Duration,
     deadline: tokio::time::Instant,
     mut guard: Option<LoopGuard>,
@@ -457,7 +598,7 @@ async fn read_stream(
                 e.to_string(),
             ));
         }
-        if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
+        if let Err(e) = handle_items(ex, &mut items, dialect, at, &mut saw_done) {
             return ex.fail(e);
         }
         if saw_done {
@@ -489,7 +630,7 @@ async fn read_stream(
         ex.notes
             .push("stream ended without the blank line after its last event".into());
     }
-    if let Err(e) = handle_items(ex, &mut items, at, &mut saw_done) {
+    if let Err(e) = handle_items(ex, &mut items, dialect, at, &mut saw_done) {
         return ex.fail(e);
     }
     if !saw_done {
@@ -507,6 +648,27 @@ async fn read_stream(
         }
     }
     ex.timeline.done = Some(at);
+}
+
+/// A usage object at one of a dialect's other places (`x_groq.usage`), read only from events
+/// that name the place's first key.
+fn usage_elsewhere(data: &str, paths: &[String]) -> Option<RawUsage> {
+    let mut value: Option<serde_json::Value> = None;
+    for path in paths {
+        let first = path.split('.').next().unwrap_or(path);
+        if !data.contains(&format!("\"{first}\"")) {
+            continue;
+        }
+        let v = match &value {
+            Some(v) => v,
+            None => value.insert(serde_json::from_str(data).ok()?),
+        };
+        let found = path.split('.').try_fold(v, |v, key| v.get(key));
+        if let Some(u) = found.and_then(|u| serde_json::from_value(u.clone()).ok()) {
+            return Some(u);
+        }
+    }
+    None
 }
 
 /// Most time spent reading what follows `[DONE]`.
@@ -532,6 +694,7 @@ async fn drain(body: &mut Incoming, idle: Duration, deadline: tokio::time::Insta
 fn handle_items(
     ex: &mut Exchange,
     items: &mut Vec<SseItem>,
+    dialect: &Dialect,
     at: u64,
     saw_done: &mut bool,
 ) -> Result<(), RequestError> {
@@ -539,6 +702,19 @@ fn handle_items(
         match item {
             SseItem::Comment(_) => ex.timeline.comments.push(at),
             SseItem::Retry(_) => {}
+            SseItem::Event(ev) if dialect.api != Api::Chat => {
+                ex.events += 1;
+                ex.timeline.first_event.get_or_insert(at);
+                let data = ev.data.trim();
+                if data.is_empty() {
+                    continue;
+                }
+                let done = match dialect.api {
+                    Api::Anthropic => crate::api::anthropic::absorb_event(ex, data, at)?,
+                    _ => crate::api::responses::absorb_event(ex, data, at)?,
+                };
+                *saw_done |= done;
+            }
             SseItem::Event(ev) => {
                 ex.events += 1;
                 ex.timeline.first_event.get_or_insert(at);
@@ -550,9 +726,12 @@ fn handle_items(
                 if data.is_empty() {
                     continue;
                 }
-                if let Ok(fast) = serde_json::from_str::<FastChunk<'_>>(data)
+                if let Ok(mut fast) = serde_json::from_str::<FastChunk<'_>>(data)
                     && fast.error.is_none()
                 {
+                    if fast.usage.is_none() && !dialect.usage_paths.is_empty() {
+                        fast.usage = usage_elsewhere(data, &dialect.usage_paths);
+                    }
                     ex.absorb_fast(fast, at);
                     continue;
                 }
@@ -569,4 +748,64 @@ fn handle_items(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds answer pieces as a stream would, one read each, and settles.
+    fn feed(pieces: &[&str]) -> Exchange {
+        let mut ex = Exchange::default();
+        for (i, p) in pieces.iter().enumerate() {
+            ex.absorb_pieces(
+                None,
+                None,
+                std::iter::once(Piece::answer(p)),
+                None,
+                i as u64 + 1,
+            );
+        }
+        ex.settle_think();
+        ex
+    }
+
+    #[test]
+    fn a_leading_think_block_is_reasoning_wherever_its_tags_are_cut() {
+        let whole = "\n<think>weigh it</think>\n\n{\"a\": \"<think>\"}";
+        // Every way of cutting the text in two, and one byte at a time.
+        for cut in 1..whole.len() {
+            let ex = feed(&[&whole[..cut], &whole[cut..]]);
+            assert_eq!(ex.reasoning, "weigh it", "cut at {cut}");
+            assert_eq!(ex.content, "{\"a\": \"<think>\"}", "cut at {cut}");
+        }
+        let bytes: Vec<String> = whole.chars().map(String::from).collect();
+        let ex = feed(&bytes.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            (ex.reasoning.as_str(), ex.content.as_str()),
+            ("weigh it", "{\"a\": \"<think>\"}")
+        );
+        // Reasoning ("w", the 9th read) marks the first content; the answer comes after the
+        // block.
+        assert_eq!(ex.timeline.first_content, Some(9));
+        assert!(ex.timeline.first_answer > ex.timeline.first_content);
+    }
+
+    #[test]
+    fn only_a_block_that_opens_the_answer_counts() {
+        let ex = feed(&["<thin", "g> is a tag"]);
+        assert_eq!(
+            (ex.reasoning.as_str(), ex.content.as_str()),
+            ("", "<thing> is a tag")
+        );
+        let ex = feed(&["Answer: <think>no</think>"]);
+        assert_eq!(ex.content, "Answer: <think>no</think>");
+        // A block never closed is all reasoning; a lone "<" stays the answer.
+        let ex = feed(&["<think>still going"]);
+        assert_eq!(
+            (ex.reasoning.as_str(), ex.content.as_str()),
+            ("still going", "")
+        );
+        assert_eq!(feed(&["<"]).content, "<");
+    }
 }

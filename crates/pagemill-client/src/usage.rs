@@ -4,6 +4,8 @@
 //! - OpenAI: `prompt_tokens` includes `prompt_tokens_details.cached_tokens`; reasoning tokens
 //!   (`completion_tokens_details.reasoning_tokens`) are included in `completion_tokens`.
 //! - DeepSeek: `prompt_cache_hit_tokens` + `prompt_cache_miss_tokens` = `prompt_tokens`.
+//! - OpenAI Responses API: `input_tokens` *includes* `input_tokens_details.cached_tokens`;
+//!   `output_tokens` includes `output_tokens_details.reasoning_tokens`.
 //! - Anthropic-style: `input_tokens` excludes `cache_read_input_tokens` and
 //!   `cache_creation_input_tokens`; we add them back so `prompt` always means every prompt token.
 //! - No details: `cached_prompt` is *unreported* (`None`), never 0 — a server that does not say
@@ -85,7 +87,15 @@ impl Usage {
         let anthropic_cache =
             raw.cache_read_input_tokens.is_some() || raw.cache_creation_input_tokens.is_some();
 
-        let (prompt, cached, write) = if raw.prompt_tokens.is_none() && raw.input_tokens.is_some() {
+        let responses = raw.input_tokens_details.is_some() || raw.output_tokens_details.is_some();
+        let (prompt, cached, write) = if responses && raw.prompt_tokens.is_none() {
+            // Responses API: input_tokens includes the cached ones.
+            let cached = raw
+                .input_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens);
+            (raw.input_tokens, cached, None)
+        } else if raw.prompt_tokens.is_none() && raw.input_tokens.is_some() {
             // Anthropic-style: input_tokens excludes both cache counts.
             let input = raw.input_tokens.unwrap_or(0);
             let read = raw.cache_read_input_tokens;
@@ -123,6 +133,7 @@ impl Usage {
             reasoning: server(
                 raw.completion_tokens_details
                     .as_ref()
+                    .or(raw.output_tokens_details.as_ref())
                     .and_then(|d| d.reasoning_tokens),
             ),
         }
@@ -319,6 +330,28 @@ mod tests {
         assert_eq!(u.cache_write, Some(Count::server(200)));
         assert_eq!(u.completion, Some(Count::server(20)));
         assert_eq!(u.uncached_prompt(), Some(250));
+    }
+
+    #[test]
+    fn responses_dialect_cached_is_part_of_input() {
+        let u = Usage::from_raw(&raw(r#"{"input_tokens":2006,"output_tokens":300,
+               "input_tokens_details":{"cached_tokens":1920},
+               "output_tokens_details":{"reasoning_tokens":64},"total_tokens":2306}"#));
+        assert_eq!(u.prompt, Some(Count::server(2006)));
+        assert_eq!(u.cached_prompt, Some(Count::server(1920)));
+        assert_eq!(u.completion, Some(Count::server(300)));
+        assert_eq!(u.reasoning, Some(Count::server(64)));
+    }
+
+    #[test]
+    fn anthropic_stream_usage_merges_start_and_end() {
+        let mut u = raw(r#"{"input_tokens":50,"cache_read_input_tokens":1000,
+               "cache_creation_input_tokens":0,"output_tokens":1}"#);
+        u.merge(raw(r#"{"output_tokens":42}"#));
+        let u = Usage::from_raw(&u);
+        assert_eq!(u.prompt, Some(Count::server(1050)));
+        assert_eq!(u.cached_prompt, Some(Count::server(1000)));
+        assert_eq!(u.completion, Some(Count::server(42)));
     }
 
     #[test]

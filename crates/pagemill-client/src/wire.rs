@@ -50,6 +50,10 @@ pub struct ChatRequest {
     /// Routing hint for provider prompt caches (OpenAI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_cache_key: Option<String>,
+    /// How hard a reasoning model thinks; each API is sent it in its own way (see
+    /// [`crate::api`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<ReasoningEffort>,
     /// Any other body parameter.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -65,6 +69,70 @@ impl ChatRequest {
         Self {
             messages: vec![Message::user(prompt)],
             ..Self::default()
+        }
+    }
+}
+
+/// How hard a reasoning model thinks before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    /// No reasoning, where the model allows it.
+    None,
+    /// The least the model does.
+    Minimal,
+    /// Little.
+    Low,
+    /// The usual default.
+    Medium,
+    /// Much.
+    High,
+}
+
+impl ReasoningEffort {
+    /// Its name in requests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// The thinking budget Anthropic's Messages API is given for it (`None`: no thinking);
+    /// Anthropic takes a token budget, not a level, and 1,024 at the least.
+    pub fn thinking_budget(self) -> Option<u32> {
+        match self {
+            Self::None => None,
+            Self::Minimal => Some(1_024),
+            Self::Low => Some(2_048),
+            Self::Medium => Some(8_192),
+            Self::High => Some(24_576),
+        }
+    }
+}
+
+impl std::fmt::Display for ReasoningEffort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ReasoningEffort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "none" => Ok(Self::None),
+            "minimal" => Ok(Self::Minimal),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            other => Err(format!(
+                "reasoning effort `{other}`: expected none, minimal, low, medium or high"
+            )),
         }
     }
 }
@@ -230,6 +298,52 @@ pub struct RawUsage {
     /// Anthropic-style: input tokens written to cache (not in `input_tokens`).
     #[serde(default, deserialize_with = "lenient_count")]
     pub cache_creation_input_tokens: Option<u64>,
+    /// OpenAI Responses API: `cached_tokens`, included in `input_tokens` (unlike Anthropic's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens_details: Option<PromptTokensDetails>,
+    /// OpenAI Responses API: `reasoning_tokens`, included in `output_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_details: Option<CompletionTokensDetails>,
+}
+
+impl RawUsage {
+    /// Takes every count `later` reports over this one's: Anthropic's stream sends the input
+    /// counts at its start and the output count at its end; other streams send one whole usage.
+    pub fn merge(&mut self, later: RawUsage) {
+        fn take<T>(a: &mut Option<T>, b: Option<T>) {
+            if b.is_some() {
+                *a = b;
+            }
+        }
+        take(&mut self.prompt_tokens, later.prompt_tokens);
+        take(&mut self.completion_tokens, later.completion_tokens);
+        take(&mut self.total_tokens, later.total_tokens);
+        take(&mut self.prompt_tokens_details, later.prompt_tokens_details);
+        take(
+            &mut self.completion_tokens_details,
+            later.completion_tokens_details,
+        );
+        take(
+            &mut self.prompt_cache_hit_tokens,
+            later.prompt_cache_hit_tokens,
+        );
+        take(
+            &mut self.prompt_cache_miss_tokens,
+            later.prompt_cache_miss_tokens,
+        );
+        take(&mut self.input_tokens, later.input_tokens);
+        take(&mut self.output_tokens, later.output_tokens);
+        take(
+            &mut self.cache_read_input_tokens,
+            later.cache_read_input_tokens,
+        );
+        take(
+            &mut self.cache_creation_input_tokens,
+            later.cache_creation_input_tokens,
+        );
+        take(&mut self.input_tokens_details, later.input_tokens_details);
+        take(&mut self.output_tokens_details, later.output_tokens_details);
+    }
 }
 
 /// `usage.prompt_tokens_details`.
