@@ -1,7 +1,10 @@
-//! An OpenAI-style batch API: upload a JSONL file of requests (`POST /v1/files`, multipart or
-//! raw), submit it (`POST /v1/batches`), poll it (`GET /v1/batches/{id}`), download the output
-//! and error files (`GET /v1/files/{id}/content`). A batch completes after the profile's delay;
-//! each line fails with the profile's failure rate, so partial results can be tested.
+//! Batch APIs. OpenAI's: upload a JSONL file of requests (`POST /v1/files`, multipart or raw),
+//! submit it (`POST /v1/batches`), poll it (`GET /v1/batches/{id}`), download the output and
+//! error files (`GET /v1/files/{id}/content`). Anthropic's Message Batches: submit the requests
+//! themselves (`POST /v1/messages/batches`), poll (`GET /v1/messages/batches/{id}`), read the
+//! results (`GET /v1/messages/batches/{id}/results`, one JSONL line a request). A batch
+//! completes after the profile's delay; each line fails with the profile's failure rate, so
+//! partial results can be tested.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +15,7 @@ use pagemill_client::wire::ChatRequest;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::profile::{FramingQuirks, Profile};
+use crate::profile::Profile;
 use crate::script;
 use crate::server::{Received, Reply};
 
@@ -23,12 +26,12 @@ pub(crate) trait Completer {
     fn profile(&self) -> &Profile;
     /// A seeded random source for one line.
     fn rng(&self, salt: u64) -> rand::rngs::SmallRng;
-    /// A whole, non-streamed chat completion body for `chat`.
+    /// A whole, non-streamed answer to `chat`: a chat completion, or a Messages API message.
     fn completion_body(
         &self,
         chat: &ChatRequest,
         max_tokens: u32,
-        quirks: FramingQuirks,
+        anthropic: bool,
         rng: &mut rand::rngs::SmallRng,
     ) -> Value;
 }
@@ -42,6 +45,8 @@ struct Batch {
     /// Output and error file ids once the batch has completed.
     done: Option<(Option<String>, Option<String>, u64, u64)>,
     total: u64,
+    /// A Message Batch (Anthropic's): results in its shape, in the output file.
+    anthropic: bool,
 }
 
 /// Most bytes of uploaded and generated files one simulator keeps; an upload beyond it is
@@ -71,6 +76,9 @@ impl BatchStore {
         let path = req.path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (req.method.as_str(), segments.as_slice()) {
+            ("POST", [.., "messages", "batches"]) => self.create_messages(req),
+            ("GET", [.., "messages", "batches", id]) => self.poll(state, id),
+            ("GET", [.., "messages", "batches", id, "results"]) => self.results(id),
             ("POST", [.., "files"]) => self.upload(req),
             ("GET", [.., "files", id]) => self.file_meta(id),
             ("GET", [.., "files", id, "content"]) => self.file_content(id),
@@ -177,6 +185,7 @@ impl BatchStore {
             created_at: now_secs(),
             done: None,
             total,
+            anthropic: false,
         };
         let reply = Reply::json(200, &batch_json(&batch, "validating"));
         self.batches
@@ -195,12 +204,81 @@ impl BatchStore {
         if batch.done.is_none() && batch.created.elapsed() >= delay {
             batch.done = Some(self.run(state, batch));
         }
+        if batch.anthropic {
+            return Reply::json(200, &message_batch_json(batch));
+        }
         let status = if batch.done.is_some() {
             "completed"
         } else {
             "in_progress"
         };
         Reply::json(200, &batch_json(batch, status))
+    }
+
+    /// `POST /v1/messages/batches`: the requests, each a Messages API body, kept as a file of
+    /// chat requests.
+    fn create_messages(&self, req: &Received) -> Reply {
+        let body = req.json();
+        let Some(requests) = body["requests"].as_array().filter(|r| !r.is_empty()) else {
+            return anthropic_error(400, "requests: at least one request is required");
+        };
+        let mut lines = String::new();
+        for r in requests {
+            let custom_id = r["custom_id"].as_str().unwrap_or("");
+            let valid = !custom_id.is_empty()
+                && custom_id.len() <= 64
+                && custom_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                return anthropic_error(400, &format!("custom_id `{custom_id}` is invalid"));
+            }
+            let params = r["params"].to_string();
+            let chat = match crate::sim::parse_anthropic(params.as_bytes()) {
+                Ok((chat, _)) => serde_json::to_value(chat).unwrap_or(Value::Null),
+                Err(e) => return anthropic_error(400, &format!("{custom_id}: {e}")),
+            };
+            lines.push_str(&json!({"custom_id": custom_id, "body": chat}).to_string());
+            lines.push('\n');
+        }
+        let file = self.id("file-");
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(file.clone(), ("requests.jsonl".into(), lines.into_bytes()));
+        let batch = Batch {
+            id: self.id("msgbatch_"),
+            input_file_id: file,
+            endpoint: "/v1/messages".into(),
+            created: Instant::now(),
+            created_at: now_secs(),
+            done: None,
+            total: requests.len() as u64,
+            anthropic: true,
+        };
+        let reply = Reply::json(200, &message_batch_json(&batch));
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(batch.id.clone(), batch);
+        reply
+    }
+
+    /// `GET /v1/messages/batches/{id}/results`, once the batch has ended.
+    fn results(&self, id: &str) -> Reply {
+        let batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let file = match batches.get(id) {
+            Some(b) if b.anthropic => match &b.done {
+                Some((file, ..)) => file.clone(),
+                None => return anthropic_error(400, &format!("batch `{id}` has not ended")),
+            },
+            _ => return anthropic_error(404, &format!("no message batch `{id}`")),
+        };
+        drop(batches);
+        match file {
+            Some(f) => self.file_content(&f),
+            None => Reply::status(200).header("content-type", "application/x-jsonl"),
+        }
     }
 
     /// Answers every line; returns output and error file ids and the completed/failed counts.
@@ -237,14 +315,32 @@ impl BatchStore {
             let request: Option<ChatRequest> = serde_json::from_value(parsed["body"].clone()).ok();
             let entry = json!({"id": format!("batch_req_{}", i + 1), "custom_id": custom_id});
             let fail = rng.random_bool(state.profile().batch.failure_rate.clamp(0.0, 1.0));
+            if batch.anthropic {
+                // Every result in the one results file, succeeded or errored.
+                let result = match request {
+                    Some(chat) if !fail => {
+                        let max = chat.max_tokens.unwrap_or(1).max(1);
+                        ok += 1;
+                        let message = state.completion_body(&chat, max, true, &mut rng);
+                        json!({"type": "succeeded", "message": message})
+                    }
+                    _ => {
+                        failed += 1;
+                        json!({"type": "errored", "error": {"type": "error",
+                               "error": {"type": "api_error", "message": "simulated failure"}}})
+                    }
+                };
+                out.push_str(&json!({"custom_id": custom_id, "result": result}).to_string());
+                out.push('\n');
+                continue;
+            }
             match request {
                 Some(chat) if !fail => {
                     let max = chat
                         .max_tokens
                         .unwrap_or(state.profile().content.default_max_tokens)
                         .max(1);
-                    let body =
-                        state.completion_body(&chat, max, FramingQuirks::default(), &mut rng);
+                    let body = state.completion_body(&chat, max, false, &mut rng);
                     let mut e = entry;
                     e["response"] = json!({"status_code": 200, "request_id": format!("req_{}", i + 1), "body": body});
                     e["error"] = Value::Null;
@@ -291,6 +387,34 @@ fn batch_json(b: &Batch, status: &str) -> Value {
         "created_at": b.created_at,
         "request_counts": {"total": b.total, "completed": completed, "failed": failed},
     })
+}
+
+/// A message batch as Anthropic's API reports it.
+fn message_batch_json(b: &Batch) -> Value {
+    let (_, _, succeeded, errored) = b.done.clone().unwrap_or((None, None, 0, 0));
+    let ended = b.done.is_some();
+    let processing = if ended { 0 } else { b.total };
+    json!({
+        "id": b.id, "type": "message_batch",
+        "processing_status": if ended { "ended" } else { "in_progress" },
+        "request_counts": {"processing": processing, "succeeded": succeeded, "errored": errored,
+                           "canceled": 0, "expired": 0},
+        "results_url": ended.then(|| format!("/v1/messages/batches/{}/results", b.id)),
+        "created_at": humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_secs(b.created_at)).to_string(),
+    })
+}
+
+fn anthropic_error(status: u16, message: &str) -> Reply {
+    let kind = if status == 404 {
+        "not_found_error"
+    } else {
+        "invalid_request_error"
+    };
+    Reply::json(
+        status,
+        &json!({"type": "error", "error": {"type": kind, "message": message}}),
+    )
 }
 
 /// The `file` part of a `multipart/form-data` body: its filename and bytes.

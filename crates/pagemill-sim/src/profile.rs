@@ -166,6 +166,26 @@ pub struct Content {
     pub natural_tokens: Option<[u32; 2]>,
     /// Probability that a JSON answer is sloppy: broken JSON, or items missing or repeated.
     pub sloppy: f64,
+    /// A reasoning model: reasoning of a length drawn from this range (inclusive) before every
+    /// answer, paced like the answer, counted in the completion and reported as reasoning
+    /// tokens (except by Anthropic, which does not say). A request with reasoning effort
+    /// `none` gets none.
+    pub reasoning_tokens: Option<[u32; 2]>,
+    /// How reasoning is sent in chat completions.
+    pub reasoning_style: ReasoningStyle,
+}
+
+/// How a simulated reasoning model's reasoning reaches a chat completions client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningStyle {
+    /// In `reasoning_content` deltas (DeepSeek, vLLM and SGLang with a reasoning parser); the
+    /// Messages API's `thinking` blocks and the Responses API's reasoning summary.
+    #[default]
+    Field,
+    /// In the answer text inside `<think>…</think>`, as servers without a reasoning parser send
+    /// it (reasoning tokens then go unreported).
+    ThinkTags,
 }
 
 /// The batch API.
@@ -211,6 +231,8 @@ impl Default for Content {
             default_max_tokens: 32,
             natural_tokens: None,
             sloppy: 0.0,
+            reasoning_tokens: None,
+            reasoning_style: ReasoningStyle::Field,
         }
     }
 }

@@ -211,8 +211,9 @@ pub struct ServerOptions {
     /// Keep each request's body in its log entry (tests of what a client sent); off by
     /// default, since long prompts times many entries is a lot of memory.
     pub keep_bodies: bool,
-    /// Every request must carry `Authorization: Bearer <key>` (the ground-truth routes too);
-    /// others get an OpenAI-shaped 401.
+    /// Every request must carry the key (the ground-truth routes too), in the header of its
+    /// API: `Authorization: Bearer <key>`, `x-api-key` (Messages API) or `api-key` (Azure
+    /// deployments); others get a 401.
     pub api_key: Option<pagemill_client::ApiKey>,
 }
 
@@ -226,6 +227,29 @@ impl Default for ServerOptions {
             api_key: None,
         }
     }
+}
+
+/// The header a request's API carries its key in: `x-api-key` for Anthropic's Messages API,
+/// `api-key` for Azure OpenAI's deployments, `Authorization: Bearer` for the rest.
+fn key_header(path: &str, query: Option<&str>) -> &'static str {
+    if path.ends_with("/messages") || path.contains("/messages/") {
+        "x-api-key: <key>"
+    } else if path.starts_with("/openai/") || query.is_some_and(|q| q.contains("api-version=")) {
+        "api-key: <key>"
+    } else {
+        "Authorization: Bearer <key>"
+    }
+}
+
+/// The key a request carries, in the header of its API (see [`key_header`]).
+fn given_key(received: &Received) -> &[u8] {
+    let header = |name: &str| received.headers.get(name).map(|v| v.as_bytes());
+    match key_header(&received.path, received.query.as_deref()) {
+        "x-api-key: <key>" => header("x-api-key"),
+        "api-key: <key>" => header("api-key"),
+        _ => header("authorization").and_then(|v| v.strip_prefix(b"Bearer ")),
+    }
+    .unwrap_or(b"")
 }
 
 /// Whether `given` is `want`, in time that does not depend on where they differ (only on the
@@ -434,20 +458,18 @@ async fn handle(
         closer,
         body_ended: None,
     };
-    let authorized = shared.api_key.as_ref().is_none_or(|key| {
-        let given = received
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .unwrap_or(b"");
-        same_secret(given, key.expose().as_bytes())
-    });
+    let authorized = shared
+        .api_key
+        .as_ref()
+        .is_none_or(|key| same_secret(given_key(&received), key.expose().as_bytes()));
     if !authorized {
         let reply = Reply::error(
             401,
             "invalid_api_key",
-            "Incorrect API key provided: this server wants `Authorization: Bearer <key>` with the key it was started with.",
+            &format!(
+                "Incorrect API key provided: this server wants `{}` with the key it was started with.",
+                key_header(&received.path, received.query.as_deref())
+            ),
         );
         tokio::spawn(reply.play(sink));
     } else if too_large {

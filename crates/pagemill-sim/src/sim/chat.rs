@@ -18,10 +18,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::State;
-use super::framing::{Dialect, Framer, LATE_END, emit, event_bytes, merge};
+use super::dialects::{self, Counts};
+use super::framing::{Dialect, Framer, LATE_END, emit, event_bytes, merge, reasoning_bytes};
 use crate::content;
 use crate::faults::{self, Fault};
-use crate::profile::{CacheDialect, FramingQuirks, Profile};
+use crate::profile::{CacheDialect, FramingQuirks, Profile, ReasoningStyle};
 use crate::ratelimit::Admission;
 use crate::script;
 use crate::server::{Reply, Sink};
@@ -32,6 +33,9 @@ struct Admitted {
     rng: SmallRng,
     prompt_ids: Vec<u32>,
     prompt_tokens: u64,
+    /// The leading messages a cache may hold: `None` for the whole prompt (automatic prefix
+    /// caching), else up to a breakpoint (Anthropic; 0 without one).
+    cache_upto: Option<usize>,
     max_tokens: u32,
     /// Rate-limit headers for the response.
     headers: Vec<(String, String)>,
@@ -52,9 +56,15 @@ impl State {
     pub(super) async fn chat(&self, body: &[u8], mut sink: Sink, dialect: Dialect) {
         let mut a = match self.admit(body, &mut sink, dialect).await {
             Ok(a) => a,
+            Err(Refusal::Reply(reply)) if dialect == Dialect::Anthropic => {
+                return dialects::anthropic_reply(reply).play(sink).await;
+            }
             Err(Refusal::Reply(reply)) => return reply.play(sink).await,
             Err(Refusal::Reset) => return sink.reset(),
         };
+        if dialect == Dialect::Anthropic {
+            a.headers = dialects::anthropic_headers(std::mem::take(&mut a.headers));
+        }
         let streaming = a.chat.stream;
         if streaming {
             a.headers
@@ -68,7 +78,7 @@ impl State {
         };
         sink.entry_mut().queued_ns = queued_at.elapsed().as_nanos() as u64;
         let (cache, ttft) = self.prefill(&mut sink, &mut a);
-        let answer = self.answer(&a.chat, a.max_tokens, a.quirks, &mut a.rng);
+        let answer = self.answer(&a.chat, a.max_tokens, a.quirks, dialect, &mut a.rng);
         sink.entry_mut().completion_tokens = answer.tokens;
         if let Some(kind) = answer.sloppy {
             let f = match &sink.entry_mut().fault {
@@ -77,7 +87,15 @@ impl State {
             };
             sink.set_fault(&f);
         }
-        let usage = self.usage(a.prompt_tokens, cache, answer.tokens);
+        let usage = self.usage(
+            dialect,
+            Counts {
+                prompt: a.prompt_tokens,
+                cache,
+                completion: answer.tokens,
+                reasoning: answer.reported_reasoning,
+            },
+        );
         let first_due = Instant::now() + ttft;
         if !streaming {
             let done = first_due + self.decode_time(answer.tokens);
@@ -115,7 +133,7 @@ impl State {
         sink: &mut Sink,
         dialect: Dialect,
     ) -> Result<Admitted, Refusal> {
-        let chat = parse_request(body, dialect)
+        let (chat, cache_upto) = parse_request(body, dialect)
             .map_err(|e| Refusal::Reply(script::error(400, "invalid_request_error", &e)))?;
         let index = self.chat_index.fetch_add(1, Ordering::Relaxed);
         let mut rng = self.rng(index);
@@ -199,6 +217,7 @@ impl State {
             rng,
             prompt_ids,
             prompt_tokens,
+            cache_upto,
             max_tokens,
             headers,
             fault,
@@ -231,7 +250,10 @@ impl State {
     /// Looks the prompt up in the prefix cache and returns the time to first token: base +
     /// jitter + uncached prompt tokens at the prefill rate (cached tokens are free).
     fn prefill(&self, sink: &mut Sink, a: &mut Admitted) -> (crate::cache::CacheOutcome, Duration) {
-        let cache = self.cache.lookup_and_insert(&a.prompt_ids);
+        let cache = match a.cache_upto {
+            None => self.cache.lookup_and_insert(&a.prompt_ids),
+            Some(upto) => self.breakpoint_cache(&a.chat.messages, upto),
+        };
         sink.entry_mut().cached_tokens = cache.cached;
         let lat = &self.profile.latency;
         let uncached = a.prompt_tokens.saturating_sub(cache.cached);
@@ -247,6 +269,29 @@ impl State {
         };
         let ttft = Profile::ms(lat.ttft_base_ms + jitter) + Duration::from_secs_f64(prefill);
         (cache, ttft)
+    }
+
+    /// Anthropic's caching: the prefix up to the breakpoint is read whole when every block of it
+    /// is cached, else written whole; a prefix under the minimum is neither.
+    fn breakpoint_cache(&self, messages: &[Message], upto: usize) -> crate::cache::CacheOutcome {
+        let (ids, _) = content::prompt_tokens(&messages[..upto.min(messages.len())]);
+        let prefix = ids.len() as u64;
+        if upto == 0 || prefix < self.profile.cache.min_prefix_tokens as u64 {
+            return crate::cache::CacheOutcome::default();
+        }
+        let found = self.cache.lookup_and_insert(&ids);
+        let block = self.profile.cache.block_tokens.max(1) as u64;
+        if found.cached > 0 && found.cached >= prefix / block * block {
+            crate::cache::CacheOutcome {
+                cached: prefix,
+                written: 0,
+            }
+        } else {
+            crate::cache::CacheOutcome {
+                cached: 0,
+                written: prefix,
+            }
+        }
     }
 
     /// Keep-alive comments until the first token is due; false when the client went away.
@@ -275,9 +320,17 @@ impl State {
             && lat.aggregate_tokens_per_sec <= 0.0
             && !quirks.split_utf8;
         let model = self.profile.model.as_str();
-        let role = event_bytes(s.dialect, model, Some(""), None, true);
         let first_due_ns = Some(self.mono_of(s.first_due));
-        if !emit(&mut sink, burst, s.framer.frame(&role), first_due_ns, 0).await {
+        let opening = match s.dialect {
+            Dialect::Chat | Dialect::Legacy => {
+                s.framer
+                    .frame(&event_bytes(s.dialect, model, Some(""), None, true))
+            }
+            Dialect::Anthropic | Dialect::Responses => {
+                named_bytes(&s.framer, dialects::start(s.dialect, model, &s.usage))
+            }
+        };
+        if !emit(&mut sink, burst, opening, first_due_ns, 0).await {
             return;
         }
         match self.pieces(&mut sink, &s, burst).await {
@@ -286,6 +339,21 @@ impl State {
             Ended::Reset => return sink.reset_after_sent().await,
         }
         drop(slot);
+        if matches!(s.dialect, Dialect::Anthropic | Dialect::Responses) {
+            let block = usize::from(s.answer.reasoning > 0 && !s.answer.pieces.is_empty());
+            let mut events = dialects::close_block(s.dialect, block);
+            events.extend(dialects::end(
+                s.dialect,
+                model,
+                s.answer.finish_reason,
+                &s.usage,
+            ));
+            if quirks.close_after_stream {
+                sink.close_connection_after_body();
+            }
+            sink.send(named_bytes(&s.framer, events), None, 0).await;
+            return;
+        }
         let finish = event_bytes(s.dialect, model, None, Some(s.answer.finish_reason), false);
         if !emit(&mut sink, burst, s.framer.frame(&finish), None, 0).await {
             return;
@@ -311,7 +379,6 @@ impl State {
 
     /// The answer's pieces, each on its deadline, with the stream's fault halfway.
     async fn pieces(&self, sink: &mut Sink, s: &Stream<'_>, burst: bool) -> Ended {
-        let model = self.profile.model.as_str();
         let split_utf8 = s.framer.quirks.split_utf8;
         let half = s.answer.pieces.len() / 2;
         let mut due = s.first_due;
@@ -341,7 +408,7 @@ impl State {
                     tokio::time::sleep_until(due).await;
                 }
             }
-            let event = event_bytes(s.dialect, model, Some(piece), None, false);
+            let event = self.piece_bytes(s, i, piece);
             let due_ns = Some(self.mono_of(due));
             // A stream behind its schedule catches up as a real server does: the events already
             // overdue go out together (up to 16 KiB), instead of one write each.
@@ -351,15 +418,42 @@ impl State {
                 && next_due <= Instant::now()
                 && sink.queued() < 16 * 1024;
             let sent = if burst || catching_up {
-                emit(sink, true, s.framer.frame(&event), due_ns, *tokens).await
+                emit(sink, true, event, due_ns, *tokens).await
             } else {
-                s.framer.send(sink, &event, due_ns, *tokens).await
+                s.framer.send_framed(sink, event, due_ns, *tokens).await
             };
             if !sent {
                 return Ended::Stopped;
             }
         }
         Ended::Complete
+    }
+
+    /// The framed event(s) of piece `i`: reasoning first (in the dialect's reasoning field),
+    /// then the answer; in the Messages and Responses APIs, blocks opened and closed around
+    /// each kind.
+    fn piece_bytes(&self, s: &Stream<'_>, i: usize, piece: &str) -> Bytes {
+        let model = self.profile.model.as_str();
+        let reasoning = i < s.answer.reasoning;
+        match s.dialect {
+            Dialect::Chat if reasoning => s.framer.frame(&reasoning_bytes(model, piece)),
+            Dialect::Chat | Dialect::Legacy => {
+                s.framer
+                    .frame(&event_bytes(s.dialect, model, Some(piece), None, false))
+            }
+            Dialect::Anthropic | Dialect::Responses => {
+                let block = usize::from(s.answer.reasoning > 0 && !reasoning);
+                let mut events = Vec::new();
+                if i == s.answer.reasoning && i > 0 {
+                    events.extend(dialects::close_block(s.dialect, 0));
+                }
+                if i == 0 || i == s.answer.reasoning {
+                    events.extend(dialects::open_block(s.dialect, block, reasoning));
+                }
+                events.push(dialects::piece(s.dialect, block, piece, reasoning));
+                named_bytes(&s.framer, events)
+            }
+        }
     }
 
     fn keepalive_tick(
@@ -395,7 +489,56 @@ impl State {
         self.token_interval() * u32::try_from(tokens.saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
+    /// The answer, after any reasoning the profile has its model do (a reasoning model, or
+    /// any model asked for a reasoning effort other than `none` when the profile reasons).
     fn answer(
+        &self,
+        chat: &ChatRequest,
+        max_tokens: u32,
+        quirks: FramingQuirks,
+        dialect: Dialect,
+        rng: &mut SmallRng,
+    ) -> Answer {
+        let mut answer = self.answer_text(chat, max_tokens, quirks, rng);
+        let off = chat.reasoning_effort == Some(pagemill_client::wire::ReasoningEffort::None);
+        let Some([lo, hi]) = self.profile.content.reasoning_tokens.filter(|_| !off) else {
+            return answer;
+        };
+        let n = rng.random_range(lo.min(hi)..=hi.max(lo)).max(1) as usize;
+        let words: Vec<(String, u32)> = content::plain_text(n, rng)
+            .into_iter()
+            .map(|w| (w, 1))
+            .collect();
+        let tags = self.profile.content.reasoning_style == ReasoningStyle::ThinkTags
+            && matches!(dialect, Dialect::Chat | Dialect::Legacy);
+        let thought: Vec<(String, u32)> = if tags {
+            // In the answer text, as a server without a reasoning parser sends it.
+            let open = ("<think>".to_owned(), content::count("<think>") as u32);
+            let close = (
+                "</think>\n\n".to_owned(),
+                content::count("</think>\n\n") as u32,
+            );
+            std::iter::once(open)
+                .chain(words)
+                .chain(std::iter::once(close))
+                .collect()
+        } else {
+            words
+        };
+        let tokens: u64 = thought.iter().map(|p| u64::from(p.1)).sum();
+        answer.tokens += tokens;
+        if !tags {
+            answer.reasoning = thought.len();
+            // Anthropic counts thinking in output_tokens without saying how much of it.
+            if dialect != Dialect::Anthropic {
+                answer.reported_reasoning = tokens;
+            }
+        }
+        answer.pieces.splice(0..0, thought);
+        answer
+    }
+
+    fn answer_text(
         &self,
         chat: &ChatRequest,
         max_tokens: u32,
@@ -477,7 +620,18 @@ impl State {
         Answer::new(grouped, finish, None)
     }
 
-    fn usage(&self, prompt: u64, cache: crate::cache::CacheOutcome, completion: u64) -> Value {
+    fn usage(&self, dialect: Dialect, c: Counts) -> Value {
+        if matches!(dialect, Dialect::Anthropic | Dialect::Responses) {
+            return dialects::usage(dialect, c);
+        }
+        let mut usage = self.chat_usage(c.prompt, c.cache, c.completion);
+        if c.reasoning > 0 {
+            usage["completion_tokens_details"] = json!({"reasoning_tokens": c.reasoning});
+        }
+        usage
+    }
+
+    fn chat_usage(&self, prompt: u64, cache: crate::cache::CacheOutcome, completion: u64) -> Value {
         let total = prompt + completion;
         match self.profile.cache.dialect {
             CacheDialect::Openai => {
@@ -502,13 +656,32 @@ impl State {
     }
 
     fn body_json(&self, dialect: Dialect, answer: &Answer, usage: Value) -> Value {
-        let text: String = answer.pieces.iter().map(|p| p.0.as_str()).collect();
+        let (thought, said) = answer
+            .pieces
+            .split_at(answer.reasoning.min(answer.pieces.len()));
+        let reasoning: String = thought.iter().map(|p| p.0.as_str()).collect();
+        let text: String = said.iter().map(|p| p.0.as_str()).collect();
+        let model = self.profile.model.as_str();
         let choice = match dialect {
+            Dialect::Chat if !reasoning.is_empty() => {
+                json!({"index": 0, "message": {"role": "assistant", "content": text,
+                       "reasoning_content": reasoning}, "finish_reason": answer.finish_reason})
+            }
             Dialect::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": answer.finish_reason})
             }
             Dialect::Legacy => {
-                json!({"index": 0, "text": text, "finish_reason": answer.finish_reason})
+                json!({"index": 0, "text": format!("{reasoning}{text}"), "finish_reason": answer.finish_reason})
+            }
+            Dialect::Anthropic | Dialect::Responses => {
+                return dialects::whole(
+                    dialect,
+                    model,
+                    &reasoning,
+                    &text,
+                    answer.finish_reason,
+                    usage,
+                );
             }
         };
         json!({"id": "chatcmpl-sim", "object": dialect.object(), "model": self.profile.model,
@@ -559,15 +732,35 @@ impl crate::batch::Completer for State {
         &self,
         chat: &ChatRequest,
         max_tokens: u32,
-        quirks: FramingQuirks,
+        anthropic: bool,
         rng: &mut SmallRng,
     ) -> Value {
+        let dialect = if anthropic {
+            Dialect::Anthropic
+        } else {
+            Dialect::Chat
+        };
         let (ids, prompt) = content::prompt_tokens(&chat.messages);
         let cache = self.cache.lookup_and_insert(&ids);
-        let answer = self.answer(chat, max_tokens, quirks, rng);
-        let usage = self.usage(prompt, cache, answer.tokens);
-        self.body_json(Dialect::Chat, &answer, usage)
+        let answer = self.answer(chat, max_tokens, FramingQuirks::default(), dialect, rng);
+        let counts = Counts {
+            prompt,
+            cache,
+            completion: answer.tokens,
+            reasoning: answer.reported_reasoning,
+        };
+        let usage = self.usage(dialect, counts);
+        self.body_json(dialect, &answer, usage)
     }
+}
+
+/// Named events framed together, as one write.
+fn named_bytes(framer: &Framer, events: Vec<dialects::Named>) -> Bytes {
+    let mut out = Vec::new();
+    for (name, data) in events {
+        out.extend_from_slice(&framer.frame_named(name, &data));
+    }
+    Bytes::from(out)
 }
 
 /// How the pieces of a stream ended.
@@ -616,7 +809,12 @@ impl Drop for ActiveStream<'_> {
 
 struct Answer {
     pieces: Vec<(String, u32)>,
+    /// Every token, reasoning included.
     tokens: u64,
+    /// The leading pieces that are reasoning (sent in the dialect's reasoning field).
+    reasoning: usize,
+    /// Reasoning tokens the usage reports apart.
+    reported_reasoning: u64,
     finish_reason: &'static str,
     sloppy: Option<&'static str>,
 }
@@ -631,6 +829,8 @@ impl Answer {
         Self {
             pieces,
             tokens,
+            reasoning: 0,
+            reported_reasoning: 0,
             finish_reason,
             sloppy,
         }
@@ -680,9 +880,21 @@ struct LegacyRequest {
     ignore_eos: Option<bool>,
 }
 
-fn parse_request(body: &[u8], dialect: Dialect) -> Result<ChatRequest, String> {
+/// A request in `dialect` as a chat request, and how much of it a cache may hold (see
+/// [`Admitted::cache_upto`]).
+fn parse_request(body: &[u8], dialect: Dialect) -> Result<(ChatRequest, Option<usize>), String> {
     match dialect {
-        Dialect::Chat => serde_json::from_slice(body)
+        Dialect::Anthropic => {
+            dialects::parse_anthropic(body).map(|(chat, upto)| (chat, Some(upto.unwrap_or(0))))
+        }
+        Dialect::Responses => dialects::parse_responses(body).map(|chat| (chat, None)),
+        Dialect::Chat | Dialect::Legacy => parse_openai(body, dialect).map(|chat| (chat, None)),
+    }
+}
+
+fn parse_openai(body: &[u8], dialect: Dialect) -> Result<ChatRequest, String> {
+    match dialect {
+        Dialect::Chat | Dialect::Anthropic | Dialect::Responses => serde_json::from_slice(body)
             .map_err(|e| format!("invalid chat completion request: {e}")),
         Dialect::Legacy => {
             let r: LegacyRequest = serde_json::from_slice(body)

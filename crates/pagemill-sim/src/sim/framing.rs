@@ -9,11 +9,14 @@ use bytes::Bytes;
 use crate::profile::FramingQuirks;
 use crate::server::Sink;
 
-/// Chat completions or legacy completions.
+/// The API a request came in: chat completions, legacy completions, Anthropic's Messages API
+/// or OpenAI's Responses API (see [`super::dialects`] for the last two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Chat,
     Legacy,
+    Anthropic,
+    Responses,
 }
 
 impl Dialect {
@@ -21,13 +24,15 @@ impl Dialect {
         match self {
             Dialect::Chat => "chat.completion",
             Dialect::Legacy => "text_completion",
+            Dialect::Anthropic => "message",
+            Dialect::Responses => "response",
         }
     }
 
     pub(crate) fn chunk_object(self) -> &'static str {
         match self {
             Dialect::Chat => "chat.completion.chunk",
-            Dialect::Legacy => "text_completion",
+            Dialect::Legacy | Dialect::Anthropic | Dialect::Responses => "text_completion",
         }
     }
 }
@@ -41,6 +46,30 @@ pub(crate) fn event_bytes(
     finish: Option<&str>,
     role: bool,
 ) -> Vec<u8> {
+    chunk_bytes(dialect, model, content, finish, role, "content")
+}
+
+/// A chat chunk carrying reasoning (in `reasoning_content`, as DeepSeek, vLLM and SGLang send
+/// it).
+pub(crate) fn reasoning_bytes(model: &str, text: &str) -> Vec<u8> {
+    chunk_bytes(
+        Dialect::Chat,
+        model,
+        Some(text),
+        None,
+        false,
+        "reasoning_content",
+    )
+}
+
+fn chunk_bytes(
+    dialect: Dialect,
+    model: &str,
+    content: Option<&str>,
+    finish: Option<&str>,
+    role: bool,
+    field: &str,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(144 + model.len() + content.map_or(0, str::len));
     out.extend_from_slice(b"{\"id\":\"chatcmpl-sim\",\"object\":\"");
     out.extend_from_slice(dialect.chunk_object().as_bytes());
@@ -48,7 +77,7 @@ pub(crate) fn event_bytes(
     push_json_str(&mut out, model);
     out.extend_from_slice(b",\"choices\":[{\"index\":0,");
     match dialect {
-        Dialect::Chat => {
+        Dialect::Chat | Dialect::Anthropic | Dialect::Responses => {
             out.extend_from_slice(b"\"delta\":{");
             if role {
                 out.extend_from_slice(b"\"role\":\"assistant\"");
@@ -57,7 +86,9 @@ pub(crate) fn event_bytes(
                 if role {
                     out.push(b',');
                 }
-                out.extend_from_slice(b"\"content\":");
+                out.push(b'"');
+                out.extend_from_slice(field.as_bytes());
+                out.extend_from_slice(b"\":");
                 push_json_str(&mut out, c);
             }
             out.push(b'}');
@@ -104,6 +135,20 @@ impl Framer {
         }
     }
 
+    /// An event with a name (`event: NAME` before its data), as Anthropic's and the Responses
+    /// API's streams send them.
+    pub(crate) fn frame_named(&self, name: &str, event: &[u8]) -> Bytes {
+        let nl = if self.quirks.crlf { "\r\n" } else { "\n" };
+        let field = if self.quirks.no_space {
+            "event:"
+        } else {
+            "event: "
+        };
+        let mut out = format!("{field}{name}{nl}").into_bytes();
+        out.extend_from_slice(&self.frame(event));
+        Bytes::from(out)
+    }
+
     pub(crate) fn frame_raw(&self, data: &str) -> Bytes {
         let nl = if self.quirks.crlf { "\r\n" } else { "\n" };
         let field = if self.quirks.no_space {
@@ -121,15 +166,14 @@ impl Framer {
         Bytes::from(out)
     }
 
-    /// Sends an event, split inside its first multibyte character when asked to.
-    pub(crate) async fn send(
+    /// Sends framed bytes, split inside their first multibyte character when asked to.
+    pub(crate) async fn send_framed(
         &self,
         sink: &mut Sink,
-        event: &[u8],
+        bytes: Bytes,
         due: Option<u64>,
         tokens: u32,
     ) -> bool {
-        let bytes = self.frame(event);
         if let (true, Some(pos)) = (
             self.quirks.split_utf8,
             bytes.iter().position(|b| *b >= 0xC0),

@@ -20,6 +20,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod chat;
+mod dialects;
+
+pub(crate) use dialects::parse_anthropic;
 mod framing;
 
 use framing::Dialect;
@@ -123,6 +126,9 @@ impl State {
 
     async fn route(self: Arc<Self>, req: Received, sink: Sink) {
         let path = req.path.trim_end_matches('/');
+        if let Some(refusal) = dialect_refusal(&req, path) {
+            return refusal.play(sink).await;
+        }
         let reply = match (req.method.as_str(), path) {
             ("GET", p) if p.ends_with("/models") => {
                 script::models_reply(std::slice::from_ref(&self.profile.model))
@@ -140,6 +146,12 @@ impl State {
             ("POST", p) if p.ends_with("/chat/completions") => {
                 return self.chat(&req.body, sink, Dialect::Chat).await;
             }
+            ("POST", p) if p.ends_with("/messages") => {
+                return self.chat(&req.body, sink, Dialect::Anthropic).await;
+            }
+            ("POST", p) if p.ends_with("/responses") => {
+                return self.chat(&req.body, sink, Dialect::Responses).await;
+            }
             ("POST", p) if p.ends_with("/completions") => {
                 return self.chat(&req.body, sink, Dialect::Legacy).await;
             }
@@ -154,6 +166,31 @@ impl State {
         };
         reply.play(sink).await;
     }
+}
+
+/// What the real APIs refuse before reading a request: a Messages API request without
+/// `anthropic-version`, an Azure deployment's without `?api-version=`.
+fn dialect_refusal(req: &Received, path: &str) -> Option<Reply> {
+    if req.method == http::Method::POST
+        && path.ends_with("/messages")
+        && !req.headers.contains_key("anthropic-version")
+    {
+        let body = json!({"type": "error", "error": {"type": "invalid_request_error",
+                          "message": "anthropic-version: header is required"}});
+        return Some(Reply::json(400, &body));
+    }
+    let versioned = req
+        .query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("api-version=")));
+    if path.starts_with("/openai/deployments/") && !versioned {
+        return Some(script::error(
+            404,
+            "404",
+            "Resource not found (an Azure OpenAI deployment URL needs ?api-version=)",
+        ));
+    }
+    None
 }
 
 /// `GET /sim/log`: the entries in memory as a JSON array, or JSONL with `?format=jsonl`.
