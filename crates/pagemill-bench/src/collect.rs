@@ -260,6 +260,8 @@ impl TargetStats {
                 None => t.cached_unreported += 1,
             }
         }
+        t.cache_written += r.cache_write_tokens.unwrap_or(0);
+        t.reasoning += r.reasoning_tokens.unwrap_or(0);
     }
 
     /// Pages, per-request amounts (prompt, cached, output tokens, cost) and what is known to
@@ -341,6 +343,8 @@ impl TargetStats {
         t.output_source_tokenizer += u.output_source_tokenizer;
         t.content_events += u.content_events;
         t.cached_unreported += u.cached_unreported;
+        t.cache_written += u.cache_written;
+        t.reasoning += u.reasoning;
         self.cached_num += o.cached_num;
         self.cached_den += o.cached_den;
         self.discrepancy_sum += o.discrepancy_sum;
@@ -551,6 +555,8 @@ mod tests {
             output_tokens: Some(Count::server(tokens)),
             prompt_tokens: Some(Count::server(100)),
             cached_tokens: Some(40),
+            cache_write_tokens: None,
+            reasoning_tokens: None,
             input_tokens_requested: 100,
             output_tokens_requested: tokens as u32,
             cost_pico: Some(1_000_000),

@@ -48,6 +48,12 @@ pub struct Record {
     pub prompt_tokens: Option<Count>,
     /// Cached prompt tokens (`None`: unreported).
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache (Anthropic; `None`: unreported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    /// Reasoning tokens, part of the output (`None`: unreported, or no reasoning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     /// Prompt tokens the workload meant to send.
     pub input_tokens_requested: u64,
     /// `max_tokens` asked for.
@@ -111,6 +117,8 @@ impl Record {
             output_tokens: ex.usage.completion,
             prompt_tokens: ex.usage.prompt,
             cached_tokens: ex.usage.cached_prompt.map(|c| c.tokens),
+            cache_write_tokens: ex.usage.cache_write.map(|c| c.tokens),
+            reasoning_tokens: ex.usage.reasoning.map(|c| c.tokens),
             input_tokens_requested: input_tokens,
             output_tokens_requested: output_tokens,
             cost_pico: ex.cost.map(|c| c.total.0),
@@ -151,6 +159,8 @@ impl Record {
             prompt_tokens: self.prompt_tokens.map(|c| c.tokens),
             prompt_tokens_source: self.prompt_tokens.map(|c| c.source.to_string()),
             cached_tokens: self.cached_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            reasoning_tokens: self.reasoning_tokens,
             output_tokens: self.output_tokens.map(|c| c.tokens),
             output_tokens_source: self.output_tokens.map(|c| c.source.to_string()),
             output_tokens_requested: self.output_tokens_requested,
@@ -207,6 +217,10 @@ pub struct Row {
     pub prompt_tokens_source: Option<String>,
     /// Cached prompt tokens (empty: unreported).
     pub cached_tokens: Option<u64>,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: Option<u64>,
+    /// Reasoning tokens, part of the output.
+    pub reasoning_tokens: Option<u64>,
     /// Output tokens.
     pub output_tokens: Option<u64>,
     /// `server` or `tokenizer`.

@@ -152,6 +152,13 @@ pub struct Tokens {
     pub cached_ratio: Option<f64>,
     /// Requests whose server did not report cached tokens.
     pub cached_unreported: u64,
+    /// Prompt tokens written to the provider's cache, summed (Anthropic prices them above
+    /// input).
+    #[serde(default)]
+    pub cache_written: u64,
+    /// Reasoning tokens, summed (part of `output_received`).
+    #[serde(default)]
+    pub reasoning: u64,
 }
 
 /// Cost of a target.

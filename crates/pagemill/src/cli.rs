@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use pagemill_bench::collect::SloItem;
 use pagemill_bench::experiment::{BenchError, Ramp};
 use pagemill_client::PromptProfile;
+use pagemill_client::wire::ReasoningEffort;
 use pagemill_local::LocalSettings;
 use pagemill_pipeline::ingest::Limits;
 use pagemill_pipeline::run::{FormatMode, PackSize, RunOptions, UngroundedPolicy};
@@ -282,7 +283,13 @@ pub struct RunArgs {
     /// `dropped`) or keep-flagged. Values from the prompt's examples are dropped either way.
     #[arg(long, default_value_t = UngroundedPolicy::default())]
     pub ungrounded: UngroundedPolicy,
-    /// Send through the endpoint's batch API (OpenAI-style), polling until done.
+    /// How hard a reasoning model thinks (none, minimal, low, medium, high), sent in the
+    /// endpoint's API's own way [default: the endpoint's `reasoning_effort`, else the model's].
+    /// Results are kept apart per effort.
+    #[arg(long)]
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// Send through the endpoint's batch API (OpenAI's, or Anthropic's Message Batches),
+    /// polling until done.
     #[arg(long)]
     pub batch: bool,
     /// Seconds between batch polls.
@@ -375,6 +382,10 @@ pub struct ChatArgs {
     /// profile, such as the embedded model]
     #[arg(long)]
     pub temperature: Option<f32>,
+    /// How hard a reasoning model thinks (none, minimal, low, medium, high) [default: the
+    /// endpoint's `reasoning_effort`, else the model's].
+    #[arg(long)]
+    pub reasoning_effort: Option<ReasoningEffort>,
     /// Ask for the whole answer at once instead of streaming it.
     #[arg(long)]
     pub no_stream: bool,

@@ -1,5 +1,5 @@
-//! Batch mode: the same jobs, sent through an OpenAI-style batch API — one JSONL file per
-//! round, polled until finished, partial results taken, and only the failed lines (and the
+//! Batch mode: the same jobs, sent through the endpoint's batch API (OpenAI's, or Anthropic's
+//! Message Batches; see [`pagemill_client::batch`]) — one batch per round, polled until finished, partial results taken, and only the failed lines (and the
 //! items a pack failed) sent again in the next round. Each line's `custom_id` is its ledger
 //! request id, so a line maps back to exactly the units it carried.
 
@@ -29,20 +29,19 @@ pub(crate) async fn drive(shared: &Arc<Shared>) -> Result<(), StoreError> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut lines = String::new();
+        let mut requests = Vec::new();
         let mut sent: HashMap<String, (Job, i64, FormatMode)> = HashMap::new();
         for job in jobs {
             match shared.start(&job)? {
                 Some((req, rid, format)) => {
-                    lines.push_str(&client.batch_line(&rid.to_string(), &req));
-                    lines.push('\n');
+                    requests.push((rid.to_string(), req));
                     sent.insert(rid.to_string(), (job, rid, format));
                 }
                 None => shared.job_over(),
             }
         }
         shared.progress.batches.fetch_add(1, Ordering::Relaxed);
-        let results = run_batch(shared, &client, lines.as_bytes()).await;
+        let results = run_batch(shared, &client, &requests).await;
         match results {
             Err(e) => {
                 // The batch as a whole failed: every line shares the failure.
@@ -85,12 +84,9 @@ pub(crate) async fn drive(shared: &Arc<Shared>) -> Result<(), StoreError> {
 async fn run_batch(
     shared: &Shared,
     client: &pagemill_client::Client,
-    jsonl: &[u8],
+    requests: &[(String, pagemill_client::ChatRequest)],
 ) -> Result<Vec<pagemill_client::batch::BatchResult>, RequestError> {
-    let file = client
-        .upload_batch_file("pagemill-run.jsonl", jsonl)
-        .await?;
-    let mut batch = client.create_batch(&file).await?;
+    let mut batch = client.submit_batch(requests).await?;
     tracing::info!(batch = %batch.id, "batch submitted");
     while !batch.is_finished() {
         if shared.progress.stop.is_cancelled() {
@@ -99,14 +95,7 @@ async fn run_batch(
         tokio::time::sleep(shared.opts.batch_poll).await;
         batch = client.get_batch(&batch.id).await?;
     }
-    let mut out = Vec::new();
-    for file in [&batch.output_file_id, &batch.error_file_id]
-        .into_iter()
-        .flatten()
-    {
-        out.extend(client.batch_results(file).await?);
-    }
-    Ok(out)
+    client.batch_outcome(&batch).await
 }
 
 fn failed(e: RequestError) -> Outcome {

@@ -317,8 +317,13 @@ pub async fn run(
 ) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let primary = endpoints.first().ok_or(RunError::NoEndpoint)?;
-    let (mut work, skips) =
-        plan::plan(docs, &tasks, &primary.endpoint().model, primary.tokenizer());
+    // A reasoning effort changes the answers: results under one are not another's.
+    let ep = primary.endpoint();
+    let model = match ep.reasoning_effort {
+        Some(e) => format!("{} reasoning_effort={e}", ep.model),
+        None => ep.model.clone(),
+    };
+    let (mut work, skips) = plan::plan(docs, &tasks, &model, primary.tokenizer());
     if !opts.variant.is_empty() {
         for w in &mut work {
             w.spec.variant.clone_from(&opts.variant);

@@ -75,11 +75,16 @@ fn pair(t: &TargetResults, key: &str) -> String {
 }
 
 fn point(s: &mut String, r: &BenchResults, p: &Point) {
-    let mut t = table(&[
-        "target",
-        "ok/err",
-        "req/s",
-        "out tok/s",
+    // Reasoning models have a first thought before their first answer token: both shown.
+    let reasoning = p.targets.iter().any(|tr| {
+        let p50 = |k: &str| tr.latency_ms.get(k).filter(|p| p.count > 0).map(|p| p.p50);
+        matches!((p50("ttft_content"), p50("ttft_answer")), (Some(c), Some(a)) if c < a)
+    });
+    let mut header = vec!["target", "ok/err", "req/s", "out tok/s"];
+    if reasoning {
+        header.push("1st reasoning p50/p99");
+    }
+    header.extend([
         "TTFT p50/p99",
         "TPOT p50/p99",
         "ITL/token p50/p99",
@@ -89,13 +94,19 @@ fn point(s: &mut String, r: &BenchResults, p: &Point) {
         "$/1K pages",
         "$/month",
     ]);
+    let mut t = table(&header);
     for tr in &p.targets {
         let errors: u64 = tr.errors.values().sum();
-        t.add_row(vec![
+        let mut row = vec![
             inert(&tr.name),
             format!("{}/{}", count(tr.ok), count(errors)),
             num(tr.request_throughput),
             num(tr.output_token_throughput),
+        ];
+        if reasoning {
+            row.push(pair(tr, "ttft_content"));
+        }
+        row.extend([
             pair(tr, "ttft_answer"),
             pair(tr, "tpot"),
             pair(tr, "itl_token"),
@@ -107,6 +118,7 @@ fn point(s: &mut String, r: &BenchResults, p: &Point) {
             opt(tr.cost.per_1k_pages_usd, usd),
             opt(tr.cost.per_month_usd, usd),
         ]);
+        t.add_row(row);
     }
     right(&mut t, 1);
     let _ = writeln!(
@@ -170,6 +182,12 @@ fn accounting(s: &mut String, tr: &TargetResults) {
         count(tr.connections.reused),
         count(tr.connections.new)
     );
+    if tok.cache_written > 0 {
+        let _ = write!(s, "; cache written {}", count(tok.cache_written));
+    }
+    if tok.reasoning > 0 {
+        let _ = write!(s, "; of the output, reasoning {}", count(tok.reasoning));
+    }
     let _ = write!(s, "; prices: {}", tr.cost.prices_from);
     if let Some(g) = tr.goodput {
         let _ = write!(

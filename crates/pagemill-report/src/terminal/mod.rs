@@ -185,12 +185,33 @@ pub fn chat_line(
         ),
         None => "connection n/a".to_owned(),
     };
+    let tl = &ex.timeline;
+    // A reasoning model has two first tokens: its first thought, and its answer's.
+    let ttft = match (tl.first_content, tl.first_answer) {
+        (Some(c), Some(a)) if c < a => format!(
+            "ttft {} (first reasoning {})",
+            fmt::opt_duration(tl.ttft()),
+            fmt::opt_duration(tl.since_scheduled(Some(c)))
+        ),
+        _ => format!("ttft {}", fmt::opt_duration(tl.ttft())),
+    };
     let mut parts = vec![
-        format!("ttft {}", fmt::opt_duration(ex.timeline.ttft())),
+        ttft,
         format!("total {}", fmt::opt_duration(ex.timeline.total())),
         format!("prompt {}", fmt::tokens(ex.usage.prompt)),
         format!("cached {}", fmt::tokens(ex.usage.cached_prompt)),
-        format!("completion {}", fmt::tokens(ex.usage.completion)),
+    ];
+    if ex.usage.cache_write.is_some_and(|w| w.tokens > 0) {
+        parts.push(format!("cache write {}", fmt::tokens(ex.usage.cache_write)));
+    }
+    parts.push(format!("completion {}", fmt::tokens(ex.usage.completion)));
+    if ex.usage.reasoning.is_some() {
+        parts.push(format!(
+            "of which reasoning {}",
+            fmt::tokens(ex.usage.reasoning)
+        ));
+    }
+    parts.extend([
         format!("decode {}", fmt::rate(ex.decode_tokens_per_sec())),
         format!("e2e {}", fmt::rate(ex.e2e_tokens_per_sec())),
         conn,
@@ -198,7 +219,7 @@ pub fn chat_line(
             Some(c) => format!("cost {} ({prices})", c.total),
             None => format!("cost {}", fmt::cost(None)),
         },
-    ];
+    ]);
     if ex.cost.is_some_and(|c| c.cached_unreported) {
         parts.push("(cache unreported: cost is an upper bound)".into());
     }

@@ -27,6 +27,7 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
     }
     req.messages.push(Message::user(args.prompt.clone()));
     req.max_tokens = args.max_tokens;
+    req.reasoning_effort = args.reasoning_effort;
     // A tiny model sampled at a server's default temperature (0.8 for llama.cpp) answers
     // "What is the capital of France?" with "the United States"; greedy, with "Paris".
     let small = client.endpoint().prompt_profile == PromptProfile::Small;
@@ -41,9 +42,14 @@ pub async fn run(global: &GlobalArgs, args: ChatArgs) -> anyhow::Result<ExitCode
     if args.format == Format::Json {
         let record = serde_json::json!({
             "endpoint": client.endpoint().name,
+            "api": client.dialect().api,
             "attempts": outcome.retried.len() + 1,
             "exchange": ex,
             "ttft_ms": ex.timeline.ttft().map(|d| d.as_secs_f64() * 1e3),
+            "first_reasoning_ms": (ex.timeline.first_content < ex.timeline.first_answer)
+                .then(|| ex.timeline.since_scheduled(ex.timeline.first_content))
+                .flatten()
+                .map(|d| d.as_secs_f64() * 1e3),
             "total_ms": ex.timeline.total().map(|d| d.as_secs_f64() * 1e3),
             "decode_tokens_per_sec": ex.decode_tokens_per_sec(),
             "e2e_tokens_per_sec": ex.e2e_tokens_per_sec(),

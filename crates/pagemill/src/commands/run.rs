@@ -91,7 +91,13 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .endpoints
         .iter()
         .take(if wanted.is_empty() { 1 } else { usize::MAX })
-        .map(|e| Client::new(e.clone()).map(Arc::new))
+        .map(|e| {
+            let mut e = e.clone();
+            if args.reasoning_effort.is_some() {
+                e.reasoning_effort = args.reasoning_effort;
+            }
+            Client::new(e).map(Arc::new)
+        })
         .collect::<Result<_, _>>()?;
     let primary = endpoints
         .first()

@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod client;
 mod common;
+mod dialects;
 mod doctor;
 mod eval;
 mod faults;

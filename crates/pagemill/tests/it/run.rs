@@ -24,7 +24,7 @@ fn run(dir: &Path, config: &Path, inputs: &[PathBuf], out: &str, args: &[&str]) 
     cmd.output().unwrap()
 }
 
-fn summary(out: &Output) -> Value {
+pub(crate) fn summary(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "no JSON summary ({e}); stderr: {}",
