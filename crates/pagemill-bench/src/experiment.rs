@@ -102,6 +102,12 @@ pub enum Experiment {
         /// Items per packed request.
         k: usize,
     },
+    /// The same items as `k` prompts in one legacy completions request (a prompt array),
+    /// against one prompt a request and against `k` items packed into one chat prompt.
+    Prompts {
+        /// Prompts per request.
+        k: usize,
+    },
     /// Two system prompts on the same inputs.
     Trim {
         /// The first system prompt file.
@@ -118,6 +124,7 @@ impl Experiment {
             Self::Keepalive => "keepalive",
             Self::Cache => "cache",
             Self::Pack { .. } => "pack",
+            Self::Prompts { .. } => "prompts",
             Self::Trim { .. } => "trim",
         }
     }
@@ -283,6 +290,34 @@ fn arms(
                 (format!("k={}", (*k).max(2)), client, Arc::new(packed)),
             ]
         }
+        Experiment::Prompts { k } => {
+            let k = (*k).max(2);
+            let items: Vec<String> = (0..(k as u64 * 16))
+                .map(|i| format!("{PROMPT_RULE}\n\n{}", last_message(w, i)))
+                .collect();
+            let output = s.output_tokens;
+            let one = items.iter().map(|p| vec![p.clone()]).collect();
+            let arrays = items.chunks(k).map(<[String]>::to_vec).collect();
+            let (_, packed) = pack_workloads(w, k, output);
+            let mut arms = vec![
+                (
+                    "prompts=1".to_owned(),
+                    Workload::prompt_arrays("prompts-1", one, output),
+                ),
+                (
+                    format!("prompts={k}"),
+                    Workload::prompt_arrays(format!("prompts-{k}"), arrays, output),
+                ),
+            ];
+            for (_, a) in &mut arms {
+                a.stream = s.stream;
+                a.ignore_eos = s.ignore_eos;
+            }
+            arms.push((format!("packed k={k}"), packed));
+            arms.into_iter()
+                .map(|(label, wl)| (label, client.clone(), Arc::new(wl)))
+                .collect()
+        }
         Experiment::Trim { a, b } => {
             let mut arms = Vec::new();
             for (label, path) in [("prompt-a", a), ("prompt-b", b)] {
@@ -307,6 +342,9 @@ fn arms(
         }
     })
 }
+
+/// What each prompt of the prompt-array arms asks, as the packed arm's rules do.
+const PROMPT_RULE: &str = "Write one short sentence about this item.";
 
 /// The text of the last message of the workload's `i`-th request.
 fn last_message(w: &Workload, i: u64) -> String {

@@ -56,6 +56,9 @@ enum Kind {
     Fixed {
         items: Vec<(Vec<Message>, u64, f64, Option<u32>)>,
     },
+    /// Prompt arrays, cycled: each item's prompts go in one legacy completions request; its
+    /// prompt tokens and the prompts it carries (its pages).
+    Prompts { items: Vec<(Vec<String>, u64)> },
 }
 
 /// One recorded request, as replayed by [`Workload::replay`].
@@ -286,8 +289,44 @@ impl Workload {
         Self::new(name.into(), Kind::Fixed { items }, output_tokens)
     }
 
+    /// Prompt arrays: each request sends one item's prompts (one sequence a prompt, answered
+    /// each with up to `output_tokens`) to `/v1/completions`.
+    pub fn prompt_arrays(
+        name: impl Into<String>,
+        items: Vec<Vec<String>>,
+        output_tokens: u32,
+    ) -> Self {
+        let t = tokenizer();
+        let items = items
+            .into_iter()
+            .map(|prompts| {
+                let tokens = prompts
+                    .iter()
+                    .map(|p| t.count_messages(&[Message::user(p.clone())]))
+                    .sum();
+                (prompts, tokens)
+            })
+            .collect();
+        Self::new(name.into(), Kind::Prompts { items }, output_tokens)
+    }
+
     /// The i-th request.
     pub fn item(&self, i: u64) -> Item {
+        if let Kind::Prompts { items } = &self.kind {
+            let (prompts, tokens) = &items[(i as usize) % items.len()];
+            return Item {
+                request: ChatRequest {
+                    prompts: prompts.clone(),
+                    max_tokens: Some(self.output_tokens),
+                    stream: self.stream,
+                    ignore_eos: self.ignore_eos.then_some(true),
+                    temperature: self.temperature,
+                    ..ChatRequest::default()
+                },
+                input_tokens: *tokens,
+                pages: prompts.len() as f64,
+            };
+        }
         let (messages, input_tokens, pages, max_tokens) = match &self.kind {
             Kind::Synthetic { bodies, input } => {
                 let body = &bodies[(i as usize) % bodies.len()];
@@ -319,6 +358,7 @@ impl Workload {
                 let (m, n, pages, max) = &items[(i as usize) % items.len()];
                 (m.clone(), *n, *pages, *max)
             }
+            Kind::Prompts { .. } => (Vec::new(), 0, 0.0, None),
         };
         let request = ChatRequest {
             messages,

@@ -189,7 +189,7 @@ impl Client {
         let guard = (req.stream && req.cancel_loops).then(|| LoopGuard::new(&req.messages));
         let mut ex = self
             .post_guarded(
-                self.dialect.api.path(),
+                crate::api::path(&self.dialect, req),
                 &body,
                 req.stream,
                 scheduled,

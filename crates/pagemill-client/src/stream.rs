@@ -21,7 +21,7 @@ use crate::runaway::LoopGuard;
 use crate::sse::{SseItem, SseParser};
 use crate::transport::{ConnectionInfo, error_chain};
 use crate::usage::Usage;
-use crate::wire::{ChatResponse, ErrorBody, FastChunk, RawUsage};
+use crate::wire::{ChatResponse, Delta, ErrorBody, FastChunk, RawUsage};
 
 /// The longest non-streaming or error body read (64 MiB).
 const MAX_BODY_BYTES: usize = 64 << 20;
@@ -147,6 +147,10 @@ pub struct Exchange {
     pub content: String,
     /// Reasoning text, if the model sent any.
     pub reasoning: String,
+    /// Every choice's text by index, when the answer had more than one (a prompt array);
+    /// empty otherwise (`content` is choice 0's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
     /// Finish reason of the first choice.
     pub finish_reason: Option<String>,
     /// Token usage, normalized, with sources.
@@ -243,6 +247,14 @@ impl Exchange {
     /// Folds one parsed chunk or response into the exchange.
     /// Folds a chunk read by the fast path (see [`FastChunk`]).
     fn absorb_fast(&mut self, r: FastChunk<'_>, at: u64) {
+        for c in r.choices.iter().flatten() {
+            let index = c.index.unwrap_or(0);
+            let text =
+                nonempty(&c.text).or_else(|| c.delta.as_ref().and_then(|d| nonempty(&d.content)));
+            if let (true, Some(t)) = (index > 0, text) {
+                self.other_choice(index, t, at);
+            }
+        }
         let pieces = r
             .choices
             .iter()
@@ -322,6 +334,36 @@ impl Exchange {
         }
     }
 
+    /// Text of a choice other than the first (a prompt array's answers), marked as it arrives.
+    fn other_choice(&mut self, index: u64, text: &str, at: u64) {
+        let Ok(i) = usize::try_from(index) else {
+            return;
+        };
+        // A server's index is bounded by the prompts it was sent; a wild one is not kept.
+        if i > 1 << 16 {
+            return;
+        }
+        if self.choices.len() <= i {
+            self.choices.resize(i + 1, String::new());
+        }
+        self.choices[i].push_str(text);
+        self.content_events += 1;
+        let tl = &mut self.timeline;
+        tl.first_content.get_or_insert(at);
+        tl.first_answer.get_or_insert(at);
+        match tl.chunks.last_mut() {
+            Some(last) if last.at == at => {
+                last.answer = true;
+                last.events += 1;
+            }
+            _ => tl.chunks.push(ChunkMark {
+                at,
+                answer: true,
+                events: 1,
+            }),
+        }
+    }
+
     /// Adds answer text, moving a leading `<think>` block to the reasoning; says whether
     /// reasoning and whether answer text were added.
     fn split_think(&mut self, t: &str) -> (bool, bool) {
@@ -387,11 +429,15 @@ impl Exchange {
         }
     }
 
-    /// At the end of a response: a `<think>` block never closed is all reasoning.
+    /// At the end of a response: a `<think>` block never closed is all reasoning; choice 0 of
+    /// several takes its place among them.
     fn settle_think(&mut self) {
         if self.think.state == Think::Inside {
             let held = std::mem::take(&mut self.think.held);
             self.reasoning.push_str(&held);
+        }
+        if let Some(first) = self.choices.first_mut() {
+            first.clone_from(&self.content);
         }
     }
 
@@ -410,6 +456,17 @@ impl Exchange {
             let mut err = RequestError::new(FailureKind::ErrorInBody, class, message);
             err.status = self.status;
             return Err(err);
+        }
+        for c in &r.choices {
+            let text = c.text.as_deref().or_else(|| {
+                [c.message.as_ref(), c.delta.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(Delta::answer_text)
+            });
+            if let (Some(i @ 1..), Some(t)) = (c.index, text) {
+                self.other_choice(i, t, at);
+            }
         }
         let pieces = r
             .choices

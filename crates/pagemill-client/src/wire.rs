@@ -61,6 +61,11 @@ pub struct ChatRequest {
     /// [`crate::runaway`]); the exchange then says so in [`crate::Exchange::cancelled`].
     #[serde(skip)]
     pub cancel_loops: bool,
+    /// Client side: send these prompts instead of `messages`, all in one legacy
+    /// `/v1/completions` request (a prompt array, which vLLM and others answer as one sequence
+    /// each); the answers come back in [`crate::Exchange::choices`].
+    #[serde(skip)]
+    pub prompts: Vec<String>,
 }
 
 impl ChatRequest {

@@ -467,6 +467,9 @@ pub enum ExperimentKind {
     Cache,
     /// One item per request vs `--pack-k` items per request.
     Pack,
+    /// The same items as `--pack-k` prompts in one `/v1/completions` request (a prompt
+    /// array), one prompt a request, and `--pack-k` items packed into one chat prompt.
+    Prompts,
     /// System prompt `--trim-a` vs `--trim-b` on the same inputs.
     Trim,
 }
@@ -583,10 +586,10 @@ pub struct BenchArgs {
     /// For cost per month.
     #[arg(long)]
     pub pages_per_day: Option<f64>,
-    /// Test a lever per endpoint as two interleaved arms.
+    /// Test a lever per endpoint as interleaved arms (two; three for `prompts`).
     #[arg(long, value_enum)]
     pub experiment: Option<ExperimentKind>,
-    /// Items per request in the `pack` experiment.
+    /// Items per request in the `pack` and `prompts` experiments.
     #[arg(long, default_value_t = 8)]
     pub pack_k: usize,
     /// First system prompt file of the `trim` experiment.

@@ -23,6 +23,7 @@ pub fn body(dialect: &Dialect, endpoint: &Endpoint, req: &ChatRequest) -> Value 
         req.reasoning_effort = endpoint.reasoning_effort;
     }
     let mut body = match dialect.api {
+        _ if !req.prompts.is_empty() => prompt_array(dialect, &req),
         Api::Chat => chat(dialect, req),
         Api::Anthropic => anthropic::request(&req),
         Api::Responses => responses::request(&req),
@@ -44,6 +45,41 @@ fn chat(dialect: &Dialect, mut req: ChatRequest) -> Map<String, Value> {
         // A struct of strings, numbers and maps always serializes to an object.
         _ => Map::new(),
     }
+}
+
+/// The path a request goes to: its API's, or legacy completions for a prompt array.
+pub fn path(dialect: &Dialect, req: &ChatRequest) -> &'static str {
+    if req.prompts.is_empty() {
+        dialect.api.path()
+    } else {
+        "completions"
+    }
+}
+
+/// A legacy completions body with the request's prompts as its prompt array.
+fn prompt_array(dialect: &Dialect, req: &ChatRequest) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(req.model.clone()));
+    body.insert("prompt".into(), Value::from(req.prompts.clone()));
+    if let Some(n) = req.max_tokens {
+        body.insert("max_tokens".into(), Value::from(n));
+    }
+    if let Some(t) = req.temperature {
+        body.insert("temperature".into(), Value::from(t));
+    }
+    if let Some(e) = req.ignore_eos {
+        body.insert("ignore_eos".into(), Value::from(e));
+    }
+    if req.stream {
+        body.insert("stream".into(), Value::from(true));
+        if dialect.stream_usage == crate::dialect::StreamUsage::Requested {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+    }
+    body
 }
 
 /// The schema of a chat `response_format` of type `json_schema`, with its name and strictness.

@@ -54,6 +54,11 @@ enum Refusal {
 impl State {
     /// Answers one chat (or legacy completion) request.
     pub(super) async fn chat(&self, body: &[u8], mut sink: Sink, dialect: Dialect) {
+        if dialect == Dialect::Legacy
+            && let Some(array) = super::array::PromptArray::parse(body)
+        {
+            return self.prompt_array(array, sink).await;
+        }
         let mut a = match self.admit(body, &mut sink, dialect).await {
             Ok(a) => a,
             Err(Refusal::Reply(reply)) if dialect == Dialect::Anthropic => {
@@ -470,7 +475,7 @@ impl State {
 
     /// Time between tokens now: the per-stream rate, or the stream's share of the aggregate
     /// capacity, whichever is slower.
-    fn token_interval(&self) -> Duration {
+    pub(super) fn token_interval(&self) -> Duration {
         let lat = &self.profile.latency;
         let single = if lat.decode_tokens_per_sec > 0.0 {
             1.0 / lat.decode_tokens_per_sec
@@ -485,7 +490,7 @@ impl State {
         Duration::from_secs_f64(single.max(shared))
     }
 
-    fn decode_time(&self, tokens: u64) -> Duration {
+    pub(super) fn decode_time(&self, tokens: u64) -> Duration {
         self.token_interval() * u32::try_from(tokens.saturating_sub(1)).unwrap_or(u32::MAX)
     }
 
@@ -538,7 +543,7 @@ impl State {
         answer
     }
 
-    fn answer_text(
+    pub(super) fn answer_text(
         &self,
         chat: &ChatRequest,
         max_tokens: u32,
@@ -792,10 +797,10 @@ fn floor(s: &str, mut i: usize) -> usize {
 }
 
 /// Keeps the count of decoding streams while alive.
-struct ActiveStream<'a>(&'a AtomicUsize);
+pub(super) struct ActiveStream<'a>(&'a AtomicUsize);
 
 impl<'a> ActiveStream<'a> {
-    fn new(n: &'a AtomicUsize) -> Self {
+    pub(super) fn new(n: &'a AtomicUsize) -> Self {
         n.fetch_add(1, Ordering::Relaxed);
         Self(n)
     }
@@ -807,15 +812,15 @@ impl Drop for ActiveStream<'_> {
     }
 }
 
-struct Answer {
-    pieces: Vec<(String, u32)>,
+pub(super) struct Answer {
+    pub(super) pieces: Vec<(String, u32)>,
     /// Every token, reasoning included.
-    tokens: u64,
+    pub(super) tokens: u64,
     /// The leading pieces that are reasoning (sent in the dialect's reasoning field).
     reasoning: usize,
     /// Reasoning tokens the usage reports apart.
     reported_reasoning: u64,
-    finish_reason: &'static str,
+    pub(super) finish_reason: &'static str,
     sloppy: Option<&'static str>,
 }
 

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+mod array;
 mod chat;
 mod dialects;
 
@@ -113,7 +114,7 @@ impl State {
         }
     }
 
-    fn mono_of(&self, t: Instant) -> u64 {
+    pub(crate) fn mono_of(&self, t: Instant) -> u64 {
         self.epoch.0 + t.saturating_duration_since(self.epoch.1).as_nanos() as u64
     }
 

@@ -176,6 +176,7 @@ fn experiment(args: &BenchArgs) -> anyhow::Result<Option<Experiment>> {
         Some(ExperimentKind::Keepalive) => Some(Experiment::Keepalive),
         Some(ExperimentKind::Cache) => Some(Experiment::Cache),
         Some(ExperimentKind::Pack) => Some(Experiment::Pack { k: args.pack_k }),
+        Some(ExperimentKind::Prompts) => Some(Experiment::Prompts { k: args.pack_k }),
         Some(ExperimentKind::Trim) => {
             let (Some(a), Some(b)) = (&args.trim_a, &args.trim_b) else {
                 bail!("--experiment trim needs --trim-a and --trim-b (two system prompt files)");

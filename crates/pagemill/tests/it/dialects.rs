@@ -548,3 +548,72 @@ async fn bench_compares_the_same_model_over_two_apis_side_by_side() {
         assert!(t["cost"]["total_usd"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[tokio::test]
+async fn a_prompt_array_is_one_request_answered_once_per_prompt() {
+    let sim = sim(Profile::instant()).await;
+    let client = Client::new(endpoint(&sim, Api::Chat)).unwrap();
+    for stream in [false, true] {
+        let req = ChatRequest {
+            prompts: vec!["one".into(), "two two".into(), "three three three".into()],
+            max_tokens: Some(5),
+            ignore_eos: Some(true),
+            stream,
+            ..ChatRequest::default()
+        };
+        let ex = client.send(&req, 0).await;
+        assert!(ex.is_ok(), "{:?}", ex.error);
+        assert_eq!(ex.choices.len(), 3, "stream {stream}: {:?}", ex.choices);
+        for c in &ex.choices {
+            assert_eq!(c.split_whitespace().count(), 5, "stream {stream}: {c:?}");
+        }
+        assert_eq!(ex.content, ex.choices[0]);
+        assert_eq!(ex.usage.completion, Some(Count::server(15)));
+        let log = last_log(&sim);
+        assert_eq!(log.route, "POST /v1/completions");
+        assert_eq!(log.body["prompt"].as_array().unwrap().len(), 3);
+        assert_eq!(ex.usage.prompt, Some(Count::server(log.prompt_tokens)));
+    }
+}
+
+#[test]
+fn the_prompts_experiment_sends_the_same_items_three_ways() {
+    let dir = crate::common::tempdir("bench-prompts");
+    let out = crate::common::pagemill(&dir)
+        .args([
+            "bench",
+            "-e",
+            "sim",
+            "--sim-profile",
+            "instant",
+            "--experiment",
+            "prompts",
+            "--pack-k",
+            "4",
+            "-n",
+            "48",
+            "-c",
+            "2",
+            "--input-tokens",
+            "64",
+            "--output-tokens",
+            "4",
+            "--ignore-eos",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let r = json_of(&out);
+    let t = r["points"][0]["targets"].as_array().unwrap();
+    let names: Vec<&str> = t.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sim prompts=1", "sim prompts=4", "sim packed k=4"]);
+    let per_item = |i: usize, k: &str| t[i]["per_page"][k].as_f64().unwrap();
+    // A prompt array saves requests, not tokens: every prompt is still sent whole.
+    assert_eq!(per_item(0, "input_tokens"), per_item(1, "input_tokens"));
+    assert_eq!(per_item(0, "output_tokens"), 4.0);
+    assert_eq!(per_item(1, "output_tokens"), 4.0);
+    assert!(t[1]["per_page"]["pages"].as_f64().unwrap() == 4.0 * t[1]["ok"].as_f64().unwrap());
+    // Packing pays the instructions once a request.
+    assert!(per_item(2, "input_tokens") < per_item(1, "input_tokens"));
+}
