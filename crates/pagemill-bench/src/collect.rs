@@ -552,6 +552,7 @@ mod tests {
             chunk_gaps_ns: gaps_ms.iter().map(|g| g * 1_000_000).collect(),
             chunk_at_ns: Vec::new(),
             content_events: gaps_ms.len() as u32 + 1,
+            sequences: 1,
             output_tokens: Some(Count::server(tokens)),
             prompt_tokens: Some(Count::server(100)),
             cached_tokens: Some(40),
@@ -566,6 +567,17 @@ mod tests {
             content: None,
             tag: None,
         }
+    }
+
+    #[test]
+    fn a_prompt_arrays_tpot_is_one_sequences() {
+        // Four sequences of 10 tokens, their 40 reads 90 ms apart in all: each sequence's
+        // tokens came 10 ms apart.
+        let mut r = rec(100, 40, &[90]);
+        r.sequences = 4;
+        assert_eq!(r.tpot_ns(), Some(10_000_000));
+        r.sequences = 1;
+        assert_eq!(r.tpot_ns(), Some(90_000_000 / 39));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Record {
     pub chunk_at_ns: Vec<u64>,
     /// Content events received.
     pub content_events: u32,
+    /// Sequences the answer held: 1, or a prompt array's prompts (decoded side by side).
+    pub sequences: u32,
     /// Output tokens and their source.
     pub output_tokens: Option<Count>,
     /// Prompt tokens and their source.
@@ -114,6 +116,7 @@ impl Record {
             chunk_gaps_ns,
             chunk_at_ns: Vec::new(),
             content_events: ex.content_events,
+            sequences: u32::try_from(ex.choices.len().max(1)).unwrap_or(u32::MAX),
             output_tokens: ex.usage.completion,
             prompt_tokens: ex.usage.prompt,
             cached_tokens: ex.usage.cached_prompt.map(|c| c.tokens),
@@ -130,9 +133,10 @@ impl Record {
         }
     }
 
-    /// Time per output token after the first: (last content − first content) / (tokens − 1).
+    /// Time per output token after the first: (last content − first content) / (tokens − 1),
+    /// of one sequence (a prompt array's sequences decode side by side).
     pub fn tpot_ns(&self) -> Option<u64> {
-        let tokens = self.output_tokens?.tokens;
+        let tokens = self.output_tokens?.tokens / u64::from(self.sequences.max(1));
         self.ttft_content_ns?;
         let span: u64 = self.chunk_gaps_ns.iter().sum();
         (tokens > 1 && self.error.is_none()).then(|| span / (tokens - 1))

@@ -326,7 +326,9 @@ async fn one(shared: Arc<Shared>, i: u64, scheduled: u64) {
         .send_tagged(&item.request, scheduled, tag.as_deref())
         .await;
     shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let max_tokens = item.request.max_tokens.unwrap_or(0);
+    // A prompt array asks for `max_tokens` a prompt.
+    let prompts = u32::try_from(item.request.prompts.len().max(1)).unwrap_or(u32::MAX);
+    let max_tokens = item.request.max_tokens.unwrap_or(0).saturating_mul(prompts);
     let mut r = Record::from_exchange(
         target,
         i,

@@ -171,7 +171,9 @@ pub struct ServeArgs {
 /// Who may use a server pagemill starts (`serve`, `sim`).
 #[derive(Debug, Args, Clone)]
 pub struct ExposureArgs {
-    /// Require `Authorization: Bearer <KEY>` on every request (a 401 otherwise).
+    /// Require the key on every request, in its API's header: `Authorization: Bearer <KEY>`
+    /// (`x-api-key` on the Messages API, `api-key` on Azure deployment paths); a 401
+    /// otherwise.
     #[arg(long, env = "PAGEMILL_SERVE_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Listen beyond loopback with no key: anyone who can reach the port may use it.

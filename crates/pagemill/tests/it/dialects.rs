@@ -499,7 +499,7 @@ async fn run_batch_goes_through_anthropics_message_batches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_compares_the_same_model_over_two_apis_side_by_side() {
+async fn bench_compares_the_same_model_over_three_apis_side_by_side() {
     let mut profile = Profile::instant();
     profile.latency.ttft_base_ms = 5.0;
     let sim = sim(profile).await;
@@ -515,6 +515,8 @@ async fn bench_compares_the_same_model_over_two_apis_side_by_side() {
                 "sim-openai",
                 "-e",
                 "sim-anthropic",
+                "-e",
+                "sim-responses",
                 "-n",
                 "12",
                 "-c",
@@ -533,12 +535,15 @@ async fn bench_compares_the_same_model_over_two_apis_side_by_side() {
     let r = json_of(&out);
     crate::common::assert_follows("bench-report.schema.json", &r);
     let targets = r["points"][0]["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 2);
+    assert_eq!(targets.len(), 3);
     // The requests are shared between the targets, interleaved.
-    for (t, name) in targets.iter().zip(["sim-openai", "sim-anthropic"]) {
+    for (t, name) in targets
+        .iter()
+        .zip(["sim-openai", "sim-anthropic", "sim-responses"])
+    {
         assert_eq!(t["name"], name);
         let ok = t["ok"].as_u64().unwrap();
-        assert_eq!(ok, 6, "{name}: {}", t["errors"]);
+        assert_eq!(ok, 4, "{name}: {}", t["errors"]);
         let tokens = &t["tokens"];
         assert_eq!(
             tokens["output_source_server"],
@@ -614,6 +619,13 @@ fn the_prompts_experiment_sends_the_same_items_three_ways() {
     assert_eq!(per_item(0, "output_tokens"), 4.0);
     assert_eq!(per_item(1, "output_tokens"), 4.0);
     assert!(t[1]["per_page"]["pages"].as_f64().unwrap() == 4.0 * t[1]["ok"].as_f64().unwrap());
+    // Asked: max_tokens a prompt.
+    let asked = |i: usize| t[i]["tokens"]["output_requested"].as_u64().unwrap();
+    assert_eq!(
+        asked(1),
+        t[1]["tokens"]["output_received"].as_u64().unwrap()
+    );
+    assert_eq!(asked(1), 16 * 4 * 4, "16 requests of 4 prompts of 4 tokens");
     // Packing pays the instructions once a request.
     assert!(per_item(2, "input_tokens") < per_item(1, "input_tokens"));
 }
