@@ -56,6 +56,9 @@ impl EngineConfig {
 pub struct Job {
     /// `(role, content)` pairs, rendered with the model's own chat template.
     pub messages: Vec<(String, String)>,
+    /// The messages' contents are the prompt itself, sent as they are (legacy completions):
+    /// no chat template.
+    pub raw: bool,
     /// Most tokens to generate.
     pub max_tokens: u32,
     /// 0 (or below) for greedy decoding.
@@ -421,7 +424,11 @@ fn prompt_tokens(
     job: &Job,
     n_ctx: usize,
 ) -> Result<Vec<LlamaToken>, JobError> {
-    let prompt = template.render(model, &job.messages)?;
+    let prompt = if job.raw {
+        job.messages.iter().map(|m| m.1.as_str()).collect()
+    } else {
+        template.render(model, &job.messages)?
+    };
     let vocab = model.vocab();
     let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
     if tokens.is_empty() {

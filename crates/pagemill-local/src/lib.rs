@@ -12,6 +12,8 @@
 //! - `server` (feature `llama`): the OpenAI-compatible HTTP surface over the engine.
 //! - [`start`](mod@start): the model started in this process, and the endpoint that reaches it.
 
+#[cfg(feature = "llama")]
+mod completions;
 pub mod cpu;
 #[cfg(feature = "llama")]
 pub mod engine;

@@ -1,6 +1,6 @@
 //! The engine behind the same OpenAI-compatible HTTP surface as every other endpoint, so the
-//! pipeline and the benchmark need no special case: `GET /v1/models`, `POST
-//! /v1/chat/completions` (streaming with `stream_options.include_usage`, or whole), usage with
+//! pipeline and the benchmark need no special case: `GET /v1/models`, `POST /v1/completions`
+//! (a raw prompt or a prompt array, see `completions`), `POST /v1/chat/completions` (streaming with `stream_options.include_usage`, or whole), usage with
 //! `prompt_tokens_details.cached_tokens`, and `response_format` json_object / json_schema
 //! enforced by a grammar during decoding.
 //!
@@ -40,6 +40,9 @@ async fn route(engine: &Engine, req: Received, mut sink: Sink) {
         }
         ("GET", "/health") => reply_json(&mut sink, 200, &json!({"status": "ok"})).await,
         ("POST", "/v1/chat/completions" | "/chat/completions") => chat(engine, &req, sink).await,
+        ("POST", "/v1/completions" | "/completions") => {
+            crate::completions::completions(engine, &req, sink).await;
+        }
         _ => {
             let e = error_body(
                 "not_found",
@@ -50,11 +53,11 @@ async fn route(engine: &Engine, req: Received, mut sink: Sink) {
     }
 }
 
-fn error_body(kind: &str, message: &str) -> Value {
+pub(crate) fn error_body(kind: &str, message: &str) -> Value {
     json!({"error": {"message": message, "type": kind, "code": Value::Null}})
 }
 
-async fn reply_json(sink: &mut Sink, status: u16, body: &Value) {
+pub(crate) async fn reply_json(sink: &mut Sink, status: u16, body: &Value) {
     sink.head(
         status,
         &[("content-type".into(), "application/json".into())],
@@ -216,6 +219,7 @@ fn submit(
             .iter()
             .map(|m| (m.role.clone(), m.content.clone()))
             .collect(),
+        raw: false,
         max_tokens: chat.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).max(1),
         temperature: chat.temperature.unwrap_or(0.8),
         top_p: chat.top_p.unwrap_or(0.95),
@@ -344,18 +348,18 @@ impl Answer {
     }
 }
 
-fn sse_headers() -> Vec<(String, String)> {
+pub(crate) fn sse_headers() -> Vec<(String, String)> {
     vec![
         ("content-type".into(), "text/event-stream".into()),
         ("cache-control".into(), "no-cache".into()),
     ]
 }
 
-fn event(v: &Value) -> Bytes {
+pub(crate) fn event(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-fn rand_seed(ns: u64) -> u32 {
+pub(crate) fn rand_seed(ns: u64) -> u32 {
     (ns ^ (ns >> 32)) as u32
 }
 

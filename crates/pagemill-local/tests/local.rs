@@ -41,6 +41,7 @@ async fn generate(
     let (tx, mut rx) = unbounded_channel();
     engine.submit(Job {
         messages,
+        raw: false,
         max_tokens,
         temperature: 0.0,
         top_p: 1.0,
@@ -236,4 +237,52 @@ async fn requests_at_once_all_finish_and_an_overlong_prompt_is_refused_as_too_lo
         pagemill_client::ErrorClass::ContextTooLong,
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_array_is_answered_once_per_prompt_as_given() {
+    let (server, client) = serve(2).await;
+    // Raw prompts, no chat template: each continues its own text.
+    let prompts = vec![
+        "The capital of France is".to_owned(),
+        "One, two, three,".to_owned(),
+        "The sky is".to_owned(),
+    ];
+    for stream in [false, true] {
+        let r = ChatRequest {
+            prompts: prompts.clone(),
+            max_tokens: Some(6),
+            temperature: Some(0.0),
+            ignore_eos: Some(true),
+            stream,
+            ..ChatRequest::default()
+        };
+        let ex = client.send(&r, pagemill_client::clock::mono_ns()).await;
+        assert!(ex.is_ok(), "stream {stream}: {:?}", ex.error);
+        assert_eq!(ex.choices.len(), 3, "stream {stream}: {:?}", ex.choices);
+        assert!(ex.choices.iter().all(|c| !c.is_empty()), "{:?}", ex.choices);
+        assert_eq!(
+            ex.usage.completion,
+            Some(pagemill_client::Count::server(18)),
+            "stream {stream}"
+        );
+        let log = server.log();
+        let last = log.last().unwrap();
+        assert_eq!(last.route, "POST /v1/completions");
+        assert_eq!(last.completion_tokens, 18);
+        // The prompts were not wrapped in a chat template: a few tokens each.
+        assert!(last.prompt_tokens < 40, "{}", last.prompt_tokens);
+    }
+    // Greedy, a prompt array answers as the same prompts sent one at a time.
+    let greedy = |prompts: Vec<String>| ChatRequest {
+        prompts,
+        max_tokens: Some(6),
+        temperature: Some(0.0),
+        ignore_eos: Some(true),
+        ..ChatRequest::default()
+    };
+    let now = pagemill_client::clock::mono_ns;
+    let whole = client.send(&greedy(prompts.clone()), now()).await;
+    let single = client.send(&greedy(vec![prompts[1].clone()]), now()).await;
+    assert_eq!(single.content, whole.choices[1]);
 }

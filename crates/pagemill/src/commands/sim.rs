@@ -46,6 +46,13 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         );
         let _ = writeln!(
             out,
+            "speaks: chat/completions, completions (prompt arrays), messages (an endpoint with \
+             api = \"anthropic\"), responses (api = \"responses\"), and Azure at \
+             http://{}/openai/deployments/NAME (provider = \"azure\")",
+            handle.addr
+        );
+        let _ = writeln!(
+            out,
             "ground truth: http://{0}/sim/log (JSON, ?format=jsonl), http://{0}/sim/stats",
             handle.addr
         );
