@@ -196,21 +196,18 @@ impl Dialect {
             .provider
             .as_deref()
             .or_else(|| provider_of(&endpoint.base_url));
-        let mut d = provider
-            .and_then(Dialect::named)
-            .cloned()
-            .unwrap_or_else(|| Dialect {
-                name: provider.unwrap_or("openai-compatible").to_owned(),
-                ..Dialect::default()
-            });
-        let known = provider.and_then(Dialect::named).is_some();
+        let known = provider.and_then(Dialect::named);
+        let mut d = known.cloned().unwrap_or_else(|| Dialect {
+            name: provider.unwrap_or("openai-compatible").to_owned(),
+            ..Dialect::default()
+        });
         if let Some(api) = endpoint.api {
             if api != d.api {
                 // Another API of the same provider (OpenAI's Responses API): its auth stays, the
                 // stream usage is the API's own.
                 d.stream_usage = StreamUsage::default();
             }
-            if !known && api == Api::Anthropic {
+            if known.is_none() && api == Api::Anthropic {
                 // A server of no known provider speaking the Messages API takes its key as
                 // that API does.
                 d.auth = Auth::XApiKey;

@@ -247,11 +247,15 @@ impl Exchange {
     /// Folds one parsed chunk or response into the exchange.
     /// Folds a chunk read by the fast path (see [`FastChunk`]).
     fn absorb_fast(&mut self, r: FastChunk<'_>, at: u64) {
+        // Choices after the first: only a prompt array's answers have them.
         for c in r.choices.iter().flatten() {
             let index = c.index.unwrap_or(0);
+            if index == 0 {
+                continue;
+            }
             let text =
                 nonempty(&c.text).or_else(|| c.delta.as_ref().and_then(|d| nonempty(&d.content)));
-            if let (true, Some(t)) = (index > 0, text) {
+            if let Some(t) = text {
                 self.other_choice(index, t, at);
             }
         }
@@ -374,14 +378,15 @@ impl Exchange {
         // Held text lives at the end of `content` (Start) or is kept aside (Inside) until it
         // is known which side it belongs to.
         let (mut thought, mut said) = (false, false);
-        let mut rest = t.to_owned();
+        // Owned only where a tag was found inside held text (a state change, not per piece).
+        let mut rest = std::borrow::Cow::Borrowed(t);
         loop {
             match self.think.state {
                 Think::Start => {
                     self.content.push_str(&rest);
                     let trimmed = self.content.trim_start();
                     if let Some(after) = trimmed.strip_prefix(THINK_OPEN) {
-                        rest = after.to_owned();
+                        rest = std::borrow::Cow::Owned(after.to_owned());
                         self.content.clear();
                         self.think.state = Think::Inside;
                         continue;
@@ -395,7 +400,9 @@ impl Exchange {
                 Think::Inside => {
                     self.think.held.push_str(&rest);
                     if let Some(i) = self.think.held.find(THINK_CLOSE) {
-                        rest = self.think.held[i + THINK_CLOSE.len()..].to_owned();
+                        rest = std::borrow::Cow::Owned(
+                            self.think.held[i + THINK_CLOSE.len()..].to_owned(),
+                        );
                         self.reasoning.push_str(&self.think.held[..i]);
                         thought |= i > 0;
                         self.think.held.clear();

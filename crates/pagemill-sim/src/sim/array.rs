@@ -4,18 +4,16 @@
 //! one response: choices by index (interleaved, when streaming), one usage for them all, one
 //! request against the requests-per-minute limit. No faults are drawn for it.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use pagemill_client::wire::{ChatRequest, Message};
-use rand::Rng;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::State;
 use super::chat::ActiveStream;
+use super::framing::Framer;
 use crate::content;
-use crate::profile::{FramingQuirks, Profile};
+use crate::profile::FramingQuirks;
 use crate::ratelimit::Admission;
 use crate::script;
 use crate::server::Sink;
@@ -108,20 +106,7 @@ impl State {
         let Ok(slot) = self.slots.clone().acquire_many_owned(slots).await else {
             return;
         };
-        let lat = &self.profile.latency;
-        let prefill = if lat.prefill_tokens_per_sec > 0.0 {
-            prompt.saturating_sub(cached) as f64 / lat.prefill_tokens_per_sec
-        } else {
-            0.0
-        };
-        let jitter = if lat.ttft_jitter_ms > 0.0 {
-            rng.random::<f64>() * lat.ttft_jitter_ms
-        } else {
-            0.0
-        };
-        let first_due = Instant::now()
-            + Profile::ms(lat.ttft_base_ms + jitter)
-            + Duration::from_secs_f64(prefill);
+        let first_due = Instant::now() + self.ttft(prompt.saturating_sub(cached), &mut rng);
         let completion: u64 = answers.iter().map(|a| a.tokens).sum();
         sink.entry_mut().completion_tokens = completion;
         let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion,
@@ -153,6 +138,9 @@ impl State {
         }
         headers.push(("content-type".into(), "text/event-stream".into()));
         sink.head(200, &headers);
+        let framer = Framer {
+            quirks: FramingQuirks::default(),
+        };
         tokio::time::sleep_until(first_due).await;
         // Step by step, every sequence's next piece in one write: the sequences of one batch
         // advance together.
@@ -163,11 +151,12 @@ impl State {
             let mut tokens = 0;
             for (i, a) in answers.iter().enumerate() {
                 if let Some((text, n)) = a.pieces.get(step) {
-                    write.extend_from_slice(&frame(&event(&model, i, text, None)));
+                    write.extend_from_slice(&framer.frame(&event(&model, i, text, None)));
                     tokens += n;
                 }
                 if step + 1 == a.pieces.len() {
-                    write.extend_from_slice(&frame(&event(&model, i, "", Some(a.finish_reason))));
+                    let last = event(&model, i, "", Some(a.finish_reason));
+                    write.extend_from_slice(&framer.frame(&last));
                 }
             }
             if step > 0 {
@@ -184,17 +173,9 @@ impl State {
         if r.include_usage {
             let chunk = json!({"id": "cmpl-sim", "object": "text_completion", "model": model,
                                "choices": [], "usage": usage});
-            end.extend_from_slice(&frame(chunk.to_string().as_bytes()));
+            end.extend_from_slice(&framer.frame(chunk.to_string().as_bytes()));
         }
-        end.extend_from_slice(b"data: [DONE]\n\n");
+        end.extend_from_slice(&framer.frame_raw("[DONE]"));
         sink.send(Bytes::from(end), None, 0).await;
     }
-}
-
-fn frame(event: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(event.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(event);
-    out.extend_from_slice(b"\n\n");
-    out
 }

@@ -260,20 +260,24 @@ impl State {
             Some(upto) => self.breakpoint_cache(&a.chat.messages, upto),
         };
         sink.entry_mut().cached_tokens = cache.cached;
+        let ttft = self.ttft(a.prompt_tokens.saturating_sub(cache.cached), &mut a.rng);
+        (cache, ttft)
+    }
+
+    /// Time to first token: base + jitter + `uncached` prompt tokens at the prefill rate.
+    pub(super) fn ttft(&self, uncached: u64, rng: &mut SmallRng) -> Duration {
         let lat = &self.profile.latency;
-        let uncached = a.prompt_tokens.saturating_sub(cache.cached);
         let prefill = if lat.prefill_tokens_per_sec > 0.0 {
             uncached as f64 / lat.prefill_tokens_per_sec
         } else {
             0.0
         };
         let jitter = if lat.ttft_jitter_ms > 0.0 {
-            a.rng.random::<f64>() * lat.ttft_jitter_ms
+            rng.random::<f64>() * lat.ttft_jitter_ms
         } else {
             0.0
         };
-        let ttft = Profile::ms(lat.ttft_base_ms + jitter) + Duration::from_secs_f64(prefill);
-        (cache, ttft)
+        Profile::ms(lat.ttft_base_ms + jitter) + Duration::from_secs_f64(prefill)
     }
 
     /// Anthropic's caching: the prefix up to the breakpoint is read whole when every block of it
