@@ -442,6 +442,12 @@ impl Client {
         if self.endpoint.limits.tokens_per_minute.is_none() {
             return 0;
         }
-        self.tokenizer.count_messages(&req.messages) + u64::from(req.max_tokens.unwrap_or(256))
+        let answers = u64::from(req.max_tokens.unwrap_or(256));
+        if !req.prompts.is_empty() {
+            // A prompt array: every prompt is read, and each may be answered up to max_tokens.
+            let prompts: u64 = req.prompts.iter().map(|p| self.tokenizer.count(p)).sum();
+            return prompts + answers * req.prompts.len() as u64;
+        }
+        self.tokenizer.count_messages(&req.messages) + answers
     }
 }

@@ -193,6 +193,12 @@ pub struct Endpoint {
     /// few hundred million parameters (smaller packs, tighter answer bounds).
     #[serde(default)]
     pub prompt_profile: PromptProfile,
+    /// How a conversation is written as one prompt, for `run --array` (legacy completions
+    /// take text, not messages): `chatml` (`<|im_start|>role` … `<|im_end|>`: Qwen, SmolLM and
+    /// many more), `llama3`, or a Jinja chat template as Hugging Face tokenizers carry them
+    /// (`messages`, `add_generation_prompt`). The local model's comes from its GGUF.
+    #[serde(default)]
+    pub prompt_template: Option<String>,
 }
 
 /// How the pipeline prompts a model.
@@ -268,6 +274,7 @@ impl std::fmt::Debug for Endpoint {
             .field("tokenizer", &self.tokenizer)
             .field("prompt_cache_key", &self.prompt_cache_key)
             .field("per_request_schema", &self.per_request_schema)
+            .field("prompt_template", &self.prompt_template)
             .field("prompt_profile", &self.prompt_profile)
             .finish()
     }
@@ -367,6 +374,7 @@ impl Endpoint {
             tokenizer: None,
             prompt_cache_key: false,
             per_request_schema: false,
+            prompt_template: None,
             prompt_profile: PromptProfile::Standard,
         }
     }

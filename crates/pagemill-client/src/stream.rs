@@ -151,6 +151,10 @@ pub struct Exchange {
     /// empty otherwise (`content` is choice 0's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
+    /// Finish reason of each choice by index, beside [`Exchange::choices`] (a prompt array's);
+    /// empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choice_finish: Vec<Option<String>>,
     /// Finish reason of the first choice.
     pub finish_reason: Option<String>,
     /// Token usage, normalized, with sources.
@@ -176,6 +180,9 @@ pub struct Exchange {
     #[serde(skip)]
     pub think: ThinkSplit,
 }
+
+/// The highest choice index kept: a server's is bounded by the prompts it was sent.
+const MAX_CHOICE: usize = 1 << 16;
 
 /// Models that reason in their answer text (`<think>…</think>` first, as DeepSeek-R1 and Qwen
 /// reasoning models do behind servers without a reasoning parser) have that block moved to
@@ -258,6 +265,9 @@ impl Exchange {
             if let Some(t) = text {
                 self.other_choice(index, t, at);
             }
+            if let Some(f) = nonempty(&c.finish_reason) {
+                self.other_finish(index, f);
+            }
         }
         let pieces = r
             .choices
@@ -338,13 +348,39 @@ impl Exchange {
         }
     }
 
+    /// The finish reason of a choice other than the first.
+    fn other_finish(&mut self, index: u64, reason: &str) {
+        let Ok(i) = usize::try_from(index) else {
+            return;
+        };
+        if i > MAX_CHOICE {
+            return;
+        }
+        if self.choice_finish.len() <= i {
+            self.choice_finish.resize(i + 1, None);
+        }
+        self.choice_finish[i] = Some(reason.to_owned());
+    }
+
+    /// Choice `i`'s text and finish reason: the first choice's are `content` and
+    /// `finish_reason`; a choice the answer never had is empty.
+    pub fn choice(&self, i: usize) -> (&str, Option<&str>) {
+        if i == 0 {
+            return (&self.content, self.finish_reason.as_deref());
+        }
+        (
+            self.choices.get(i).map_or("", String::as_str),
+            self.choice_finish.get(i).and_then(Option::as_deref),
+        )
+    }
+
     /// Text of a choice other than the first (a prompt array's answers), marked as it arrives.
     fn other_choice(&mut self, index: u64, text: &str, at: u64) {
         let Ok(i) = usize::try_from(index) else {
             return;
         };
         // A server's index is bounded by the prompts it was sent; a wild one is not kept.
-        if i > 1 << 16 {
+        if i > MAX_CHOICE {
             return;
         }
         if self.choices.len() <= i {
@@ -473,6 +509,9 @@ impl Exchange {
             });
             if let (Some(i @ 1..), Some(t)) = (c.index, text) {
                 self.other_choice(i, t, at);
+            }
+            if let (Some(i @ 1..), Some(f)) = (c.index, c.finish_reason.as_deref()) {
+                self.other_finish(i, f);
             }
         }
         let pieces = r

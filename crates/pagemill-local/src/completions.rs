@@ -1,7 +1,8 @@
 //! Legacy `POST /v1/completions`: a prompt, or a prompt array, used as given (no chat
-//! template). Each prompt is its own engine job, so the engine's slots decode them side by side
-//! as vLLM decodes a prompt array's sequences; the answers come back by index, with one usage
-//! for them all, streamed (choices interleaved as they come) or whole.
+//! template), under one `response_format` for them all. Each prompt is its own engine job, so
+//! the engine's slots decode them side by side as vLLM decodes a prompt array's sequences; the
+//! answers come back by index, with one usage for them all, streamed (choices interleaved as
+//! they come) or whole.
 
 use pagemill_sim::{Received, Sink};
 use serde_json::{Value, json};
@@ -43,6 +44,13 @@ pub(crate) async fn completions(engine: &Engine, req: &Received, mut sink: Sink)
             return reply_json(&mut sink, 400, &error_body("invalid_request_error", &e)).await;
         }
     };
+    // One `response_format` for every prompt, as vLLM takes it on completions.
+    let grammar = match crate::server::grammar_for(body.get("response_format")) {
+        Ok(g) => g,
+        Err(e) => {
+            return reply_json(&mut sink, 400, &error_body("invalid_request_error", &e)).await;
+        }
+    };
     let stream = body["stream"].as_bool().unwrap_or(false);
     let include_usage = body["stream_options"]["include_usage"]
         .as_bool()
@@ -72,7 +80,7 @@ pub(crate) async fn completions(engine: &Engine, req: &Received, mut sink: Sink)
                 .as_u64()
                 .map_or_else(|| rand_seed(req.received_ns), |s| s as u32),
             stop: stop.clone(),
-            grammar: None,
+            grammar: grammar.clone(),
             ignore_eos: body["ignore_eos"].as_bool().unwrap_or(false),
             events: job_tx,
         });

@@ -147,6 +147,9 @@ pub struct ModelInfo {
     pub n_ctx: u32,
     /// Slots.
     pub slots: usize,
+    /// The chat template the GGUF carries (Jinja), if any: what a client writing its own
+    /// prompts for `/v1/completions` must follow.
+    pub chat_template: Option<String>,
 }
 
 struct Queue {
@@ -207,6 +210,10 @@ impl Engine {
             id: model_id(&config.model),
             n_ctx,
             slots: config.slots.max(1),
+            chat_template: model
+                .chat_template(None)
+                .ok()
+                .and_then(|t| t.to_string().ok()),
         };
         let queue = Arc::new(Queue {
             jobs: Mutex::new(VecDeque::new()),

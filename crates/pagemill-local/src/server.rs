@@ -66,7 +66,7 @@ pub(crate) async fn reply_json(sink: &mut Sink, status: u16, body: &Value) {
 }
 
 /// What `response_format` asks for, as a grammar.
-fn grammar_for(format: Option<&Value>) -> Result<Option<String>, String> {
+pub(crate) fn grammar_for(format: Option<&Value>) -> Result<Option<String>, String> {
     let Some(f) = format else { return Ok(None) };
     match f.get("type").and_then(Value::as_str) {
         None | Some("text") => Ok(None),

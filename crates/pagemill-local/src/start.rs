@@ -134,6 +134,9 @@ pub async fn start(
     // Constrained decoding follows the schema exactly: tell it the items of each request.
     ep.per_request_schema = true;
     ep.prompt_profile = pagemill_client::PromptProfile::Small;
+    // A client writing whole prompts (`run --array`) writes them as the model was trained to
+    // read them.
+    ep.prompt_template.clone_from(&engine.info().chat_template);
     // Nothing is charged per token here: the cost is $0, and says why.
     ep.prices = pagemill_client::Prices {
         input: Some(0.0),

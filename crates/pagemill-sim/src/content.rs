@@ -99,6 +99,47 @@ fn items_message(messages: &[Message]) -> Option<&Message> {
         .or_else(|| users().next())
 }
 
+/// The conversation a completion prompt writes in a chat template (ChatML's
+/// `<|im_start|>role` … `<|im_end|>`, or Llama 3's headers), read back into messages as the
+/// model would read it; any other prompt is one user message.
+pub fn prompt_messages(prompt: &str) -> Vec<Message> {
+    let turns: Vec<(&str, &str)> = if prompt.contains("<|im_start|>") {
+        prompt
+            .split("<|im_start|>")
+            .skip(1)
+            .filter_map(|t| {
+                let (role, rest) = t.split_once('\n')?;
+                Some((role.trim(), rest.split("<|im_end|>").next().unwrap_or(rest)))
+            })
+            .collect()
+    } else if prompt.contains("<|start_header_id|>") {
+        prompt
+            .split("<|start_header_id|>")
+            .skip(1)
+            .filter_map(|t| {
+                let (role, rest) = t.split_once("<|end_header_id|>")?;
+                let rest = rest.strip_prefix("\n\n").unwrap_or(rest);
+                Some((role.trim(), rest.split("<|eot_id|>").next().unwrap_or(rest)))
+            })
+            .collect()
+    } else {
+        return vec![Message::user(prompt)];
+    };
+    let messages: Vec<Message> = turns
+        .into_iter()
+        // The generation prompt: the assistant's turn, still empty.
+        .filter(|(role, text)| !(text.is_empty() && *role == "assistant"))
+        .map(|(role, text)| Message {
+            role: role.to_owned(),
+            content: text.to_owned(),
+        })
+        .collect();
+    if messages.is_empty() {
+        return vec![Message::user(prompt)];
+    }
+    messages
+}
+
 /// The words an answer may quote: those of the last user message (where the document goes;
 /// with items, the one holding them), else of the whole prompt.
 pub fn source_words(messages: &[Message]) -> Vec<String> {
@@ -400,6 +441,23 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
+
+    #[test]
+    fn a_templated_prompt_reads_back_into_its_conversation() {
+        let chatml = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTwo\nlines<|im_end|>\n<|im_start|>assistant\n";
+        let llama3 = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nTwo\nlines<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+        for p in [chatml, llama3] {
+            assert_eq!(
+                prompt_messages(p),
+                vec![Message::system("Be brief."), Message::user("Two\nlines")],
+                "{p}"
+            );
+        }
+        assert_eq!(
+            prompt_messages("Once upon"),
+            vec![Message::user("Once upon")]
+        );
+    }
 
     #[test]
     fn plain_answers_are_exactly_the_requested_tokens() {

@@ -297,6 +297,11 @@ pub struct RunArgs {
     /// Seconds between batch polls.
     #[arg(long, default_value_t = RunOptions::default().batch_poll.as_secs_f64())]
     pub batch_poll: f64,
+    /// Send up to N requests of a task as one prompt array on legacy /v1/completions (vLLM,
+    /// SGLang, llama.cpp's server, the local model), each conversation written in the
+    /// endpoint's `prompt_template`; usage is shared out among them.
+    #[arg(long, value_name = "N", conflicts_with = "batch")]
+    pub array: Option<usize>,
     /// Ask for whole answers instead of streams.
     #[arg(long)]
     pub no_stream: bool,

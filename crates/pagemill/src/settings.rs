@@ -64,6 +64,8 @@ pub async fn resolve_with(
         if let Some(like) = like {
             pagemill_client::prices::simulate(&mut ep, &like);
         }
+        // The simulator reads ChatML prompts back into their messages (`run --array`).
+        ep.prompt_template = Some("chatml".into());
         builtin.push(ep);
         servers.push(handle);
     }

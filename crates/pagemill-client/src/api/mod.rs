@@ -56,7 +56,8 @@ pub fn path(dialect: &Dialect, req: &ChatRequest) -> &'static str {
     }
 }
 
-/// A legacy completions body with the request's prompts as its prompt array.
+/// A legacy completions body with the request's prompts as its prompt array (its messages
+/// unsent: each prompt is already a whole conversation in the model's chat template).
 fn prompt_array(dialect: &Dialect, req: &ChatRequest) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("model".into(), Value::from(req.model.clone()));
@@ -69,6 +70,17 @@ fn prompt_array(dialect: &Dialect, req: &ChatRequest) -> Map<String, Value> {
     }
     if let Some(e) = req.ignore_eos {
         body.insert("ignore_eos".into(), Value::from(e));
+    }
+    if let Some(s) = req.seed {
+        body.insert("seed".into(), Value::from(s));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop".into(), Value::from(req.stop.clone()));
+    }
+    // vLLM, SGLang and llama.cpp's server take a completion's `response_format` as a chat's,
+    // one schema for every prompt of the array.
+    if let Some(f) = &req.response_format {
+        body.insert("response_format".into(), f.clone());
     }
     if req.stream {
         body.insert("stream".into(), Value::from(true));

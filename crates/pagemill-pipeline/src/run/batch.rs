@@ -12,7 +12,7 @@ use pagemill_client::{
 };
 
 use super::FormatMode;
-use super::exec::{Job, Shared};
+use super::exec::{Job, Shared, failed};
 use crate::store::StoreError;
 
 /// Runs every unit through batches on the primary endpoint until all are done or given up.
@@ -96,16 +96,6 @@ async fn run_batch(
         batch = client.get_batch(&batch.id).await?;
     }
     client.batch_outcome(&batch).await
-}
-
-fn failed(e: RequestError) -> Outcome {
-    Outcome {
-        last: Exchange {
-            error: Some(e),
-            ..Exchange::default()
-        },
-        retried: Vec::new(),
-    }
 }
 
 fn answered(client: &pagemill_client::Client, resp: &ChatResponse) -> Outcome {

@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     summaries: Mutex<HashMap<usize, Vec<(String, usize)>>>,
     /// The words of the summary prompt's worked example.
     example_words: std::collections::HashSet<String>,
+    /// Per endpoint: how its prompts are written for prompt arrays (`run --array`), when
+    /// they are sent so.
+    pub(crate) templates: Vec<Option<Arc<super::array::PromptTemplate>>>,
 }
 
 /// A summary with this many words of the prompt's example that its section lacks (the
@@ -171,6 +174,7 @@ impl Shared {
             notify: Notify::new(),
             summaries: Mutex::new(HashMap::new()),
             example_words: tasks_example_words,
+            templates: Vec::new(),
         }
     }
 
@@ -216,22 +220,48 @@ impl Shared {
                 .map(|i| (start + i) % 3)
                 .find(|&t| !q.fresh[t].is_empty())?;
             q.next_task = (t + 1) % 3;
-            let k = q.k[t];
-            let budget = match self.opts.pack {
-                PackSize::Auto => self.opts.pack_tokens,
-                PackSize::Fixed(_) => u64::MAX,
-            };
-            let n = pack_len(q.fresh[t].iter().map(|&u| self.work[u].tokens), k, budget);
-            let units: Vec<usize> = q.fresh[t].drain(..n).collect();
-            Job {
-                kind: KINDS[t],
-                units,
-                endpoint: 0,
-                reask: None,
-            }
+            self.pack_fresh(&mut q, t)
         };
         q.in_flight += 1;
         Some(job)
+    }
+
+    /// Takes a job that can share a prompt array with `like`: the same task on the same
+    /// endpoint, an explicit job first, else fresh units of that task (primary endpoint).
+    fn take_like(&self, like: &Job) -> Option<Job> {
+        let mut q = self.queue();
+        if q.error.is_some() || self.progress.stop.is_cancelled() {
+            return None;
+        }
+        let t = slot(like.kind);
+        let job = match q
+            .jobs
+            .iter()
+            .position(|j| j.kind == like.kind && j.endpoint == like.endpoint)
+        {
+            Some(i) => q.jobs.remove(i)?,
+            None if like.endpoint == 0 && !q.fresh[t].is_empty() => self.pack_fresh(&mut q, t),
+            None => return None,
+        };
+        q.in_flight += 1;
+        Some(job)
+    }
+
+    /// The next pack of task `t`'s fresh units, under the current pack size and token budget.
+    fn pack_fresh(&self, q: &mut Queue, t: usize) -> Job {
+        let k = q.k[t];
+        let budget = match self.opts.pack {
+            PackSize::Auto => self.opts.pack_tokens,
+            PackSize::Fixed(_) => u64::MAX,
+        };
+        let n = pack_len(q.fresh[t].iter().map(|&u| self.work[u].tokens), k, budget);
+        let units: Vec<usize> = q.fresh[t].drain(..n).collect();
+        Job {
+            kind: KINDS[t],
+            units,
+            endpoint: 0,
+            reask: None,
+        }
     }
 
     /// Runs workers until every unit is done, failed, or the run is stopped.
@@ -251,7 +281,35 @@ impl Shared {
             notified.as_mut().enable();
             match self.take() {
                 Some(job) => {
-                    if let Err(e) = self.process(job).await {
+                    // With prompt arrays, as many more of its kind as an array holds.
+                    let template = self.templates.get(job.endpoint).cloned().flatten();
+                    let r = match template {
+                        Some(t) if self.opts.array > 1 => {
+                            let mut jobs = vec![job];
+                            while jobs.len() < self.opts.array {
+                                match self.take_like(&jobs[0]) {
+                                    Some(j) => jobs.push(j),
+                                    None => break,
+                                }
+                            }
+                            let taken = jobs.len();
+                            let r = match jobs.pop() {
+                                // Nothing to share an array with: the usual request.
+                                Some(job) if jobs.is_empty() => self.process(job).await,
+                                Some(job) => {
+                                    jobs.push(job);
+                                    self.process_array(jobs, &t).await
+                                }
+                                None => Ok(()),
+                            };
+                            for _ in 1..taken {
+                                self.job_over();
+                            }
+                            r
+                        }
+                        _ => self.process(job).await,
+                    };
+                    if let Err(e) = r {
                         self.queue().error = Some(e.to_string());
                     }
                     self.job_over();
@@ -989,6 +1047,17 @@ pub(crate) fn completion_budget(kind: TaskKind, item_tokens: u64, tasks: &Tasks)
         (TaskKind::Entities, Some(b)) => heuristic.min(b),
         (_, Some(b)) => b.min(4000),
         (_, None) => heuristic,
+    }
+}
+
+/// The outcome of a request that failed before any answer: `e`, nothing billed.
+pub(crate) fn failed(e: RequestError) -> Outcome {
+    Outcome {
+        last: pagemill_client::Exchange {
+            error: Some(e),
+            ..pagemill_client::Exchange::default()
+        },
+        retried: Vec::new(),
     }
 }
 

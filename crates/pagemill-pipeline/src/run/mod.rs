@@ -5,12 +5,15 @@
 //! - `exec`: packing, sending, checking, routing failures (re-run alone, re-ask, split, fall
 //!   back, give up with a reason), committing.
 //! - `batch`: the same through an OpenAI-style batch API.
+//! - [`mod@array`]: the same as prompt arrays on legacy completions, written in the model's chat
+//!   template.
 //! - [`grounding`]: mentions placed in their pages; mentions merged into entities.
 //! - [`output`]: per-document results and the run summary, from the ledger alone; their files
 //!   (named the same on every run, written whole or not at all); mentions as flat rows.
 //! - [`quote`]: tokens and cost before running.
 //! - [`setup`]: the tasks asked for, fitted to how the endpoint's model is prompted.
 
+pub mod array;
 mod batch;
 pub mod checks;
 mod exec;
@@ -151,6 +154,10 @@ pub struct RunOptions {
     /// ledger (see [`crate::store::UnitSpec::variant`]); empty for an ordinary run.
     #[serde(default)]
     pub variant: String,
+    /// Requests of one task sent together as one prompt array on legacy `/v1/completions`
+    /// (see [`mod@array`]); 0 or 1: each request alone.
+    #[serde(default)]
+    pub array: usize,
 }
 
 fn yes() -> bool {
@@ -176,6 +183,7 @@ impl Default for RunOptions {
             max_pack: exec::AUTO_MAX_ITEMS,
             quality_reasks: true,
             variant: String::new(),
+            array: 0,
         }
     }
 }
@@ -234,6 +242,8 @@ pub struct Progress {
     pub shrinks: AtomicU64,
     /// Batches submitted.
     pub batches: AtomicU64,
+    /// Prompt arrays sent (each one HTTP request carrying several requests).
+    pub arrays: AtomicU64,
     /// Streams cancelled because their answer looped.
     pub loops: AtomicU64,
     /// Completion tokens those cancellations spared (their `max_tokens` less what came).
@@ -288,6 +298,14 @@ pub enum RunError {
     /// No endpoint to send to.
     #[error("no endpoint to run on")]
     NoEndpoint,
+    /// `--array` on an endpoint whose prompts cannot be written as text.
+    #[error("endpoint `{endpoint}`: prompt arrays need its chat template: {why}")]
+    Template {
+        /// The endpoint.
+        endpoint: String,
+        /// What is missing or wrong.
+        why: String,
+    },
     /// A run's task panicked (a bug; the ledger keeps what was finished).
     #[error("{0} (a bug: the ledger keeps every finished result)")]
     Panicked(String),
@@ -357,7 +375,12 @@ pub async fn run(
         .collect();
     let workers = opts.concurrency.max(1);
     let batch = opts.batch;
-    let shared = Arc::new(exec::Shared::new(
+    let templates = if opts.array > 1 && !batch {
+        templates(&endpoints)?
+    } else {
+        Vec::new()
+    };
+    let mut shared = exec::Shared::new(
         work,
         page_texts,
         tasks,
@@ -366,7 +389,9 @@ pub async fn run(
         opts,
         Arc::clone(&progress),
         &todo,
-    ));
+    );
+    shared.templates = templates;
+    let shared = Arc::new(shared);
     if batch {
         batch::drive(&shared).await?;
     } else {
@@ -395,6 +420,47 @@ pub async fn run(
         summary,
         keys,
     })
+}
+
+/// Each endpoint's prompt template, for prompt arrays: the primary must have one (that is
+/// where the work goes); a fallback without one takes its jobs one request at a time.
+fn templates(
+    endpoints: &[Arc<Client>],
+) -> Result<Vec<Option<Arc<array::PromptTemplate>>>, RunError> {
+    endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let ep = c.endpoint();
+            let refuse = |why: String| RunError::Template {
+                endpoint: ep.name.clone(),
+                why,
+            };
+            match (&ep.prompt_template, c.dialect().api) {
+                (_, api) if api != pagemill_client::Api::Chat => Err(refuse(format!(
+                    "its API is `{}`, which has no legacy completions",
+                    api.name()
+                ))),
+                (Some(spec), _) => {
+                    if ep.per_request_schema {
+                        // Measured on the embedded 135M model: 25 re-asks and 12 units given up
+                        // on for 4 pages, against 1 and none with a schema per request.
+                        tracing::warn!(
+                            endpoint = %ep.name,
+                            "prompt arrays share one answer schema: this endpoint's per-request schemas (exactly each request's items) are given up, which costs a small model much of its accuracy"
+                        );
+                    }
+                    array::PromptTemplate::new(spec)
+                    .map(|t| Some(Arc::new(t)))
+                    .map_err(refuse)
+                }
+                (None, _) if i == 0 => Err(refuse(
+                    "set `prompt_template` (chatml, llama3, or the model's Jinja template)".into(),
+                )),
+                (None, _) => Ok(None),
+            }
+        })
+        .collect()
 }
 
 fn kind_name(d: &Document) -> &'static str {

@@ -62,6 +62,12 @@ pub fn summary(s: &RunSummary) -> String {
         s.cached_share.map_or_else(|| "unreported".into(), pct),
         s.requests, s.failed_requests, s.retries, s.reasks, s.singles, s.fallbacks, s.shrinks
     ));
+    if s.arrays > 0 {
+        out.push_str(&format!(
+            "prompt arrays: {} (one HTTP request each, carrying several of the requests; usage shared out among an array's prompts)\n",
+            s.arrays
+        ));
+    }
     out.push_str(&format!(
         "cost {} · per page {}{}\n",
         usd(s.cost_usd),

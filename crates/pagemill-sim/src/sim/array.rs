@@ -5,7 +5,7 @@
 //! request against the requests-per-minute limit. No faults are drawn for it.
 
 use bytes::Bytes;
-use pagemill_client::wire::{ChatRequest, Message};
+use pagemill_client::wire::ChatRequest;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -25,6 +25,8 @@ pub(crate) struct PromptArray {
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
     pub(crate) ignore_eos: Option<bool>,
+    /// One answer format for every prompt.
+    pub(crate) response_format: Option<Value>,
 }
 
 impl PromptArray {
@@ -44,6 +46,7 @@ impl PromptArray {
                 .as_bool()
                 .unwrap_or(false),
             ignore_eos: v["ignore_eos"].as_bool(),
+            response_format: v.get("response_format").filter(|f| f.is_object()).cloned(),
         })
     }
 }
@@ -72,9 +75,10 @@ impl State {
         let mut answers = Vec::with_capacity(k);
         for p in &r.prompts {
             let chat = ChatRequest {
-                messages: vec![Message::user(p.clone())],
+                messages: content::prompt_messages(p),
                 max_tokens: Some(max_tokens),
                 ignore_eos: r.ignore_eos,
+                response_format: r.response_format.clone(),
                 ..ChatRequest::default()
             };
             let (ids, n) = content::prompt_tokens(&chat.messages);

@@ -887,6 +887,8 @@ struct LegacyRequest {
     stream_options: Option<pagemill_client::wire::StreamOptions>,
     #[serde(default)]
     ignore_eos: Option<bool>,
+    #[serde(default)]
+    response_format: Option<Value>,
 }
 
 /// A request in `dialect` as a chat request, and how much of it a cache may hold (see
@@ -918,7 +920,8 @@ fn parse_openai(body: &[u8], dialect: Dialect) -> Result<ChatRequest, String> {
                 _ => String::new(),
             };
             Ok(ChatRequest {
-                messages: vec![Message::user(prompt)],
+                messages: content::prompt_messages(&prompt),
+                response_format: r.response_format,
                 max_tokens: r.max_tokens,
                 stream: r.stream,
                 stream_options: r.stream_options,

@@ -108,6 +108,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     opts.format = args.response_format;
     opts.stream = !args.no_stream;
     opts.batch = args.batch;
+    opts.array = args.array.unwrap_or(0);
     opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
     opts.concurrency = args
         .concurrency

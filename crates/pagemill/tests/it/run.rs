@@ -606,6 +606,181 @@ async fn batch_mode_takes_partial_results_and_resubmits_only_failed_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_arrays_answer_as_requests_sent_alone_in_fewer_round_trips_and_add_up_to_the_bill() {
+    let options = pagemill_sim::ServerOptions {
+        keep_bodies: true,
+        ..Default::default()
+    };
+    let sim = Sim::start_with(Profile::instant(), options).await.unwrap();
+    let dir = tempdir("run-array");
+    let cfg = config(
+        &dir,
+        "p.toml",
+        "sim",
+        &sim.base_url(),
+        "prompt_template = \"chatml\"\nprices = { input = 1.0, cached_input = 0.5, output = 4.0 }",
+    );
+    let inputs = [
+        data("html/ch01.en.html"),
+        data("text/licenses/Apache-2.0.txt"),
+        data("text/licenses/BSL-1.0.txt"),
+    ];
+    let args = ["--pack", "2", "--concurrency", "2"];
+    let alone = run(&dir, &cfg, &inputs, "alone", &args);
+    assert_eq!(alone.status.code(), Some(0), "{}", summary(&alone));
+    let sent_alone = sim.log().len();
+    let arrays = run(
+        &dir,
+        &cfg,
+        &inputs,
+        "arrays",
+        &[&args[..], &["--array", "4"]].concat(),
+    );
+    let s = summary(&arrays);
+    assert_eq!(arrays.status.code(), Some(0), "{s}");
+    let log: Vec<_> = sim.log().into_iter().skip(sent_alone).collect();
+
+    // The same answers, item for item: the simulator reads each ChatML prompt back into the
+    // conversation it was written from, as a model does.
+    assert_eq!(results(&dir.join("alone")), results(&dir.join("arrays")));
+    let s_alone = summary(&alone);
+    assert_eq!(s["requests"], s_alone["requests"], "the same conversations");
+
+    // In fewer round trips: each array one HTTP request on legacy completions.
+    let in_arrays: Vec<_> = log.iter().filter(|e| e.body["prompt"].is_array()).collect();
+    assert_eq!(in_arrays.len() as u64, s["arrays"].as_u64().unwrap(), "{s}");
+    assert!(!in_arrays.is_empty());
+    assert!(
+        log.len() < sent_alone,
+        "{} round trips, {sent_alone} alone",
+        log.len()
+    );
+    for e in &in_arrays {
+        assert!(
+            e.route.ends_with("/completions") && !e.route.contains("chat"),
+            "{}",
+            e.route
+        );
+        let prompts = e.body["prompt"].as_array().unwrap();
+        assert!((2..=4).contains(&prompts.len()));
+        for p in prompts {
+            let p = p.as_str().unwrap();
+            assert!(
+                p.starts_with("<|im_start|>system\n") && p.ends_with("<|im_start|>assistant\n")
+            );
+        }
+        assert_eq!(e.body["stop"], serde_json::json!(["<|im_end|>"]));
+        assert!(
+            e.body["response_format"]["json_schema"].is_object(),
+            "one schema for all"
+        );
+    }
+
+    // The ledger's shares add up to exactly what the simulator counted and so billed.
+    let ledger = Ledger::open(&dir.join("arrays/ledger.sqlite")).unwrap();
+    let rows = ledger.requests().unwrap();
+    let sum = |f: fn(&pagemill_pipeline::store::RequestRow) -> Option<u64>| -> u64 {
+        rows.iter().filter_map(f).sum()
+    };
+    let prompt: u64 = log.iter().map(|e| e.prompt_tokens).sum();
+    let cached: u64 = log.iter().map(|e| e.cached_tokens).sum();
+    let completion: u64 = log.iter().map(|e| e.completion_tokens).sum();
+    assert_eq!(sum(|r| r.end.prompt_tokens), prompt);
+    assert_eq!(sum(|r| r.end.cached_tokens), cached);
+    assert_eq!(sum(|r| r.end.completion_tokens), completion);
+    let billed = (prompt - cached) * 1_000_000 + cached * 500_000 + completion * 4_000_000;
+    assert_eq!(sum(|r| r.end.cost_pico), billed, "picodollars");
+    // Each conversation's share is its own, not an even split.
+    let shares: HashSet<u64> = rows.iter().filter_map(|r| r.end.prompt_tokens).collect();
+    assert!(shares.len() > 2, "{shares:?}");
+}
+
+/// The local model's prompt template is its GGUF's, so a conversation written out by the
+/// pipeline reads to the model as the server's own chat template writes it: greedy, each
+/// prompt of an array is answered exactly as the same conversation sent as a chat, under the
+/// same schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_model_answers_a_prompt_array_as_it_answers_chats() {
+    use pagemill_client::{ChatRequest, Client, Message};
+    use pagemill_pipeline::run::array::PromptTemplate;
+    let settings = pagemill_local::LocalSettings {
+        slots: 2,
+        ctx: 2048,
+        ..Default::default()
+    };
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let (_server, ep) = pagemill_local::start(&settings, addr, None, |m| eprintln!("{m}"))
+        .await
+        .unwrap();
+    let source = ep
+        .prompt_template
+        .clone()
+        .expect("the GGUF's chat template");
+    assert!(source.contains("<|im_start|>"), "{source}");
+    let template = PromptTemplate::new(&source).unwrap();
+    let client = Client::new(ep).unwrap();
+    let schema = serde_json::json!({"type": "json_schema", "json_schema": {"name": "a",
+        "schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}},
+                   "required": ["city"], "additionalProperties": false}}});
+    let chats: Vec<Vec<Message>> = ["Paris is in France.", "Lyon has two rivers."]
+        .iter()
+        .map(|t| {
+            vec![
+                Message::system("Answer with the city the text names, as JSON."),
+                Message::user(*t),
+            ]
+        })
+        .collect();
+    let ask = |messages: Vec<Message>, prompts: Vec<String>| ChatRequest {
+        messages,
+        prompts,
+        max_tokens: Some(24),
+        temperature: Some(0.0),
+        seed: Some(0),
+        stop: template.stop().to_vec(),
+        response_format: Some(schema.clone()),
+        ..ChatRequest::default()
+    };
+    let prompts = chats.iter().map(|m| template.render(m).unwrap()).collect();
+    let now = pagemill_client::clock::mono_ns;
+    let array = client.send(&ask(vec![], prompts), now()).await;
+    assert!(array.is_ok(), "{:?}", array.error);
+    for (i, messages) in chats.into_iter().enumerate() {
+        let chat = client.send(&ask(messages, vec![]), now()).await;
+        assert!(chat.is_ok(), "{:?}", chat.error);
+        assert_eq!(array.choice(i).0, chat.content, "prompt {i}");
+        let v: Value = serde_json::from_str(array.choice(i).0).unwrap();
+        assert!(v["city"].is_string(), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_arrays_need_a_template_and_legacy_completions() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-array-refused");
+    let inputs = [data("text/licenses")];
+    let plain = config(&dir, "plain.toml", "sim", &sim.base_url(), "");
+    let out = run(&dir, &plain, &inputs, "o1", &["--array", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("prompt arrays need its chat template") && err.contains("prompt_template"),
+        "{err}"
+    );
+    let messages = config(
+        &dir,
+        "anthropic.toml",
+        "sim",
+        &sim.base_url(),
+        "api = \"anthropic\"\nprompt_template = \"chatml\"",
+    );
+    let out = run(&dir, &messages, &inputs, "o2", &["--array", "4"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no legacy completions"), "{err}");
+    assert!(sim.log().is_empty(), "refused before sending anything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quote_prices_each_endpoint_and_projects_a_month() {
     let dir = tempdir("quote");
     let cfg = dir.join("p.toml");

@@ -528,6 +528,9 @@ pub struct RunSummary {
     pub shrinks: u64,
     /// Batches submitted (batch mode).
     pub batches: u64,
+    /// Prompt arrays sent (`--array`): HTTP requests, each carrying several of `requests`.
+    #[serde(default)]
+    pub arrays: u64,
     /// Streams cancelled because the answer looped (the unit was re-run or re-asked).
     pub loops_cancelled: u64,
     /// Completion tokens those cancellations spared: each request's `max_tokens` less the
@@ -586,6 +589,7 @@ pub(crate) fn summary(
         fallbacks: load(&progress.fallbacks),
         shrinks: load(&progress.shrinks),
         batches: load(&progress.batches),
+        arrays: load(&progress.arrays),
         loops_cancelled: load(&progress.loops),
         loop_tokens_saved: load(&progress.loop_tokens_saved),
         stopped,
