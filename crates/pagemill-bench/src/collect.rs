@@ -552,6 +552,7 @@ mod tests {
             chunk_gaps_ns: gaps_ms.iter().map(|g| g * 1_000_000).collect(),
             chunk_at_ns: Vec::new(),
             content_events: gaps_ms.len() as u32 + 1,
+            events: gaps_ms.len() as u32 + 3,
             sequences: 1,
             output_tokens: Some(Count::server(tokens)),
             prompt_tokens: Some(Count::server(100)),

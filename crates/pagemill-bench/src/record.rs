@@ -42,6 +42,10 @@ pub struct Record {
     pub chunk_at_ns: Vec<u64>,
     /// Content events received.
     pub content_events: u32,
+    /// SSE events received, content or not (role, usage, `[DONE]`, keep-alives): what the
+    /// client parsed.
+    #[serde(default)]
+    pub events: u32,
     /// Sequences the answer held: 1, or a prompt array's prompts (decoded side by side).
     pub sequences: u32,
     /// Output tokens and their source.
@@ -116,6 +120,7 @@ impl Record {
             chunk_gaps_ns,
             chunk_at_ns: Vec::new(),
             content_events: ex.content_events,
+            events: ex.events,
             sequences: u32::try_from(ex.choices.len().max(1)).unwrap_or(u32::MAX),
             output_tokens: ex.usage.completion,
             prompt_tokens: ex.usage.prompt,

@@ -275,7 +275,9 @@ impl Fold {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(Msg::Record(r)) => {
-                        self.events += u64::from(r.content_events);
+                        // Every SSE event is parsed, content or not: CPU per event counts
+                        // them all.
+                        self.events += u64::from(r.events.max(r.content_events));
                         sink(&r);
                         if let Some(st) = self.stats.get_mut(r.target) {
                             st.add(&r);

@@ -58,6 +58,11 @@ pub struct Latency {
     pub max_concurrency: usize,
     /// Send `: keep-alive` comments this often while a stream waits (0: never).
     pub keepalive_ms: u64,
+    /// Write every SSE event on its own, as vLLM and llama-server write each token, even when
+    /// nothing paces the stream (otherwise an unpaced answer goes out in one write, and a
+    /// stream behind its schedule catches up in one): the case a client meets in production,
+    /// one read and one wakeup an event.
+    pub write_each_event: bool,
 }
 
 /// The prompt cache.
@@ -209,6 +214,7 @@ impl Default for Latency {
             tokens_per_chunk: 1,
             max_concurrency: 1024,
             keepalive_ms: 0,
+            write_each_event: false,
         }
     }
 }
@@ -256,6 +262,7 @@ impl Default for Profile {
 pub const PRESETS: &[&str] = &[
     "fast-local",
     "instant",
+    "wire",
     "hosted",
     "slow",
     "flaky",
@@ -279,6 +286,7 @@ impl Profile {
                 tokens_per_chunk: 1,
                 max_concurrency: 256,
                 keepalive_ms: 0,
+                write_each_event: false,
             },
             cache: Cache {
                 block_tokens: 16,
@@ -311,6 +319,15 @@ impl Profile {
         p
     }
 
+    /// No delays, every event its own write: a client's throughput as against a real server
+    /// on a fast network (`bench` figures).
+    pub fn wire() -> Self {
+        let mut p = Self::instant();
+        p.name = "wire".into();
+        p.latency.write_each_event = true;
+        p
+    }
+
     /// A hosted API: ~300 ms to first token with jitter, 60 tokens/s a stream, OpenAI-style
     /// caching (1,024-token minimum, 128-token blocks).
     pub fn hosted() -> Self {
@@ -325,6 +342,7 @@ impl Profile {
                 tokens_per_chunk: 1,
                 max_concurrency: 4_096,
                 keepalive_ms: 0,
+                write_each_event: false,
             },
             cache: Cache::default(),
             ..Self::fast_local()
@@ -344,6 +362,7 @@ impl Profile {
                 tokens_per_chunk: 1,
                 max_concurrency: 8,
                 keepalive_ms: 1_000,
+                write_each_event: false,
             },
             ..Self::hosted()
         }
@@ -389,6 +408,7 @@ impl Profile {
         Some(match name {
             "fast-local" => Self::fast_local(),
             "instant" => Self::instant(),
+            "wire" => Self::wire(),
             "hosted" => Self::hosted(),
             "slow" => Self::slow(),
             "flaky" => Self::flaky(),

@@ -166,13 +166,23 @@ fn accounting(s: &mut String, tr: &TargetResults) {
     } else {
         0.0
     };
+    // The server's prompt count is the one used; where it differs from the tokens pagemill
+    // sized the prompts to, say so as the server's difference (another tokenizer), not an error.
+    let input = if tok.input_mismatches == 0 {
+        String::new()
+    } else {
+        format!(
+            " (the server's count: {} a request against pagemill's on {} requests — another tokenizer)",
+            signed(tok.input_discrepancy_mean),
+            count(tok.input_mismatches)
+        )
+    };
     let _ = write!(
         s,
-        "  {}: tokens in {} (discrepancy vs server {} mean, {} mismatched), out {}/{} asked ({} short), {} tokens/event, sources server {} / tokenizer {}; connections reused {} new {}",
+        "  {}: tokens in {}{}, out {}/{} asked ({} short), {} tokens/event, sources server {} / tokenizer {}; connections reused {} new {}",
         inert(&tr.name),
         count(tok.input_counted),
-        signed(tok.input_discrepancy_mean),
-        count(tok.input_mismatches),
+        input,
         count(tok.output_received),
         count(tok.output_requested),
         count(tok.output_short),

@@ -47,6 +47,9 @@ pub struct Sink {
     closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
     /// Dropped when the body has ended, for that task.
     body_ended: Option<oneshot::Sender<()>>,
+    /// Let the connection write each frame before the next is made (see
+    /// [`Sink::write_each`]).
+    write_each: bool,
 }
 
 impl Sink {
@@ -121,7 +124,19 @@ impl Sink {
             self.body = None;
             return false;
         }
+        if self.write_each {
+            // The connection's task, woken by the frame, writes it to the socket before this
+            // one makes the next: one write an event, as a server flushing each token does.
+            tokio::task::yield_now().await;
+        }
         true
+    }
+
+    /// From now on, each send reaches the socket as its own write before the next is made
+    /// (a real server's one write a token), rather than frames piling up in the body channel
+    /// for hyper to write together.
+    pub fn write_each(&mut self) {
+        self.write_each = true;
     }
 
     /// Breaks the connection before headers.
@@ -438,6 +453,7 @@ async fn handle(
         head: Some(tx),
         body: None,
         pending: Vec::new(),
+        write_each: false,
         entry: LogEntry {
             index: received.index,
             route: format!("{} {}", received.method, received.path),

@@ -327,7 +327,11 @@ impl State {
         // With no pacing at all, the whole answer goes out in one write.
         let burst = lat.decode_tokens_per_sec <= 0.0
             && lat.aggregate_tokens_per_sec <= 0.0
-            && !quirks.split_utf8;
+            && !quirks.split_utf8
+            && !lat.write_each_event;
+        if lat.write_each_event {
+            sink.write_each();
+        }
         let model = self.profile.model.as_str();
         let first_due_ns = Some(self.mono_of(s.first_due));
         let opening = match s.dialect {
@@ -423,6 +427,7 @@ impl State {
             // overdue go out together (up to 16 KiB), instead of one write each.
             let next_due = due + self.token_interval() * *tokens;
             let catching_up = !split_utf8
+                && !self.profile.latency.write_each_event
                 && i + 1 < s.answer.pieces.len()
                 && next_due <= Instant::now()
                 && sink.queued() < 16 * 1024;

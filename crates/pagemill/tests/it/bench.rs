@@ -120,6 +120,11 @@ async fn several_tokens_per_chunk_are_counted_from_usage() {
     assert_eq!(r.tokens.content_events, 6 * 8, "8 events of 4 tokens");
     let (chunk, token) = (r.latency_ms["itl_chunk"].p50, r.latency_ms["itl_token"].p50);
     assert!((chunk / token - 4.0).abs() < 0.05, "{chunk} / {token}");
+    // CPU per event counts every SSE event parsed — the role and finish events, usage,
+    // `[DONE]` — not only the 8 carrying content.
+    let sc = &report.self_check;
+    let per_request = sc.cpu_per_request_us / sc.cpu_per_event_us;
+    assert!(per_request >= 11.0, "{per_request} events a request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

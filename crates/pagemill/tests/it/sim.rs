@@ -57,6 +57,26 @@ async fn plain_answers_have_exactly_the_requested_tokens() {
     );
 }
 
+/// The `wire` preset writes every event on its own (21 writes a 16-token stream, counted with
+/// strace in issue 19's note) and loses nothing doing so: every token, the usage, `[DONE]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_preset_streams_every_event_and_its_usage() {
+    let wire = Profile::preset("wire").unwrap();
+    assert!(wire.latency.write_each_event && !Profile::instant().latency.write_each_event);
+    let (_sim, c) = start(wire).await;
+    for _ in 0..20 {
+        let mut r = stream("hello", 16);
+        r.stream_options = Some(pagemill_client::wire::StreamOptions {
+            include_usage: true,
+        });
+        let ex = c.send(&r, 0).await;
+        assert!(ex.is_ok(), "{:?}", ex.error);
+        assert_eq!(ex.content_events, 16);
+        assert_eq!(ex.usage.completion, Some(Count::server(16)));
+        assert!(ex.notes.is_empty(), "{:?}", ex.notes);
+    }
+}
+
 #[tokio::test]
 async fn several_tokens_per_chunk_are_counted_from_usage_not_chunks() {
     let mut p = quiet();
