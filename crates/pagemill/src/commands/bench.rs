@@ -27,7 +27,11 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
     let experiment = experiment(&args)?;
     let spec = spec(&args, experiment.as_ref());
     // Building a pages workload reads documents (files, poppler): keep it off the async worker.
-    let (workload, warnings) = tokio::task::block_in_place(|| experiment::workload(&settings))?;
+    // (spawn_blocking, not block_in_place: the latter needs a multi-threaded runtime.)
+    let owned = settings.clone();
+    let (workload, warnings) = tokio::task::spawn_blocking(move || experiment::workload(&owned))
+        .await
+        .context("building the workload (a bug)")??;
     for w in warnings {
         eprintln!("warning: {}", inert(&w));
     }
