@@ -53,6 +53,43 @@ struct UnitState {
     /// Answers refused for their quality (a copied summary, repeated keywords): one more try,
     /// then the answer is kept with a flag.
     quality: u32,
+    /// An answer was cut off under a learned `max_tokens`: from now on it gets the full one.
+    cut: bool,
+}
+
+/// Answers that ended by themselves, as a share of their full `max_tokens` budget, per task:
+/// the p99 of the latest [`Lengths::KEEP`] (with this run's and the ledger's earlier answers)
+/// sets the `max_tokens` a request asks for, since providers charge `prompt + max_tokens`
+/// against a tokens-per-minute limit whatever is generated.
+#[derive(Debug, Default)]
+struct Lengths {
+    shares: VecDeque<f32>,
+}
+
+impl Lengths {
+    const KEEP: usize = 1024;
+    /// Answers needed before the budget is learned rather than the full one.
+    const LEARN_AFTER: usize = 20;
+    /// Headroom over the p99.
+    const MARGIN: f64 = 1.2;
+
+    fn add(&mut self, share: f32) {
+        if self.shares.len() == Self::KEEP {
+            self.shares.pop_front();
+        }
+        self.shares.push_back(share);
+    }
+
+    /// The share of the full budget to ask for, once enough answers were seen.
+    fn budget_share(&self) -> Option<f64> {
+        if self.shares.len() < Self::LEARN_AFTER {
+            return None;
+        }
+        let mut v: Vec<f32> = self.shares.iter().copied().collect();
+        v.sort_by(f32::total_cmp);
+        let p99 = v[((v.len() - 1) as f64 * 0.99).round() as usize];
+        Some((f64::from(p99) * Self::MARGIN).min(1.0))
+    }
 }
 
 /// What the workers share.
@@ -76,6 +113,8 @@ pub(crate) struct Shared {
     summaries: Mutex<HashMap<usize, Vec<(String, usize)>>>,
     /// The words of the summary prompt's worked example.
     example_words: std::collections::HashSet<String>,
+    /// Per task slot: how long answers run (see [`Lengths`]).
+    lengths: Mutex<[Lengths; 3]>,
     /// Per endpoint: how its prompts are written for prompt arrays (`run --array`), when
     /// they are sent so.
     pub(crate) templates: Vec<Option<Arc<super::array::PromptTemplate>>>,
@@ -174,6 +213,7 @@ impl Shared {
             notify: Notify::new(),
             summaries: Mutex::new(HashMap::new()),
             example_words: tasks_example_words,
+            lengths: Mutex::new(Default::default()),
             templates: Vec::new(),
         }
     }
@@ -353,14 +393,82 @@ impl Shared {
         Ok(())
     }
 
-    /// `max_tokens` of a job's request: each item's budget, within the run's bounds.
-    fn max_tokens(&self, job: &Job) -> u64 {
+    /// The full `max_tokens` of a job's request: each item's budget, within the run's bounds.
+    fn full_budget(&self, job: &Job) -> u64 {
         let sum: u64 = job
             .units
             .iter()
             .map(|&u| completion_budget(job.kind, self.work[u].tokens, &self.tasks))
             .sum();
         sum.clamp(64, self.opts.max_completion_tokens.max(64))
+    }
+
+    /// `max_tokens` of a job's request: the full budget scaled to how long this task's
+    /// answers have run (p99 × 1.2, see [`Lengths`]) once enough have been seen; the full one
+    /// before, and for items an answer was cut off on.
+    fn max_tokens(&self, job: &Job) -> u64 {
+        let full = self.full_budget(job);
+        let cut = {
+            let q = self.queue();
+            job.units
+                .iter()
+                .any(|u| q.state.get(u).is_some_and(|st| st.cut))
+        };
+        if cut {
+            return full;
+        }
+        let share = self.lengths()[slot(job.kind)].budget_share();
+        match share {
+            Some(share) => ((full as f64 * share).ceil() as u64).clamp(64.min(full), full),
+            None => full,
+        }
+    }
+
+    fn lengths(&self) -> std::sync::MutexGuard<'_, [Lengths; 3]> {
+        self.lengths.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Learns from the ledger's earlier answers to these units' tasks (same endpoint, same
+    /// prompt version) how long answers run, so a resumed or repeated run asks for tight
+    /// budgets from its first request.
+    pub(crate) fn learn_lengths(&self, rows: &[crate::store::RequestRow]) {
+        let index: HashMap<&str, usize> = self
+            .work
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.key.as_str(), i))
+            .collect();
+        let primary = self.endpoints[0].endpoint().name.as_str();
+        let mut lengths = self.lengths();
+        for r in rows {
+            let (Some(completion), true) = (r.end.completion_tokens, r.end.ok) else {
+                continue;
+            };
+            let Some(kind) = KINDS.iter().copied().find(|k| k.name() == r.task) else {
+                continue;
+            };
+            if r.endpoint != primary || r.prompt_version != self.versions[slot(kind)] {
+                continue;
+            }
+            let Some(units) = r
+                .unit_keys
+                .iter()
+                .map(|k| index.get(k.as_str()).copied())
+                .collect::<Option<Vec<usize>>>()
+            else {
+                continue;
+            };
+            let job = Job {
+                kind,
+                units,
+                endpoint: 0,
+                reask: None,
+            };
+            let full = self.full_budget(&job);
+            if completion < full {
+                lengths[slot(kind)].add(completion as f32 / full as f32);
+            }
+        }
     }
 
     fn request(&self, job: &Job, format: FormatMode) -> Option<ChatRequest> {
@@ -435,6 +543,9 @@ impl Shared {
         let Some(req) = self.request(job, format) else {
             return Ok(None);
         };
+        self.progress
+            .max_tokens_asked
+            .fetch_add(u64::from(req.max_tokens.unwrap_or(0)), Ordering::Relaxed);
         let keys = self.keys(&job.units);
         let version = &self.versions[slot(job.kind)];
         let prefix = self.prefix_tokens[job.endpoint][slot(job.kind)];
@@ -461,6 +572,23 @@ impl Shared {
         let end = record(outcome);
         self.ledger().request_finished(rid, &end)?;
         self.progress.add(job.kind, &end, job.units.len());
+        if let Ok(ex) = outcome.result() {
+            let completion = ex.usage.completion.map(|c| c.tokens);
+            match (ex.finish_reason.as_deref(), completion, &ex.cancelled) {
+                (Some("length"), _, None) => {
+                    self.progress.truncated.fetch_add(1, Ordering::Relaxed);
+                    let mut q = self.queue();
+                    for &u in &job.units {
+                        q.state.entry(u).or_default().cut = true;
+                    }
+                }
+                (Some(_), Some(c), None) => {
+                    let full = self.full_budget(&job);
+                    self.lengths()[slot(job.kind)].add(c as f32 / full.max(1) as f32);
+                }
+                _ => {}
+            }
+        }
         match outcome.result() {
             Err(e) => self.on_error(job, e, format),
             Ok(ex) => {
@@ -1135,6 +1263,25 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_follow_the_p99_of_answers_with_headroom_once_enough_are_seen() {
+        let mut l = Lengths::default();
+        for _ in 0..Lengths::LEARN_AFTER - 1 {
+            l.add(0.1);
+        }
+        assert_eq!(l.budget_share(), None, "too few answers: the full budget");
+        for i in 0..200 {
+            l.add(if i % 100 == 0 { 0.5 } else { 0.1 });
+        }
+        // p99 of the shares is 0.1 (2 long answers in 219), with 20% headroom.
+        let share = l.budget_share().unwrap();
+        assert!((share - 0.12).abs() < 1e-6, "{share}");
+        for _ in 0..Lengths::KEEP {
+            l.add(0.95);
+        }
+        assert_eq!(l.budget_share(), Some(1.0), "never above the full budget");
+    }
 
     #[test]
     fn a_cut_entities_answer_loses_only_its_half_written_last_entity() {

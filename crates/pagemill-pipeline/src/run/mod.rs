@@ -244,6 +244,11 @@ pub struct Progress {
     pub batches: AtomicU64,
     /// Prompt arrays sent (each one HTTP request carrying several requests).
     pub arrays: AtomicU64,
+    /// `max_tokens` asked for, summed over requests: with the prompt, what a provider charges
+    /// against a tokens-per-minute limit.
+    pub max_tokens_asked: AtomicU64,
+    /// Answers cut off at `max_tokens` (their items asked again with the full budget).
+    pub truncated: AtomicU64,
     /// Streams cancelled because their answer looped.
     pub loops: AtomicU64,
     /// Completion tokens those cancellations spared (their `max_tokens` less what came).
@@ -391,6 +396,7 @@ pub async fn run(
         &todo,
     );
     shared.templates = templates;
+    shared.learn_lengths(&shared.ledger().requests()?);
     let shared = Arc::new(shared);
     if batch {
         batch::drive(&shared).await?;

@@ -56,9 +56,11 @@ pub fn summary(s: &RunSummary) -> String {
         s.complete_documents, s.documents, s.wall_secs
     ));
     out.push_str(&format!(
-        "tokens/page: prompt {:.1} · completion {:.1} · cached share {} · requests {} (failed {}, client retries {}, re-asks {}, re-run alone {}, fallbacks {}, pack shrinks {})\n",
+        "tokens/page: prompt {:.1} · completion {:.1} (max_tokens asked {:.1}, {} answers cut off) · cached share {} · requests {} (failed {}, client retries {}, re-asks {}, re-run alone {}, fallbacks {}, pack shrinks {})\n",
         s.prompt_tokens_per_page,
         s.completion_tokens_per_page,
+        s.max_tokens_per_page,
+        s.truncated,
         s.cached_share.map_or_else(|| "unreported".into(), pct),
         s.requests, s.failed_requests, s.retries, s.reasks, s.singles, s.fallbacks, s.shrinks
     ));

@@ -754,6 +754,49 @@ async fn the_local_model_answers_a_prompt_array_as_it_answers_chats() {
     }
 }
 
+/// Providers charge `prompt + max_tokens` against a tokens-per-minute limit: once a task's
+/// answers have been seen (in the ledger, or earlier in the run), requests ask for what
+/// answers take (p99 × 1.2 of the full budget's share), not the full budget — with nothing cut
+/// off and the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_budgets_are_learned_so_a_run_charges_fewer_tokens_for_the_same_answers() {
+    let options = pagemill_sim::ServerOptions {
+        keep_bodies: true,
+        ..Default::default()
+    };
+    let sim = Sim::start_with(Profile::instant(), options).await.unwrap();
+    let dir = tempdir("run-budgets");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let inputs = [data("text/licenses"), data("html/ch01.en.html")];
+    let first = run(&dir, &cfg, &inputs, "out", &[]);
+    let s1 = summary(&first);
+    assert_eq!(first.status.code(), Some(0), "{s1}");
+    let results1 = results(&dir.join("out"));
+    let sent = sim.log().len();
+    let again = run(&dir, &cfg, &inputs, "out", &["--force"]);
+    let s2 = summary(&again);
+    assert_eq!(again.status.code(), Some(0), "{s2}");
+    assert_eq!(results(&dir.join("out")), results1, "the same answers");
+    assert_eq!(s2["truncated"], 0, "{s2}");
+    assert_eq!(s2["requests"], s1["requests"]);
+    let (m1, m2) = (
+        s1["max_tokens_per_page"].as_f64().unwrap(),
+        s2["max_tokens_per_page"].as_f64().unwrap(),
+    );
+    assert!(m2 < 0.5 * m1, "max_tokens a page: {m1} then {m2}");
+    // The summary's figure is what the server was asked.
+    let asked = |from: usize, to: usize| -> u64 {
+        sim.log()[from..to]
+            .iter()
+            .filter_map(|e| e.body.get("max_tokens").and_then(Value::as_u64))
+            .sum()
+    };
+    let pages = s2["pages_done"].as_f64().unwrap();
+    let per_page = asked(sent, sim.log().len()) as f64 / pages;
+    assert!((per_page - m2).abs() < 0.01 * m2, "{per_page} vs {m2}");
+    assert!(asked(0, sent) > 2 * asked(sent, sim.log().len()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_arrays_need_a_template_and_legacy_completions() {
     let sim = Sim::start(Profile::instant()).await.unwrap();

@@ -510,6 +510,13 @@ pub struct RunSummary {
     pub prompt_tokens_per_page: f64,
     /// Completion tokens per page.
     pub completion_tokens_per_page: f64,
+    /// `max_tokens` asked for per page: with the prompt tokens, what a provider counts against
+    /// a tokens-per-minute limit.
+    #[serde(default)]
+    pub max_tokens_per_page: f64,
+    /// Answers cut off at `max_tokens`.
+    #[serde(default)]
+    pub truncated: u64,
     /// Cached share of prompt tokens (`None` when no server reported cached tokens).
     pub cached_share: Option<f64>,
     /// Requests made.
@@ -653,6 +660,8 @@ pub(crate) fn summary(
     }
     s.prompt_tokens_per_page = round2(prompt as f64 / pages_now);
     s.completion_tokens_per_page = round2(completion as f64 / pages_now);
+    s.max_tokens_per_page = round2(load(&progress.max_tokens_asked) as f64 / pages_now);
+    s.truncated = load(&progress.truncated);
     s.cached_share =
         (s.requests > unreported && prompt > 0).then(|| round4(cached as f64 / prompt as f64));
     if s.requests > unknown {
