@@ -53,7 +53,8 @@ struct UnitState {
     /// Answers refused for their quality (a copied summary, repeated keywords): one more try,
     /// then the answer is kept with a flag.
     quality: u32,
-    /// An answer was cut off under a learned `max_tokens`: from now on it gets the full one.
+    /// An answer carrying it was cut off at `max_tokens`: from now on it is asked with the
+    /// full budget, never a learned one.
     cut: bool,
 }
 
