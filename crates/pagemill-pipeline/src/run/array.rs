@@ -154,9 +154,39 @@ struct Started {
 }
 
 impl Shared {
+    /// Takes as many more jobs like `first` (its task, its endpoint) as an array holds and
+    /// sends them together; alone, `first` goes the usual way. Every job taken here beyond
+    /// `first` is marked over here; `first` is the caller's to mark.
+    pub(crate) async fn process_gathered(
+        &self,
+        first: Job,
+        template: &PromptTemplate,
+    ) -> Result<(), StoreError> {
+        let mut jobs = vec![first];
+        while jobs.len() < self.opts.array {
+            match self.take_like(&jobs[0]) {
+                Some(j) => jobs.push(j),
+                None => break,
+            }
+        }
+        let extra = jobs.len() - 1;
+        let r = if extra == 0 {
+            match jobs.pop() {
+                Some(job) => self.process(job).await,
+                None => Ok(()),
+            }
+        } else {
+            self.process_array(jobs, template).await
+        };
+        for _ in 0..extra {
+            self.job_over();
+        }
+        r
+    }
+
     /// Sends `jobs` (one task, one endpoint) as one prompt array and routes each answer as
     /// if it had come alone.
-    pub(crate) async fn process_array(
+    async fn process_array(
         &self,
         jobs: Vec<Job>,
         template: &PromptTemplate,

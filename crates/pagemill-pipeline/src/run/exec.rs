@@ -269,7 +269,7 @@ impl Shared {
 
     /// Takes a job that can share a prompt array with `like`: the same task on the same
     /// endpoint, an explicit job first, else fresh units of that task (primary endpoint).
-    fn take_like(&self, like: &Job) -> Option<Job> {
+    pub(crate) fn take_like(&self, like: &Job) -> Option<Job> {
         let mut q = self.queue();
         if q.error.is_some() || self.progress.stop.is_cancelled() {
             return None;
@@ -322,32 +322,9 @@ impl Shared {
             notified.as_mut().enable();
             match self.take() {
                 Some(job) => {
-                    // With prompt arrays, as many more of its kind as an array holds.
                     let template = self.templates.get(job.endpoint).cloned().flatten();
                     let r = match template {
-                        Some(t) if self.opts.array > 1 => {
-                            let mut jobs = vec![job];
-                            while jobs.len() < self.opts.array {
-                                match self.take_like(&jobs[0]) {
-                                    Some(j) => jobs.push(j),
-                                    None => break,
-                                }
-                            }
-                            let taken = jobs.len();
-                            let r = match jobs.pop() {
-                                // Nothing to share an array with: the usual request.
-                                Some(job) if jobs.is_empty() => self.process(job).await,
-                                Some(job) => {
-                                    jobs.push(job);
-                                    self.process_array(jobs, &t).await
-                                }
-                                None => Ok(()),
-                            };
-                            for _ in 1..taken {
-                                self.job_over();
-                            }
-                            r
-                        }
+                        Some(t) if self.opts.array > 1 => self.process_gathered(job, &t).await,
                         _ => self.process(job).await,
                     };
                     if let Err(e) = r {
@@ -523,7 +500,7 @@ impl Shared {
     }
 
     /// Sends one job and routes what comes back.
-    async fn process(&self, job: Job) -> Result<(), StoreError> {
+    pub(crate) async fn process(&self, job: Job) -> Result<(), StoreError> {
         let Some((req, rid, format)) = self.start(&job)? else {
             return Ok(());
         };
