@@ -276,7 +276,7 @@ impl Fold {
                 msg = rx.recv() => match msg {
                     Some(Msg::Record(r)) => {
                         // Every SSE event is parsed, content or not: CPU per event counts
-                        // them all.
+                        // them all (a whole, unstreamed answer has none: its content counts).
                         self.events += u64::from(r.events.max(r.content_events));
                         sink(&r);
                         if let Some(st) = self.stats.get_mut(r.target) {

@@ -181,8 +181,11 @@ pub struct Exchange {
     pub think: ThinkSplit,
 }
 
-/// The highest choice index kept: a server's is bounded by the prompts it was sent.
-const MAX_CHOICE: usize = 1 << 16;
+/// A choice's index as kept: a server's is bounded by the prompts it was sent, so a wild one
+/// (past 65,536) is not.
+fn choice_index(index: u64) -> Option<usize> {
+    usize::try_from(index).ok().filter(|&i| i <= 1 << 16)
+}
 
 /// Models that reason in their answer text (`<think>…</think>` first, as DeepSeek-R1 and Qwen
 /// reasoning models do behind servers without a reasoning parser) have that block moved to
@@ -350,12 +353,9 @@ impl Exchange {
 
     /// The finish reason of a choice other than the first.
     fn other_finish(&mut self, index: u64, reason: &str) {
-        let Ok(i) = usize::try_from(index) else {
+        let Some(i) = choice_index(index) else {
             return;
         };
-        if i > MAX_CHOICE {
-            return;
-        }
         if self.choice_finish.len() <= i {
             self.choice_finish.resize(i + 1, None);
         }
@@ -376,13 +376,9 @@ impl Exchange {
 
     /// Text of a choice other than the first (a prompt array's answers), marked as it arrives.
     fn other_choice(&mut self, index: u64, text: &str, at: u64) {
-        let Ok(i) = usize::try_from(index) else {
+        let Some(i) = choice_index(index) else {
             return;
         };
-        // A server's index is bounded by the prompts it was sent; a wild one is not kept.
-        if i > MAX_CHOICE {
-            return;
-        }
         if self.choices.len() <= i {
             self.choices.resize(i + 1, String::new());
         }

@@ -1,6 +1,7 @@
 //! The engine behind the same OpenAI-compatible HTTP surface as every other endpoint, so the
 //! pipeline and the benchmark need no special case: `GET /v1/models`, `POST /v1/completions`
-//! (a raw prompt or a prompt array, see `completions`), `POST /v1/chat/completions` (streaming with `stream_options.include_usage`, or whole), usage with
+//! (a raw prompt or a prompt array, see `completions`), `POST /v1/chat/completions`
+//! (streaming with `stream_options.include_usage`, or whole), usage with
 //! `prompt_tokens_details.cached_tokens`, and `response_format` json_object / json_schema
 //! enforced by a grammar during decoding.
 //!

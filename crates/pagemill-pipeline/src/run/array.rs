@@ -150,7 +150,6 @@ struct Started {
     job: Job,
     rid: i64,
     format: FormatMode,
-    prompt: String,
 }
 
 impl Shared {
@@ -162,22 +161,20 @@ impl Shared {
         first: Job,
         template: &PromptTemplate,
     ) -> Result<(), StoreError> {
-        let mut jobs = vec![first];
-        while jobs.len() < self.opts.array {
-            match self.take_like(&jobs[0]) {
+        let mut jobs = Vec::with_capacity(self.opts.array);
+        while jobs.len() + 1 < self.opts.array {
+            match self.take_like(&first) {
                 Some(j) => jobs.push(j),
                 None => break,
             }
         }
-        let extra = jobs.len() - 1;
-        let r = if extra == 0 {
-            match jobs.pop() {
-                Some(job) => self.process(job).await,
-                None => Ok(()),
-            }
-        } else {
-            self.process_array(jobs, template).await
-        };
+        if jobs.is_empty() {
+            // Nothing to share an array with: the usual request.
+            return self.process(first).await;
+        }
+        let extra = jobs.len();
+        jobs.insert(0, first);
+        let r = self.process_array(jobs, template).await;
         for _ in 0..extra {
             self.job_over();
         }
@@ -193,19 +190,16 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let mut started: Vec<Started> = Vec::with_capacity(jobs.len());
         let mut requests: Vec<ChatRequest> = Vec::with_capacity(jobs.len());
+        let mut prompts: Vec<String> = Vec::with_capacity(jobs.len());
         for job in jobs {
             let Some((req, rid, format)) = self.start(&job)? else {
                 continue;
             };
             match template.render(&req.messages) {
                 Ok(prompt) => {
-                    started.push(Started {
-                        job,
-                        rid,
-                        format,
-                        prompt,
-                    });
+                    started.push(Started { job, rid, format });
                     requests.push(req);
+                    prompts.push(prompt);
                 }
                 Err(e) => {
                     let e = RequestError::new(FailureKind::Malformed, ErrorClass::Permanent, e);
@@ -231,7 +225,7 @@ impl Shared {
         };
         let req = ChatRequest {
             model: first.model.clone(),
-            prompts: started.iter().map(|s| s.prompt.clone()).collect(),
+            prompts,
             max_tokens: requests.iter().filter_map(|r| r.max_tokens).max(),
             temperature: first.temperature,
             seed: first.seed,
@@ -249,8 +243,7 @@ impl Shared {
             .collect::<Vec<_>>()
             .join(",");
         let outcome = client.chat_tagged(&req, false, Some(&tag)).await;
-        let prompts: Vec<&str> = started.iter().map(|s| s.prompt.as_str()).collect();
-        let shares = share_out(&client, &outcome, &prompts);
+        let shares = share_out(&client, &outcome, &req.prompts);
         for (s, outcome) in started.into_iter().zip(shares) {
             self.finish(s.job, s.rid, s.format, &outcome)?;
         }
@@ -261,11 +254,11 @@ impl Shared {
 /// One outcome per prompt of an array's `outcome`: each prompt's answer and finish reason,
 /// its share of the usage and cost. A failure is every prompt's; failed attempts (and what
 /// they were billed) are the first prompt's, so the shares add up to the whole.
-fn share_out(client: &Client, outcome: &Outcome, prompts: &[&str]) -> Vec<Outcome> {
+fn share_out<P: AsRef<str>>(client: &Client, outcome: &Outcome, prompts: &[P]) -> Vec<Outcome> {
     let n = prompts.len();
     let last = &outcome.last;
     let count = |t: &str| client.tokenizer().count(t);
-    let prompt_w: Vec<u64> = prompts.iter().map(|p| count(p)).collect();
+    let prompt_w: Vec<u64> = prompts.iter().map(|p| count(p.as_ref())).collect();
     let answer_w: Vec<u64> = (0..n).map(|i| count(last.choice(i).0)).collect();
     let u = &last.usage;
     let split = |c: Option<Count>, w: &[u64]| -> Vec<Option<Count>> {
