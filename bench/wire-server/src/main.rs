@@ -59,7 +59,12 @@ fn main() {
 }
 
 async fn serve(o: Opts) {
-    let listener = TcpListener::bind(("127.0.0.1", o.port)).await.expect("bind");
+    // Room for a client's burst of new connections: `TcpListener::bind` queues 128, and a
+    // handshake dropped from a full queue is retried a second later (measured as connect time).
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.bind(([127, 0, 0, 1], o.port).into()).expect("bind");
+    let listener: TcpListener = socket.listen(4096).expect("listen");
     // The port on stdout, for scripts that asked for port 0.
     println!("{}", listener.local_addr().expect("addr").port());
     let events = std::sync::Arc::new(Events::new(o.chunks));
