@@ -8,8 +8,9 @@
 #   pagemill      pagemill bench (parses every event, times every token, keeps histograms)
 #   oha           if on PATH (`cargo install oha`): HTTP load generator, no SSE parsing — the
 #                 ceiling of a client that only reads bytes
-#   vllm-bench    if VLLM_BENCH names its binary (built from its public repository, outside the
-#                 project): the reference Rust LLM benchmark client
+#   vllm-bench    if VLLM_BENCH names its binary: the reference Rust LLM benchmark client, built
+#                 outside the project from its public repository (github.com/vllm-project/vllm-bench,
+#                 `cargo build --release`; now also in vllm-project/vllm under rust/src/bench)
 #   pagemill-sim  pagemill bench against `pagemill sim --profile wire` (the simulator writing
 #                 every event on its own), to show what the simulator itself costs
 #
@@ -57,8 +58,17 @@ for c in $levels; do
     row oha "$c" "$rps"
   fi
   if [ -n "${VLLM_BENCH:-}" ]; then
-    timed "$VLLM_BENCH" --base-url "http://127.0.0.1:$p1" --num-prompts "$n" \
-      --max-concurrency "$c" --random-input-len 32 --random-output-len 16 > "$work/vb.txt" 2>&1
+    # Its `random` dataset checks prompt lengths against a vLLM `/tokenize` route, which the
+    # reference server lacks: a `custom` dataset of ~32-token prompts instead, counted with
+    # gpt2 (a tokenizer built into vllm-bench, no download); the chat route, as pagemill sends.
+    [ -f "$work/prompts.jsonl" ] || python3 -c "
+import json
+for i in range(1000):
+    print(json.dumps({'prompt': f'request {i}: ' + ' '.join(['word'] * 28)}))" > "$work/prompts.jsonl"
+    timed "$VLLM_BENCH" --backend openai-chat --endpoint /v1/chat/completions \
+      --base-url "http://127.0.0.1:$p1" --model local --tokenizer gpt2 \
+      --dataset-name custom --dataset-path "$work/prompts.jsonl" --custom-output-len 16 \
+      --num-prompts "$n" --max-concurrency "$c" > "$work/vb.txt" 2>&1
     rps=$(awk -F: '/Request throughput/ {gsub(/ /,"",$2); print $2; exit}' "$work/vb.txt")
     row vllm-bench "$c" "${rps:-0}"
   fi

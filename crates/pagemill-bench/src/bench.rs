@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::collect::{SloItem, TargetStats, percentiles};
 use crate::record::Record;
 use crate::results::{
-    Agreement, AgreementRow, BenchResults, Comparison, Point, SCHEMA_VERSION, SelfCheck,
+    Agreement, AgreementRow, BenchResults, Comparison, CoreCheck, Point, SCHEMA_VERSION, SelfCheck,
 };
 use crate::runner::{RunSpec, Target, peak_rss_bytes, run};
 use crate::schedule::{Arrival, Load};
@@ -44,6 +44,8 @@ pub struct BenchSpec {
     pub agreement_prompts: u64,
     /// Experiment name, for the report.
     pub experiment: Option<String>,
+    /// Client threads with a runtime and connections each (≤ 1: the command's runtime).
+    pub client_cores: usize,
 }
 
 /// What every run of a benchmark adds to the client's check on itself.
@@ -55,6 +57,8 @@ struct Client {
     events: u64,
     stalls: u64,
     worst_stall: Duration,
+    /// Per client core (when there are several), summed over runs.
+    per_core: Vec<crate::runner::CoreReport>,
     /// Lags of every request, all targets together.
     lag: Option<TargetStats>,
     interrupted: bool,
@@ -69,6 +73,15 @@ impl Client {
         self.events += out.events;
         self.stalls += out.stalls.0;
         self.worst_stall = self.worst_stall.max(out.stalls.1);
+        if self.per_core.len() < out.per_core.len() {
+            self.per_core.resize(out.per_core.len(), Default::default());
+        }
+        for (sum, c) in self.per_core.iter_mut().zip(&out.per_core) {
+            sum.sent += c.sent;
+            sum.cpu += c.cpu;
+            sum.stalls += c.stalls;
+            sum.worst_stall = sum.worst_stall.max(c.worst_stall);
+        }
         let lag = self
             .lag
             .get_or_insert_with(|| TargetStats::new(0, Vec::new()));
@@ -124,6 +137,25 @@ impl Client {
             cpu_per_request_us: per(self.sent),
             cpu_per_event_us: per(self.events),
             peak_rss_bytes: peak_rss_bytes(),
+            per_core: self
+                .per_core
+                .iter()
+                .map(|c| CoreCheck {
+                    requests: c.sent,
+                    cpu_s: c.cpu.as_secs_f64(),
+                    cpu_per_request_us: if c.sent > 0 {
+                        c.cpu.as_secs_f64() * 1e6 / c.sent as f64
+                    } else {
+                        0.0
+                    },
+                    busy: if self.wall.is_zero() {
+                        0.0
+                    } else {
+                        c.cpu.as_secs_f64() / self.wall.as_secs_f64()
+                    },
+                    stalls: c.stalls,
+                })
+                .collect(),
             warnings,
         }
     }
@@ -235,6 +267,7 @@ impl Session<'_> {
                 keep_chunk_times: spec.keep_chunk_times,
                 keep_content: false,
                 run_tag: spec.keep_chunk_times.then(|| format!("p{p}r{r}")),
+                client_cores: spec.client_cores,
             };
             let out = run(targets, &run_spec, cancel.clone(), &mut *sink).await;
             self.client.add(&out);
@@ -415,6 +448,7 @@ async fn saturation(targets: &[Target], spec: &BenchSpec, cancel: CancellationTo
             keep_chunk_times: false,
             keep_content: false,
             run_tag: None,
+            client_cores: spec.client_cores,
         };
         let out = run(targets, &run_spec, cancel.clone(), &mut |_| {}).await;
         let (mut ok, mut total) = (0u64, 0u64);

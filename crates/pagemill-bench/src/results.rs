@@ -311,8 +311,26 @@ pub struct SelfCheck {
     pub cpu_per_event_us: f64,
     /// Peak resident memory, bytes.
     pub peak_rss_bytes: u64,
+    /// Per client core, with `--client-cores N` (N > 1); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_core: Vec<CoreCheck>,
     /// Warnings: when the client, not the endpoint, is likely the limit.
     pub warnings: Vec<String>,
+}
+
+/// What one client core did (`--client-cores`), over all runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CoreCheck {
+    /// Requests it sent.
+    pub requests: u64,
+    /// CPU time of its thread, seconds.
+    pub cpu_s: f64,
+    /// CPU per request, µs.
+    pub cpu_per_request_us: f64,
+    /// Share of the wall time its thread was on a CPU (1.0: a whole core).
+    pub busy: f64,
+    /// Event-loop stalls over 5 ms.
+    pub stalls: u64,
 }
 
 /// How far pagemill's timings are from the server's.

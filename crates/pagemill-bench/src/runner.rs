@@ -32,6 +32,16 @@ pub struct Target {
     pub workload: Arc<Workload>,
 }
 
+impl Target {
+    /// The same target with a connection pool of its own (for a client core).
+    fn with_own_pool(&self) -> Self {
+        Self {
+            client: self.client.with_own_pool(),
+            ..self.clone()
+        }
+    }
+}
+
 /// How long a run lasts and what it keeps.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -53,6 +63,9 @@ pub struct RunSpec {
     pub keep_content: bool,
     /// Name requests with `x-pagemill-request-id: {run}-{index}`.
     pub run_tag: Option<String>,
+    /// Client threads, each with a single-threaded runtime and its own connections (≤ 1: the
+    /// load runs on the caller's runtime).
+    pub client_cores: usize,
 }
 
 /// What a run measured.
@@ -68,8 +81,10 @@ pub struct RunOutput {
     pub sent: u64,
     /// Content events received.
     pub events: u64,
-    /// Event-loop stalls over 5 ms, and the longest.
+    /// Event-loop stalls over 5 ms, and the longest (all cores).
     pub stalls: (u64, Duration),
+    /// Per client core, when there are several.
+    pub per_core: Vec<CoreReport>,
     /// Wall time of the run.
     pub wall: Duration,
     /// Process CPU time over the run.
@@ -101,6 +116,11 @@ pub fn peak_rss_bytes() -> u64 {
 
 /// Runs `spec` against `targets` until its bounds or `cancel`; `sink` receives every record
 /// (for a JSONL file) before it is folded into statistics (`&mut |_| {}` for none).
+///
+/// With `client_cores` ≤ 1 the load runs as tasks on the caller's runtime. With N > 1 it runs
+/// on N threads, each with a single-threaded runtime and a connection pool of its own (a
+/// connection is driven by the runtime that opened it, so no request's bytes cross threads),
+/// each taking every N-th worker or arrival; all send their records to the one collector here.
 pub async fn run(
     targets: &[Target],
     spec: &RunSpec,
@@ -111,27 +131,54 @@ pub async fn run(
     let start = Instant::now();
     let cpu_start = cpu_time();
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
-    let in_flight = Arc::new(AtomicU64::new(0));
-    let tracker = TaskTracker::new();
-    let done = CancellationToken::new();
-    let ticker = stall_ticker(done.clone(), tx.clone(), in_flight.clone());
-    let shared = Arc::new(Shared {
-        targets: targets.to_vec(),
-        tx,
-        in_flight,
-        warmup: spec.warmup,
-        keep_chunk_times: spec.keep_chunk_times,
-        keep_content: spec.keep_content,
-        run_tag: spec.run_tag.clone(),
+    let cores = spec.client_cores.max(1);
+    let common = Arc::new(Common {
+        spec: spec.clone(),
+        cancel: cancel.clone(),
+        in_flight: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        next: AtomicU64::new(0),
+        clock: (start, start_ns),
+        cores,
     });
-    let sent = Arc::new(AtomicU64::new(0));
-    let clock = (start, start_ns);
-    match Arrivals::new(spec.load, spec.seed) {
-        None => closed_loop(spec, &tracker, &shared, &sent, &cancel, start),
-        Some(arrivals) => open_loop(spec, arrivals, &tracker, &shared, &sent, &cancel, clock).await,
+    let mut reports = Vec::with_capacity(cores);
+    for core in 0..cores {
+        let (report_tx, report_rx) = tokio::sync::oneshot::channel();
+        reports.push(report_rx);
+        let shared = Arc::new(Shared {
+            targets: if cores == 1 {
+                targets.to_vec()
+            } else {
+                targets.iter().map(Target::with_own_pool).collect()
+            },
+            tx: tx.clone(),
+            common: common.clone(),
+        });
+        let driver = drive(shared, core);
+        let send_report = async move {
+            let _ = report_tx.send(driver.await);
+        };
+        if cores == 1 {
+            tokio::spawn(send_report);
+        } else {
+            let spawned = std::thread::Builder::new()
+                .name(format!("bench-core-{core}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(send_report),
+                        Err(e) => tracing::error!("cannot start client core {core}: {e}"),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start client core {core}: {e}");
+            }
+        }
     }
-    tracker.close();
-    drop(shared);
+    // The drivers hold the only other senders: the channel closes when the last one ends.
+    drop(tx);
     let mut fold = Fold {
         stats: (0..targets.len())
             .map(|_| TargetStats::new(start_ns, spec.slo.clone()))
@@ -140,27 +187,90 @@ pub async fn run(
         events: 0,
         keep: spec.keep_chunk_times || spec.keep_content,
     };
-    fold.drain(rx, &tracker, &done, sink).await;
-    done.cancel();
-    let stalls = ticker.await.unwrap_or((0, Duration::ZERO));
+    fold.drain(rx, sink).await;
+    let mut per_core = Vec::with_capacity(cores);
+    for r in reports {
+        per_core.push(r.await.unwrap_or_default());
+    }
+    let stalls = per_core.iter().fold((0, Duration::ZERO), |(n, w), c| {
+        (n + c.stalls, w.max(c.worst_stall))
+    });
     RunOutput {
         stats: fold.stats,
         kept: fold.kept,
         interrupted: cancel.is_cancelled(),
-        sent: sent.load(Ordering::Relaxed),
+        sent: common.sent.load(Ordering::Relaxed),
         events: fold.events,
         stalls,
+        per_core: if cores > 1 { per_core } else { Vec::new() },
         wall: start.elapsed(),
         cpu: cpu_time().saturating_sub(cpu_start),
     }
 }
 
+/// What one client core did in a run.
+#[derive(Debug, Clone, Default)]
+pub struct CoreReport {
+    /// Requests it sent.
+    pub sent: u64,
+    /// CPU time of its thread (zero for the in-runtime driver, whose tasks move between
+    /// the runtime's threads).
+    pub cpu: Duration,
+    /// Event-loop stalls over 5 ms.
+    pub stalls: u64,
+    /// The longest.
+    pub worst_stall: Duration,
+}
+
+/// One core's share of the load: its workers (closed loop) or every N-th arrival (open loop),
+/// with its own stall ticker; returns when its last request is done.
+async fn drive(shared: Arc<Shared>, core: usize) -> CoreReport {
+    let cpu_start = thread_cpu_time();
+    let tracker = TaskTracker::new();
+    let done = CancellationToken::new();
+    let ticker = stall_ticker(done.clone(), (core == 0).then(|| shared.clone()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let c = &shared.common;
+    let arrivals = Arrivals::new(c.spec.load, c.spec.seed);
+    // A closed loop of k workers on this core keeps exactly k connections to each target; an
+    // open loop opens as many as it has requests in flight.
+    let workers = arrivals.is_none().then(|| workers_on(core, c));
+    for t in &shared.targets {
+        t.client.limit_connections(workers);
+    }
+    match arrivals {
+        None => closed_loop(&tracker, &shared, &sent, core),
+        Some(arrivals) => open_loop(arrivals, &tracker, &shared, &sent, core).await,
+    }
+    tracker.close();
+    tracker.wait().await;
+    done.cancel();
+    let (stalls, worst_stall) = ticker.await.unwrap_or((0, Duration::ZERO));
+    let own_thread = c.cores > 1;
+    CoreReport {
+        sent: sent.load(Ordering::Relaxed),
+        cpu: if own_thread {
+            thread_cpu_time().saturating_sub(cpu_start)
+        } else {
+            Duration::ZERO
+        },
+        stalls,
+        worst_stall,
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The self-check: a ticker that notices when the event loop was too busy to wake it, and
-/// samples the requests in flight; returns the stalls over 5 ms and the longest.
+/// (on the first core) samples the requests in flight; returns the stalls over 5 ms and the
+/// longest.
 fn stall_ticker(
     done: CancellationToken,
-    tx: mpsc::UnboundedSender<Msg>,
-    in_flight: Arc<AtomicU64>,
+    sampler: Option<Arc<Shared>>,
 ) -> tokio::task::JoinHandle<(u64, Duration)> {
     tokio::spawn(async move {
         let period = Duration::from_millis(10);
@@ -179,42 +289,36 @@ fn stall_ticker(
             }
             next = Instant::now() + period;
             tick += 1;
-            if tick.is_multiple_of(10) {
-                let _ = tx.send(Msg::InFlight(in_flight.load(Ordering::Relaxed)));
+            if let Some(s) = &sampler
+                && tick.is_multiple_of(10)
+            {
+                let n = s.common.in_flight.load(Ordering::Relaxed);
+                let _ = s.tx.send(Msg::InFlight(n));
             }
         }
         (stalls, worst)
     })
 }
 
-/// Closed loop: n workers, each sending its next request when the last one ends.
-fn closed_loop(
-    spec: &RunSpec,
-    tracker: &TaskTracker,
-    shared: &Arc<Shared>,
-    sent: &Arc<AtomicU64>,
-    cancel: &CancellationToken,
-    start: Instant,
-) {
-    let deadline = spec.duration.map(|d| start + d);
-    let limit = spec.requests.unwrap_or(u64::MAX);
-    let n = match spec.load {
-        Load::Concurrency { n } => n.max(1),
-        _ => 1,
-    };
-    let next = Arc::new(AtomicU64::new(0));
-    for _ in 0..n {
-        let (next, cancel, sent, shared) =
-            (next.clone(), cancel.clone(), sent.clone(), shared.clone());
+/// Closed loop: n workers, each sending its next request when the last one ends; this core
+/// runs workers `core`, `core + N`, ….
+fn closed_loop(tracker: &TaskTracker, shared: &Arc<Shared>, sent: &Arc<AtomicU64>, core: usize) {
+    let c = &shared.common;
+    let deadline = c.spec.duration.map(|d| c.clock.0 + d);
+    let limit = c.spec.requests.unwrap_or(u64::MAX);
+    for _ in 0..workers_on(core, c) {
+        let (sent, shared) = (sent.clone(), shared.clone());
         tracker.spawn(async move {
+            let c = &shared.common;
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let i = c.next.fetch_add(1, Ordering::Relaxed);
                 if i >= limit
-                    || cancel.is_cancelled()
+                    || c.cancel.is_cancelled()
                     || deadline.is_some_and(|d| Instant::now() >= d)
                 {
                     break;
                 }
+                c.sent.fetch_add(1, Ordering::Relaxed);
                 sent.fetch_add(1, Ordering::Relaxed);
                 one(shared.clone(), i, mono_ns()).await;
             }
@@ -222,29 +326,41 @@ fn closed_loop(
     }
 }
 
-/// Open loop: each request at its scheduled time, whatever is still in flight.
+/// The closed-loop workers core `core` runs: `core`, `core + N`, … of the `n` asked for.
+fn workers_on(core: usize, c: &Common) -> usize {
+    let n = match c.spec.load {
+        Load::Concurrency { n } => n.max(1),
+        _ => 1,
+    };
+    (core..n).step_by(c.cores.max(1)).len()
+}
+
+/// Open loop: each request at its scheduled time, whatever is still in flight; this core
+/// sends arrivals `core`, `core + N`, … (every core draws the same arrival times).
 async fn open_loop(
-    spec: &RunSpec,
     arrivals: Arrivals,
     tracker: &TaskTracker,
     shared: &Arc<Shared>,
     sent: &Arc<AtomicU64>,
-    cancel: &CancellationToken,
-    (start, start_ns): (Instant, u64),
+    core: usize,
 ) {
-    let deadline = spec.duration.map(|d| start + d);
-    let limit = spec.requests.unwrap_or(u64::MAX);
-    for (i, offset) in (0..limit).zip(arrivals) {
+    let c = &shared.common;
+    let (start, start_ns) = c.clock;
+    let deadline = c.spec.duration.map(|d| start + d);
+    let limit = c.spec.requests.unwrap_or(u64::MAX);
+    let mine = (0..limit).zip(arrivals).skip(core).step_by(c.cores);
+    for (i, offset) in mine {
         let due = start + offset;
-        if deadline.is_some_and(|d| due >= d) || cancel.is_cancelled() {
+        if deadline.is_some_and(|d| due >= d) || c.cancel.is_cancelled() {
             break;
         }
         if due > Instant::now() {
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = c.cancel.cancelled() => break,
                 () = tokio::time::sleep_until(due) => {}
             }
         }
+        c.sent.fetch_add(1, Ordering::Relaxed);
         sent.fetch_add(1, Ordering::Relaxed);
         let scheduled = start_ns + offset.as_nanos() as u64;
         tracker.spawn(one(shared.clone(), i, scheduled));
@@ -260,57 +376,55 @@ struct Fold {
 }
 
 impl Fold {
-    /// Folds records until every worker is done and the channel is empty.
+    /// Folds records until every driver is done (the channel closes with the last sender).
     async fn drain(
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Msg>,
-        tracker: &TaskTracker,
-        done: &CancellationToken,
         sink: &mut (dyn FnMut(&Record) + Send),
     ) {
-        let waiting = tracker.wait();
-        tokio::pin!(waiting);
-        let mut drained = false;
-        loop {
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(Msg::Record(r)) => {
-                        // Every SSE event is parsed, content or not: CPU per event counts
-                        // them all (a whole, unstreamed answer has none: its content counts).
-                        self.events += u64::from(r.events.max(r.content_events));
-                        sink(&r);
-                        if let Some(st) = self.stats.get_mut(r.target) {
-                            st.add(&r);
-                        }
-                        if self.keep {
-                            self.kept.push(*r);
-                        }
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Record(r) => {
+                    // Every SSE event is parsed, content or not: CPU per event counts
+                    // them all (a whole, unstreamed answer has none: its content counts).
+                    self.events += u64::from(r.events.max(r.content_events));
+                    sink(&r);
+                    if let Some(st) = self.stats.get_mut(r.target) {
+                        st.add(&r);
                     }
-                    Some(Msg::InFlight(n)) => {
-                        for s in &mut self.stats {
-                            s.sample_in_flight(n);
-                        }
+                    if self.keep {
+                        self.kept.push(*r);
                     }
-                    None => break,
-                },
-                () = &mut waiting, if !drained => {
-                    drained = true;
-                    // The ticker holds a sender: stop it, so the channel can close.
-                    done.cancel();
+                }
+                Msg::InFlight(n) => {
+                    for s in &mut self.stats {
+                        s.sample_in_flight(n);
+                    }
                 }
             }
         }
     }
 }
 
+/// What every core of a run shares.
+struct Common {
+    spec: RunSpec,
+    cancel: CancellationToken,
+    in_flight: AtomicU64,
+    /// Requests sent, all cores.
+    sent: AtomicU64,
+    /// The next request index (closed loop).
+    next: AtomicU64,
+    /// The run's start, as an instant and in `mono_ns`.
+    clock: (Instant, u64),
+    cores: usize,
+}
+
+/// One core's view: its targets (with its own pools) and its sender to the collector.
 struct Shared {
     targets: Vec<Target>,
     tx: mpsc::UnboundedSender<Msg>,
-    in_flight: Arc<AtomicU64>,
-    warmup: u64,
-    keep_chunk_times: bool,
-    keep_content: bool,
-    run_tag: Option<String>,
+    common: Arc<Common>,
 }
 
 /// Sends request `i` (to target `i % T`, workload item `i / T`) and reports its record.
@@ -321,26 +435,27 @@ async fn one(shared: Arc<Shared>, i: u64, scheduled: u64) {
         return;
     };
     let item = t.workload.item(i / n);
-    let tag = shared.run_tag.as_ref().map(|r| format!("{r}-{i}"));
-    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let c = &shared.common;
+    let tag = c.spec.run_tag.as_ref().map(|r| format!("{r}-{i}"));
+    c.in_flight.fetch_add(1, Ordering::Relaxed);
     let ex = t
         .client
         .send_tagged(&item.request, scheduled, tag.as_deref())
         .await;
-    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    c.in_flight.fetch_sub(1, Ordering::Relaxed);
     // A prompt array asks for `max_tokens` a prompt.
     let prompts = u32::try_from(item.request.prompts.len().max(1)).unwrap_or(u32::MAX);
     let max_tokens = item.request.max_tokens.unwrap_or(0).saturating_mul(prompts);
     let mut r = Record::from_exchange(
         target,
         i,
-        i >= shared.warmup,
+        i >= c.spec.warmup,
         &ex,
         item.input_tokens,
         max_tokens,
         item.pages,
     );
-    if shared.keep_chunk_times {
+    if c.spec.keep_chunk_times {
         // One time per content event: a read that carried several repeats its time.
         r.chunk_at_ns = ex
             .timeline
@@ -349,7 +464,7 @@ async fn one(shared: Arc<Shared>, i: u64, scheduled: u64) {
             .flat_map(|c| std::iter::repeat_n(c.at, c.events as usize))
             .collect();
     }
-    if shared.keep_content {
+    if c.spec.keep_content {
         r.content = Some(ex.content);
     }
     r.tag = tag;

@@ -133,6 +133,22 @@ impl Client {
         })
     }
 
+    /// The same client with a connection pool of its own; the limiter stays shared. For a
+    /// worker on a runtime of its own: a connection is driven by the runtime that opened it,
+    /// so a shared pool would hand one runtime's connections to another. (Building the
+    /// transport again cannot fail where it once succeeded; if it did, the pool is shared.)
+    pub fn with_own_pool(&self) -> Self {
+        Self {
+            transport: Transport::new(&self.endpoint).unwrap_or_else(|_| self.transport.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Keeps at most `n` connections open at once (see [`Transport::limit_connections`]).
+    pub fn limit_connections(&self, n: Option<usize>) {
+        self.transport.limit_connections(n);
+    }
+
     /// The endpoint this client sends to.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint

@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -111,12 +111,60 @@ impl Reuse {
     }
 }
 
+/// A bound on the connections a pool keeps open at once (see [`Transport::limit_connections`]).
+///
+/// hyper's pool races a new connection against a connection coming back: a request sent the
+/// moment its worker's last response ended usually finds its connection not yet returned (a
+/// task of hyper's returns it), and the pool opens another beside it. A benchmark of `n`
+/// workers then measures `n` plus a few connections, differently on every run. With a bound,
+/// the new connection waits for a free place, and the returning one wins the race.
+#[derive(Debug, Default)]
+struct ConnCap {
+    /// At most this many open (0: no bound).
+    limit: AtomicUsize,
+    open: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl ConnCap {
+    /// Takes a place, waiting for one while the bound is reached.
+    async fn take(self: &Arc<Self>) -> CapPlace {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let taken = self
+                .open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    let limit = self.limit.load(Ordering::Acquire);
+                    (limit == 0 || open < limit).then_some(open + 1)
+                })
+                .is_ok();
+            if taken {
+                return CapPlace(self.clone());
+            }
+            freed.await;
+        }
+    }
+}
+
+/// One open connection's place under a [`ConnCap`], given back when it closes.
+struct CapPlace(Arc<ConnCap>);
+
+impl Drop for CapPlace {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
+}
+
 /// The hyper-rustls connector, timed.
 #[derive(Clone)]
 struct TimedConnector {
     inner: HttpsConnector<HttpConnector>,
     next_id: Arc<AtomicU64>,
     reuse: Arc<Reuse>,
+    cap: Arc<ConnCap>,
 }
 
 impl tower_service::Service<Uri> for TimedConnector {
@@ -129,12 +177,13 @@ impl tower_service::Service<Uri> for TimedConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let start = mono_ns();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let connecting = self.inner.call(uri);
-        let reuse = self.reuse.clone();
+        let mut connector = self.inner.clone();
+        let (next_id, reuse, cap) = (self.next_id.clone(), self.reuse.clone(), self.cap.clone());
         Box::pin(async move {
-            let inner = connecting.await?;
+            let place = cap.take().await;
+            let start = mono_ns();
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let inner = connector.call(uri).await?;
             let stamp = ConnStamp(Arc::new(StampInner {
                 id,
                 connect_ns: mono_ns().saturating_sub(start),
@@ -147,6 +196,7 @@ impl tower_service::Service<Uri> for TimedConnector {
                 inner,
                 stamp,
                 scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+                _place: place,
             })
         })
     }
@@ -158,6 +208,7 @@ struct TimedStream {
     stamp: ConnStamp,
     /// What each read lands in first (see `poll_read`).
     scratch: Box<[u8]>,
+    _place: CapPlace,
 }
 
 /// Bytes read from a connection at a time (hyper asks for 8 KiB and more).
@@ -258,6 +309,7 @@ pub struct Transport {
     fresh: Client<TimedConnector, Full<Bytes>>,
     config: TransportConfig,
     reuse: Arc<Reuse>,
+    cap: Arc<ConnCap>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -291,10 +343,12 @@ impl Transport {
             http2: config.http2,
             ..Reuse::default()
         });
+        let cap = Arc::new(ConnCap::default());
         let connector = TimedConnector {
             inner: https,
             next_id: Arc::new(AtomicU64::new(1)),
             reuse: reuse.clone(),
+            cap: cap.clone(),
         };
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(hyper_util::rt::TokioTimer::new())
@@ -308,14 +362,35 @@ impl Transport {
         }
         let client = b.build(connector.clone());
         // Where requests go once reuse is given up: the pool above may still hold idle
-        // connections the server will close under the next request.
+        // connections the server will close under the next request. (No bound on these:
+        // each closes as its response ends, a moment after the next may open.)
         b.pool_max_idle_per_host(0);
+        let unbounded = TimedConnector {
+            cap: Arc::new(ConnCap::default()),
+            ..connector.clone()
+        };
         Ok(Self {
             client,
-            fresh: b.build(connector),
+            fresh: b.build(unbounded),
             config,
             reuse,
+            cap,
         })
+    }
+
+    /// Keeps at most `n` connections open at once from now on (`None`: no bound); a request
+    /// that finds none free waits for one to come back instead of opening another. For a
+    /// closed loop of `n` workers that must measure exactly `n` connections (a bound below
+    /// the requests in flight would queue them: leave it unset for open loops). Ignored with
+    /// `fresh_connections`, where each request opens its own.
+    pub fn limit_connections(&self, n: Option<usize>) {
+        let n = if self.config.fresh_connections {
+            0
+        } else {
+            n.unwrap_or(0)
+        };
+        self.cap.limit.store(n, Ordering::Release);
+        self.cap.freed.notify_waiters();
     }
 
     /// The settings in force.

@@ -587,6 +587,11 @@ pub struct BenchArgs {
     /// Runs per load point (confidence intervals across runs).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
+    /// Drive the load from N threads, each with a single-threaded runtime and connections of
+    /// its own, feeding one collector: for a client core that is the limit (the self-check
+    /// says so) on a machine with cores to spare. Default: one multi-threaded runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub client_cores: u16,
     /// SLOs for goodput, e.g. `ttft_p99=500ms,tpot_p99=50ms`.
     #[arg(long, value_parser = slos)]
     pub slo: Option<Slos>,
@@ -621,6 +626,13 @@ pub struct BenchArgs {
     /// Check pagemill's timings against a pagemill simulator's own log (`/sim/log`).
     #[arg(long)]
     pub truth: bool,
+    /// No progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// When stderr is not a terminal (a log collector, a file), print a progress line this
+    /// often, e.g. `10s`, `1m` (on a terminal, one line is redrawn every second).
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub progress_every: std::time::Duration,
     /// Seed of arrivals and synthetic prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -57,6 +57,23 @@ pub fn render(r: &BenchResults) -> String {
         num(sc.cpu_per_event_us),
         num(sc.peak_rss_bytes as f64 / f64::from(1u32 << 20))
     );
+    if !sc.per_core.is_empty() {
+        let cores: Vec<String> = sc
+            .per_core
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{i}: {} requests, {:.0}% busy, {} µs/request, {} stalls",
+                    count(c.requests),
+                    c.busy * 100.0,
+                    num(c.cpu_per_request_us),
+                    c.stalls
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "client cores · {}", cores.join(" · "));
+    }
     for w in &sc.warnings {
         let _ = writeln!(s, "warning: {}", inert(w));
     }

@@ -56,7 +56,18 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
     let mut rows =
         crate::commands::row_kind(args.format).map(|kind| RowWriter::new(kind, std::io::stdout()));
     let counts = Arc::new(Counts::default());
-    let progress = show_progress(Arc::clone(&counts));
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = (!args.quiet).then(|| {
+        let every = if on_terminal {
+            None
+        } else {
+            Some(
+                args.progress_every
+                    .max(std::time::Duration::from_millis(100)),
+            )
+        };
+        show_progress(Arc::clone(&counts), every)
+    });
     let mut row_error = None;
     let mut sink = |r: &Record| {
         counts.done.fetch_add(1, Relaxed);
@@ -84,8 +95,12 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
         spec.repeat
     );
     let (mut results, kept) = bench(&targets, &spec, cancel, &mut sink).await;
-    progress.abort();
-    eprintln!();
+    if let Some(p) = progress {
+        p.abort();
+        if on_terminal {
+            eprintln!();
+        }
+    }
     if let Some(w) = records.as_mut() {
         w.flush().context("writing records")?;
     }
@@ -132,17 +147,24 @@ struct Counts {
     failed: AtomicU64,
 }
 
-/// Progress on stderr, once a second.
-fn show_progress(counts: Arc<Counts>) -> tokio::task::JoinHandle<()> {
+/// Progress on stderr: on a terminal, one line redrawn every second; elsewhere (`lines`), a
+/// whole line every so often, as log collectors expect.
+fn show_progress(
+    counts: Arc<Counts>,
+    lines: Option<std::time::Duration>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = std::time::Instant::now();
+        let period = lines.unwrap_or(std::time::Duration::from_secs(1));
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tokio::time::sleep(period).await;
             let (d, f) = (counts.done.load(Relaxed), counts.failed.load(Relaxed));
-            eprint!(
-                "\r  {:>6.0}s  {d} requests done, {f} failed   ",
-                start.elapsed().as_secs_f64()
-            );
+            let at = start.elapsed().as_secs_f64();
+            if lines.is_some() {
+                eprintln!("progress: {at:.0}s, {d} requests done, {f} failed");
+            } else {
+                eprint!("\r  {at:>6.0}s  {d} requests done, {f} failed   ");
+            }
         }
     })
 }
@@ -228,5 +250,6 @@ fn spec(args: &BenchArgs, experiment: Option<&Experiment>) -> BenchSpec {
         keep_chunk_times: args.truth,
         agreement_prompts: args.agreement,
         experiment: experiment.map(|e| e.name().to_owned()),
+        client_cores: usize::from(args.client_cores),
     }
 }

@@ -30,6 +30,7 @@ fn spec(load: Load, requests: u64) -> BenchSpec {
         keep_chunk_times: false,
         agreement_prompts: 0,
         experiment: None,
+        client_cores: 1,
     }
 }
 
@@ -69,6 +70,7 @@ async fn tpot_and_ttft_agree_with_the_simulators_log() {
     let (report, kept) = run(&[t], &s).await;
     let r = only(&report);
     assert_eq!(r.ok, 24);
+    assert_eq!(r.connections.new, 4, "exactly one connection a worker");
     // The simulator's own view of each stream: (last send − first send) / (tokens − 1).
     let log = sim.log();
     let truth_tpot: Vec<f64> = log
@@ -107,6 +109,55 @@ async fn tpot_and_ttft_agree_with_the_simulators_log() {
     assert_eq!(t.causality_violations, 0);
     assert_eq!(t.unmatched, 0, "{t:?}");
     assert!(t.chunks >= 24 * 19, "{t:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cores_share_the_load_each_with_its_own_connections() {
+    let (sim, t) = target(paced(2.0), "sim", Workload::synthetic(32, 8, 1).unwrap()).await;
+    // Closed loop: 6 workers over 2 cores, 3 each; every request once, exactly 6 connections.
+    let mut s = spec(Load::Concurrency { n: 6 }, 60);
+    s.client_cores = 2;
+    s.keep_chunk_times = true;
+    let (report, kept) = run(std::slice::from_ref(&t), &s).await;
+    let r = only(&report);
+    assert_eq!(r.ok, 60);
+    let mut indices: Vec<u64> = kept.iter().map(|k| k.index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..60).collect::<Vec<_>>(), "each request once");
+    assert_eq!(r.connections.new, 6, "{:?}", r.connections);
+    let cores = &report.self_check.per_core;
+    assert_eq!(cores.len(), 2);
+    assert_eq!(cores.iter().map(|c| c.requests).sum::<u64>(), 60);
+    assert!(
+        cores.iter().all(|c| c.requests > 0 && c.cpu_s > 0.0),
+        "{cores:?}"
+    );
+    // Timings from the cores' own runtimes agree with the server's log.
+    let log = serde_json::to_value(sim.log()).unwrap();
+    let truth = pagemill_bench::truth::compare(&kept, log.as_array().unwrap());
+    assert_eq!((truth.unmatched, truth.causality_violations), (0, 0));
+    assert!(truth.chunks >= 60 * 8, "{truth:?}");
+
+    // Open loop: the cores take alternate arrivals, so each sends exactly half.
+    let load = Load::Rate {
+        per_sec: 200.0,
+        arrival: Arrival::Constant,
+    };
+    let mut s = spec(load, 40);
+    s.client_cores = 2;
+    let (report, _) = run(&[t], &s).await;
+    assert_eq!(only(&report).ok, 40);
+    let sent: Vec<u64> = report
+        .self_check
+        .per_core
+        .iter()
+        .map(|c| c.requests)
+        .collect();
+    assert_eq!(sent, [20, 20]);
+    assert!(
+        report.self_check.lag_ms.p99 < 50.0,
+        "each core kept to its schedule"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,6 +415,92 @@ fn the_cli_report_follows_its_schema_with_every_section() {
         std::fs::read_to_string(&records).unwrap().lines().count(),
         48
     );
+}
+
+/// `pagemill bench -e sim --sim-profile instant ARGS…`, which must succeed; its stdout.
+fn bench_instant(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = pagemill(dir)
+        .args(["bench", "-e", "sim", "--sim-profile", "instant"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn client_cores_on_the_command_line_report_each_core() {
+    let dir = tempdir("bench-client-cores");
+    let run = |format: &str| {
+        let args = [
+            "-n",
+            "40",
+            "-c",
+            "4",
+            "--output-tokens",
+            "8",
+            "--client-cores",
+            "2",
+        ];
+        String::from_utf8(bench_instant(
+            &dir,
+            &[&args[..], &["--format", format]].concat(),
+        ))
+        .unwrap()
+    };
+    let report: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    crate::common::assert_follows("bench-report.schema.json", &report);
+    let target = &report["points"][0]["targets"][0];
+    assert_eq!(target["ok"], 40);
+    assert_eq!(
+        target["connections"]["new"], 4,
+        "two workers, two connections a core"
+    );
+    let cores = report["self_check"]["per_core"].as_array().unwrap();
+    assert_eq!(cores.len(), 2);
+    let sent: u64 = cores.iter().map(|c| c["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sent, 40);
+    let text = run("text");
+    assert!(text.contains("client cores · 0: "), "{text}");
+    // The default (one runtime) reports no cores of its own.
+    let out = bench_instant(&dir, &["-n", "4", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(report["self_check"].get("per_core").is_none());
+}
+
+#[test]
+fn quiet_prints_no_progress() {
+    let dir = tempdir("bench-quiet");
+    // `hosted` answers in about half a second: several progress periods of 100 ms.
+    let run = |quiet: bool| {
+        let mut cmd = pagemill(&dir);
+        cmd.args([
+            "bench",
+            "-e",
+            "sim",
+            "--sim-profile",
+            "hosted",
+            "-n",
+            "2",
+            "-c",
+            "1",
+        ])
+        .args(["--output-tokens", "4", "--progress-every", "100ms"]);
+        if quiet {
+            cmd.arg("-q");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(run(false).contains("progress: "));
+    let quiet = run(true);
+    assert!(!quiet.contains("progress"), "{quiet}");
+    assert!(!quiet.contains('\r'), "{quiet:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,6 +779,8 @@ fn ctrl_c_on_the_command_drains_and_still_prints_the_report() {
             "4",
             "--output-tokens",
             "40",
+            "--progress-every",
+            "200ms",
             "--format",
             "json",
         ])
@@ -681,6 +820,13 @@ fn ctrl_c_on_the_command_drains_and_still_prints_the_report() {
     let err = reader.join().unwrap();
     assert!(out.status.success(), "{err}");
     assert!(err.contains("stopping"), "{err}");
+    // Off a terminal, progress comes as whole lines, as log collectors expect.
+    assert!(!err.contains('\r'), "{err:?}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("progress: ") && l.contains("requests done")),
+        "{err}"
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["interrupted"], true);
     let t = &r["points"][0]["targets"][0];
@@ -696,29 +842,7 @@ fn ctrl_c_on_the_command_drains_and_still_prints_the_report() {
 #[test]
 fn the_cli_prints_one_flat_row_per_request() {
     let dir = tempdir("bench-rows");
-    let rows = |format: &str| {
-        let out = pagemill(&dir)
-            .args([
-                "bench",
-                "-e",
-                "sim",
-                "--sim-profile",
-                "instant",
-                "-n",
-                "12",
-                "-c",
-                "3",
-            ])
-            .args(["--format", format])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let rows = |format: &str| bench_instant(&dir, &["-n", "12", "-c", "3", "--format", format]);
     let csv = rows("csv");
     let mut reader = csv::Reader::from_reader(&csv[..]);
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
