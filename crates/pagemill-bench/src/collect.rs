@@ -66,6 +66,8 @@ pub struct TargetStats {
     start_ns: u64,
     reused: u64,
     new: u64,
+    /// Kept-alive connections the server closed while idle, and under a request.
+    server_closed: (u64, u64),
     slo: Vec<SloItem>,
 }
 
@@ -116,6 +118,7 @@ impl TargetStats {
             last_ns: 0,
             buckets: Vec::new(),
             start_ns,
+            server_closed: (0, 0),
             reused: 0,
             new: 0,
             slo,
@@ -300,6 +303,12 @@ impl TargetStats {
         })
     }
 
+    /// Adds connections the server closed (read off the client's transport after a run).
+    pub fn add_server_closes(&mut self, (idle, under_request): (u64, u64)) {
+        self.server_closed.0 += idle;
+        self.server_closed.1 += under_request;
+    }
+
     /// Records a sample of requests in flight.
     pub fn sample_in_flight(&mut self, n: u64) {
         record(&mut self.in_flight, n);
@@ -356,6 +365,8 @@ impl TargetStats {
         self.output_known_cost += o.output_known_cost;
         self.slo_met += o.slo_met;
         self.reused += o.reused;
+        self.server_closed.0 += o.server_closed.0;
+        self.server_closed.1 += o.server_closed.1;
         self.new += o.new;
         // Durations add up (repeats run one after another); time buckets stay the first run's.
         let span = o.last_ns.saturating_sub(o.first_ns.unwrap_or(o.last_ns));
@@ -483,6 +494,8 @@ impl TargetStats {
                 reused: self.reused,
                 new: self.new,
                 connect_ms: percentiles(&self.connect, 1e-6),
+                closed_by_server_idle: self.server_closed.0,
+                closed_by_server_under_request: self.server_closed.1,
             },
             per_page: (self.pages > 0.0).then(|| PerPage {
                 pages: self.pages,

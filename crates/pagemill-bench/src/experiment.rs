@@ -90,10 +90,11 @@ pub struct WorkloadSettings {
     pub seed: u64,
 }
 
-/// A lever tested per endpoint as two interleaved arms.
+/// A lever tested per endpoint as interleaved arms (two, or three for keep-alive over TLS).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Experiment {
-    /// Pooled keep-alive connections against a fresh connection per request.
+    /// Pooled keep-alive connections against a fresh connection per request, and (over TLS)
+    /// HTTP/2 with every request on one connection.
     Keepalive,
     /// A stable shared prefix against a randomized one of the same length.
     Cache,
@@ -246,7 +247,7 @@ pub fn targets(
 
 type Arm = (String, Client, Arc<Workload>);
 
-/// The two arms of `experiment` on one endpoint.
+/// The arms of `experiment` on one endpoint.
 fn arms(
     ep: &Endpoint,
     client: Client,
@@ -256,12 +257,27 @@ fn arms(
 ) -> Result<Vec<Arm>, BenchError> {
     Ok(match experiment {
         Experiment::Keepalive => {
-            let mut fresh = ep.clone();
-            fresh.transport.fresh_connections = true;
-            vec![
-                ("pooled".into(), client, w.clone()),
-                ("fresh".into(), Client::new(fresh)?, w.clone()),
-            ]
+            // Pooled and fresh speak HTTP/1.1; over TLS a third arm speaks HTTP/2, every
+            // request multiplexed on one connection (negotiated by ALPN).
+            let with = |http2: bool, fresh: bool| {
+                let mut e = ep.clone();
+                e.transport.http2 = http2;
+                e.transport.fresh_connections = fresh;
+                e
+            };
+            let pooled = if ep.transport.http2 {
+                Client::new(with(false, false))?
+            } else {
+                client
+            };
+            let mut arms = vec![
+                ("pooled".into(), pooled, w.clone()),
+                ("fresh".into(), Client::new(with(false, true))?, w.clone()),
+            ];
+            if ep.base_url.starts_with("https://") {
+                arms.push(("h2".into(), Client::new(with(true, false))?, w.clone()));
+            }
+            arms
         }
         Experiment::Cache => {
             let total = s.prefix_tokens + s.suffix_tokens;

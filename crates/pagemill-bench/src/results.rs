@@ -216,6 +216,14 @@ pub struct Connections {
     pub new: u64,
     /// Connect time of new connections, ms.
     pub connect_ms: Percentiles,
+    /// Kept-alive connections the server closed while idle in the pool (idle timeouts,
+    /// request limits): the next request opened another, nothing lost.
+    #[serde(default)]
+    pub closed_by_server_idle: u64,
+    /// Kept-alive connections the server closed under a request just sent (that request
+    /// failed before headers).
+    #[serde(default)]
+    pub closed_by_server_under_request: u64,
 }
 
 /// One SLO's outcome.
@@ -349,6 +357,16 @@ pub struct Truth {
     /// Client TTFT (request on the wire → first content) − server TTFT (request read → first
     /// content sent), µs: network, kernel and the server's own input queue.
     pub ttft_delta_us: Percentiles,
+    /// The same, for requests that opened their connection.
+    #[serde(default)]
+    pub ttft_delta_new_us: Percentiles,
+    /// The same, for requests on a reused connection.
+    #[serde(default)]
+    pub ttft_delta_reused_us: Percentiles,
+    /// |client connect time − the server's handshake time| of each new TLS connection, µs
+    /// (plain TCP connects complete in the kernel, before the server sees them).
+    #[serde(default)]
+    pub connect_delta_us: Percentiles,
     /// Chunks the client stamped *before* the server sent them (must be 0 on one clock).
     pub causality_violations: u64,
 }

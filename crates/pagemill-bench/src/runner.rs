@@ -192,6 +192,11 @@ pub async fn run(
     for r in reports {
         per_core.push(r.await.unwrap_or_default());
     }
+    for core in &per_core {
+        for (st, closes) in fold.stats.iter_mut().zip(&core.server_closes) {
+            st.add_server_closes(*closes);
+        }
+    }
     let stalls = per_core.iter().fold((0, Duration::ZERO), |(n, w), c| {
         (n + c.stalls, w.max(c.worst_stall))
     });
@@ -220,6 +225,8 @@ pub struct CoreReport {
     pub stalls: u64,
     /// The longest.
     pub worst_stall: Duration,
+    /// Per target: kept-alive connections the server closed while idle, and under a request.
+    pub server_closes: Vec<(u64, u64)>,
 }
 
 /// One core's share of the load: its workers (closed loop) or every N-th arrival (open loop),
@@ -238,6 +245,11 @@ async fn drive(shared: Arc<Shared>, core: usize) -> CoreReport {
     for t in &shared.targets {
         t.client.limit_connections(workers);
     }
+    let closes_before: Vec<(u64, u64)> = shared
+        .targets
+        .iter()
+        .map(|t| t.client.server_closes())
+        .collect();
     match arrivals {
         None => closed_loop(&tracker, &shared, &sent, core),
         Some(arrivals) => open_loop(arrivals, &tracker, &shared, &sent, core).await,
@@ -247,7 +259,17 @@ async fn drive(shared: Arc<Shared>, core: usize) -> CoreReport {
     done.cancel();
     let (stalls, worst_stall) = ticker.await.unwrap_or((0, Duration::ZERO));
     let own_thread = c.cores > 1;
+    let server_closes = shared
+        .targets
+        .iter()
+        .zip(closes_before)
+        .map(|(t, (idle, under))| {
+            let (i, u) = t.client.server_closes();
+            (i.saturating_sub(idle), u.saturating_sub(under))
+        })
+        .collect();
     CoreReport {
+        server_closes,
         sent: sent.load(Ordering::Relaxed),
         cpu: if own_thread {
             thread_cpu_time().saturating_sub(cpu_start)

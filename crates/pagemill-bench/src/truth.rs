@@ -15,7 +15,9 @@ pub async fn fetch(endpoints: &[pagemill_client::Endpoint], kept: &[Record]) -> 
     let mut log = Vec::new();
     for ep in endpoints {
         let root = ep.base_url.trim_end_matches('/').trim_end_matches("/v1");
-        let Ok(c) = Client::new(Endpoint::new("truth", root, "")) else {
+        let mut truth = Endpoint::new("truth", root, "");
+        truth.transport = ep.transport.clone();
+        let Ok(c) = Client::new(truth) else {
             continue;
         };
         if let Ok((200, Value::Array(entries))) = c
@@ -35,6 +37,7 @@ pub fn compare(records: &[Record], log: &[Value]) -> Truth {
         .filter_map(|e| Some((e["request_id"].as_str()?, e)))
         .collect();
     let (mut chunk_h, mut ttft_h) = (hist(), hist());
+    let (mut new_h, mut reused_h, mut connect_h) = (hist(), hist(), hist());
     let mut t = Truth::default();
     // Warm-up requests open connections: their TTFT includes the server's accept queue, which
     // its log cannot see, so only measured requests are compared.
@@ -58,10 +61,21 @@ pub fn compare(records: &[Record], log: &[Value]) -> Truth {
             entry["received_ns"].as_u64(),
             r.ttft_content_ns,
         ) {
-            // From the request's last byte on the wire when known, else from the hand-off.
+            // From the request's last byte on the wire when known, else from the hand-off;
+            // the network time the simulator slept before reading it is the server's too.
             let client_ttft = ttft.saturating_sub(r.lag_ns + r.write_lag_ns.unwrap_or(0));
-            let server_ttft = first_sent.saturating_sub(received);
-            let _ = ttft_h.record(client_ttft.saturating_sub(server_ttft));
+            let network = entry["network_ns"].as_u64().unwrap_or(0);
+            let server_ttft = first_sent.saturating_sub(received) + network;
+            let delta = client_ttft.saturating_sub(server_ttft);
+            let _ = ttft_h.record(delta);
+            let _ = match r.reused {
+                Some(false) => new_h.record(delta),
+                _ => reused_h.record(delta),
+            };
+        }
+        if let (Some(client), Some(server)) = (r.connect_ns, entry["connection_setup_ns"].as_u64())
+        {
+            let _ = connect_h.record(client.abs_diff(server));
         }
         if sent.len() != r.chunk_at_ns.len() {
             t.chunk_count_mismatch += 1;
@@ -77,5 +91,8 @@ pub fn compare(records: &[Record], log: &[Value]) -> Truth {
     }
     t.chunk_delay_us = percentiles(&chunk_h, 1e-3);
     t.ttft_delta_us = percentiles(&ttft_h, 1e-3);
+    t.ttft_delta_new_us = percentiles(&new_h, 1e-3);
+    t.ttft_delta_reused_us = percentiles(&reused_h, 1e-3);
+    t.connect_delta_us = percentiles(&connect_h, 1e-3);
     t
 }

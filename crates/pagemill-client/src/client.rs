@@ -144,6 +144,12 @@ impl Client {
         }
     }
 
+    /// Kept-alive connections the server closed: while idle, and under a request (see
+    /// [`Transport::server_closes`]).
+    pub fn server_closes(&self) -> (u64, u64) {
+        self.transport.server_closes()
+    }
+
     /// Keeps at most `n` connections open at once (see [`Transport::limit_connections`]).
     pub fn limit_connections(&self, n: Option<usize>) {
         self.transport.limit_connections(n);

@@ -67,7 +67,8 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportConfig {
-    /// Speak HTTP/2 (ALPN over TLS, prior knowledge over plain HTTP).
+    /// Speak HTTP/2 only, every request multiplexed on one connection (ALPN `h2` over TLS,
+    /// prior knowledge over plain HTTP); a server without HTTP/2 then fails to connect.
     pub http2: bool,
     /// Open a new connection for every request (for keep-alive A/B comparisons).
     pub fresh_connections: bool,
@@ -79,6 +80,13 @@ pub struct TransportConfig {
     pub request_timeout_secs: f64,
     /// Bound on silence between two reads of the response body, in seconds.
     pub idle_timeout_secs: f64,
+    /// Also trust the certificates in this PEM file: a private CA, or the self-signed one a
+    /// `pagemill sim` with TLS writes (`--ca-out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The same, as PEM text set by code (the in-process simulator); never read from a file.
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
 }
 
 impl Default for TransportConfig {
@@ -90,6 +98,8 @@ impl Default for TransportConfig {
             connect_timeout_secs: 10.0,
             request_timeout_secs: 600.0,
             idle_timeout_secs: 120.0,
+            ca_file: None,
+            ca_pem: None,
         }
     }
 }

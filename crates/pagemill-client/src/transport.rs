@@ -78,6 +78,8 @@ struct Reuse {
     closed_under_request: AtomicU64,
     /// Stop reusing: the server closes what it keeps alive.
     abandoned: AtomicBool,
+    /// Kept-alive connections the server closed while no request waited on them.
+    closed_idle: AtomicU64,
     endpoint: String,
     /// HTTP/2 may be spoken: connections are multiplexed and this does not apply.
     http2: bool,
@@ -246,6 +248,10 @@ impl hyper::rt::Read for TimedStream {
         if closed && s.awaiting.swap(false, Ordering::Relaxed) && s.uses.load(Ordering::Relaxed) > 0
         {
             s.reuse.closed_under_request();
+        } else if closed && s.uses.load(Ordering::Relaxed) > 0 {
+            // Closed while idle in the pool (an idle timeout, a request limit): hyper drops it
+            // and the next request opens another, nothing lost.
+            s.reuse.closed_idle.fetch_add(1, Ordering::Relaxed);
         }
         res
     }
@@ -328,13 +334,11 @@ impl Transport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Endpoint::secs(config.connect_timeout_secs)));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_tls_config(tls_config(&config)?)
             .https_or_http();
         let https = if config.http2 {
-            builder.enable_all_versions().wrap_connector(http)
+            builder.enable_http2().wrap_connector(http)
         } else {
             builder.enable_http1().wrap_connector(http)
         };
@@ -356,8 +360,11 @@ impl Transport {
         if config.fresh_connections {
             b.pool_max_idle_per_host(0);
         }
-        if config.http2 && endpoint.base_url.starts_with("http://") {
-            // Plain-text HTTP/2 has no ALPN: speak it with prior knowledge.
+        if config.http2 {
+            // HTTP/2 only (ALPN offers just `h2`; plain text speaks it by prior knowledge), so
+            // the pool knows before connecting that one connection carries every request:
+            // offered both, it opens one connection per request in flight until the first
+            // handshake has said which.
             b.http2_only(true);
         }
         let client = b.build(connector.clone());
@@ -402,6 +409,17 @@ impl Transport {
     /// now opens its own connection (see the module docs).
     pub fn reuse_abandoned(&self) -> bool {
         self.reuse.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Kept-alive connections the server has closed so far: while idle in the pool (its idle
+    /// timeout or request limit; nothing lost) and under a request just sent on one (that
+    /// request fails before headers and is left to the caller's retry: it may have reached
+    /// the server, so resending it here could pay for it twice).
+    pub fn server_closes(&self) -> (u64, u64) {
+        (
+            self.reuse.closed_idle.load(Ordering::Relaxed),
+            self.reuse.closed_under_request.load(Ordering::Relaxed),
+        )
     }
 
     /// Sends a request and waits for the response headers (bounded by the request timeout).
@@ -449,6 +467,46 @@ impl Transport {
         });
         Ok((res, conn))
     }
+}
+
+/// TLS with the web's root certificates, and those of `ca_file` / `ca_pem` besides.
+fn tls_config(config: &TransportConfig) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| ClientError::Tls(format!("reading ca_file `{}`: {e}", path.display())))?;
+        extra.push((format!("ca_file `{}`", path.display()), pem));
+    }
+    if let Some(pem) = &config.ca_pem {
+        extra.push((
+            "the simulator's certificate".into(),
+            pem.clone().into_bytes(),
+        ));
+    }
+    for (what, pem) in extra {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ClientError::Tls(format!("{what}: not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Tls(format!("{what}: holds no certificate")));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Tls(format!("{what}: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn map_send_error(e: &hyper_util::client::legacy::Error) -> RequestError {

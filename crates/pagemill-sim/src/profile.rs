@@ -29,6 +29,8 @@ pub struct Profile {
     pub content: Content,
     /// The batch API.
     pub batch: Batch,
+    /// The network between client and server: round trips, TLS, connection limits.
+    pub network: Network,
     /// Answers from a gold file, with errors at set rates (`pagemill eval`'s honest tests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gold: Option<crate::gold::GoldMode>,
@@ -36,6 +38,74 @@ pub struct Profile {
     /// built-in `sim` endpoint shows real-looking costs (labelled simulated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priced_like: Option<String>,
+}
+
+/// The network between the client and the simulated provider. On loopback a connection costs
+/// ~0.2 ms and a request no flight time, so connection reuse shows no effect; these put back
+/// what a real network costs, by sleeping (never spinning), and the log records what was spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Round-trip time, ms (0: loopback as it is). Every request pays one (its flight there
+    /// and its answer's flight back); a new connection pays its handshakes too.
+    pub rtt_ms: f64,
+    /// Up to this much more a round trip, uniformly at random, ms.
+    pub rtt_jitter_ms: f64,
+    /// Real TLS (`"1.2"` or `"1.3"`, with a certificate the simulator makes at start and
+    /// `https://` URLs; clients trust it through `ca_file`), or `"none"`. A new connection's
+    /// handshakes take one round trip for TCP, one more for TLS 1.3 and two for TLS 1.2.
+    pub tls: TlsVersion,
+    /// Offer HTTP/2 by ALPN on TLS connections (plain connections speak it by prior
+    /// knowledge either way).
+    pub http2: bool,
+    /// Extra wait before a new connection's first answer, ms: the first bytes of a cold
+    /// connection crawl while TCP's slow start opens its window.
+    pub slow_start_ms: f64,
+    /// Close a kept-alive connection idle this long, ms (0: never), as providers' load
+    /// balancers do.
+    pub idle_timeout_ms: u64,
+    /// Close a connection after this many requests (0: no limit); the last answer says
+    /// `Connection: close`.
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            rtt_ms: 0.0,
+            rtt_jitter_ms: 0.0,
+            tls: TlsVersion::None,
+            http2: false,
+            slow_start_ms: 0.0,
+            idle_timeout_ms: 0,
+            max_requests_per_connection: 0,
+        }
+    }
+}
+
+impl Network {
+    /// Round trips a new connection's handshakes take before its first request can go out.
+    pub fn handshake_round_trips(&self) -> u32 {
+        1 + match self.tls {
+            TlsVersion::None => 0,
+            TlsVersion::Tls13 => 1,
+            TlsVersion::Tls12 => 2,
+        }
+    }
+}
+
+/// Which TLS a simulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// Plain HTTP.
+    #[serde(rename = "none")]
+    None,
+    /// TLS 1.2 (two round trips of handshake).
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 (one round trip of handshake).
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 /// The latency model.
@@ -298,6 +368,7 @@ impl Profile {
             framing: FramingQuirks::default(),
             content: Content::default(),
             batch: Batch::default(),
+            network: Network::default(),
             gold: None,
             priced_like: Some("gpt-4o-mini".into()),
         }
@@ -345,6 +416,17 @@ impl Profile {
                 write_each_event: false,
             },
             cache: Cache::default(),
+            // A provider across the internet: ~40 ms away, TLS 1.3, a cold connection's
+            // first bytes slowed by slow start, idle connections closed after a minute.
+            network: Network {
+                rtt_ms: 40.0,
+                rtt_jitter_ms: 4.0,
+                tls: TlsVersion::Tls13,
+                http2: true,
+                slow_start_ms: 10.0,
+                idle_timeout_ms: 60_000,
+                max_requests_per_connection: 0,
+            },
             ..Self::fast_local()
         }
     }
@@ -364,6 +446,8 @@ impl Profile {
                 keepalive_ms: 1_000,
                 write_each_event: false,
             },
+            // Plain loopback: fault and limit drills, not network ones.
+            network: Network::default(),
             ..Self::hosted()
         }
     }
@@ -386,6 +470,8 @@ impl Profile {
                 slow_headers_ms: 3_000,
                 script: Vec::new(),
             },
+            // Plain loopback: fault and limit drills, not network ones.
+            network: Network::default(),
             ..Self::hosted()
         }
     }
@@ -399,6 +485,8 @@ impl Profile {
                 tokens_per_minute: 20_000,
                 insufficient_quota: false,
             },
+            // Plain loopback: fault and limit drills, not network ones.
+            network: Network::default(),
             ..Self::hosted()
         }
     }

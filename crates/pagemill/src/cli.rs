@@ -434,6 +434,11 @@ pub struct SimArgs {
     /// Print the resolved profile as TOML and exit (a starting point for your own).
     #[arg(long)]
     pub print_profile: bool,
+    /// With a profile that speaks TLS, write its self-signed certificate here (PEM) for
+    /// clients' `transport.ca_file` (default: a file in the temporary directory, named on
+    /// start).
+    #[arg(long)]
+    pub ca_out: Option<PathBuf>,
     /// How clients may reach it (the ground-truth routes fall under the key too).
     #[command(flatten)]
     pub exposure: ExposureArgs,
@@ -468,7 +473,8 @@ pub enum ArrivalKind {
 /// A lever to test per endpoint, as two interleaved arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExperimentKind {
-    /// Pooled keep-alive connections vs a fresh connection per request.
+    /// Pooled keep-alive connections vs a fresh connection per request (and, over TLS, vs
+    /// HTTP/2 with every request on one connection).
     Keepalive,
     /// A stable shared prefix vs a randomized one of the same length.
     Cache,

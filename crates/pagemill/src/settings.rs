@@ -60,6 +60,8 @@ pub async fn resolve_with(
             .await
             .context("starting the in-process simulator")?;
         let mut ep = Endpoint::new(SIM_ENDPOINT, handle.base_url(), model);
+        // A profile with TLS serves a certificate made at start: trust exactly that one.
+        ep.transport.ca_pem = handle.ca_pem().map(str::to_owned);
         // Priced like a real model, so a demo shows real-looking costs, labelled simulated.
         if let Some(like) = like {
             pagemill_client::prices::simulate(&mut ep, &like);

@@ -42,6 +42,19 @@ pub fn render(r: &BenchResults) -> String {
             num(t.ttft_delta_us.p99),
             t.causality_violations
         );
+        if t.connect_delta_us.count > 0 || t.ttft_delta_new_us.count > 0 {
+            let _ = writeln!(
+                s,
+                "  TTFT difference on new connections p50 {} µs, p99 {} µs; on reused p50 {} µs, p99 {} µs; connect − server handshake p50 {} µs, p99 {} µs ({} TLS connections)",
+                num(t.ttft_delta_new_us.p50),
+                num(t.ttft_delta_new_us.p99),
+                num(t.ttft_delta_reused_us.p50),
+                num(t.ttft_delta_reused_us.p99),
+                num(t.connect_delta_us.p50),
+                num(t.connect_delta_us.p99),
+                count(t.connect_delta_us.count)
+            );
+        }
     }
     let sc = &r.self_check;
     let _ = writeln!(
@@ -209,6 +222,15 @@ fn accounting(s: &mut String, tr: &TargetResults) {
         count(tr.connections.reused),
         count(tr.connections.new)
     );
+    let c = &tr.connections;
+    if c.closed_by_server_idle + c.closed_by_server_under_request > 0 {
+        let _ = write!(
+            s,
+            " (closed by the server: {} idle, {} under a request)",
+            count(c.closed_by_server_idle),
+            count(c.closed_by_server_under_request)
+        );
+    }
     if tok.cache_written > 0 {
         let _ = write!(s, "; cache written {}", count(tok.cache_written));
     }

@@ -51,6 +51,21 @@ pub struct LogEntry {
     pub queued_ns: u64,
     /// Fault injected, if any.
     pub fault: Option<String>,
+    /// The connection it came on (numbered from 1 in accept order).
+    pub connection: u64,
+    /// Its place on that connection (1: the connection's first request).
+    pub connection_request: u64,
+    /// On a TLS connection's first request, what its handshakes took on the server's side
+    /// (modelled round trips and the real handshake), from accepting the socket to being ready
+    /// to read: what the client's connect waited for. (On plain TCP the client's connect does
+    /// not wait: the first request's `network_ns` holds the handshakes.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_setup_ns: Option<u64>,
+    /// Network time this request spent before it was read, slept by the simulator: its flight
+    /// (one round trip, there and back), a new connection's slow start and, on plain TCP, the
+    /// handshake the client's connect did not wait for. Part of the client's TTFT that the
+    /// server's `received_ns` does not see.
+    pub network_ns: u64,
     /// The request body, as JSON where it was JSON (not in the public log).
     #[serde(skip)]
     pub body: serde_json::Value,

@@ -20,7 +20,6 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use pagemill_client::clock::mono_ns;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -28,6 +27,7 @@ use tokio::task::JoinHandle;
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
 mod log;
+mod net;
 mod reply;
 
 pub use log::{ChunkLog, Log, LogEntry};
@@ -50,6 +50,8 @@ pub struct Sink {
     /// Let the connection write each frame before the next is made (see
     /// [`Sink::write_each`]).
     write_each: bool,
+    /// The connection it answers on, told when the answer ends (idle timeouts).
+    conn: Option<Arc<net::ConnState>>,
 }
 
 impl Sink {
@@ -202,6 +204,9 @@ impl Drop for Sink {
     fn drop(&mut self) {
         self.body = None;
         self.body_ended = None;
+        if let Some(conn) = self.conn.take() {
+            conn.done();
+        }
         let mut entry = std::mem::take(&mut self.entry);
         entry.done_ns = Some(mono_ns());
         self.log.push(entry);
@@ -230,6 +235,11 @@ pub struct ServerOptions {
     /// API: `Authorization: Bearer <key>`, `x-api-key` (Messages API) or `api-key` (Azure
     /// deployments); others get a 401.
     pub api_key: Option<pagemill_client::ApiKey>,
+    /// The network modelled between clients and this server: round trips, TLS, connection
+    /// limits (none by default: loopback as it is).
+    pub network: crate::profile::Network,
+    /// Seed of the network's jitter.
+    pub seed: u64,
 }
 
 impl Default for ServerOptions {
@@ -240,6 +250,8 @@ impl Default for ServerOptions {
             log_file: None,
             keep_bodies: false,
             api_key: None,
+            network: crate::profile::Network::default(),
+            seed: 0,
         }
     }
 }
@@ -283,6 +295,7 @@ struct Shared {
     handler: Box<Handler>,
     log: Arc<Log>,
     next: AtomicU64,
+    net: net::Net,
 }
 
 /// A running server; stops accepting when dropped or shut down.
@@ -309,9 +322,20 @@ impl Drop for ServerHandle {
 }
 
 impl ServerHandle {
-    /// `http://ADDR/v1`, the base URL to configure an endpoint with.
+    /// `http://ADDR/v1` (`https://` with TLS), the base URL to configure an endpoint with.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        let scheme = if self.shared.net.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/v1", self.addr)
+    }
+
+    /// With TLS, the self-signed certificate clients must trust (PEM; an endpoint's
+    /// `transport.ca_file`).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.shared.net.ca_pem.as_deref()
     }
 
     /// The log entries in memory, ordered by request number.
@@ -328,25 +352,6 @@ impl ServerHandle {
     pub fn shutdown(self) {
         drop(self);
     }
-}
-
-/// Connections the kernel completes and queues before the server accepts them (capped by
-/// `net.core.somaxconn`).
-const BACKLOG: u32 = 4096;
-
-/// A listening socket with room for a burst of new connections: a benchmark opens `c` at
-/// once, and where the accept queue overflows (128 places, as `TcpListener::bind` gives,
-/// overflowed 25 times at c = 256) the dropped handshakes are retried by the client a second
-/// later — a second it would measure as connect time.
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
 }
 
 /// Starts a server that answers every request with a described [`Reply`].
@@ -371,7 +376,7 @@ pub async fn serve_with(
     options: ServerOptions,
     handler: impl Fn(Received, Sink) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync + 'static,
 ) -> std::io::Result<ServerHandle> {
-    let listener = listen(options.addr)?;
+    let listener = net::listen(options.addr)?;
     let addr = listener.local_addr()?;
     let mut log = Log::new(options.log_capacity);
     if let Some(path) = &options.log_file {
@@ -383,6 +388,7 @@ pub async fn serve_with(
         handler: Box::new(handler),
         log: Arc::new(log),
         next: AtomicU64::new(0),
+        net: net::Net::new(options.network.clone(), options.seed)?,
     });
     let accept_shared = shared.clone();
     let accept = tokio::spawn(async move {
@@ -398,25 +404,21 @@ pub async fn serve_with(
             let _ = stream.set_nodelay(true);
             let shared = accept_shared.clone();
             tokio::spawn(async move {
-                let (closer, mut close_asked) = mpsc::unbounded_channel();
-                let service = hyper::service::service_fn(move |req| {
-                    handle(shared.clone(), req, closer.clone())
-                });
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                let body_ended = tokio::select! {
-                    _ = conn.as_mut() => return,
-                    Some(ended) = close_asked.recv() => ended,
-                };
-                let close_soon = async {
-                    let _ = body_ended.await;
-                    tokio::time::sleep(CLOSE_AFTER_BODY).await;
-                };
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    // Dropping the connection closes its socket, whatever it was doing.
-                    () = close_soon => {}
+                let conn = shared.net.connection();
+                let start = mono_ns();
+                shared.net.handshakes(&conn).await;
+                match &shared.net.tls {
+                    Some(acceptor) => {
+                        let Ok(tls) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        conn.set_up(mono_ns().saturating_sub(start));
+                        serve_connection(shared, TokioIo::new(tls), conn).await;
+                    }
+                    None => {
+                        conn.set_up(mono_ns().saturating_sub(start));
+                        serve_connection(shared, TokioIo::new(stream), conn).await;
+                    }
                 }
             });
         }
@@ -426,6 +428,45 @@ pub async fn serve_with(
         shared,
         accept,
     })
+}
+
+/// Serves one connection (plain or TLS) until it ends, is asked to close after a body, or
+/// has been idle for the network's idle timeout.
+async fn serve_connection<I>(shared: Arc<Shared>, io: I, conn: Arc<net::ConnState>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (closer, mut close_asked) = mpsc::unbounded_channel();
+    let service_shared = shared.clone();
+    let service_conn = conn.clone();
+    let service = hyper::service::service_fn(move |req| {
+        handle(
+            service_shared.clone(),
+            req,
+            closer.clone(),
+            service_conn.clone(),
+        )
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let idle = shared.net.idle(&conn);
+    tokio::pin!(idle);
+    let body_ended = tokio::select! {
+        _ = served.as_mut() => return,
+        // Dropping the connection closes its socket, as a load balancer closes an idle one.
+        () = &mut idle => return,
+        Some(ended) = close_asked.recv() => ended,
+    };
+    let close_soon = async {
+        let _ = body_ended.await;
+        tokio::time::sleep(CLOSE_AFTER_BODY).await;
+    };
+    tokio::select! {
+        _ = served.as_mut() => {}
+        // Dropping the connection closes its socket, whatever it was doing.
+        () = close_soon => {}
+    }
 }
 
 /// The error that breaks a connection on purpose.
@@ -444,6 +485,7 @@ async fn handle(
     shared: Arc<Shared>,
     req: http::Request<Incoming>,
     closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
+    conn: Arc<net::ConnState>,
 ) -> Result<http::Response<Channel<Bytes, ResetError>>, ResetError> {
     let (head, body) = req.into_parts();
     // A body over the cap is answered 413 by the server itself, never handed on empty.
@@ -458,6 +500,7 @@ async fn handle(
                 .is_some(),
         ),
     };
+    let (on_connection, network_ns) = shared.net.before_read(&conn).await;
     let received = Received {
         index: shared.next.fetch_add(1, Ordering::Relaxed),
         method: head.method,
@@ -487,11 +530,20 @@ async fn handle(
             } else {
                 serde_json::Value::Null
             },
+            connection: conn.id,
+            connection_request: on_connection,
+            connection_setup_ns: if on_connection == 1 {
+                conn.connect_setup_ns()
+            } else {
+                None
+            },
+            network_ns,
             ..LogEntry::default()
         },
         log: shared.log.clone(),
         closer,
         body_ended: None,
+        conn: Some(conn),
     };
     let authorized = shared
         .api_key
@@ -521,7 +573,12 @@ async fn handle(
         tokio::spawn((shared.handler)(received, sink));
     }
     // No head before the sink is dropped means: break the connection before headers.
-    rx.await.map_err(|_| ResetError)
+    let mut res = rx.await.map_err(|_| ResetError)?;
+    if shared.net.last_on_connection(on_connection) {
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -541,7 +598,7 @@ mod tests {
     async fn a_burst_of_connections_is_queued_before_any_is_accepted() {
         // Nothing accepts: every handshake must complete from the accept queue alone. With
         // 128 places the rest would wait for a retransmitted SYN, a second or more.
-        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let connects: Vec<_> = (0..300)
             .map(|_| tokio::spawn(tokio::net::TcpStream::connect(addr)))

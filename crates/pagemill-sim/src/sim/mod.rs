@@ -69,6 +69,11 @@ impl Sim {
             Some(mode) => Some(crate::gold::Gold::load(mode, profile.seed)?),
             None => None,
         };
+        let options = ServerOptions {
+            network: profile.network.clone(),
+            seed: profile.seed,
+            ..options
+        };
         let mut state = State::new(profile);
         state.gold = gold;
         let state = Arc::new(state);

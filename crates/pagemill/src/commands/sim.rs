@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use pagemill_pipeline::run::output::write_atomic;
 use pagemill_sim::{Profile, ServerOptions, Sim};
 
 use crate::cli::SimArgs;
@@ -36,6 +37,18 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let handle = Sim::start_with(profile, options)
         .await
         .with_context(|| format!("starting the simulator on {}:{}", args.host, args.port))?;
+    let ca_file = match handle.ca_pem() {
+        Some(pem) => {
+            let path = args.ca_out.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("pagemill-sim-{}.pem", handle.addr.port()))
+            });
+            write_atomic(&path, pem.as_bytes())
+                .with_context(|| format!("writing the certificate to `{}`", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let root = handle.base_url().trim_end_matches("/v1").to_owned();
     // Whoever started us may stop reading stdout; that must not stop the server.
     {
         let mut out = std::io::stdout().lock();
@@ -44,17 +57,23 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             "pagemill sim: profile `{name}` (seed {seed}) listening on {}",
             handle.base_url()
         );
+        if let Some(path) = &ca_file {
+            let _ = writeln!(
+                out,
+                "TLS with a self-signed certificate, written to {0}: trust it with \
+                 transport = {{ ca_file = \"{0}\" }} on the endpoint",
+                path.display()
+            );
+        }
         let _ = writeln!(
             out,
             "speaks: chat/completions, completions (prompt arrays), messages (an endpoint with \
              api = \"anthropic\"), responses (api = \"responses\"), and Azure at \
-             http://{}/openai/deployments/NAME (provider = \"azure\")",
-            handle.addr
+             {root}/openai/deployments/NAME (provider = \"azure\")"
         );
         let _ = writeln!(
             out,
-            "ground truth: http://{0}/sim/log (JSON, ?format=jsonl), http://{0}/sim/stats",
-            handle.addr
+            "ground truth: {root}/sim/log (JSON, ?format=jsonl), {root}/sim/stats"
         );
         let _ = out.flush();
     }

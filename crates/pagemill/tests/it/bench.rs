@@ -10,7 +10,7 @@ use pagemill_bench::runner::Target;
 use pagemill_bench::schedule::{Arrival, Load};
 use pagemill_bench::workload::Workload;
 use pagemill_client::{Client, Endpoint, Prices};
-use pagemill_sim::profile::Profile;
+use pagemill_sim::profile::{Network, Profile, TlsVersion};
 use pagemill_sim::{Sim, SimHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +158,224 @@ async fn client_cores_share_the_load_each_with_its_own_connections() {
         report.self_check.lag_ms.p99 < 50.0,
         "each core kept to its schedule"
     );
+}
+
+/// A fast model 20 ms away over TLS 1.3 with HTTP/2 offered, 5 ms of slow start.
+fn networked() -> Profile {
+    let mut p = paced(2.0);
+    p.latency.ttft_base_ms = 5.0;
+    p.network = Network {
+        rtt_ms: 20.0,
+        tls: TlsVersion::Tls13,
+        http2: true,
+        slow_start_ms: 5.0,
+        ..Network::default()
+    };
+    p
+}
+
+/// A client of `sim` that trusts its certificate, as `name`, with `edit` applied.
+fn trusting(sim: &SimHandle, name: &str, edit: impl Fn(&mut Endpoint)) -> Client {
+    let mut ep = Endpoint::new(name, sim.base_url(), "sim-model");
+    ep.transport.ca_pem = sim.ca_pem().map(str::to_owned);
+    edit(&mut ep);
+    Client::new(ep).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_time_and_ttft_agree_with_the_simulators_network_on_new_and_reused_connections() {
+    let sim = Sim::start(networked()).await.unwrap();
+    assert!(sim.base_url().starts_with("https://"));
+    let w = Arc::new(Workload::synthetic(32, 8, 1).unwrap());
+    let target = |name: &str, client: Client| Target {
+        name: name.into(),
+        client,
+        workload: w.clone(),
+    };
+    let targets = [
+        target("pooled", trusting(&sim, "pooled", |_| {})),
+        target(
+            "fresh",
+            trusting(&sim, "fresh", |e| e.transport.fresh_connections = true),
+        ),
+        target("h2", trusting(&sim, "h2", |e| e.transport.http2 = true)),
+    ];
+    let mut s = spec(Load::Concurrency { n: 3 }, 45);
+    s.keep_chunk_times = true;
+    let (report, kept) = run(&targets, &s).await;
+    let arms = &report.points[0].targets;
+    assert!(arms.iter().all(|a| a.ok == 15), "{arms:?}");
+    assert_eq!(arms[1].connections.new, 15, "fresh: a connection a request");
+    assert_eq!(arms[2].connections.new, 1, "h2: one connection for all");
+
+    // The client's connect time is the server's handshakes (2 round trips), its TTFT the
+    // server's plus the network time the simulator slept, on new and reused connections.
+    let log = serde_json::to_value(sim.log()).unwrap();
+    let truth = pagemill_bench::truth::compare(&kept, log.as_array().unwrap());
+    assert_eq!((truth.unmatched, truth.causality_violations), (0, 0));
+    assert!(truth.connect_delta_us.count >= 17, "{truth:?}");
+    for (what, p) in [
+        ("connect", truth.connect_delta_us),
+        ("TTFT, new", truth.ttft_delta_new_us),
+        ("TTFT, reused", truth.ttft_delta_reused_us),
+    ] {
+        assert!(p.count > 0 && p.p50 < 1_000.0, "{what}: {p:?}");
+    }
+    let setup: Vec<u64> = sim
+        .log()
+        .iter()
+        .filter_map(|e| e.connection_setup_ns)
+        .collect();
+    assert!(
+        setup.iter().all(|&ns| ns >= 40_000_000),
+        "TCP + TLS 1.3 = 2 round trips of 20 ms: {setup:?}"
+    );
+
+    // What the fresh arm pays over the pooled one is what the server slept for it.
+    let by_tag = |arm: usize| -> Vec<&Record> { kept.iter().filter(|r| r.target == arm).collect() };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let client_ttft = |arm: usize| {
+        let v: Vec<f64> = by_tag(arm)
+            .iter()
+            .map(|r| r.ttft_content_ns.unwrap() as f64 / 1e6)
+            .collect();
+        mean(&v)
+    };
+    let server_cost = |arm: usize| {
+        let entries = sim.log();
+        let v: Vec<f64> = by_tag(arm)
+            .iter()
+            .map(|r| {
+                let e = entries.iter().find(|e| e.request_id == r.tag).unwrap();
+                let first = e.chunks.iter().find(|c| c.tokens > 0).unwrap().sent_ns;
+                (first - e.received_ns + e.network_ns + e.connection_setup_ns.unwrap_or(0)) as f64
+                    / 1e6
+            })
+            .collect();
+        mean(&v)
+    };
+    // (The client's own side of each TLS handshake — its key exchange and certificate check,
+    // a few ms in a debug build — is not in the server's log: hence the margin above.)
+    let client_gap = client_ttft(1) - client_ttft(0);
+    let server_gap = server_cost(1) - server_cost(0);
+    assert!(
+        client_gap > 40.0 && (-1.0..5.0).contains(&(client_gap - server_gap)),
+        "fresh − pooled TTFT: client {client_gap:.2} ms, server {server_gap:.2} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_or_a_missing_ca_file_is_a_clear_error() {
+    let sim = Sim::start(networked()).await.unwrap();
+    let item = Workload::synthetic(32, 4, 1).unwrap().item(0);
+    let stranger = trusting(&sim, "stranger", |e| e.transport.ca_pem = None);
+    let ex = stranger
+        .send(&item.request, pagemill_client::clock::mono_ns())
+        .await;
+    let err = ex.error.expect("refused");
+    assert!(err.message.contains("certificate"), "{}", err.message);
+    assert!(sim.log().is_empty(), "nothing reached the server");
+
+    let mut ep = Endpoint::new("sim", sim.base_url(), "sim-model");
+    ep.transport.ca_file = Some("/nonexistent/sim.pem".into());
+    let err = Client::new(ep).unwrap_err().to_string();
+    assert!(
+        err.contains("reading ca_file `/nonexistent/sim.pem`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_keepalive_experiment_shows_the_round_trips_pooling_saves_and_an_h2_arm() {
+    let dir = tempdir("bench-keepalive-net");
+    let profile = dir.join("net.toml");
+    std::fs::write(
+        &profile,
+        "name = \"net\"\n[latency]\nttft_base_ms = 5.0\ndecode_tokens_per_sec = 500.0\n\
+         [network]\nrtt_ms = 20.0\ntls = \"1.3\"\nhttp2 = true\nslow_start_ms = 5.0\n",
+    )
+    .unwrap();
+    let mut cmd = pagemill(&dir);
+    cmd.args(["bench", "-e", "sim", "--sim-profile"])
+        .arg(&profile)
+        .args([
+            "--experiment",
+            "keepalive",
+            "-n",
+            "36",
+            "-c",
+            "3",
+            "--output-tokens",
+            "8",
+        ])
+        .args(["--truth", "--format", "json"]);
+    let report = report_of(&mut cmd);
+    let arms = report["points"][0]["targets"].as_array().unwrap();
+    let names: Vec<&str> = arms.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sim pooled", "sim fresh", "sim h2"]);
+    assert_eq!(
+        arms[2]["connections"]["new"], 1,
+        "h2: one multiplexed connection"
+    );
+    // A fresh connection pays TCP + TLS 1.3 (two round trips of 20 ms) and slow start.
+    let ttft = |a: usize| {
+        arms[a]["latency_ms"]["ttft_answer"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(ttft(1) - ttft(0) > 40.0, "{} vs {}", ttft(1), ttft(0));
+    let fresh = report["points"][0]["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "sim fresh" && c["metric"].as_str().unwrap().starts_with("ttft"))
+        .expect("fresh compared with pooled");
+    assert_eq!(fresh["significant"], true, "{fresh}");
+    assert!(
+        report["truth"]["connect_delta_us"]["count"]
+            .as_u64()
+            .unwrap()
+            >= 12
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closes_cost_the_client_no_failure() {
+    // At most 3 requests a connection: the third answer says `Connection: close`.
+    let mut p = Profile::instant();
+    p.network.max_requests_per_connection = 3;
+    let (sim, t) = target(p, "sim", Workload::synthetic(32, 4, 1).unwrap()).await;
+    let (report, _) = run(&[t], &spec(Load::Concurrency { n: 1 }, 7)).await;
+    let r = only(&report);
+    assert_eq!((r.ok, r.connections.new), (7, 3), "{:?}", r.connections);
+    assert_eq!(r.connections.closed_by_server_under_request, 0);
+    let places: Vec<u64> = sim.log().iter().map(|e| e.connection_request).collect();
+    assert_eq!(places, [1, 2, 3, 1, 2, 3, 1]);
+
+    // Idle for longer than the server keeps a connection: the next request opens another.
+    let mut p = Profile::instant();
+    p.network.idle_timeout_ms = 50;
+    let sim = Sim::start(p).await.unwrap();
+    let client = Client::new(Endpoint::new("sim", sim.base_url(), "sim-model")).unwrap();
+    let item = Workload::synthetic(32, 4, 1).unwrap().item(0);
+    let first = client
+        .send(&item.request, pagemill_client::clock::mono_ns())
+        .await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    // Not a guess at timing: the server closes at 50 ms idle; this waits six times that.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = client
+        .send(&item.request, pagemill_client::clock::mono_ns())
+        .await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(second.timeline.connection.map(|c| c.reused), Some(false));
+    assert_eq!(
+        client.server_closes(),
+        (1, 0),
+        "seen closing while idle, once"
+    );
+    let connections: Vec<u64> = sim.log().iter().map(|e| e.connection).collect();
+    assert_eq!(connections, [1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,48 +572,40 @@ fn the_cli_report_follows_its_schema_with_every_section() {
     let dir = tempdir("bench-schema");
     let json = dir.join("report.json");
     let records = dir.join("records.jsonl");
-    let out = pagemill(&dir)
-        .args([
-            "bench",
-            "-e",
-            "sim",
-            "--sim-profile",
-            "instant",
-            "-n",
-            "24",
-            "-c",
-            "4",
-            "--output-tokens",
-            "8",
-            "--input-tokens",
-            "64",
-            "--experiment",
-            "keepalive",
-            "--repeat",
-            "2",
-            "--agreement",
-            "2",
-            "--truth",
-            "--slo",
-            "ttft_p99=1s,tpot_p99=100ms",
-            "--pages-per-day",
-            "10000",
-            "--format",
-            "json",
-            "-o",
-        ])
-        .arg(&json)
-        .arg("--records")
-        .arg(&records)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    crate::common::assert_follows("bench-report.schema.json", &report);
+    let mut cmd = pagemill(&dir);
+    cmd.args([
+        "bench",
+        "-e",
+        "sim",
+        "--sim-profile",
+        "instant",
+        "-n",
+        "24",
+        "-c",
+        "4",
+        "--output-tokens",
+        "8",
+        "--input-tokens",
+        "64",
+        "--experiment",
+        "keepalive",
+        "--repeat",
+        "2",
+        "--agreement",
+        "2",
+        "--truth",
+        "--slo",
+        "ttft_p99=1s,tpot_p99=100ms",
+        "--pages-per-day",
+        "10000",
+        "--format",
+        "json",
+        "-o",
+    ])
+    .arg(&json)
+    .arg("--records")
+    .arg(&records);
+    let report = report_of(&mut cmd);
     assert_eq!(
         report,
         serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap())
@@ -417,19 +627,31 @@ fn the_cli_report_follows_its_schema_with_every_section() {
     );
 }
 
-/// `pagemill bench -e sim --sim-profile instant ARGS…`, which must succeed; its stdout.
-fn bench_instant(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let out = pagemill(dir)
-        .args(["bench", "-e", "sim", "--sim-profile", "instant"])
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed; its stdout.
+fn stdout_of(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// The JSON report `cmd` prints, checked against its schema.
+fn report_of(cmd: &mut std::process::Command) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(&stdout_of(cmd)).unwrap();
+    crate::common::assert_follows("bench-report.schema.json", &report);
+    report
+}
+
+/// `pagemill bench -e sim --sim-profile instant ARGS…`, which must succeed; its stdout.
+fn bench_instant(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    stdout_of(
+        pagemill(dir)
+            .args(["bench", "-e", "sim", "--sim-profile", "instant"])
+            .args(args),
+    )
 }
 
 #[test]
@@ -506,8 +728,15 @@ fn quiet_prints_no_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_experiment_separates_stable_from_random_prefixes() {
     let dir = tempdir("bench-cache");
+    // Over TLS with the simulator's own certificate, trusted through the config's `ca_file`.
     let sim = Sim::start(Profile::hosted()).await.unwrap();
-    write_config(&dir, "hosted", &sim.base_url(), "");
+    let ca = dir.join("sim.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    let extra = format!(
+        "transport = {{ ca_file = {:?} }}\n",
+        ca.display().to_string()
+    );
+    write_config(&dir, "hosted", &sim.base_url(), &extra);
     let d = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         pagemill(&d)

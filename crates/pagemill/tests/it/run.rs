@@ -65,6 +65,8 @@ fn subset() -> Vec<PathBuf> {
 pub(crate) fn quick(mut p: Profile) -> Profile {
     p.latency = Profile::instant().latency;
     p.batch.completion_delay_ms = 0;
+    // No modelled network either: plain loopback, no round trips.
+    p.network = Profile::instant().network;
     p
 }
 

@@ -15,6 +15,7 @@ async fn start(profile: Profile) -> (SimHandle, Client) {
     let sim = Sim::start(profile).await.unwrap();
     let mut ep = Endpoint::new("sim", sim.base_url(), "sim-model");
     ep.retry.max_attempts = 1;
+    ep.transport.ca_pem = sim.ca_pem().map(str::to_owned);
     let client = Client::new(ep).unwrap();
     (sim, client)
 }
@@ -734,4 +735,56 @@ async fn the_sim_command_serves_a_preset_and_writes_its_log() {
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["completion_tokens"], 5);
     assert_eq!(lines[0]["route"], "POST /v1/chat/completions");
+}
+
+/// `pagemill sim` with TLS writes its certificate where asked and names it; a client whose
+/// endpoint trusts it through `ca_file` talks to it over HTTPS.
+#[test]
+fn the_sim_command_serves_tls_that_a_configured_client_trusts() {
+    use std::io::BufRead as _;
+    let dir = crate::common::tempdir("sim-tls");
+    let ca = dir.join("ca.pem");
+    let mut child = crate::common::pagemill(&dir)
+        .args(["sim", "--profile", "hosted", "--port", "0", "--ca-out"])
+        .arg(&ca)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut url, mut told) = (String::new(), String::new());
+    stdout.read_line(&mut url).unwrap();
+    stdout.read_line(&mut told).unwrap();
+    let url = url.rsplit(' ').next().unwrap().trim().to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    assert!(told.contains(&ca.display().to_string()), "{told}");
+    assert!(
+        std::fs::read_to_string(&ca)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    let extra = format!(
+        "transport = {{ ca_file = {:?} }}\n",
+        ca.display().to_string()
+    );
+    crate::common::write_config(&dir, "tls", &url, &extra);
+    let out = crate::common::pagemill(&dir)
+        .args(["chat", "-e", "tls", "--max-tokens", "4", "hello"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // TCP + TLS 1.3 at 40 ms a round trip: the connect time says so.
+    let said = String::from_utf8_lossy(&out.stderr);
+    let connect_ms: f64 = said
+        .split("new connection (")
+        .nth(1)
+        .and_then(|r| r.split(" ms)").next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(connect_ms >= 80.0, "{said}");
 }
