@@ -265,6 +265,36 @@ async fn connect_time_and_ttft_agree_with_the_simulators_network_on_new_and_reus
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_takes_one_more_round_trip_to_connect_than_tls_1_3() {
+    let mut setups = Vec::new();
+    for tls in [TlsVersion::Tls13, TlsVersion::Tls12] {
+        let mut p = networked();
+        p.network.tls = tls;
+        let sim = Sim::start(p).await.unwrap();
+        let client = trusting(&sim, "sim", |_| {});
+        let item = Workload::synthetic(32, 4, 1).unwrap().item(0);
+        let ex = client
+            .send(&item.request, pagemill_client::clock::mono_ns())
+            .await;
+        assert!(ex.error.is_none(), "{tls:?}: {:?}", ex.error);
+        let connect = ex.timeline.connection.and_then(|c| c.connect_ns).unwrap();
+        let setup = sim.log()[0].connection_setup_ns.unwrap();
+        assert!(
+            connect >= setup,
+            "{tls:?}: the client waited for the handshakes"
+        );
+        setups.push(setup);
+    }
+    // TCP + TLS 1.3: 2 round trips of 20 ms; TCP + TLS 1.2: 3 — one more, whatever the
+    // handshakes' own work adds to both.
+    assert!(
+        setups[0] >= 40_000_000 && setups[1] >= 60_000_000,
+        "{setups:?}"
+    );
+    assert!(setups[1] - setups[0] >= 15_000_000, "{setups:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_or_a_missing_ca_file_is_a_clear_error() {
     let sim = Sim::start(networked()).await.unwrap();
     let item = Workload::synthetic(32, 4, 1).unwrap().item(0);
