@@ -58,10 +58,15 @@ struct UnitState {
     cut: bool,
 }
 
-/// Answers that ended by themselves, as a share of their full `max_tokens` budget, per task:
-/// the p99 of the latest [`Lengths::KEEP`] (with this run's and the ledger's earlier answers)
-/// sets the `max_tokens` a request asks for, since providers charge `prompt + max_tokens`
-/// against a tokens-per-minute limit whatever is generated.
+/// How long answers run, as a share of their full `max_tokens` budget, per task: the p99 of
+/// the latest [`Lengths::KEEP`] (with this run's and the ledger's earlier answers) sets the
+/// `max_tokens` a request asks for, since providers charge `prompt + max_tokens` against a
+/// tokens-per-minute limit whatever is generated.
+///
+/// An answer cut off at its budget counts at that budget — a length it reached at least. Left
+/// out, the long answers a tight budget cuts would vanish from the sample, its p99 would fall
+/// below the budget, and each tighter budget would cut more (a ratchet down); counted, more
+/// than 1% cut puts the p99 at the budget and the next one 20% above it.
 #[derive(Debug, Default)]
 struct Lengths {
     shares: VecDeque<f32>,
@@ -553,8 +558,12 @@ impl Shared {
         if let Ok(ex) = outcome.result() {
             let completion = ex.usage.completion.map(|c| c.tokens);
             match (ex.finish_reason.as_deref(), completion, &ex.cancelled) {
-                (Some("length"), _, None) => {
+                (Some("length"), c, None) => {
                     self.progress.truncated.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = c {
+                        let full = self.full_budget(&job);
+                        self.lengths()[slot(job.kind)].add(c as f32 / full.max(1) as f32);
+                    }
                     let mut q = self.queue();
                     for &u in &job.units {
                         q.state.entry(u).or_default().cut = true;
@@ -1259,6 +1268,24 @@ mod tests {
             l.add(0.95);
         }
         assert_eq!(l.budget_share(), Some(1.0), "never above the full budget");
+    }
+
+    #[test]
+    fn answers_cut_at_a_tight_budget_loosen_the_next_one() {
+        // Answers run to 0.1–0.3 of the full budget; a budget of 0.2 cuts the longer half,
+        // each counted at the 0.2 it reached.
+        let mut l = Lengths::default();
+        let mut budget = 0.2_f32;
+        for round in 0..5 {
+            for i in 0..200 {
+                let natural = 0.1 + 0.2 * (i as f32 / 199.0);
+                l.add(natural.min(budget));
+            }
+            let next = l.budget_share().unwrap() as f32;
+            assert!(next >= budget, "round {round}: {next} < {budget}");
+            budget = next;
+        }
+        assert!(budget >= 0.3, "grew past the longest answer: {budget}");
     }
 
     #[test]
