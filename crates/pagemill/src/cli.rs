@@ -121,6 +121,14 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// A `--budget-usd`: a finite amount of dollars, not negative.
+fn budget_usd(s: &str) -> Result<f64, String> {
+    match s.trim().trim_start_matches('$').parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: an amount of dollars, e.g. 2.50")),
+    }
+}
+
 /// A `--duration`.
 fn duration(s: &str) -> Result<std::time::Duration, BenchError> {
     pagemill_bench::experiment::parse_duration(s)
@@ -302,6 +310,12 @@ pub struct RunArgs {
     /// endpoint's `prompt_template`; usage is shared out among them.
     #[arg(long, value_name = "N", conflicts_with = "batch")]
     pub array: Option<usize>,
+    /// Spend at most this many dollars in this run: a request goes out only while the most it
+    /// can cost (its prompt and its whole max_tokens at the endpoint's prices) fits beside what
+    /// is spent and in flight; then the run stops (exit code 3), finished work kept, and a
+    /// rerun resumes. Needs prices for every endpoint used.
+    #[arg(long, value_name = "USD", value_parser = budget_usd, conflicts_with = "batch")]
+    pub budget_usd: Option<f64>,
     /// Ask for whole answers instead of streams.
     #[arg(long)]
     pub no_stream: bool,

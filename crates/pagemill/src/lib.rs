@@ -26,7 +26,8 @@ pub mod exit {
     pub const INCOMPLETE: u8 = 1;
     /// The command line was wrong (clap's own code, and values refused after parsing).
     pub const USAGE: u8 = 2;
-    /// Stopped early (Ctrl-C, a fatal ledger error): a rerun resumes where it stopped.
+    /// Stopped early (Ctrl-C, the run's budget reached, a fatal ledger error): a rerun resumes
+    /// where it stopped.
     pub const STOPPED: u8 = 3;
     /// The endpoint could not be used: unreachable, refusing (auth, unknown model), or
     /// misconfigured (no key, bad URL); a run where no request succeeded.

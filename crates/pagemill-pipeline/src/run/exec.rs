@@ -16,6 +16,7 @@ use pagemill_client::{ChatRequest, Client, ErrorClass, Message, Outcome, Request
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::budget::Reserve;
 use super::checks;
 use super::grounding::ground;
 use super::plan::{Tasks, Work};
@@ -124,6 +125,8 @@ pub(crate) struct Shared {
     /// Per endpoint: how its prompts are written for prompt arrays (`run --array`), when
     /// they are sent so.
     pub(crate) templates: Vec<Option<Arc<super::array::PromptTemplate>>>,
+    /// The run's spending limit (`--budget-usd`).
+    budget: Option<super::budget::Budget>,
 }
 
 /// A summary with this many words of the prompt's example that its section lacks (the
@@ -141,6 +144,8 @@ struct Queue {
     format: Vec<FormatMode>,
     state: HashMap<usize, UnitState>,
     error: Option<String>,
+    /// A job waits for requests in flight to give budget back (see `run/budget.rs`).
+    budget_wait: bool,
 }
 
 pub(crate) fn slot(kind: TaskKind) -> usize {
@@ -195,7 +200,9 @@ impl Shared {
                 })
             })
             .collect();
+        let budget = opts.budget_usd.map(super::budget::Budget::new);
         Self {
+            budget,
             versions,
             prefix_tokens,
             work,
@@ -215,6 +222,7 @@ impl Shared {
                 format,
                 state: HashMap::new(),
                 error: None,
+                budget_wait: false,
             }),
             notify: Notify::new(),
             summaries: Mutex::new(HashMap::new()),
@@ -222,6 +230,13 @@ impl Shared {
             lengths: Mutex::new(Default::default()),
             templates: Vec::new(),
         }
+    }
+
+    /// Why the run stopped for its budget, if it did.
+    pub(crate) fn budget_reached(&self) -> Option<String> {
+        self.budget
+            .as_ref()
+            .and_then(super::budget::Budget::reached)
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -255,7 +270,7 @@ impl Shared {
     /// Takes the next job, packing fresh units under the current pack size and token budget.
     pub(crate) fn take(&self) -> Option<Job> {
         let mut q = self.queue();
-        if q.error.is_some() || self.progress.stop.is_cancelled() {
+        if q.error.is_some() || q.budget_wait || self.progress.stop.is_cancelled() {
             return None;
         }
         let job = if let Some(job) = q.jobs.pop_front() {
@@ -276,7 +291,7 @@ impl Shared {
     /// endpoint, an explicit job first, else fresh units of that task (primary endpoint).
     pub(crate) fn take_like(&self, like: &Job) -> Option<Job> {
         let mut q = self.queue();
-        if q.error.is_some() || self.progress.stop.is_cancelled() {
+        if q.error.is_some() || q.budget_wait || self.progress.stop.is_cancelled() {
             return None;
         }
         let t = slot(like.kind);
@@ -526,6 +541,31 @@ impl Shared {
         let Some(req) = self.request(job, format) else {
             return Ok(None);
         };
+        let reserved = match &self.budget {
+            Some(budget) => {
+                let worst = super::budget::worst_cost(&self.endpoints[job.endpoint], &req)
+                    .unwrap_or(u64::MAX);
+                // Under the queue's lock, so a request that ends between this check and the
+                // wait below still finds the wait to lift.
+                let mut q = self.queue();
+                match budget.reserve(worst) {
+                    Reserve::Sent => Some(worst),
+                    Reserve::Wait => {
+                        // Back in the queue, untaken until a request in flight gives room back.
+                        q.jobs.push_front(job.clone());
+                        q.budget_wait = true;
+                        return Ok(None);
+                    }
+                    Reserve::Stop => {
+                        // No new work: the run stops; this job waits in the queue for a rerun.
+                        q.jobs.push_front(job.clone());
+                        self.progress.stop.cancel();
+                        return Ok(None);
+                    }
+                }
+            }
+            None => None,
+        };
         self.progress
             .max_tokens_asked
             .fetch_add(u64::from(req.max_tokens.unwrap_or(0)), Ordering::Relaxed);
@@ -541,6 +581,9 @@ impl Shared {
             prefix,
             &keys,
         )?;
+        if let (Some(budget), Some(worst)) = (&self.budget, reserved) {
+            budget.hold(rid, worst);
+        }
         Ok(Some((req, rid, format)))
     }
 
@@ -553,6 +596,11 @@ impl Shared {
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
         let end = record(outcome);
+        if let Some(budget) = &self.budget {
+            budget.settle(rid, end.cost_pico);
+            // Room given back: a job waiting for it may go (workers wake at `job_over`).
+            self.queue().budget_wait = false;
+        }
         self.ledger().request_finished(rid, &end)?;
         self.progress.add(job.kind, &end, job.units.len());
         if let Ok(ex) = outcome.result() {

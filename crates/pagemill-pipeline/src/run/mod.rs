@@ -15,6 +15,7 @@
 
 pub mod array;
 mod batch;
+mod budget;
 pub mod checks;
 mod exec;
 pub mod grounding;
@@ -158,6 +159,10 @@ pub struct RunOptions {
     /// (see [`mod@array`]); 0 or 1: each request alone.
     #[serde(default)]
     pub array: usize,
+    /// Spend at most this many dollars in this run: requests go out only while the most they
+    /// can cost fits (see `run/budget.rs`); then the run stops, resumable.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -184,6 +189,7 @@ impl Default for RunOptions {
             quality_reasks: true,
             variant: String::new(),
             array: 0,
+            budget_usd: None,
         }
     }
 }
@@ -406,6 +412,7 @@ pub async fn run(
     if let Some(e) = shared.fatal() {
         tracing::error!("run stopped: {e}");
     }
+    let stopped = shared.fatal().or_else(|| shared.budget_reached());
     let ledger = shared.ledger.lock().unwrap_or_else(|p| p.into_inner());
     let examples = Examples::of(&shared.tasks);
     let documents = output::documents(docs, &shared.work, &skips, &**ledger, policy, &examples)?;
@@ -417,7 +424,7 @@ pub async fn run(
         shared.pack_sizes(),
         started.elapsed(),
         &shared.endpoints,
-        shared.fatal(),
+        stopped,
     )?;
     ledger.run_finished(&serde_json::to_string(&summary).unwrap_or_default())?;
     let keys = shared.work.iter().map(|w| w.key.clone()).collect();

@@ -109,6 +109,16 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     opts.stream = !args.no_stream;
     opts.batch = args.batch;
     opts.array = args.array.unwrap_or(0);
+    if let Some(usd) = args.budget_usd {
+        if let Some(unpriced) = endpoints.iter().find(|c| !c.endpoint().prices.is_known()) {
+            anyhow::bail!(
+                "--budget-usd needs the prices of every endpoint it may spend on; `{}` has none \
+                 (set [endpoint.prices] input and output, in dollars per million tokens)",
+                unpriced.endpoint().name
+            );
+        }
+        opts.budget_usd = Some(usd);
+    }
     opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
     opts.concurrency = args
         .concurrency

@@ -807,6 +807,73 @@ async fn answer_budgets_are_learned_so_a_run_charges_fewer_tokens_for_the_same_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stops_the_run_short_of_it_and_a_rerun_finishes_paying_once() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-budget-usd");
+    let prices = "prices = { input = 0.15, output = 0.6 }\n";
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), prices);
+    let inputs = subset();
+    // A budget needs prices to count against: refused before anything is sent.
+    let unpriced = config(&dir, "unpriced.toml", "sim", &sim.base_url(), "");
+    let refused = run(&dir, &unpriced, &inputs, "none", &["--budget-usd", "1"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(5), "{said}");
+    assert!(said.contains("--budget-usd needs the prices"), "{said}");
+    assert!(sim.log().is_empty());
+    // What the whole run costs (a ledger of its own).
+    let whole = summary(&run(&dir, &cfg, &inputs, "whole", &[]));
+    let budget = whole["cost_usd"].as_f64().unwrap() / 2.0;
+
+    let sent = sim.log().len();
+    let stopped = run(
+        &dir,
+        &cfg,
+        &inputs,
+        "out",
+        &["--budget-usd", &budget.to_string()],
+    );
+    let s1 = summary(&stopped);
+    assert_eq!(stopped.status.code(), Some(3), "{s1}");
+    let why = s1["stopped"].as_str().unwrap();
+    assert!(why.contains("budget reached"), "{why}");
+    // Never over; short by less than the most the next request could have cost.
+    let spent = s1["cost_usd"].as_f64().unwrap();
+    let most: f64 = why
+        .split("could cost up to $")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        spent <= budget && budget - spent < most,
+        "{spent} of {budget} (next: {most})"
+    );
+    assert_eq!(
+        sim.log().len() - sent,
+        s1["requests"].as_u64().unwrap() as usize
+    );
+
+    // The rerun does only what the first left: every unit done once across the two.
+    let rerun = run(&dir, &cfg, &inputs, "out", &[]);
+    let s2 = summary(&rerun);
+    assert_eq!(rerun.status.code(), Some(0), "{s2}");
+    for task in ["entities", "summary", "metadata"] {
+        let (t1, t2, all) = (
+            &s1["tasks"][task],
+            &s2["tasks"][task],
+            &whole["tasks"][task],
+        );
+        assert_eq!(t2["already_done"], t1["done"], "{task}");
+        let done = t1["done"].as_u64().unwrap() + t2["done"].as_u64().unwrap();
+        assert_eq!(done, all["done"].as_u64().unwrap(), "{task}");
+    }
+    assert_eq!(
+        results(&dir.join("out")).len(),
+        results(&dir.join("whole")).len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_arrays_need_a_template_and_legacy_completions() {
     let sim = Sim::start(Profile::instant()).await.unwrap();
     let dir = tempdir("run-array-refused");
