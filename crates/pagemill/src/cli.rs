@@ -316,6 +316,17 @@ pub struct RunArgs {
     /// rerun resumes. Needs prices for every endpoint used.
     #[arg(long, value_name = "USD", value_parser = budget_usd, conflicts_with = "batch")]
     pub budget_usd: Option<f64>,
+    /// The same for a day: what every run on this ledger spent since midnight counts
+    /// (`--budget-tz`), so the limit holds across restarts.
+    #[arg(long, value_name = "USD", value_parser = budget_usd, conflicts_with = "batch")]
+    pub budget_usd_per_day: Option<f64>,
+    /// Tokens (prompt and completion, as providers count them) a day may see spent, counted
+    /// as `--budget-usd-per-day`; needs no prices.
+    #[arg(long, value_name = "TOKENS", conflicts_with = "batch")]
+    pub budget_tokens_per_day: Option<u64>,
+    /// Where a budget's day begins: UTC, or an offset such as +02:00 or -05:30.
+    #[arg(long, value_name = "OFFSET", default_value = "UTC", value_parser = pagemill_pipeline::run::budget::parse_utc_offset)]
+    pub budget_tz: i32,
     /// Ask for whole answers instead of streams.
     #[arg(long)]
     pub no_stream: bool,

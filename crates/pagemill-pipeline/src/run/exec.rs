@@ -16,7 +16,7 @@ use pagemill_client::{ChatRequest, Client, ErrorClass, Message, Outcome, Request
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::budget::Reserve;
+use super::budget::{Reserve, Spend};
 use super::checks;
 use super::grounding::ground;
 use super::plan::{Tasks, Work};
@@ -200,9 +200,8 @@ impl Shared {
                 })
             })
             .collect();
-        let budget = opts.budget_usd.map(super::budget::Budget::new);
         Self {
-            budget,
+            budget: None,
             versions,
             prefix_tokens,
             work,
@@ -230,6 +229,15 @@ impl Shared {
             lengths: Mutex::new(Default::default()),
             templates: Vec::new(),
         }
+    }
+
+    /// Sets the run's spending limits, with what was spent today before it.
+    pub(crate) fn set_budget(&mut self, spec: &super::budget::BudgetSpec, today: (u64, u64)) {
+        let today = Spend {
+            pico: today.0,
+            tokens: today.1,
+        };
+        self.budget = Some(super::budget::Budget::new(spec, today));
     }
 
     /// Why the run stopped for its budget, if it did.
@@ -543,8 +551,7 @@ impl Shared {
         };
         let reserved = match &self.budget {
             Some(budget) => {
-                let worst = super::budget::worst_cost(&self.endpoints[job.endpoint], &req)
-                    .unwrap_or(u64::MAX);
+                let worst = super::budget::worst_cost(&self.endpoints[job.endpoint], &req);
                 // Under the queue's lock, so a request that ends between this check and the
                 // wait below still finds the wait to lift.
                 let mut q = self.queue();
@@ -597,7 +604,11 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let end = record(outcome);
         if let Some(budget) = &self.budget {
-            budget.settle(rid, end.cost_pico);
+            let tokens = match (end.prompt_tokens, end.completion_tokens) {
+                (Some(p), Some(c)) => Some(p + c),
+                _ => None,
+            };
+            budget.settle(rid, end.cost_pico, tokens);
             // Room given back: a job waiting for it may go (workers wake at `job_over`).
             self.queue().budget_wait = false;
         }

@@ -15,7 +15,7 @@
 
 pub mod array;
 mod batch;
-mod budget;
+pub mod budget;
 pub mod checks;
 mod exec;
 pub mod grounding;
@@ -159,10 +159,10 @@ pub struct RunOptions {
     /// (see [`mod@array`]); 0 or 1: each request alone.
     #[serde(default)]
     pub array: usize,
-    /// Spend at most this many dollars in this run: requests go out only while the most they
-    /// can cost fits (see `run/budget.rs`); then the run stops, resumable.
+    /// Spending limits: the run's, and the day's counted in the ledger (see [`budget`]);
+    /// requests go out only while the most they can cost fits, then the run stops, resumable.
     #[serde(default)]
-    pub budget_usd: Option<f64>,
+    pub budget: budget::BudgetSpec,
 }
 
 fn yes() -> bool {
@@ -189,7 +189,7 @@ impl Default for RunOptions {
             quality_reasks: true,
             variant: String::new(),
             array: 0,
-            budget_usd: None,
+            budget: budget::BudgetSpec::default(),
         }
     }
 }
@@ -386,6 +386,7 @@ pub async fn run(
         .collect();
     let workers = opts.concurrency.max(1);
     let batch = opts.batch;
+    let opts_budget = opts.budget.clone();
     let templates = if opts.array > 1 && !batch {
         templates(&endpoints)?
     } else {
@@ -402,6 +403,13 @@ pub async fn run(
         &todo,
     );
     shared.templates = templates;
+    if opts_budget.is_set() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let today = shared.ledger().spent_since(opts_budget.day_start(now))?;
+        shared.set_budget(&opts_budget, today);
+    }
     shared.learn_lengths(&shared.ledger().requests()?);
     let shared = Arc::new(shared);
     if batch {

@@ -364,6 +364,9 @@ pub trait Store: Send {
     fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError>;
     /// Every request recorded, oldest first.
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError>;
+    /// What requests started at or after `since` (Unix seconds) cost, by every run: dollars
+    /// (picodollars, where known) and tokens (prompt and completion, where reported).
+    fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError>;
     /// Records that this run started, on `endpoints` (primary first).
     fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError>;
     /// Records that this run ended, with its summary (JSON).
@@ -842,6 +845,20 @@ impl Store for Ledger {
     /// Every request recorded, oldest first.
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         read_requests(&self.conn).map_err(self.sql())
+    }
+
+    fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError> {
+        let (pico, tokens): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(cost_pico), 0),
+                        COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0)
+                 FROM requests WHERE started_at >= ?1",
+                params![since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sql())?;
+        Ok((pico.max(0) as u64, tokens.max(0) as u64))
     }
 
     /// Records that this run started, on `endpoints` (primary first).

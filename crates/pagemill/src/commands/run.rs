@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pagemill_client::{Client, Money};
 use pagemill_pipeline::ingest::Document;
+use pagemill_pipeline::run::budget::BudgetSpec;
 use pagemill_pipeline::run::output::{SUMMARY_FILE, mention_rows, write_results};
 use pagemill_pipeline::run::setup::{self, Setup};
 use pagemill_pipeline::run::{Progress, RunOptions, RunSummary};
@@ -109,15 +110,20 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     opts.stream = !args.no_stream;
     opts.batch = args.batch;
     opts.array = args.array.unwrap_or(0);
-    if let Some(usd) = args.budget_usd {
-        if let Some(unpriced) = endpoints.iter().find(|c| !c.endpoint().prices.is_known()) {
-            anyhow::bail!(
-                "--budget-usd needs the prices of every endpoint it may spend on; `{}` has none \
-                 (set [endpoint.prices] input and output, in dollars per million tokens)",
-                unpriced.endpoint().name
-            );
-        }
-        opts.budget_usd = Some(usd);
+    opts.budget = BudgetSpec {
+        usd: args.budget_usd,
+        usd_per_day: args.budget_usd_per_day,
+        tokens_per_day: args.budget_tokens_per_day,
+        utc_offset_minutes: args.budget_tz,
+    };
+    if opts.budget.counts_dollars()
+        && let Some(unpriced) = endpoints.iter().find(|c| !c.endpoint().prices.is_known())
+    {
+        anyhow::bail!(
+            "--budget-usd needs the prices of every endpoint it may spend on; `{}` has none \
+             (set [endpoint.prices] input and output, in dollars per million tokens)",
+            unpriced.endpoint().name
+        );
     }
     opts.batch_poll = Duration::from_secs_f64(args.batch_poll.max(0.01));
     opts.concurrency = args
