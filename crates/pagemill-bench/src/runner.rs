@@ -104,14 +104,24 @@ pub fn cpu_time() -> Duration {
 
 /// Peak resident memory of this process, from `/proc/self/status` (0 where unavailable).
 pub fn peak_rss_bytes() -> u64 {
+    status_kib("VmHWM:") * 1024
+}
+
+/// Resident memory of this process now, from `/proc/self/status` (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    status_kib("VmRSS:") * 1024
+}
+
+/// A `kB` line of `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 /// Runs `spec` against `targets` until its bounds or `cancel`; `sink` receives every record

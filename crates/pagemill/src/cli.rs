@@ -324,6 +324,10 @@ pub struct RunArgs {
     /// as `--budget-usd-per-day`; needs no prices.
     #[arg(long, value_name = "TOKENS", conflicts_with = "batch")]
     pub budget_tokens_per_day: Option<u64>,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics while it runs (e.g.
+    /// 127.0.0.1:9184; port 0 picks a free one, printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where a budget's day begins: UTC, or an offset such as +02:00 or -05:30.
     #[arg(long, value_name = "OFFSET", default_value = "UTC", value_parser = pagemill_pipeline::run::budget::parse_utc_offset)]
     pub budget_tz: i32,

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod eval;
 pub mod ingest;
 pub mod local;
+pub mod metrics;
 pub mod prices;
 pub mod quote;
 pub mod report;

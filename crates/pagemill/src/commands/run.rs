@@ -143,6 +143,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         ),
         ..Progress::default()
     });
+    let metrics = match args.metrics_addr {
+        Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&progress)).await?),
+        None => None,
+    };
     let show = !args.quiet && std::io::stderr().is_terminal();
     let bars = show.then(|| Bars::new(Arc::clone(&progress)));
 
@@ -159,6 +163,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     if let Some(b) = bars {
         b.finish().await;
     }
+    drop(metrics);
     let outcome = outcome?;
 
     write_results(&args.out, &outcome.documents, &outcome.summary)?;

@@ -873,6 +873,134 @@ async fn a_budget_stops_the_run_short_of_it_and_a_rerun_finishes_paying_once() {
     );
 }
 
+/// A metric's value in a scrape, by its name and labels as printed.
+fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{scrape}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
+    use std::io::BufRead as _;
+    // 50 ms to first token, one request at a time: a run of seconds to scrape.
+    let mut p = Profile::instant();
+    p.latency.ttft_base_ms = 50.0;
+    let sim = Sim::start(p).await.unwrap();
+    let dir = tempdir("run-metrics");
+    let cfg = config(
+        &dir,
+        "p.toml",
+        "sim",
+        &sim.base_url(),
+        "prices = { input = 0.15, output = 0.6 }\n",
+    );
+    let mut child = pagemill(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .arg(data("text/licenses"))
+        .args(["-o", "out", "--format", "json", "-q", "--concurrency", "1"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("/metrics") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address"
+        );
+    }
+    let url = line.split_whitespace().last().unwrap().to_owned();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let scrape = |path: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    // Two scrapes while requests finish, far enough apart to see some.
+    let mut scrapes = Vec::new();
+    for _ in 0..2 {
+        loop {
+            let got = scrape("/metrics");
+            assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+            assert!(
+                got.contains("content-type: application/openmetrics-text"),
+                "{got}"
+            );
+            let done: f64 = ["entities", "summary", "metadata"]
+                .iter()
+                .map(|t| metric(&got, &format!("pagemill_requests_total{{task=\"{t}\"}}")))
+                .sum();
+            if done > scrapes.len() as f64 * 3.0 {
+                scrapes.push(got);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    assert!(scrape("/nothing").starts_with("HTTP/1.1 404"));
+    let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for task in ["entities", "summary", "metadata"] {
+        let t = &s["tasks"][task];
+        let series = |name: &str, extra: &str| format!("{name}{{task=\"{task}\"{extra}}}");
+        let (first, second) = (&scrapes[0], &scrapes[1]);
+        let planned = metric(first, &series("pagemill_units", ",state=\"planned\""));
+        assert_eq!(planned, t["units"].as_f64().unwrap(), "{task}");
+        for (name, extra, total) in [
+            (
+                "pagemill_requests_total",
+                "",
+                t["requests"].as_f64().unwrap(),
+            ),
+            (
+                "pagemill_tokens_total",
+                ",kind=\"prompt\"",
+                t["prompt_tokens"].as_f64().unwrap(),
+            ),
+            (
+                "pagemill_tokens_total",
+                ",kind=\"completion\"",
+                t["completion_tokens"].as_f64().unwrap(),
+            ),
+            (
+                "pagemill_cost_usd_total",
+                "",
+                t["cost_usd"].as_f64().unwrap(),
+            ),
+        ] {
+            let (a, b) = (
+                metric(first, &series(name, extra)),
+                metric(second, &series(name, extra)),
+            );
+            assert!(
+                a <= b && b <= total + 1e-9,
+                "{task} {name}{extra}: {a} then {b}, in the end {total}"
+            );
+        }
+    }
+    assert!(metric(&scrapes[1], "process_resident_memory_bytes") > 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_arrays_need_a_template_and_legacy_completions() {
     let sim = Sim::start(Profile::instant()).await.unwrap();
