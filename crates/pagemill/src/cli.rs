@@ -324,6 +324,17 @@ pub struct RunArgs {
     /// as `--budget-usd-per-day`; needs no prices.
     #[arg(long, value_name = "TOKENS", conflicts_with = "batch")]
     pub budget_tokens_per_day: Option<u64>,
+    /// Keep running: watch the inputs (directories recursively) and run every new or changed
+    /// file once it has settled, on the same ledger, until SIGTERM or Ctrl-C (which drain the
+    /// requests in flight and exit 0).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to look, e.g. `2s`, `500ms`.
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub watch_interval: std::time::Duration,
+    /// With --watch: a file is taken once unchanged for this long (a file being written waits).
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub settle: std::time::Duration,
     /// Serve Prometheus metrics of the run at http://ADDR/metrics while it runs (e.g.
     /// 127.0.0.1:9184; port 0 picks a free one, printed on stderr).
     #[arg(long, value_name = "ADDR")]

@@ -12,6 +12,7 @@ pub mod quote;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod watch;
 
 /// A token cancelled by the first Ctrl-C (after saying `what` happens now): `run`, `eval` and
 /// `bench` then take no new work, let what is in flight finish, and write their results and
@@ -29,6 +30,26 @@ pub(crate) fn stop_on_ctrl_c(what: &'static str) -> tokio_util::sync::Cancellati
             }
         }
     });
+    token
+}
+
+/// Like [`stop_on_ctrl_c`], and on SIGTERM too (how systemd and Kubernetes stop a service).
+pub(crate) fn stop_on_signals(what: &'static str) -> tokio_util::sync::CancellationToken {
+    let token = stop_on_ctrl_c(what);
+    #[cfg(unix)]
+    {
+        let on_term = token.clone();
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::spawn(async move {
+                if term.recv().await.is_some() {
+                    eprintln!("\n{what} (SIGTERM)");
+                    on_term.cancel();
+                }
+            });
+        }
+    }
     token
 }
 

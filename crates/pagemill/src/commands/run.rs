@@ -32,6 +32,19 @@ pub(crate) struct Prepared {
 
 /// Reads the inputs and sets up the tasks `args` ask for.
 pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
+    let setup = setup_of(args)?;
+    let (docs, skipped) =
+        read_inputs(&args.inputs, args.work.page_chars, args.work.section_tokens).await?;
+    Ok(Prepared {
+        docs,
+        skipped,
+        setup,
+    })
+}
+
+/// The tasks `args` ask for, checked (a template that does not render is found before any
+/// document is read).
+pub(crate) fn setup_of(args: &PipelineArgs) -> anyhow::Result<Setup> {
     let mut config = TaskConfig {
         summary_max_words: args.work.summary_max_words,
         ..TaskConfig::default()
@@ -51,36 +64,26 @@ pub(crate) async fn prepare(args: &PipelineArgs) -> anyhow::Result<Prepared> {
             ..RunOptions::default()
         },
     };
-    // A template that does not render is found before any document is read.
     setup.tasks()?;
-    let (docs, skipped) =
-        read_inputs(&args.inputs, args.work.page_chars, args.work.section_tokens).await?;
-    Ok(Prepared {
-        docs,
-        skipped,
-        setup,
-    })
+    Ok(setup)
 }
 
-/// Runs the command.
-pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.pipeline).await?;
-    // Nothing to run: say why before anything is created (no output folder, no ledger).
-    if prepared.docs.is_empty() {
-        let reasons: Vec<String> = prepared
-            .skipped
-            .iter()
-            .map(|(path, why)| pagemill_report::fmt::skipped(path, why))
-            .collect();
-        anyhow::bail!(
-            "no readable documents among the inputs{}",
-            if reasons.is_empty() {
-                String::new()
-            } else {
-                format!(":\n  {}", reasons.join("\n  "))
-            }
-        );
-    }
+/// What every pass of a run shares: its tasks fitted to the primary endpoint, its endpoints
+/// and its options.
+pub(crate) struct RunContext {
+    pub(crate) tasks: pagemill_pipeline::run::plan::Tasks,
+    pub(crate) endpoints: Vec<Arc<Client>>,
+    pub(crate) opts: RunOptions,
+    /// Keeps the in-process servers (`sim`, `local`) alive for as long as the run.
+    pub(crate) servers: Vec<pagemill_sim::ServerHandle>,
+}
+
+/// Resolves the endpoints `args` name and fits the tasks and options to them.
+pub(crate) async fn context(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    setup: Setup,
+) -> anyhow::Result<RunContext> {
     let wanted: Vec<String> = args
         .endpoint
         .iter()
@@ -103,7 +106,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let primary = endpoints
         .first()
         .ok_or(pagemill_client::ClientError::NoEndpoint)?;
-    let (tasks, mut opts) = prepared.setup.fitted(primary.endpoint().prompt_profile)?;
+    let (tasks, mut opts) = setup.fitted(primary.endpoint().prompt_profile)?;
     opts.force = args.force;
     opts.max_reasks = args.max_reasks;
     opts.format = args.response_format;
@@ -130,6 +133,42 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         .concurrency
         .or(primary.endpoint().limits.max_concurrency)
         .unwrap_or(8);
+    Ok(RunContext {
+        tasks,
+        endpoints,
+        opts,
+        servers: resolved.servers,
+    })
+}
+
+/// Runs the command.
+pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.watch {
+        return super::watch::run(global, args).await;
+    }
+    let prepared = prepare(&args.pipeline).await?;
+    // Nothing to run: say why before anything is created (no output folder, no ledger).
+    if prepared.docs.is_empty() {
+        let reasons: Vec<String> = prepared
+            .skipped
+            .iter()
+            .map(|(path, why)| pagemill_report::fmt::skipped(path, why))
+            .collect();
+        anyhow::bail!(
+            "no readable documents among the inputs{}",
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(":\n  {}", reasons.join("\n  "))
+            }
+        );
+    }
+    let RunContext {
+        tasks,
+        endpoints,
+        opts,
+        servers: _servers,
+    } = context(global, &args, prepared.setup).await?;
     let policy = args.ungrounded;
 
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;

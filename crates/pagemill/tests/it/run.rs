@@ -1001,6 +1001,125 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
     assert!(metric(&scrapes[1], "process_resident_memory_bytes") > 0.0);
 }
 
+/// A `pagemill run --watch` child and the lines of its stderr.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    fn start(dir: &Path, cfg: &Path, watched: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = pagemill(dir)
+            .arg("--config")
+            .arg(cfg)
+            .args([
+                "run",
+                "--watch",
+                "--watch-interval",
+                "100ms",
+                "--settle",
+                "500ms",
+            ])
+            .args(["-o", "out", "-q"])
+            .arg(watched)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let w = Self { child, lines };
+        w.wait_for("watching");
+        w
+    }
+
+    /// Waits (a minute at most) for a line containing `what`; returns it.
+    fn wait_for(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `{what}` from the watcher"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+
+    /// SIGTERM, as a service manager stops it; its exit code.
+    fn stop(mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap().code()
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice() {
+    let options = pagemill_sim::ServerOptions {
+        keep_bodies: true,
+        ..Default::default()
+    };
+    let sim = Sim::start_with(Profile::instant(), options).await.unwrap();
+    let dir = tempdir("run-watch");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let watched = dir.join("inbox");
+    std::fs::create_dir_all(&watched).unwrap();
+    let w = Watcher::start(&dir, &cfg, &watched);
+
+    // Written in two pieces, the second well inside the settling time.
+    let first = "Ada Lovelace wrote to Charles Babbage from London in 1843.\n";
+    let second = "The Analytical Engine, which Babbage designed in Cambridge, was never built.\n";
+    std::fs::write(watched.join("letter.txt"), first).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(watched.join("letter.txt"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+    drop(f);
+    let pass = w.wait_for("watch: ");
+    assert!(pass.contains("1 document(s), 1 complete"), "{pass}");
+    let bodies: Vec<String> = sim.log().iter().map(|e| e.body.to_string()).collect();
+    assert!(!bodies.is_empty());
+    for b in &bodies {
+        // Every request saw the whole file, never the first piece alone.
+        assert!(
+            !b.contains("Ada Lovelace") || b.contains("Analytical Engine"),
+            "{b}"
+        );
+    }
+    let results = results(&dir.join("out"));
+    assert!(
+        results.keys().any(|k| k.starts_with("letter.txt")),
+        "{results:?}"
+    );
+    assert_eq!(w.stop(), Some(0), "SIGTERM: a clean exit");
+
+    // A restart takes the file again, and the ledger asks nothing twice; a new file is run.
+    let sent = sim.log().len();
+    let w = Watcher::start(&dir, &cfg, &watched);
+    let again = w.wait_for("watch: ");
+    assert!(again.contains("0 request(s)"), "{again}");
+    assert_eq!(sim.log().len(), sent);
+    std::fs::write(
+        watched.join("memo.txt"),
+        "Grace Hopper led the COBOL work in 1959.\n",
+    )
+    .unwrap();
+    let pass = w.wait_for("watch: ");
+    assert!(!pass.contains(" 0 request(s)"), "{pass}");
+    assert!(sim.log().len() > sent);
+    assert_eq!(w.stop(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_arrays_need_a_template_and_legacy_completions() {
     let sim = Sim::start(Profile::instant()).await.unwrap();
