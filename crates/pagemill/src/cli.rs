@@ -314,7 +314,7 @@ pub struct RunArgs {
     /// can cost (its prompt and its whole max_tokens at the endpoint's prices) fits beside what
     /// is spent and in flight; then the run stops (exit code 3), finished work kept, and a
     /// rerun resumes. Needs prices for every endpoint used.
-    #[arg(long, value_name = "USD", value_parser = budget_usd, conflicts_with = "batch")]
+    #[arg(long, value_name = "USD", value_parser = budget_usd, conflicts_with_all = ["batch", "watch"])]
     pub budget_usd: Option<f64>,
     /// The same for a day: what every run on this ledger spent since midnight counts
     /// (`--budget-tz`), so the limit holds across restarts.

@@ -74,6 +74,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             .map(|(p, _)| p.clone())
             .collect();
         seen = now;
+        let mut pause = None;
         if !settled.is_empty() {
             let (docs, skipped) = read_inputs(
                 &settled,
@@ -103,6 +104,14 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 write_results(&args.out, &outcome.documents, &outcome.summary)?;
                 fold(&metrics_progress, &progress);
                 let s = &outcome.summary;
+                // Stopped by a budget: the files wait (not taken) until the next day.
+                if s.stopped
+                    .as_deref()
+                    .is_some_and(|w| w.contains("budget reached"))
+                    && !stop.is_cancelled()
+                {
+                    pause = Some(until_next_day(&opts.budget));
+                }
                 eprintln!(
                     "watch: {} document(s), {} complete; {} request(s), {} pages pending{}",
                     s.documents,
@@ -114,18 +123,41 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                         .map_or(String::new(), |why| format!("; stopped: {why}"))
                 );
             }
-            for path in settled {
-                if let Some(stamp) = seen.get(&path) {
-                    taken.insert(path, *stamp);
+            if pause.is_none() {
+                for path in settled {
+                    if let Some(stamp) = seen.get(&path) {
+                        taken.insert(path, *stamp);
+                    }
                 }
             }
         }
+        let wait = match pause {
+            Some(wait) => {
+                eprintln!(
+                    "watch: the day's budget is reached; pausing {} until the next day begins",
+                    pagemill_client::clock::human(wait)
+                );
+                wait
+            }
+            None => args.watch_interval,
+        };
         tokio::select! {
             () = stop.cancelled() => {}
-            () = tokio::time::sleep(args.watch_interval) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long until the budget's next day begins.
+fn until_next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> std::time::Duration {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let next = budget.day_start(now_secs).saturating_add(86_400);
+    std::time::Duration::from_secs(u64::try_from(next.saturating_sub(now_secs)).unwrap_or(0))
+        .max(std::time::Duration::from_secs(1))
 }
 
 /// Adds a pass's counters into the watcher's own (what its metrics show).

@@ -1008,7 +1008,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(dir: &Path, cfg: &Path, watched: &Path) -> Self {
+    fn start(dir: &Path, cfg: &Path, watched: &Path, extra: &[&str]) -> Self {
         use std::io::BufRead as _;
         let mut child = pagemill(dir)
             .arg("--config")
@@ -1022,6 +1022,7 @@ impl Watcher {
                 "500ms",
             ])
             .args(["-o", "out", "-q"])
+            .args(extra)
             .arg(watched)
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -1072,7 +1073,7 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
     let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
     let watched = dir.join("inbox");
     std::fs::create_dir_all(&watched).unwrap();
-    let w = Watcher::start(&dir, &cfg, &watched);
+    let w = Watcher::start(&dir, &cfg, &watched, &[]);
 
     // Written in two pieces, the second well inside the settling time.
     let first = "Ada Lovelace wrote to Charles Babbage from London in 1843.\n";
@@ -1105,7 +1106,7 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
 
     // A restart takes the file again, and the ledger asks nothing twice; a new file is run.
     let sent = sim.log().len();
-    let w = Watcher::start(&dir, &cfg, &watched);
+    let w = Watcher::start(&dir, &cfg, &watched, &[]);
     let again = w.wait_for("watch: ");
     assert!(again.contains("0 request(s)"), "{again}");
     assert_eq!(sim.log().len(), sent);
@@ -1117,6 +1118,16 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
     let pass = w.wait_for("watch: ");
     assert!(!pass.contains(" 0 request(s)"), "{pass}");
     assert!(sim.log().len() > sent);
+    assert_eq!(w.stop(), Some(0));
+
+    // A day's budget spent: the watcher pauses until the next day, and still stops at once.
+    std::fs::write(
+        watched.join("late.txt"),
+        "Alan Turing wrote from Manchester in 1950.\n",
+    )
+    .unwrap();
+    let w = Watcher::start(&dir, &cfg, &watched, &["--budget-tokens-per-day", "1"]);
+    w.wait_for("pausing");
     assert_eq!(w.stop(), Some(0));
 }
 
