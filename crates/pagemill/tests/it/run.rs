@@ -999,6 +999,22 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         }
     }
     assert!(metric(&scrapes[1], "process_resident_memory_bytes") > 0.0);
+    // The ready dashboard asks only for metrics a scrape has.
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana/pagemill.json"),
+    )
+    .unwrap();
+    let names: std::collections::BTreeSet<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("pagemill_") || w.starts_with("process_"))
+        .collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        assert!(
+            scrapes[1].contains(&format!("\n{name}")),
+            "{name} is in no scrape"
+        );
+    }
 }
 
 /// A `pagemill run --watch` child and the lines of its stderr.
