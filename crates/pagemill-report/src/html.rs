@@ -183,7 +183,7 @@ fn runs_html(r: &RunsReport) -> Markup {
                 } }
                 tbody { @for run in &r.runs { tr {
                     td data-v=(run.started_at) title=(run.id) { (time::datetime(run.started_at)) }
-                    td.l { (run.state) }
+                    td.l { (run.state) @for d in &run.drift { br; strong { "drift: " } (d) } }
                     td.l { (run.endpoints.join(", ")) }
                     (int(run.requests)) (int(run.failed_requests)) (int(run.units_done)) (int(run.pages))
                     (cell(run.prompt_tokens_per_page, num)) (share_cell(run.cached_share)) (int(run.retries))

@@ -110,6 +110,9 @@ pub struct RunFigures {
     pub finished_at: Option<i64>,
     /// `finished`, `stopped: …` or `did not finish` (killed, or still going).
     pub state: String,
+    /// Drift alarms the run raised against its ledger's trailing 7 days.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
     /// Endpoints, primary first.
     pub endpoints: Vec<String>,
     /// Requests made.
@@ -623,7 +626,16 @@ fn run_figures(
                     .collect()
             })
             .unwrap_or_default();
+        let drift = summary
+            .and_then(|s| s["drift"].as_array())
+            .map(|d| {
+                d.iter()
+                    .filter_map(|d| d["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         out.push(RunFigures {
+            drift,
             prices_from,
             id: id.to_owned(),
             started_at,

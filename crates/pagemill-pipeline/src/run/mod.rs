@@ -17,6 +17,7 @@ pub mod array;
 mod batch;
 pub mod budget;
 pub mod checks;
+pub mod drift;
 mod exec;
 pub mod grounding;
 pub mod output;
@@ -434,6 +435,19 @@ pub async fn run(
         &shared.endpoints,
         stopped,
     )?;
+    let mut summary = summary;
+    let since = ledger_now() - drift::WINDOW_SECS;
+    let history: Vec<serde_json::Value> = ledger
+        .run_summaries_since(since)?
+        .iter()
+        .filter_map(|s| serde_json::from_str(s).ok())
+        .collect();
+    if let Ok(current) = serde_json::to_value(&summary) {
+        summary.drift = drift::drift(&current, &history);
+    }
+    for d in &summary.drift {
+        tracing::warn!("drift: {}", d.message);
+    }
     ledger.run_finished(&serde_json::to_string(&summary).unwrap_or_default())?;
     let keys = shared.work.iter().map(|w| w.key.clone()).collect();
     Ok(RunOutcome {
@@ -492,4 +506,11 @@ fn kind_name(d: &Document) -> &'static str {
         crate::ingest::DocKind::Text => "text",
         crate::ingest::DocKind::Docx => "docx",
     }
+}
+
+/// Unix seconds now.
+fn ledger_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -367,6 +367,9 @@ pub trait Store: Send {
     /// What requests started at or after `since` (Unix seconds) cost, by every run: dollars
     /// (picodollars, where known) and tokens (prompt and completion, where reported).
     fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError>;
+    /// The summaries (JSON) of the other runs that started at or after `since` (Unix seconds)
+    /// and finished, oldest first.
+    fn run_summaries_since(&self, since: i64) -> Result<Vec<String>, StoreError>;
     /// Records that this run started, on `endpoints` (primary first).
     fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError>;
     /// Records that this run ended, with its summary (JSON).
@@ -845,6 +848,20 @@ impl Store for Ledger {
     /// Every request recorded, oldest first.
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
         read_requests(&self.conn).map_err(self.sql())
+    }
+
+    fn run_summaries_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT summary FROM runs WHERE started_at >= ?1 AND id != ?2 AND summary IS NOT NULL
+                 ORDER BY started_at, id",
+            )
+            .map_err(self.sql())?;
+        st.query_map(params![since, self.run_id], |r| r.get::<_, String>(0))
+            .map_err(self.sql())?
+            .collect::<Result<_, _>>()
+            .map_err(self.sql())
     }
 
     fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError> {

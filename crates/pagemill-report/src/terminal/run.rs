@@ -113,6 +113,9 @@ pub fn summary(s: &RunSummary) -> String {
     if let Some(why) = &s.stopped {
         out.push_str(&format!("stopped early: {why}\n"));
     }
+    for d in &s.drift {
+        out.push_str(&format!("drift: {}\n", crate::fmt::inert(&d.message)));
+    }
     out
 }
 

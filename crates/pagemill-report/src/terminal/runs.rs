@@ -102,6 +102,16 @@ fn runs(out: &mut String, r: &RunsReport) {
     }
     right(&mut tb, 2);
     let _ = writeln!(out, "{tb}");
+    for run in &r.runs {
+        for d in &run.drift {
+            let _ = writeln!(
+                out,
+                "drift in the run of {}: {}",
+                time::datetime(run.started_at),
+                inert_text(d)
+            );
+        }
+    }
 }
 
 /// Tokens a page by task and prompt version, and what each version changed.

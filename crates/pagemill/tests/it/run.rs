@@ -1148,6 +1148,35 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_adds_prompt_tokens_raises_a_drift_alarm_and_a_steady_run_does_not() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let dir = tempdir("run-drift");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let inputs = subset();
+    let first = summary(&run(&dir, &cfg, &inputs, "out", &[]));
+    assert!(first.get("drift").is_none(), "no history yet: {first}");
+    let steady = run(&dir, &cfg, &inputs, "out", &["--force"]);
+    let s = summary(&steady);
+    assert!(s.get("drift").is_none(), "the same work again: {s}");
+    // One item a request instead of packs: every page pays the whole system prompt.
+    let unpacked = run(&dir, &cfg, &inputs, "out", &["--force", "--pack", "1"]);
+    let s = summary(&unpacked);
+    let drift = s["drift"].as_array().unwrap_or_else(|| panic!("{s}"));
+    let figures: Vec<&str> = drift.iter().filter_map(|d| d["figure"].as_str()).collect();
+    assert!(figures.contains(&"prompt_tokens_per_page"), "{drift:?}");
+    assert_eq!(drift[0]["runs"], 2, "over the two runs before");
+    // The report tells it beside the run.
+    let report = pagemill(&dir)
+        .args(["report", "--format", "text"])
+        .arg(dir.join("out/ledger.sqlite"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("drift in the run of"), "{text}");
+    assert!(text.contains("prompt_tokens_per_page"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompt_arrays_need_a_template_and_legacy_completions() {
     let sim = Sim::start(Profile::instant()).await.unwrap();
     let dir = tempdir("run-array-refused");

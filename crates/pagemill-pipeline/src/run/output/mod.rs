@@ -561,6 +561,9 @@ pub struct RunSummary {
     pub dropped: std::collections::BTreeMap<String, u64>,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// Figures that moved beyond their thresholds against the ledger's trailing 7 days.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::run::drift::Drift>,
 }
 
 /// Builds the run summary.
@@ -600,6 +603,7 @@ pub(crate) fn summary(
         loops_cancelled: load(&progress.loops),
         loop_tokens_saved: load(&progress.loop_tokens_saved),
         stopped,
+        drift: Vec::new(),
         ..RunSummary::default()
     };
     for d in docs {

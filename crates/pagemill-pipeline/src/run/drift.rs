@@ -1,0 +1,140 @@
+//! Drift alarms: a run's figures against the same figures of the runs on its ledger over the
+//! trailing 7 days. Token counts creep up when someone edits a prompt or turns packing off,
+//! the cached share falls when a prompt prefix stops being byte-stable, providers start
+//! failing: each moves a figure the ledger already keeps, so a move beyond its threshold is
+//! told at the end of the run (and kept in its summary, which `report` reads).
+//!
+//! Runs are weighted by their pages (tokens a page, cached share) or requests (error rate);
+//! runs with fewer than [`MIN_REQUESTS`] requests say too little and are left out, and so is a
+//! run that small itself.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Requests a run needs to count, here and in the history.
+pub const MIN_REQUESTS: u64 = 10;
+
+/// The trailing window, in seconds.
+pub const WINDOW_SECS: i64 = 7 * 86_400;
+
+/// One figure that moved beyond its threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Which figure: `prompt_tokens_per_page`, `completion_tokens_per_page`, `cached_share`,
+    /// `error_rate`.
+    pub figure: String,
+    /// This run's value.
+    pub now: f64,
+    /// The trailing 7 days' value.
+    pub trailing: f64,
+    /// Runs the trailing value is over.
+    pub runs: usize,
+    /// What moved, in words.
+    pub message: String,
+}
+
+/// A figure of a run summary (JSON, so summaries of older versions read too), with its weight.
+fn figure(s: &Value, name: &str) -> Option<(f64, f64)> {
+    let requests = s["requests"].as_u64()?;
+    if requests < MIN_REQUESTS {
+        return None;
+    }
+    let pages = s["pages_done"].as_f64().unwrap_or(0.0);
+    match name {
+        "error_rate" => {
+            let failed = s["failed_requests"].as_f64()?;
+            Some((failed / requests as f64, requests as f64))
+        }
+        _ => Some((s[name].as_f64()?, pages)).filter(|(_, w)| *w > 0.0),
+    }
+}
+
+/// The figures of `current` that moved beyond their thresholds against `history` (earlier
+/// runs' summaries from the trailing window).
+pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
+    // (figure, limit, relative?): a relative move of tokens, an absolute one of shares.
+    const CHECKS: [(&str, f64, bool); 4] = [
+        ("prompt_tokens_per_page", 0.20, true),
+        ("completion_tokens_per_page", 0.30, true),
+        ("cached_share", 0.15, false),
+        ("error_rate", 0.05, false),
+    ];
+    let mut out = Vec::new();
+    for (name, limit, relative) in CHECKS {
+        let Some((now, _)) = figure(current, name) else {
+            continue;
+        };
+        let past: Vec<(f64, f64)> = history.iter().filter_map(|s| figure(s, name)).collect();
+        let weight: f64 = past.iter().map(|(_, w)| w).sum();
+        if past.is_empty() || weight <= 0.0 {
+            continue;
+        }
+        let trailing = past.iter().map(|(v, w)| v * w).sum::<f64>() / weight;
+        let moved = now - trailing;
+        // Cached share alarms when it falls, the error rate when it rises; tokens either way.
+        let alarm = match name {
+            "cached_share" => -moved > limit,
+            "error_rate" => moved > limit,
+            _ if relative => trailing > 0.0 && (moved / trailing).abs() > limit,
+            _ => moved.abs() > limit,
+        };
+        if !alarm {
+            continue;
+        }
+        let message = if relative {
+            format!(
+                "{name} {now:.1} against {trailing:.1} over the last 7 days ({:+.0}%, threshold ±{:.0}%)",
+                moved / trailing * 100.0,
+                limit * 100.0
+            )
+        } else {
+            format!(
+                "{name} {:.1}% against {:.1}% over the last 7 days ({:+.1} points, threshold {:.0})",
+                now * 100.0,
+                trailing * 100.0,
+                moved * 100.0,
+                limit * 100.0
+            )
+        };
+        out.push(Drift {
+            figure: name.to_owned(),
+            now,
+            trailing,
+            runs: past.len(),
+            message,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(prompt: f64, cached: f64, failed: u64) -> Value {
+        json!({"requests": 100, "failed_requests": failed, "pages_done": 50,
+               "prompt_tokens_per_page": prompt, "completion_tokens_per_page": 80.0,
+               "cached_share": cached})
+    }
+
+    #[test]
+    fn moves_beyond_their_thresholds_are_told_and_steady_runs_are_not() {
+        let history = [run(600.0, 0.5, 1), run(620.0, 0.52, 2)];
+        assert!(drift(&run(630.0, 0.49, 2), &history).is_empty(), "steady");
+        let d = drift(&run(900.0, 0.2, 20), &history);
+        let figures: Vec<&str> = d.iter().map(|d| d.figure.as_str()).collect();
+        assert_eq!(
+            figures,
+            ["prompt_tokens_per_page", "cached_share", "error_rate"]
+        );
+        assert!(d[0].message.contains("+47%"), "{}", d[0].message);
+        assert_eq!(d[0].runs, 2);
+        // A cached share that rises is no alarm; nor is a small run, or no history.
+        assert!(drift(&run(610.0, 0.9, 1), &history).is_empty());
+        let mut small = run(900.0, 0.2, 20);
+        small["requests"] = json!(3);
+        assert!(drift(&small, &history).is_empty());
+        assert!(drift(&run(900.0, 0.2, 20), &[]).is_empty());
+    }
+}
