@@ -128,7 +128,7 @@ mod tests {
             figures,
             ["prompt_tokens_per_page", "cached_share", "error_rate"]
         );
-        assert!(d[0].message.contains("+47%"), "{}", d[0].message);
+        assert!(d[0].message.contains("+48%"), "{}", d[0].message);
         assert_eq!(d[0].runs, 2);
         // A cached share that rises is no alarm; nor is a small run, or no history.
         assert!(drift(&run(610.0, 0.9, 1), &history).is_empty());
