@@ -201,11 +201,92 @@ fn process_cpu_seconds() -> f64 {
     pagemill_bench::runner::cpu_time().as_secs_f64()
 }
 
-/// The metrics text of `progress`, as a scrape gets it.
-pub fn render(progress: &Arc<Progress>) -> String {
+/// What the metrics show: the counters of passes that ended (a watcher's) and of the one
+/// running.
+#[derive(Debug, Default)]
+pub struct Live {
+    ended: Progress,
+    running: std::sync::Mutex<Option<Arc<Progress>>>,
+}
+
+impl Live {
+    /// The metrics of one run.
+    pub fn of(progress: &Arc<Progress>) -> Arc<Self> {
+        let live = Self::default();
+        live.start(progress);
+        Arc::new(live)
+    }
+
+    /// A pass starts: its counters show as they move.
+    pub fn start(&self, pass: &Arc<Progress>) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(pass));
+    }
+
+    /// The pass ended: its counters join those of the passes before.
+    pub fn end(&self) {
+        let pass = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(pass) = pass {
+            fold(&self.ended, &pass);
+        }
+    }
+
+    /// Every counter now.
+    fn snapshot(&self) -> Progress {
+        let now = Progress::default();
+        fold(&now, &self.ended);
+        if let Some(pass) = &*self.running.lock().unwrap_or_else(|p| p.into_inner()) {
+            fold(&now, pass);
+        }
+        now
+    }
+}
+
+/// Adds `pass`'s counters into `into`.
+pub(crate) fn fold(into: &Progress, pass: &Progress) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let add = |a: &std::sync::atomic::AtomicU64, b: &std::sync::atomic::AtomicU64| {
+        a.fetch_add(b.load(Relaxed), Relaxed);
+    };
+    for i in 0..3 {
+        add(&into.total[i], &pass.total[i]);
+        add(&into.already[i], &pass.already[i]);
+        add(&into.done[i], &pass.done[i]);
+        add(&into.failed[i], &pass.failed[i]);
+        let (a, b) = (&into.tasks[i], &pass.tasks[i]);
+        for (x, y) in [
+            (&a.requests, &b.requests),
+            (&a.items, &b.items),
+            (&a.prompt, &b.prompt),
+            (&a.cached, &b.cached),
+            (&a.completion, &b.completion),
+            (&a.cost_pico, &b.cost_pico),
+            (&a.cached_unreported, &b.cached_unreported),
+            (&a.cost_unknown, &b.cost_unknown),
+            (&a.retries, &b.retries),
+            (&a.failed_requests, &b.failed_requests),
+        ] {
+            add(x, y);
+        }
+    }
+    for (x, y) in [
+        (&into.reasks, &pass.reasks),
+        (&into.max_tokens_asked, &pass.max_tokens_asked),
+        (&into.truncated, &pass.truncated),
+        (&into.fallbacks, &pass.fallbacks),
+    ] {
+        add(x, y);
+    }
+}
+
+/// The metrics text of `live`, as a scrape gets it.
+pub fn render(live: &Live) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(RunCollector {
-        progress: Arc::clone(progress),
+        progress: Arc::new(live.snapshot()),
     }));
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -214,7 +295,7 @@ pub fn render(progress: &Arc<Progress>) -> String {
 }
 
 /// Serves `GET /metrics` on `addr` for as long as the handle lives.
-pub async fn serve(addr: SocketAddr, progress: Arc<Progress>) -> anyhow::Result<ServerHandle> {
+pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHandle> {
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: metrics on {addr} can be read by anyone who can reach it (they hold no \
@@ -234,7 +315,7 @@ pub async fn serve(addr: SocketAddr, progress: Arc<Progress>) -> anyhow::Result<
                     "content-type",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
-                .bytes(render(&progress))
+                .bytes(render(&live))
         } else {
             Reply::error(404, "not_found", "metrics are at /metrics")
         };

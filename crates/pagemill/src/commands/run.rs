@@ -183,7 +183,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         ..Progress::default()
     });
     let metrics = match args.metrics_addr {
-        Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&progress)).await?),
+        Some(addr) => Some(super::metrics::serve(addr, super::metrics::Live::of(&progress)).await?),
         None => None,
     };
     let show = !args.quiet && std::io::stderr().is_terminal();

@@ -42,9 +42,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let stop = crate::commands::stop_on_signals(
         "stopping: no new files; finishing the requests in flight, then writing the results",
     );
-    let metrics_progress = Arc::new(Progress::default());
+    let live = Arc::new(super::metrics::Live::default());
     let _metrics = match args.metrics_addr {
-        Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&metrics_progress)).await?),
+        Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&live)).await?),
         None => None,
     };
     eprintln!(
@@ -91,6 +91,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                     stop: stop.child_token(),
                     ..Progress::default()
                 });
+                live.start(&progress);
                 let outcome = pagemill_pipeline::run::run(
                     &docs,
                     tasks.clone(),
@@ -100,9 +101,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                     Arc::clone(&progress),
                     args.ungrounded,
                 )
-                .await?;
+                .await;
+                live.end();
+                let outcome = outcome?;
                 write_results(&args.out, &outcome.documents, &outcome.summary)?;
-                fold(&metrics_progress, &progress);
                 let s = &outcome.summary;
                 // Stopped by a budget: the files wait (not taken) until the next day.
                 if s.stopped
@@ -158,43 +160,6 @@ fn until_next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> std::t
     let next = budget.day_start(now_secs).saturating_add(86_400);
     std::time::Duration::from_secs(u64::try_from(next.saturating_sub(now_secs)).unwrap_or(0))
         .max(std::time::Duration::from_secs(1))
-}
-
-/// Adds a pass's counters into the watcher's own (what its metrics show).
-fn fold(into: &Progress, pass: &Progress) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let add = |a: &std::sync::atomic::AtomicU64, b: &std::sync::atomic::AtomicU64| {
-        a.fetch_add(b.load(Relaxed), Relaxed);
-    };
-    for i in 0..3 {
-        add(&into.total[i], &pass.total[i]);
-        add(&into.already[i], &pass.already[i]);
-        add(&into.done[i], &pass.done[i]);
-        add(&into.failed[i], &pass.failed[i]);
-        let (a, b) = (&into.tasks[i], &pass.tasks[i]);
-        for (x, y) in [
-            (&a.requests, &b.requests),
-            (&a.items, &b.items),
-            (&a.prompt, &b.prompt),
-            (&a.cached, &b.cached),
-            (&a.completion, &b.completion),
-            (&a.cost_pico, &b.cost_pico),
-            (&a.cached_unreported, &b.cached_unreported),
-            (&a.cost_unknown, &b.cost_unknown),
-            (&a.retries, &b.retries),
-            (&a.failed_requests, &b.failed_requests),
-        ] {
-            add(x, y);
-        }
-    }
-    for (x, y) in [
-        (&into.reasks, &pass.reasks),
-        (&into.max_tokens_asked, &pass.max_tokens_asked),
-        (&into.truncated, &pass.truncated),
-        (&into.fallbacks, &pass.fallbacks),
-    ] {
-        add(x, y);
-    }
 }
 
 /// Every file under `inputs` (directories recursively; hidden entries and the results

@@ -1021,6 +1021,8 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
 struct Watcher {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// `HOST:PORT` of its metrics, when asked for.
+    metrics: Option<String>,
 }
 
 impl Watcher {
@@ -1050,9 +1052,38 @@ impl Watcher {
                 let _ = tx.send(l);
             }
         });
-        let w = Self { child, lines };
-        w.wait_for("watching");
-        w
+        let mut w = Self {
+            child,
+            lines,
+            metrics: None,
+        };
+        loop {
+            let line = w.wait_for("");
+            if let Some(url) = line.strip_prefix("metrics: http://") {
+                w.metrics = Some(url.trim_end_matches("/metrics").to_owned());
+            }
+            if line.contains("watching") {
+                return w;
+            }
+        }
+    }
+
+    /// A scrape of its metrics.
+    fn scrape(&self) -> String {
+        use std::io::{Read as _, Write as _};
+        let addr = self
+            .metrics
+            .as_deref()
+            .expect("started with --metrics-addr");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
     }
 
     /// Waits (a minute at most) for a line containing `what`; returns it.
@@ -1089,7 +1120,7 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
     let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
     let watched = dir.join("inbox");
     std::fs::create_dir_all(&watched).unwrap();
-    let w = Watcher::start(&dir, &cfg, &watched, &[]);
+    let w = Watcher::start(&dir, &cfg, &watched, &["--metrics-addr", "127.0.0.1:0"]);
 
     // Written in two pieces, the second well inside the settling time.
     let first = "Ada Lovelace wrote to Charles Babbage from London in 1843.\n";
@@ -1118,6 +1149,13 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
         results.keys().any(|k| k.starts_with("letter.txt")),
         "{results:?}"
     );
+    // Between passes the metrics hold every request the server saw, no more, no less.
+    let scrape = w.scrape();
+    let requests: f64 = ["entities", "summary", "metadata"]
+        .iter()
+        .map(|t| metric(&scrape, &format!("pagemill_requests_total{{task=\"{t}\"}}")))
+        .sum();
+    assert_eq!(requests as usize, sim.log().len(), "{scrape}");
     assert_eq!(w.stop(), Some(0), "SIGTERM: a clean exit");
 
     // A restart takes the file again, and the ledger asks nothing twice; a new file is run.
