@@ -873,6 +873,20 @@ async fn a_budget_stops_the_run_short_of_it_and_a_rerun_finishes_paying_once() {
     );
 }
 
+/// `GET path` from `addr` (`HOST:PORT`), the whole response as text.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// A metric's value in a scrape, by its name and labels as printed.
 fn metric(scrape: &str, series: &str) -> f64 {
     scrape
@@ -922,18 +936,7 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .to_owned();
-    let scrape = |path: &str| {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let scrape = |path: &str| http_get(&addr, path);
     // Two scrapes while requests finish, far enough apart to see some.
     let mut scrapes = Vec::new();
     for _ in 0..2 {
@@ -1070,20 +1073,11 @@ impl Watcher {
 
     /// A scrape of its metrics.
     fn scrape(&self) -> String {
-        use std::io::{Read as _, Write as _};
         let addr = self
             .metrics
             .as_deref()
             .expect("started with --metrics-addr");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        http_get(addr, "/metrics")
     }
 
     /// Waits (a minute at most) for a line containing `what`; returns it.
