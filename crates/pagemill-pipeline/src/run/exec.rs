@@ -615,6 +615,8 @@ impl Shared {
         self.ledger().request_finished(rid, &end)?;
         self.progress.add(job.kind, &end, job.units.len());
         if let Ok(ex) = outcome.result() {
+            self.progress
+                .record_latency(&ex.endpoint, ex.timeline.ttft(), ex.timeline.total());
             let completion = ex.usage.completion.map(|c| c.tokens);
             match (ex.finish_reason.as_deref(), completion, &ex.cancelled) {
                 (Some("length"), c, None) => {

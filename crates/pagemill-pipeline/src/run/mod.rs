@@ -260,9 +260,71 @@ pub struct Progress {
     pub loops: AtomicU64,
     /// Completion tokens those cancellations spared (their `max_tokens` less what came).
     pub loop_tokens_saved: AtomicU64,
+    /// Latencies of answered requests, by endpoint.
+    pub latency: std::sync::Mutex<std::collections::BTreeMap<String, Latency>>,
+}
+
+/// Upper bounds of the latency buckets, seconds (the last bucket is everything above).
+pub const LATENCY_BOUNDS: [f64; 11] =
+    [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Counts of latencies in [`LATENCY_BOUNDS`] buckets (not cumulative; the last is above them
+/// all), with their sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    /// Per bucket.
+    pub counts: [u64; LATENCY_BOUNDS.len() + 1],
+    /// Sum of the latencies, seconds.
+    pub sum_secs: f64,
+}
+
+impl Buckets {
+    fn add(&mut self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[i] += 1;
+        self.sum_secs += s;
+    }
+
+    /// Adds `o`'s counts.
+    pub fn merge(&mut self, o: &Buckets) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.sum_secs += o.sum_secs;
+    }
+}
+
+/// One endpoint's latencies: time to first answer token, and end to end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    /// Time to first answer token (streams).
+    pub ttft: Buckets,
+    /// End to end.
+    pub e2e: Buckets,
 }
 
 impl Progress {
+    /// Records an answered request's latencies.
+    pub fn record_latency(
+        &self,
+        endpoint: &str,
+        ttft: Option<std::time::Duration>,
+        e2e: Option<std::time::Duration>,
+    ) {
+        let mut all = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let l = all.entry(endpoint.to_owned()).or_default();
+        if let Some(t) = ttft {
+            l.ttft.add(t);
+        }
+        if let Some(t) = e2e {
+            l.e2e.add(t);
+        }
+    }
+
     /// Units finished or given up on (by this run or an earlier one), and the plan's total.
     pub fn units(&self) -> (u64, u64) {
         let sum = |a: &[AtomicU64; 3]| a.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>();

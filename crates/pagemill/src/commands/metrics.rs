@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pagemill_pipeline::run::Progress;
+use pagemill_pipeline::run::{Buckets, LATENCY_BOUNDS, Latency, Progress};
 use pagemill_sim::{Reply, ServerHandle, ServerOptions};
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::NoLabelSet;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -177,6 +178,34 @@ impl Collector for RunCollector {
                 &ConstCounter::new(v),
             )?;
         }
+        let latency = p.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, help, pick) in [
+            (
+                "pagemill_ttft_seconds",
+                "Time to first answer token of answered streamed requests, by endpoint.",
+                (|l: &Latency| &l.ttft) as fn(&Latency) -> &Buckets,
+            ),
+            (
+                "pagemill_request_duration_seconds",
+                "End-to-end time of answered requests, by endpoint.",
+                |l: &Latency| &l.e2e,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (endpoint, l) in &latency {
+                let b = pick(l);
+                let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                    .iter()
+                    .copied()
+                    .chain([f64::MAX])
+                    .zip(b.counts)
+                    .collect();
+                let count = b.counts.iter().sum();
+                metric
+                    .encode_family(&[("endpoint", endpoint.as_str())])?
+                    .encode_histogram::<NoLabelSet>(b.sum_secs, count, &buckets, None)?;
+            }
+        }
         single(
             &mut encoder,
             "process_cpu_seconds",
@@ -270,6 +299,19 @@ pub(crate) fn fold(into: &Progress, pass: &Progress) {
             (&a.failed_requests, &b.failed_requests),
         ] {
             add(x, y);
+        }
+    }
+    {
+        let pass_latency = pass
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut all = into.latency.lock().unwrap_or_else(|p| p.into_inner());
+        for (endpoint, l) in pass_latency {
+            let mine = all.entry(endpoint).or_default();
+            mine.ttft.merge(&l.ttft);
+            mine.e2e.merge(&l.e2e);
         }
     }
     for (x, y) in [

@@ -1002,6 +1002,16 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         }
     }
     assert!(metric(&scrapes[1], "process_resident_memory_bytes") > 0.0);
+    let timed = metric(&scrapes[1], "pagemill_ttft_seconds_count{endpoint=\"sim\"}");
+    let all = metric(
+        &scrapes[1],
+        "pagemill_ttft_seconds_bucket{le=\"+Inf\",endpoint=\"sim\"}",
+    );
+    assert!(
+        timed > 0.0 && timed == all,
+        "{timed} answers timed, {all} in the buckets"
+    );
+    assert!(timed <= s["requests"].as_f64().unwrap());
     // The ready dashboard asks only for metrics a scrape has.
     let dashboard = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana/pagemill.json"),
@@ -1150,6 +1160,11 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
         .map(|t| metric(&scrape, &format!("pagemill_requests_total{{task=\"{t}\"}}")))
         .sum();
     assert_eq!(requests as usize, sim.log().len(), "{scrape}");
+    let timed = metric(
+        &scrape,
+        "pagemill_request_duration_seconds_count{endpoint=\"sim\"}",
+    );
+    assert_eq!(timed as usize, sim.log().len(), "every answer timed once");
     assert_eq!(w.stop(), Some(0), "SIGTERM: a clean exit");
 
     // A restart takes the file again, and the ledger asks nothing twice; a new file is run.
