@@ -3,6 +3,11 @@
 # The release binary's path, built first if needed; extra arguments go before `cargo`
 # (e.g. `release_bin env RUSTFLAGS=…`).
 release_bin() {
+  # The set-up the build needs (cmake and libclang for llama.cpp), as the README's commands
+  # get it: without it the build fails and no binary is named.
+  local exports
+  exports=$(./dev env) || return 1
+  eval "$exports"
   "$@" cargo build --release --locked -p pagemill --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for l in sys.stdin:
