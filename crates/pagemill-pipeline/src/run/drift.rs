@@ -49,18 +49,28 @@ fn figure(s: &Value, name: &str) -> Option<(f64, f64)> {
     }
 }
 
+/// Which move of a figure is an alarm.
+#[derive(Clone, Copy)]
+enum Alarm {
+    /// Up or down by more than this share of the trailing value (token counts).
+    Either(f64),
+    /// Down by more than this, absolutely (a share).
+    Falls(f64),
+    /// Up by more than this, absolutely (a rate).
+    Rises(f64),
+}
+
 /// The figures of `current` that moved beyond their thresholds against `history` (earlier
 /// runs' summaries from the trailing window).
 pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
-    // (figure, limit, relative?): a relative move of tokens, an absolute one of shares.
-    const CHECKS: [(&str, f64, bool); 4] = [
-        ("prompt_tokens_per_page", 0.20, true),
-        ("completion_tokens_per_page", 0.30, true),
-        ("cached_share", 0.15, false),
-        ("error_rate", 0.05, false),
+    const CHECKS: [(&str, Alarm); 4] = [
+        ("prompt_tokens_per_page", Alarm::Either(0.20)),
+        ("completion_tokens_per_page", Alarm::Either(0.30)),
+        ("cached_share", Alarm::Falls(0.15)),
+        ("error_rate", Alarm::Rises(0.05)),
     ];
     let mut out = Vec::new();
-    for (name, limit, relative) in CHECKS {
+    for (name, alarm) in CHECKS {
         let Some((now, _)) = figure(current, name) else {
             continue;
         };
@@ -71,30 +81,27 @@ pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
         }
         let trailing = past.iter().map(|(v, w)| v * w).sum::<f64>() / weight;
         let moved = now - trailing;
-        // Cached share alarms when it falls, the error rate when it rises; tokens either way.
-        let alarm = match name {
-            "cached_share" => -moved > limit,
-            "error_rate" => moved > limit,
-            _ if relative => trailing > 0.0 && (moved / trailing).abs() > limit,
-            _ => moved.abs() > limit,
+        let beyond = match alarm {
+            Alarm::Either(limit) => trailing > 0.0 && (moved / trailing).abs() > limit,
+            Alarm::Falls(limit) => -moved > limit,
+            Alarm::Rises(limit) => moved > limit,
         };
-        if !alarm {
+        if !beyond {
             continue;
         }
-        let message = if relative {
-            format!(
+        let message = match alarm {
+            Alarm::Either(limit) => format!(
                 "{name} {now:.1} against {trailing:.1} over the last 7 days ({:+.0}%, threshold ±{:.0}%)",
                 moved / trailing * 100.0,
                 limit * 100.0
-            )
-        } else {
-            format!(
+            ),
+            Alarm::Falls(limit) | Alarm::Rises(limit) => format!(
                 "{name} {:.1}% against {:.1}% over the last 7 days ({:+.1} points, threshold {:.0})",
                 now * 100.0,
                 trailing * 100.0,
                 moved * 100.0,
                 limit * 100.0
-            )
+            ),
         };
         out.push(Drift {
             figure: name.to_owned(),

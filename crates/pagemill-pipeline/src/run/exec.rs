@@ -617,24 +617,23 @@ impl Shared {
         if let Ok(ex) = outcome.result() {
             self.progress
                 .record_latency(&ex.endpoint, ex.timeline.ttft(), ex.timeline.total());
-            let completion = ex.usage.completion.map(|c| c.tokens);
-            match (ex.finish_reason.as_deref(), completion, &ex.cancelled) {
-                (Some("length"), c, None) => {
-                    self.progress.truncated.fetch_add(1, Ordering::Relaxed);
-                    if let Some(c) = c {
-                        let full = self.full_budget(&job);
-                        self.lengths()[slot(job.kind)].add(c as f32 / full.max(1) as f32);
-                    }
-                    let mut q = self.queue();
-                    for &u in &job.units {
-                        q.state.entry(u).or_default().cut = true;
-                    }
+            let ended = ex.cancelled.is_none();
+            if ended && ex.finish_reason.as_deref() == Some("length") {
+                self.progress.truncated.fetch_add(1, Ordering::Relaxed);
+                let mut q = self.queue();
+                for &u in &job.units {
+                    q.state.entry(u).or_default().cut = true;
                 }
-                (Some(_), Some(c), None) => {
-                    let full = self.full_budget(&job);
-                    self.lengths()[slot(job.kind)].add(c as f32 / full.max(1) as f32);
-                }
-                _ => {}
+            }
+            // Every answer that ended by itself or at its budget tells how long answers run
+            // (one cut off counts at the budget it reached: see [`Lengths`]).
+            if let (true, Some(_), Some(c)) = (
+                ended,
+                ex.finish_reason.as_deref(),
+                ex.usage.completion.map(|c| c.tokens),
+            ) {
+                let full = self.full_budget(&job);
+                self.lengths()[slot(job.kind)].add(c as f32 / full.max(1) as f32);
             }
         }
         match outcome.result() {

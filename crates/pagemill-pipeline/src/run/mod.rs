@@ -467,10 +467,8 @@ pub async fn run(
     );
     shared.templates = templates;
     if opts_budget.is_set() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let today = shared.ledger().spent_since(opts_budget.day_start(now))?;
+        let day_start = opts_budget.day_start(crate::store::unix_now());
+        let today = shared.ledger().spent_since(day_start)?;
         shared.set_budget(&opts_budget, today);
     }
     shared.learn_lengths(&shared.ledger().requests()?);
@@ -498,7 +496,7 @@ pub async fn run(
         stopped,
     )?;
     let mut summary = summary;
-    let since = ledger_now() - drift::WINDOW_SECS;
+    let since = crate::store::unix_now() - drift::WINDOW_SECS;
     let history: Vec<serde_json::Value> = ledger
         .run_summaries_since(since)?
         .iter()
@@ -568,11 +566,4 @@ fn kind_name(d: &Document) -> &'static str {
         crate::ingest::DocKind::Text => "text",
         crate::ingest::DocKind::Docx => "docx",
     }
-}
-
-/// Unix seconds now.
-fn ledger_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

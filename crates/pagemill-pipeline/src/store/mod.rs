@@ -385,10 +385,12 @@ pub struct Ledger {
     _lock: File,
 }
 
-fn now() -> i64 {
+/// Unix seconds now: the clock of every timestamp in the ledger (and of what is compared with
+/// them: budget days, the drift window).
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A connection to the ledger file as every run uses it: WAL, normal sync, foreign keys, and
@@ -448,15 +450,15 @@ impl Ledger {
         // Recover from a run that died: its leases lapse, its open requests are marked.
         conn.execute(
             "UPDATE units SET status = 'pending', updated_at = ?1 WHERE status = 'leased'",
-            [now()],
+            [unix_now()],
         )
         .map_err(sql)?;
         conn.execute(
             "UPDATE requests SET status = 'interrupted', finished_at = ?1 WHERE status = 'sent'",
-            [now()],
+            [unix_now()],
         )
         .map_err(sql)?;
-        let run_id = format!("{}-{}", now(), std::process::id());
+        let run_id = format!("{}-{}", unix_now(), std::process::id());
         Ok(Self {
             conn,
             path: path.into(),
@@ -498,7 +500,7 @@ impl Ledger {
         self.conn
             .execute(
                 "INSERT OR IGNORE INTO documents (id, path, kind, pages, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, path, kind, pages, now()],
+                params![id, path, kind, pages, unix_now()],
             )
             .map_err(self.sql())?;
         Ok(())
@@ -608,7 +610,7 @@ impl Store for Ledger {
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
             "INSERT OR IGNORE INTO documents (id, path, kind, pages, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![doc.id, doc.path.to_string_lossy(), kind, doc.pages.len() as i64, now()],
+            params![doc.id, doc.path.to_string_lossy(), kind, doc.pages.len() as i64, unix_now()],
         )
         .map_err(&sql)?;
         {
@@ -654,7 +656,7 @@ impl Store for Ledger {
     /// is never redone). With `force`, every given unit is reset to `pending`. Returns the keys
     /// still to do, in the order given.
     fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
-        let t = now();
+        let t = unix_now();
         let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
         let mut todo = Vec::new();
@@ -711,7 +713,7 @@ impl Store for Ledger {
                 .conn
                 .execute(
                     "UPDATE units SET status = 'leased', attempts = attempts + 1, updated_at = ?2 WHERE key = ?1 AND status = 'pending'",
-                    params![k, now()],
+                    params![k, unix_now()],
                 )
                 .map_err(self.sql())?;
             if n == 1 {
@@ -727,7 +729,7 @@ impl Store for Ledger {
             self.conn
                 .execute(
                     "UPDATE units SET status = 'pending', updated_at = ?2 WHERE key = ?1 AND status = 'leased'",
-                    params![k, now()],
+                    params![k, unix_now()],
                 )
                 .map_err(self.sql())?;
         }
@@ -748,7 +750,7 @@ impl Store for Ledger {
             .execute(
                 "INSERT INTO requests (run_id, endpoint, task, prompt_version, prefix_tokens, unit_keys, status, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sent', ?7)",
-                params![self.run_id, endpoint, task, prompt_version, i64::try_from(prefix_tokens).unwrap_or(i64::MAX), keys, now()],
+                params![self.run_id, endpoint, task, prompt_version, i64::try_from(prefix_tokens).unwrap_or(i64::MAX), keys, unix_now()],
             )
             .map_err(self.sql())?;
         Ok(self.conn.last_insert_rowid())
@@ -771,7 +773,7 @@ impl Store for Ledger {
                     n(end.completion_tokens),
                     n(end.cost_pico),
                     end.timeline,
-                    now(),
+                    unix_now(),
                     end.retries,
                     retried_json(end)
                 ],
@@ -792,12 +794,12 @@ impl Store for Ledger {
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
             "INSERT OR REPLACE INTO results (unit_key, result, request_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![key, result.to_string(), request_id, now()],
+            params![key, result.to_string(), request_id, unix_now()],
         )
         .map_err(&sql)?;
         tx.execute(
             "UPDATE units SET status = 'done', reason = NULL, updated_at = ?2 WHERE key = ?1",
-            params![key, now()],
+            params![key, unix_now()],
         )
         .map_err(&sql)?;
         tx.commit().map_err(&sql)
@@ -808,7 +810,7 @@ impl Store for Ledger {
         self.conn
             .execute(
                 "UPDATE units SET status = 'failed', reason = ?2, updated_at = ?3 WHERE key = ?1",
-                params![key, reason, now()],
+                params![key, reason, unix_now()],
             )
             .map_err(self.sql())?;
         Ok(())
@@ -885,7 +887,7 @@ impl Store for Ledger {
                 "INSERT OR REPLACE INTO runs (id, started_at, endpoints) VALUES (?1, ?2, ?3)",
                 params![
                     self.run_id,
-                    now(),
+                    unix_now(),
                     serde_json::to_string(endpoints).unwrap_or_default()
                 ],
             )
@@ -898,7 +900,7 @@ impl Store for Ledger {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, summary = ?3 WHERE id = ?1",
-                params![self.run_id, now(), summary],
+                params![self.run_id, unix_now(), summary],
             )
             .map_err(self.sql())?;
         Ok(())

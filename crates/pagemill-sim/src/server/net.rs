@@ -156,11 +156,12 @@ impl Net {
         loop {
             let since = conn.last_done_ns.load(Ordering::Relaxed);
             let idle_for = Duration::from_nanos(mono_ns().saturating_sub(since));
-            if conn.active.load(Ordering::Relaxed) == 0 && idle_for >= timeout {
+            let busy = conn.active.load(Ordering::Relaxed) > 0;
+            if !busy && idle_for >= timeout {
                 return;
             }
             // Busy: look again a timeout later; idle: when the timeout would run out.
-            let wait = if conn.active.load(Ordering::Relaxed) > 0 {
+            let wait = if busy {
                 timeout
             } else {
                 timeout.saturating_sub(idle_for)

@@ -63,7 +63,11 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     let mut seen: HashMap<PathBuf, Stamp> = HashMap::new();
     let mut taken: HashMap<PathBuf, Stamp> = HashMap::new();
     while !stop.is_cancelled() {
-        let now = list(&args.pipeline.inputs, &args.out);
+        // A walk of the file system: off the async workers.
+        let (inputs, out) = (args.pipeline.inputs.clone(), args.out.clone());
+        let now = tokio::task::spawn_blocking(move || list(&inputs, &out))
+            .await
+            .unwrap_or_default();
         let settled: Vec<PathBuf> = now
             .iter()
             .filter(|(path, stamp)| {
@@ -153,10 +157,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
 
 /// How long until the budget's next day begins.
 fn until_next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> std::time::Duration {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let now_secs = pagemill_pipeline::store::unix_now();
     let next = budget.day_start(now_secs).saturating_add(86_400);
     std::time::Duration::from_secs(u64::try_from(next.saturating_sub(now_secs)).unwrap_or(0))
         .max(std::time::Duration::from_secs(1))
@@ -180,13 +181,14 @@ fn walk(path: &Path, results: &Path, out: &mut HashMap<PathBuf, Stamp>, depth: u
     if hidden && depth > 0 {
         return;
     }
-    if std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(results)) {
-        return;
-    }
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
     if meta.is_dir() {
+        // The results folder (and what is in it) is pagemill's own output.
+        if std::fs::canonicalize(path).is_ok_and(|p| p.starts_with(results)) {
+            return;
+        }
         // Deep enough for any real tree; a link loop ends here.
         if depth > 32 {
             return;
