@@ -979,7 +979,7 @@ mod tests {
         let keys = l
             .plan(
                 &[spec("page:2", "entities"), spec("section:1", "summary")],
-                false,
+                pagemill_pipeline::store::Replan::Resume,
             )
             .unwrap();
         let ok = RequestEnd {

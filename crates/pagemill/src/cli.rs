@@ -278,6 +278,10 @@ pub struct RunArgs {
     /// Redo units the ledger already has results for.
     #[arg(long)]
     pub force: bool,
+    /// Try the ledger's dead letters again, those whose answers failed too (the ones the
+    /// endpoint failed, after its retries ran out, are tried again by every run).
+    #[arg(long, conflicts_with = "force")]
+    pub retry_failed: bool,
     /// Requests in flight (default: the endpoint's max_concurrency, else 8).
     #[arg(long)]
     pub concurrency: Option<usize>,

@@ -390,10 +390,12 @@ impl Shared {
         Ok(())
     }
 
-    fn give_up(&self, units: &[usize], reason: &str) -> Result<(), StoreError> {
+    /// Dead-letters `units` with `reason`; `retryable` when the endpoint failed them, not
+    /// their answers (the next run tries them again).
+    fn give_up(&self, units: &[usize], reason: &str, retryable: bool) -> Result<(), StoreError> {
         let ledger = self.ledger();
         for &u in units {
-            ledger.fail(&self.work[u].key, reason)?;
+            ledger.fail(&self.work[u].key, reason, retryable)?;
             self.progress.failed[slot(self.work[u].kind)].fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -669,7 +671,10 @@ impl Shared {
         e: &RequestError,
         format: FormatMode,
     ) -> Result<(), StoreError> {
-        let why = format!("{}: {}", e.class, e.message);
+        let why = match e.status {
+            Some(status) => format!("{}: HTTP {status}: {}", e.class, e.message),
+            None => format!("{}: {}", e.class, e.message),
+        };
         match e.class {
             ErrorClass::Permanent
                 if self.opts.format == FormatMode::Auto
@@ -735,10 +740,11 @@ impl Shared {
                     self.give_up(
                         &job.units,
                         &format!("{why} (after {rounds} rounds of retries)"),
+                        true,
                     )
                 }
             }
-            _ => self.give_up(&job.units, &why),
+            _ => self.give_up(&job.units, &why, false),
         }
     }
 
@@ -934,7 +940,7 @@ impl Shared {
             })
         } else {
             let n = self.queue().state.get(&u).map_or(0, |s| s.reasks);
-            self.give_up(&[u], &format!("{why} (after {n} re-asks)"))
+            self.give_up(&[u], &format!("{why} (after {n} re-asks)"), false)
         }
     }
 

@@ -34,7 +34,7 @@ use pagemill_client::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::Document;
-use crate::store::{Store, StoreError};
+use crate::store::{Replan, Store, StoreError};
 use crate::tasks::TaskKind;
 pub use output::{DocumentResult, Examples, RunSummary, UngroundedPolicy};
 pub use plan::{PageSkip, Tasks, Work};
@@ -136,8 +136,10 @@ pub struct RunOptions {
     pub stream: bool,
     /// Largest `max_tokens` of a request.
     pub max_completion_tokens: u64,
-    /// Redo finished units.
-    pub force: bool,
+    /// What becomes of units the ledger already knows: resume (retrying the endpoint's
+    /// failures), retry every failed one too, or redo everything.
+    #[serde(skip)]
+    pub replan: Replan,
     /// Use the endpoint's batch API.
     pub batch: bool,
     /// How often to poll a batch.
@@ -182,7 +184,7 @@ impl Default for RunOptions {
             format: FormatMode::Auto,
             stream: true,
             max_completion_tokens: 8192,
-            force: false,
+            replan: Replan::Resume,
             batch: false,
             batch_poll: Duration::from_secs(10),
             batch_max_lines: 50_000,
@@ -432,7 +434,7 @@ pub async fn run(
         .collect();
     ledger.run_started(&names)?;
     let specs: Vec<_> = work.iter().map(|w| w.spec.clone()).collect();
-    let todo: HashSet<String> = ledger.plan(&specs, opts.force)?.into_iter().collect();
+    let todo: HashSet<String> = ledger.plan(&specs, opts.replan)?.into_iter().collect();
     let mut seen = HashSet::new();
     for w in &work {
         if seen.insert(&w.key) {

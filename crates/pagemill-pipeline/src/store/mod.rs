@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS units (
     key TEXT PRIMARY KEY, document_id TEXT NOT NULL REFERENCES documents(id), task TEXT NOT NULL,
     target TEXT NOT NULL, prompt_version TEXT NOT NULL, model TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('pending', 'leased', 'done', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at INTEGER NOT NULL
+    attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, updated_at INTEGER NOT NULL,
+    retry INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS units_status ON units(status, task);
 CREATE TABLE IF NOT EXISTS results (
@@ -332,9 +333,9 @@ pub trait Store: Send {
         doc: &crate::ingest::Document,
         kind: &str,
     ) -> Result<(), StoreError>;
-    /// Adds the units not known yet as `pending` and returns the keys still to do (all of
-    /// them with `force`).
-    fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError>;
+    /// Adds the units not known yet as `pending` and returns the keys still to do: the pending
+    /// ones, the failed ones `replan` sends back, every one with [`Replan::Force`].
+    fn plan(&mut self, units: &[UnitSpec], replan: Replan) -> Result<Vec<String>, StoreError>;
     /// Takes `pending` units for work for at most `ttl`, counting an attempt; returns the keys
     /// leased.
     fn lease(&self, keys: &[String], ttl: Duration) -> Result<Vec<String>, StoreError>;
@@ -358,8 +359,10 @@ pub trait Store: Send {
         result: &serde_json::Value,
         request_id: Option<i64>,
     ) -> Result<(), StoreError>;
-    /// Gives up on a unit with a reason (the dead-letter list).
-    fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError>;
+    /// Gives up on a unit with a reason (the dead-letter list). A `retryable` one failed for
+    /// its endpoint's sake (transient errors or throttling outlasted the retries), not its
+    /// own: the next run tries it again.
+    fn fail(&self, key: &str, reason: &str, retryable: bool) -> Result<(), StoreError>;
     /// The units of `keys`, with status, reason and result.
     fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError>;
     /// Every request recorded, oldest first.
@@ -374,6 +377,19 @@ pub trait Store: Send {
     fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError>;
     /// Records that this run ended, with its summary (JSON).
     fn run_finished(&self, summary: &str) -> Result<(), StoreError>;
+}
+
+/// What planning does with units the ledger already knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replan {
+    /// Finished work stays finished; of the failed units, those that failed for their
+    /// endpoint's sake (retryable) go back to `pending`, the others stay dead letters.
+    #[default]
+    Resume,
+    /// As [`Replan::Resume`], and every failed unit goes back to `pending` too.
+    RetryFailed,
+    /// Every unit goes back to `pending` and its result is dropped.
+    Force,
 }
 
 /// An open ledger, held by one run.
@@ -391,6 +407,23 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Brings a ledger written by an older pagemill up to [`SCHEMA`]: columns added since are
+/// added with their defaults (older binaries ignore them, so the version stays).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_retry: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('units') WHERE name = 'retry'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_retry {
+        conn.execute(
+            "ALTER TABLE units ADD COLUMN retry INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 /// A connection to the ledger file as every run uses it: WAL, normal sync, foreign keys, and
@@ -445,6 +478,7 @@ impl Ledger {
             });
         }
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        migrate(&conn).map_err(sql)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sql)?;
         // Recover from a run that died: its leases lapse, its open requests are marked.
@@ -653,9 +687,9 @@ impl Store for Ledger {
     }
 
     /// Plans units: new ones become `pending`; known ones keep their status (so finished work
-    /// is never redone). With `force`, every given unit is reset to `pending`. Returns the keys
-    /// still to do, in the order given.
-    fn plan(&mut self, units: &[UnitSpec], force: bool) -> Result<Vec<String>, StoreError> {
+    /// is never redone) except the failed ones `replan` sends back (see [`Replan`]). Returns
+    /// the keys still to do, in the order given.
+    fn plan(&mut self, units: &[UnitSpec], replan: Replan) -> Result<Vec<String>, StoreError> {
         let t = unix_now();
         let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
@@ -668,7 +702,13 @@ impl Store for Ledger {
                 )
                 .map_err(&sql)?;
             let mut reset = tx
-                .prepare("UPDATE units SET status = 'pending', attempts = 0, reason = NULL, updated_at = ?2 WHERE key = ?1")
+                .prepare("UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = 0, updated_at = ?2 WHERE key = ?1")
+                .map_err(&sql)?;
+            let mut retry = tx
+                .prepare(
+                    "UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = 0, updated_at = ?2
+                     WHERE key = ?1 AND status = 'failed' AND (retry = 1 OR ?3)",
+                )
                 .map_err(&sql)?;
             let mut status = tx
                 .prepare("SELECT status FROM units WHERE key = ?1")
@@ -686,9 +726,13 @@ impl Store for Ledger {
                         t
                     ])
                     .map_err(&sql)?;
-                if force {
+                if replan == Replan::Force {
                     reset.execute(params![key, t]).map_err(&sql)?;
                     tx.execute("DELETE FROM results WHERE unit_key = ?1", [&key])
+                        .map_err(&sql)?;
+                } else {
+                    retry
+                        .execute(params![key, t, replan == Replan::RetryFailed])
                         .map_err(&sql)?;
                 }
                 let s: String = status.query_row([&key], |r| r.get(0)).map_err(&sql)?;
@@ -798,7 +842,7 @@ impl Store for Ledger {
         )
         .map_err(&sql)?;
         tx.execute(
-            "UPDATE units SET status = 'done', reason = NULL, updated_at = ?2 WHERE key = ?1",
+            "UPDATE units SET status = 'done', reason = NULL, retry = 0, updated_at = ?2 WHERE key = ?1",
             params![key, unix_now()],
         )
         .map_err(&sql)?;
@@ -806,11 +850,11 @@ impl Store for Ledger {
     }
 
     /// Gives up on a unit with a reason (the dead-letter list).
-    fn fail(&self, key: &str, reason: &str) -> Result<(), StoreError> {
+    fn fail(&self, key: &str, reason: &str, retryable: bool) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE units SET status = 'failed', reason = ?2, updated_at = ?3 WHERE key = ?1",
-                params![key, reason, unix_now()],
+                "UPDATE units SET status = 'failed', reason = ?2, retry = ?3, updated_at = ?4 WHERE key = ?1",
+                params![key, reason, retryable, unix_now()],
             )
             .map_err(self.sql())?;
         Ok(())
@@ -1044,14 +1088,14 @@ mod tests {
         {
             let mut l = Ledger::open(&path).unwrap();
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
-            let todo = l.plan(&units, false).unwrap();
+            let todo = l.plan(&units, Replan::Resume).unwrap();
             assert_eq!(todo.len(), 2);
             l.lease(&todo[..1], Duration::from_secs(60)).unwrap();
             l.complete(&todo[0], &serde_json::json!({"entities": []}), None)
                 .unwrap();
         }
         let mut l = Ledger::open(&path).unwrap();
-        let todo = l.plan(&units, false).unwrap();
+        let todo = l.plan(&units, Replan::Resume).unwrap();
         assert_eq!(
             todo,
             [units[1].key()],
@@ -1061,9 +1105,67 @@ mod tests {
             l.result(&units[0].key()).unwrap(),
             Some(serde_json::json!({"entities": []}))
         );
-        let all = l.plan(&units, true).unwrap();
+        let all = l.plan(&units, Replan::Force).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(l.result(&units[0].key()).unwrap(), None);
+    }
+
+    #[test]
+    fn failures_of_the_endpoint_are_retried_by_the_next_run_and_others_on_request() {
+        let path = store("retry");
+        let units = [spec("page:1"), spec("page:2"), spec("page:3")];
+        {
+            let mut l = Ledger::open(&path).unwrap();
+            l.add_document("doc", "a.pdf", "pdf", 3).unwrap();
+            let todo = l.plan(&units, Replan::Resume).unwrap();
+            l.lease(&todo, Duration::from_secs(60)).unwrap();
+            l.fail(&todo[0], "HTTP 503 (after 4 rounds of retries)", true)
+                .unwrap();
+            l.fail(&todo[1], "invalid JSON (after 2 re-asks)", false)
+                .unwrap();
+            l.complete(&todo[2], &serde_json::json!({"entities": []}), None)
+                .unwrap();
+        }
+        let mut l = Ledger::open(&path).unwrap();
+        assert_eq!(
+            l.plan(&units, Replan::Resume).unwrap(),
+            [units[0].key()],
+            "the endpoint's failure is tried again, the answer's is not"
+        );
+        assert_eq!(
+            l.status(&units[0].key()).unwrap(),
+            Some(UnitStatus::Pending)
+        );
+        assert_eq!(l.dead_letters().unwrap().len(), 1);
+        assert_eq!(
+            l.plan(&units, Replan::RetryFailed).unwrap(),
+            [units[0].key(), units[1].key()],
+            "asked to, every failed unit is tried again; the finished one still is not"
+        );
+        assert!(l.dead_letters().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_ledger_from_before_retryable_failures_opens_and_keeps_its_dead_letters() {
+        let path = store("old");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE units (
+                    key TEXT PRIMARY KEY, document_id TEXT NOT NULL, task TEXT NOT NULL,
+                    target TEXT NOT NULL, prompt_version TEXT NOT NULL, model TEXT NOT NULL,
+                    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
+                    updated_at INTEGER NOT NULL);
+                 INSERT INTO units VALUES ('k', 'doc', 'entities', 'page:1', 'v1', 'm', 'failed', 1, 'gave up', 0);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.dead_letters().unwrap(), [("k".into(), "gave up".into())]);
+        drop(l);
+        // Opening again finds the column there and leaves it.
+        Ledger::open(&path).unwrap();
     }
 
     #[test]
@@ -1074,7 +1176,7 @@ mod tests {
         {
             let mut l = Ledger::open(&path).unwrap();
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
-            let todo = l.plan(&units, false).unwrap();
+            let todo = l.plan(&units, Replan::Resume).unwrap();
             l.lease(&todo, Duration::from_secs(60)).unwrap();
             let r = l
                 .request_started("sim", "entities", "entities-v1", 300, &todo)
@@ -1112,7 +1214,7 @@ mod tests {
         let path = store("requests");
         let mut l = Ledger::open(&path).unwrap();
         l.add_document("doc", "a.pdf", "pdf", 1).unwrap();
-        let todo = l.plan(&[spec("page:1")], false).unwrap();
+        let todo = l.plan(&[spec("page:1")], Replan::Resume).unwrap();
         let id = l
             .request_started("sim", "entities", "entities-v1", 300, &todo)
             .unwrap();
@@ -1128,7 +1230,8 @@ mod tests {
             },
         )
         .unwrap();
-        l.fail(&todo[0], "invalid JSON after 3 re-asks").unwrap();
+        l.fail(&todo[0], "invalid JSON after 3 re-asks", false)
+            .unwrap();
         assert_eq!(
             l.dead_letters().unwrap(),
             [(todo[0].clone(), "invalid JSON after 3 re-asks".into())]
@@ -1143,7 +1246,7 @@ mod tests {
         let mut l = Ledger::open(&path).unwrap();
         l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
         l.run_started(&["sim".into()]).unwrap();
-        let todo = l.plan(&[spec("page:1")], false).unwrap();
+        let todo = l.plan(&[spec("page:1")], Replan::Resume).unwrap();
         let id = l
             .request_started("sim", "entities", "entities-v1", 300, &todo)
             .unwrap();

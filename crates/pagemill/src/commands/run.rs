@@ -15,7 +15,7 @@ use pagemill_pipeline::run::budget::BudgetSpec;
 use pagemill_pipeline::run::output::{SUMMARY_FILE, mention_rows, write_results};
 use pagemill_pipeline::run::setup::{self, Setup};
 use pagemill_pipeline::run::{Progress, RunOptions, RunSummary};
-use pagemill_pipeline::store::Ledger;
+use pagemill_pipeline::store::{Ledger, Replan};
 use pagemill_pipeline::tasks::TaskConfig;
 use pagemill_report::terminal;
 
@@ -107,7 +107,13 @@ pub(crate) async fn context(
         .first()
         .ok_or(pagemill_client::ClientError::NoEndpoint)?;
     let (tasks, mut opts) = setup.fitted(primary.endpoint().prompt_profile)?;
-    opts.force = args.force;
+    opts.replan = if args.force {
+        Replan::Force
+    } else if args.retry_failed {
+        Replan::RetryFailed
+    } else {
+        Replan::Resume
+    };
     opts.max_reasks = args.max_reasks;
     opts.format = args.response_format;
     opts.stream = !args.no_stream;

@@ -312,9 +312,97 @@ async fn a_flaky_endpoint_loses_no_page_and_every_failure_is_classified() {
     let dir = tempdir("run-flaky");
     let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
     let out = run(&dir, &cfg, &subset(), "out", &["--pack", "2"]);
-    assert_no_loss("flaky", &out, "transient");
+    let s = summary(&out);
+    // About 7% of requests here fail past the client's retries (a stream cut or corrupted
+    // after it began is not resent); a unit goes back in the queue 3 times, so once in a
+    // while (about 1 run in 50) one is failed 4 times running and given up on, for the
+    // endpoint's sake: the next run takes it again. More than that means retrying broke.
+    let dead = s["dead_letters"].as_u64().unwrap();
+    assert!(dead <= 3, "flaky: {s}");
+    let s = if dead == 0 {
+        assert_no_loss("flaky", &out, "transient")
+    } else {
+        let again = run(&dir, &cfg, &subset(), "out", &["--pack", "2"]);
+        let s2 = summary(&again);
+        assert!(s2["requests"].as_u64().unwrap() >= 1, "{s2}");
+        assert_eq!(s2["dead_letters"], 0, "the next run finished them: {s2}");
+        s
+    };
+    assert_eq!(s["pages_pending"], 0);
+    for k in s["errors"].as_object().unwrap().keys() {
+        assert!(["transient", "throttled"].contains(&k.as_str()), "{k}: {s}");
+    }
     let faults = sim.log().iter().filter(|e| e.fault.is_some()).count();
     assert!(faults > 5, "the simulator did misbehave: {faults}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_an_endpoint_failed_past_its_retries_are_dead_lettered_and_the_next_run_finishes_them()
+ {
+    // Every request fails with a 503 until each unit has gone round its 4 times.
+    let mut down = Profile::instant();
+    down.faults.script = vec!["status_503".into(); 64];
+    let down = Sim::start(down).await.unwrap();
+    let dir = tempdir("run-outlasted");
+    let once = |url: &str| {
+        let path = dir.join("p.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[endpoint]]\nname = \"sim\"\nbase_url = \"{url}\"\nmodel = \"sim-model\"\n\
+                 [endpoint.retry]\nmax_attempts = 1\nbase_delay_ms = 1\nmax_delay_ms = 1\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let doc = [data("text/licenses/MIT.txt")];
+    let args = ["--concurrency", "1"];
+    let out = run(&dir, &once(&down.base_url()), &doc, "out", &args);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "no request succeeded: the endpoint's exit code"
+    );
+    let s = summary(&out);
+    let units: u64 = ["entities", "summary", "metadata"]
+        .iter()
+        .map(|t| s["tasks"][t]["units"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(units >= 2, "{s}");
+    assert_eq!(
+        s["requests"].as_u64().unwrap(),
+        4 * units,
+        "4 rounds each: {s}"
+    );
+    assert_eq!(s["pages_pending"], 0, "{s}");
+    let v: Value =
+        serde_json::from_str(results(&dir.join("out")).values().next().unwrap()).unwrap();
+    let dead = v["dead_letters"].as_array().unwrap();
+    assert_eq!(dead.len() as u64, units);
+    for d in dead {
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("503") && reason.contains("after 4 rounds of retries"),
+            "{reason}"
+        );
+    }
+
+    // The endpoint is back: the next run asks for exactly those units, and finishes.
+    let up = Sim::start(Profile::instant()).await.unwrap();
+    let out = run(&dir, &once(&up.base_url()), &doc, "out", &args);
+    let s = summary(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    assert_eq!(s["pages_failed"], 0, "{s}");
+    let retried: u64 = ["entities", "summary", "metadata"]
+        .iter()
+        .map(|t| s["tasks"][t]["done"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(retried, units, "{s}");
+    let v: Value =
+        serde_json::from_str(results(&dir.join("out")).values().next().unwrap()).unwrap();
+    assert_eq!(v["complete"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +525,37 @@ async fn sloppy_answers_are_rerun_alone_reasked_or_dead_lettered_with_reasons() 
         assert!(reason.contains("after 2 re-asks"), "{reason}");
     }
     assert_eq!(v["complete"], false);
+
+    // Failed for their answers, they stay dead letters on the next run (asking the same
+    // model again would likely pay for the same answer) unless the user asks for them.
+    let again = run(
+        &dir,
+        &cfg,
+        &[data("text/licenses/MIT.txt")],
+        "hopeless",
+        &[],
+    );
+    let s = summary(&again);
+    assert_eq!(s["requests"], 0, "{s}");
+    assert_eq!(
+        s["dead_letters"].as_u64().unwrap(),
+        dead.len() as u64,
+        "{s}"
+    );
+    let retried = run(
+        &dir,
+        &cfg,
+        &[data("text/licenses/MIT.txt")],
+        "hopeless",
+        &["--retry-failed"],
+    );
+    let s = summary(&retried);
+    assert!(s["requests"].as_u64().unwrap() >= dead.len() as u64, "{s}");
+    assert_eq!(
+        s["dead_letters"].as_u64().unwrap(),
+        dead.len() as u64,
+        "{s}"
+    );
 }
 
 /// A server that refuses every request as unauthorized.
