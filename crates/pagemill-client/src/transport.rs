@@ -471,11 +471,6 @@ impl Transport {
 
 /// TLS with the web's root certificates, and those of `ca_file` / `ca_pem` besides.
 fn tls_config(config: &TransportConfig) -> Result<rustls::ClientConfig, ClientError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
     let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path)
@@ -488,23 +483,33 @@ fn tls_config(config: &TransportConfig) -> Result<rustls::ClientConfig, ClientEr
             pem.clone().into_bytes(),
         ));
     }
+    tls_client_config(extra).map_err(ClientError::Tls)
+}
+
+/// A rustls client configuration (ring) trusting the web's root certificates and the PEM
+/// certificates of `extra` (what they are, for errors; their bytes): the client's, and the
+/// PostgreSQL ledger's.
+pub fn tls_client_config(extra: Vec<(String, Vec<u8>)>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     for (what, pem) in extra {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| ClientError::Tls(format!("{what}: not PEM certificates: {e}")))?;
+            .map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
         if certs.is_empty() {
-            return Err(ClientError::Tls(format!("{what}: holds no certificate")));
+            return Err(format!("{what}: holds no certificate"));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::Tls(format!("{what}: {e}")))?;
+            roots.add(cert).map_err(|e| format!("{what}: {e}"))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

@@ -272,9 +272,16 @@ pub struct RunArgs {
     /// Where results go: one JSON per document and run-summary.json.
     #[arg(long, short, default_value = "pagemill-out")]
     pub out: PathBuf,
-    /// The ledger (default: `<out>/ledger.sqlite`).
-    #[arg(long)]
+    /// The ledger: a SQLite file (default: `<out>/ledger.sqlite`), or a PostgreSQL database
+    /// many runs and workers share (`postgres://user@host/db`; the password from the URL or
+    /// PGPASSWORD-style `password=`, never shown; `sslmode=disable|prefer|require`, the
+    /// certificate checked against PGSSLROOTCERT when set).
+    #[arg(long, env = "PAGEMILL_STORE")]
     pub store: Option<PathBuf>,
+    /// How long a PostgreSQL ledger's lease on a unit lasts without the worker's heartbeat
+    /// (renewed every third of it): a killed worker's units go to others after it.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub lease: std::time::Duration,
     /// Redo units the ledger already has results for.
     #[arg(long)]
     pub force: bool,

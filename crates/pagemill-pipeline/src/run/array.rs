@@ -191,8 +191,8 @@ impl Shared {
         let mut started: Vec<Started> = Vec::with_capacity(jobs.len());
         let mut requests: Vec<ChatRequest> = Vec::with_capacity(jobs.len());
         let mut prompts: Vec<String> = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let Some((req, rid, format)) = self.start(&job)? else {
+        for mut job in jobs {
+            let Some((req, rid, format)) = self.start(&mut job)? else {
                 continue;
             };
             match template.render(&req.messages) {

@@ -31,8 +31,8 @@ pub(crate) async fn drive(shared: &Arc<Shared>) -> Result<(), StoreError> {
         }
         let mut requests = Vec::new();
         let mut sent: HashMap<String, (Job, i64, FormatMode)> = HashMap::new();
-        for job in jobs {
-            match shared.start(&job)? {
+        for mut job in jobs {
+            match shared.start(&mut job)? {
                 Some((req, rid, format)) => {
                     requests.push((rid.to_string(), req));
                     sent.insert(rid.to_string(), (job, rid, format));

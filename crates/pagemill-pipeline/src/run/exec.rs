@@ -21,7 +21,7 @@ use super::checks;
 use super::grounding::ground;
 use super::plan::{Tasks, Work};
 use super::{FormatMode, PackSize, Progress, RunOptions, TaskStats};
-use crate::store::{RequestEnd, Store, StoreError};
+use crate::store::{RequestEnd, Store, StoreError, UnitStatus};
 use crate::tasks::answers::{check_pack, parse_lenient};
 use crate::tasks::{Item, TaskKind};
 
@@ -146,7 +146,13 @@ struct Queue {
     error: Option<String>,
     /// A job waits for requests in flight to give budget back (see `run/budget.rs`).
     budget_wait: bool,
+    /// Units another run (a worker sharing the store) holds: asked for again every
+    /// [`PARKED_POLL`] once there is nothing else to do, until done or theirs lapses.
+    parked: Vec<usize>,
 }
+
+/// How often units another run holds are looked at again.
+const PARKED_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(crate) fn slot(kind: TaskKind) -> usize {
     match kind {
@@ -175,6 +181,16 @@ impl Shared {
         for (i, w) in work.iter().enumerate() {
             if todo.contains(&w.key) && scheduled.insert(w.key.clone()) {
                 fresh[slot(w.kind)].push_back(i);
+            }
+        }
+        if ledger.shared() {
+            // Workers sharing a store start at different points of the same plan, so their
+            // first leases do not all ask for the same units.
+            for f in &mut fresh {
+                if !f.is_empty() {
+                    let at = rand::random_range(0..f.len());
+                    f.rotate_left(at);
+                }
             }
         }
         let k0 = match opts.pack {
@@ -222,6 +238,7 @@ impl Shared {
                 state: HashMap::new(),
                 error: None,
                 budget_wait: false,
+                parked: Vec::new(),
             }),
             notify: Notify::new(),
             summaries: Mutex::new(HashMap::new()),
@@ -361,10 +378,25 @@ impl Shared {
                     self.job_over();
                 }
                 None => {
-                    let idle = {
+                    let (idle, parked) = {
                         let q = self.queue();
-                        q.in_flight == 0 || q.error.is_some() || self.progress.stop.is_cancelled()
+                        let over = q.error.is_some() || self.progress.stop.is_cancelled();
+                        (
+                            q.in_flight == 0 || over,
+                            q.in_flight == 0 && !over && !q.parked.is_empty(),
+                        )
                     };
+                    if parked {
+                        // All that is left is held by other runs: look again in a while.
+                        tokio::select! {
+                            () = tokio::time::sleep(PARKED_POLL) => {}
+                            () = self.progress.stop.cancelled() => {}
+                        }
+                        if let Err(e) = self.unpark() {
+                            self.queue().error = Some(e.to_string());
+                        }
+                        continue;
+                    }
                     if idle {
                         self.notify.notify_waiters();
                         return;
@@ -383,9 +415,39 @@ impl Shared {
         units.iter().map(|&u| self.work[u].key.clone()).collect()
     }
 
-    /// Puts units back in the queue as `job` (leases released first).
+    /// Units of a job another run holds: set aside until [`Shared::unpark`].
+    fn park(&self, units: Vec<usize>) {
+        tracing::debug!(units = units.len(), "held by another run; set aside");
+        self.queue().parked.extend(units);
+    }
+
+    /// Looks again at the units other runs held: those finished (or given up on) there are
+    /// this run's no more; the rest go back to be leased, which takes them once free.
+    fn unpark(&self) -> Result<(), StoreError> {
+        let units = std::mem::take(&mut self.queue().parked);
+        if units.is_empty() {
+            return Ok(());
+        }
+        let rows = self.ledger().units(&self.keys(&units))?;
+        let status: HashMap<&str, UnitStatus> =
+            rows.iter().map(|r| (r.key.as_str(), r.status)).collect();
+        let mut q = self.queue();
+        for u in units {
+            match status.get(self.work[u].key.as_str()) {
+                Some(UnitStatus::Done | UnitStatus::Failed) => {
+                    self.progress.already[slot(self.work[u].kind)].fetch_add(1, Ordering::Relaxed);
+                }
+                _ => q.fresh[slot(self.work[u].kind)].push_back(u),
+            }
+        }
+        drop(q);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Puts units back in the queue as `job`, still leased: a unit this run goes on working
+    /// on (alone after a pack missed it, re-asked, retried) is not another worker's to take.
     fn requeue(&self, job: Job) -> Result<(), StoreError> {
-        self.ledger().release(&self.keys(&job.units))?;
         self.queue().jobs.push_back(job);
         Ok(())
     }
@@ -530,8 +592,8 @@ impl Shared {
     }
 
     /// Sends one job and routes what comes back.
-    pub(crate) async fn process(&self, job: Job) -> Result<(), StoreError> {
-        let Some((req, rid, format)) = self.start(&job)? else {
+    pub(crate) async fn process(&self, mut job: Job) -> Result<(), StoreError> {
+        let Some((req, rid, format)) = self.start(&mut job)? else {
             return Ok(());
         };
         let client = Arc::clone(&self.endpoints[job.endpoint]);
@@ -545,10 +607,26 @@ impl Shared {
     /// is off.
     pub(crate) fn start(
         &self,
-        job: &Job,
+        job: &mut Job,
     ) -> Result<Option<(ChatRequest, i64, FormatMode)>, StoreError> {
+        // Lease first: what another run sharing the store holds is left out of the request.
+        let keys = self.keys(&job.units);
+        let leased = self.ledger().lease(&keys, LEASE_TTL)?;
+        if leased.len() < keys.len() {
+            let got: HashSet<&str> = leased.iter().map(String::as_str).collect();
+            let (mine, theirs): (Vec<usize>, Vec<usize>) = job
+                .units
+                .iter()
+                .partition(|&&u| got.contains(self.work[u].key.as_str()));
+            job.units = mine;
+            self.park(theirs);
+            if job.units.is_empty() {
+                return Ok(None);
+            }
+        }
         let format = self.queue().format[job.endpoint];
         let Some(req) = self.request(job, format) else {
+            self.ledger().release(&self.keys(&job.units))?;
             return Ok(None);
         };
         let reserved = match &self.budget {
@@ -561,12 +639,14 @@ impl Shared {
                     Reserve::Sent => Some(worst),
                     Reserve::Wait => {
                         // Back in the queue, untaken until a request in flight gives room back.
+                        self.ledger().release(&self.keys(&job.units))?;
                         q.jobs.push_front(job.clone());
                         q.budget_wait = true;
                         return Ok(None);
                     }
                     Reserve::Stop => {
                         // No new work: the run stops; this job waits in the queue for a rerun.
+                        self.ledger().release(&self.keys(&job.units))?;
                         q.jobs.push_front(job.clone());
                         self.progress.stop.cancel();
                         return Ok(None);
@@ -578,17 +658,15 @@ impl Shared {
         self.progress
             .max_tokens_asked
             .fetch_add(u64::from(req.max_tokens.unwrap_or(0)), Ordering::Relaxed);
-        let keys = self.keys(&job.units);
         let version = &self.versions[slot(job.kind)];
         let prefix = self.prefix_tokens[job.endpoint][slot(job.kind)];
         let ledger = self.ledger();
-        ledger.lease(&keys, LEASE_TTL)?;
         let rid = ledger.request_started(
             &self.endpoints[job.endpoint].endpoint().name,
             job.kind.name(),
             version,
             prefix,
-            &keys,
+            &self.keys(&job.units),
         )?;
         if let (Some(budget), Some(worst)) = (&self.budget, reserved) {
             budget.hold(rid, worst);

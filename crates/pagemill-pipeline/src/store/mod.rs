@@ -21,7 +21,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub mod postgres;
+#[cfg(test)]
+mod suite;
 mod view;
+pub use postgres::PgLedger;
 pub use view::{DocumentRow, History, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
 
 /// Schema version written to `PRAGMA user_version`.
@@ -75,6 +79,14 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         source: rusqlite::Error,
+    },
+    /// PostgreSQL failed.
+    #[error("ledger `{store}`: {source}")]
+    Postgres {
+        /// The store's URL, its password hidden.
+        store: String,
+        /// Why.
+        source: ::postgres::Error,
     },
     /// Another run holds the store.
     #[error(
@@ -322,11 +334,17 @@ pub struct Summary {
 /// many workers is the next, which is why:
 /// - a lease has a time to live: a worker that dies holding units loses them when it expires,
 ///   and `lease` returns the keys it got (another worker may hold the rest);
-/// - committing a result is idempotent: the same commit twice leaves the same state (a
-///   forced re-run replaces the result), and marks the unit done in the same transaction.
+/// - committing a result is idempotent: the first result stands (a forced re-run's plan drops
+///   the old one), and marks the unit done in the same transaction; a failure recorded after
+///   it changes nothing.
 pub trait Store: Send {
     /// This run's id (in every request it records).
     fn run_id(&self) -> &str;
+    /// Whether other runs may work in this store at the same time (units they lease are left
+    /// out of what [`Store::lease`] returns).
+    fn shared(&self) -> bool {
+        false
+    }
     /// Records a document with its pages and sections, once.
     fn record_document(
         &mut self,
@@ -336,10 +354,10 @@ pub trait Store: Send {
     /// Adds the units not known yet as `pending` and returns the keys still to do: the pending
     /// ones, the failed ones `replan` sends back, every one with [`Replan::Force`].
     fn plan(&mut self, units: &[UnitSpec], replan: Replan) -> Result<Vec<String>, StoreError>;
-    /// Takes `pending` units for work for at most `ttl`, counting an attempt; returns the keys
-    /// leased.
+    /// Takes `pending` units (and this run's own leased ones) for work for at most `ttl`,
+    /// counting an attempt; returns the keys leased.
     fn lease(&self, keys: &[String], ttl: Duration) -> Result<Vec<String>, StoreError>;
-    /// Gives leased units back (`leased → pending`).
+    /// Gives leased units back (`leased → pending`): a job put back for a budget to free.
     fn release(&self, keys: &[String]) -> Result<(), StoreError>;
     /// Records a request before it is sent; returns its id.
     fn request_started(
@@ -492,7 +510,13 @@ impl Ledger {
             [unix_now()],
         )
         .map_err(sql)?;
-        let run_id = format!("{}-{}", unix_now(), std::process::id());
+        // Unix seconds and the process; a process's later runs (a watcher's passes, tests) add
+        // a count, or two in the same second would share an id.
+        static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run_id = match OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+            0 => format!("{}-{}", unix_now(), std::process::id()),
+            n => format!("{}-{}.{n}", unix_now(), std::process::id()),
+        };
         Ok(Self {
             conn,
             path: path.into(),
@@ -745,18 +769,18 @@ impl Store for Ledger {
         Ok(todo)
     }
 
-    /// Takes units for work (`pending → leased`), counting an attempt.
+    /// Takes units for work (`pending → leased`, or leased again), counting an attempt.
     ///
-    /// One run holds a SQLite ledger (its lock file), so every pending key asked for is
-    /// leased and `ttl` has nothing to guard against: a killed run's leases return to
-    /// `pending` when the ledger is next opened.
+    /// One run holds a SQLite ledger (its lock file), so every lease is this run's: every
+    /// pending or leased key asked for is leased, and `ttl` has nothing to guard against: a
+    /// killed run's leases return to `pending` when the ledger is next opened.
     fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
         let mut leased = Vec::with_capacity(keys.len());
         for k in keys {
             let n = self
                 .conn
                 .execute(
-                    "UPDATE units SET status = 'leased', attempts = attempts + 1, updated_at = ?2 WHERE key = ?1 AND status = 'pending'",
+                    "UPDATE units SET status = 'leased', attempts = attempts + 1, updated_at = ?2 WHERE key = ?1 AND status IN ('pending', 'leased')",
                     params![k, unix_now()],
                 )
                 .map_err(self.sql())?;
@@ -827,7 +851,8 @@ impl Store for Ledger {
     }
 
     /// Commits a unit's validated result and marks it `done`, in one transaction: a unit is
-    /// done exactly when its result is on disk.
+    /// done exactly when its result is on disk. The first result stands (a forced rerun's plan
+    /// drops the old one first).
     fn complete(
         &mut self,
         key: &str,
@@ -837,7 +862,8 @@ impl Store for Ledger {
         let sql = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
         tx.execute(
-            "INSERT OR REPLACE INTO results (unit_key, result, request_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO results (unit_key, result, request_id, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (unit_key) DO NOTHING",
             params![key, result.to_string(), request_id, unix_now()],
         )
         .map_err(&sql)?;
@@ -853,7 +879,7 @@ impl Store for Ledger {
     fn fail(&self, key: &str, reason: &str, retryable: bool) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE units SET status = 'failed', reason = ?2, retry = ?3, updated_at = ?4 WHERE key = ?1",
+                "UPDATE units SET status = 'failed', reason = ?2, retry = ?3, updated_at = ?4 WHERE key = ?1 AND status <> 'done'",
                 params![key, reason, retryable, unix_now()],
             )
             .map_err(self.sql())?;
@@ -1079,70 +1105,6 @@ mod tests {
         assert!(matches!(Ledger::open(&path), Err(StoreError::Busy { .. })));
         drop(second);
         Ledger::open(&path).unwrap();
-    }
-
-    #[test]
-    fn a_rerun_skips_done_units_and_force_redoes_them() {
-        let path = store("rerun");
-        let units = [spec("page:1"), spec("page:2")];
-        {
-            let mut l = Ledger::open(&path).unwrap();
-            l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
-            let todo = l.plan(&units, Replan::Resume).unwrap();
-            assert_eq!(todo.len(), 2);
-            l.lease(&todo[..1], Duration::from_secs(60)).unwrap();
-            l.complete(&todo[0], &serde_json::json!({"entities": []}), None)
-                .unwrap();
-        }
-        let mut l = Ledger::open(&path).unwrap();
-        let todo = l.plan(&units, Replan::Resume).unwrap();
-        assert_eq!(
-            todo,
-            [units[1].key()],
-            "the finished unit is not planned again"
-        );
-        assert_eq!(
-            l.result(&units[0].key()).unwrap(),
-            Some(serde_json::json!({"entities": []}))
-        );
-        let all = l.plan(&units, Replan::Force).unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(l.result(&units[0].key()).unwrap(), None);
-    }
-
-    #[test]
-    fn failures_of_the_endpoint_are_retried_by_the_next_run_and_others_on_request() {
-        let path = store("retry");
-        let units = [spec("page:1"), spec("page:2"), spec("page:3")];
-        {
-            let mut l = Ledger::open(&path).unwrap();
-            l.add_document("doc", "a.pdf", "pdf", 3).unwrap();
-            let todo = l.plan(&units, Replan::Resume).unwrap();
-            l.lease(&todo, Duration::from_secs(60)).unwrap();
-            l.fail(&todo[0], "HTTP 503 (after 4 rounds of retries)", true)
-                .unwrap();
-            l.fail(&todo[1], "invalid JSON (after 2 re-asks)", false)
-                .unwrap();
-            l.complete(&todo[2], &serde_json::json!({"entities": []}), None)
-                .unwrap();
-        }
-        let mut l = Ledger::open(&path).unwrap();
-        assert_eq!(
-            l.plan(&units, Replan::Resume).unwrap(),
-            [units[0].key()],
-            "the endpoint's failure is tried again, the answer's is not"
-        );
-        assert_eq!(
-            l.status(&units[0].key()).unwrap(),
-            Some(UnitStatus::Pending)
-        );
-        assert_eq!(l.dead_letters().unwrap().len(), 1);
-        assert_eq!(
-            l.plan(&units, Replan::RetryFailed).unwrap(),
-            [units[0].key(), units[1].key()],
-            "asked to, every failed unit is tried again; the finished one still is not"
-        );
-        assert!(l.dead_letters().unwrap().is_empty());
     }
 
     #[test]

@@ -152,6 +152,12 @@ async fn run_configurations(
         concurrency: args.concurrency,
     };
     let configs = configs::configurations(&clients, &grid, &prepared.setup)?;
+    if let Some(url) = args.store.as_deref().and_then(std::path::Path::to_str) {
+        anyhow::ensure!(
+            !pagemill_pipeline::store::postgres::is_postgres(url),
+            "eval keeps its ledger in SQLite (a PostgreSQL ledger is for runs and workers): give --store a file"
+        );
+    }
     let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
     let docs = Arc::new(prepared.docs);
     eprintln!(

@@ -15,7 +15,7 @@ use pagemill_pipeline::run::budget::BudgetSpec;
 use pagemill_pipeline::run::output::{SUMMARY_FILE, mention_rows, write_results};
 use pagemill_pipeline::run::setup::{self, Setup};
 use pagemill_pipeline::run::{Progress, RunOptions, RunSummary};
-use pagemill_pipeline::store::{Ledger, Replan};
+use pagemill_pipeline::store::{Ledger, PgLedger, Replan, Store, postgres};
 use pagemill_pipeline::tasks::TaskConfig;
 use pagemill_report::terminal;
 
@@ -177,7 +177,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     } = context(global, &args, prepared.setup).await?;
     let policy = args.ungrounded;
 
-    let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
+    let (store, ledger) = open_any_store(&args.out, args.store.as_deref(), args.lease)?;
     for (path, why) in &prepared.skipped {
         eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
     }
@@ -199,7 +199,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         &prepared.docs,
         tasks,
         endpoints,
-        Box::new(ledger),
+        ledger,
         opts,
         Arc::clone(&progress),
         policy,
@@ -230,7 +230,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 stdout,
                 "results: {} (one JSON per document, {SUMMARY_FILE}); ledger: {}",
                 args.out.display(),
-                store.display()
+                store
             )?;
             if outcome.summary.endpoints.first().map(String::as_str)
                 == Some(settings::LOCAL_ENDPOINT)
@@ -243,6 +243,25 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         &outcome.summary,
         !prepared.skipped.is_empty(),
     )))
+}
+
+/// Creates the output directory and opens the ledger `store` names, SQLite or PostgreSQL
+/// (leases of `lease` there); returns it with how to show it (no password).
+pub(crate) fn open_any_store(
+    out: &Path,
+    store: Option<&Path>,
+    lease: std::time::Duration,
+) -> anyhow::Result<(String, Box<dyn Store>)> {
+    if let Some(url) = store
+        .and_then(Path::to_str)
+        .filter(|s| postgres::is_postgres(s))
+    {
+        std::fs::create_dir_all(out).with_context(|| format!("creating `{}`", out.display()))?;
+        let ledger = PgLedger::open_with(url, lease)?;
+        return Ok((ledger.shown().to_owned(), Box::new(ledger)));
+    }
+    let (path, ledger) = open_store(out, store)?;
+    Ok((path.display().to_string(), Box::new(ledger)))
 }
 
 /// Creates the output directory and opens the ledger (`<out>/ledger.sqlite` unless `store`

@@ -25,7 +25,7 @@ use pagemill_pipeline::run::output::write_results;
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::commands::ingest::read_inputs;
-use crate::commands::run::{RunContext, context, open_store, setup_of};
+use crate::commands::run::{RunContext, context, open_any_store, setup_of};
 
 /// What a file looked like: its size and modification time.
 type Stamp = (u64, SystemTime);
@@ -90,7 +90,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
             }
             if !docs.is_empty() {
-                let (_, ledger) = open_store(&args.out, args.store.as_deref())?;
+                let (_, ledger) = open_any_store(&args.out, args.store.as_deref(), args.lease)?;
                 let progress = Arc::new(Progress {
                     stop: stop.child_token(),
                     ..Progress::default()
@@ -100,7 +100,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                     &docs,
                     tasks.clone(),
                     endpoints.clone(),
-                    Box::new(ledger),
+                    ledger,
                     opts.clone(),
                     Arc::clone(&progress),
                     args.ungrounded,

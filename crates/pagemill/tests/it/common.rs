@@ -82,3 +82,61 @@ pub(crate) fn assert_follows(name: &str, v: &Value) {
         .collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}");
 }
+
+/// The PostgreSQL server the tests use (`PAGEMILL_TEST_POSTGRES`; `.ci/run` starts one).
+pub(crate) fn postgres_url() -> String {
+    std::env::var("PAGEMILL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema of its own on the test server, dropped at the end; `url` works in it. Every
+/// call to the server goes on a thread of its own: the synchronous client runs a runtime of
+/// its own, which may not start inside the test's.
+pub(crate) struct PgSchema {
+    pub(crate) url: String,
+    pub(crate) schema: String,
+}
+
+/// Runs `f` on a thread of its own.
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+impl PgSchema {
+    pub(crate) fn new(name: &str) -> Self {
+        let schema = format!("pm_it_{name}_{}", std::process::id());
+        let base = postgres_url();
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&base, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {base}: {e}"));
+            c.batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .unwrap();
+        });
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        Self { url, schema }
+    }
+
+    /// `f` with a connection to the server, working in this schema.
+    pub(crate) fn with<T: Send>(&self, f: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+        off_runtime(|| {
+            let mut c = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
+            c.batch_execute(&format!("SET search_path = {}", self.schema))
+                .unwrap();
+            f(&mut c)
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        off_runtime(move || {
+            if let Ok(mut c) = postgres::Client::connect(&postgres_url(), postgres::NoTls) {
+                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        });
+    }
+}

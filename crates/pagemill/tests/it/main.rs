@@ -18,6 +18,7 @@ mod report;
 mod run;
 mod secrets;
 mod setup;
+mod shared;
 mod sim;
 mod truth;
 mod views;

@@ -15,7 +15,13 @@ use crate::common::data;
 use crate::common::{config, pagemill, tempdir};
 
 /// Runs `pagemill --config CONFIG run INPUTS -o OUT ARGS --format json -q`.
-fn run(dir: &Path, config: &Path, inputs: &[PathBuf], out: &str, args: &[&str]) -> Output {
+pub(crate) fn run(
+    dir: &Path,
+    config: &Path,
+    inputs: &[PathBuf],
+    out: &str,
+    args: &[&str],
+) -> Output {
     let mut cmd = pagemill(dir);
     cmd.arg("--config").arg(config).arg("run");
     cmd.args(inputs)
@@ -34,7 +40,7 @@ pub(crate) fn summary(out: &Output) -> Value {
 }
 
 /// The document results in an output directory, by file name.
-fn results(out: &Path) -> BTreeMap<String, String> {
+pub(crate) fn results(out: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -51,7 +57,7 @@ fn results(out: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn subset() -> Vec<PathBuf> {
+pub(crate) fn subset() -> Vec<PathBuf> {
     [
         "pdf/zoo.pdf",
         "pdf/sandwich.pdf",

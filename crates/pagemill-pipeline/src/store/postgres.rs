@@ -1,0 +1,818 @@
+//! The ledger many workers share: PostgreSQL, with the semantics of the SQLite [`Ledger`]
+//! (same [`Store`] trait, same shared tests) and what many processes on many machines need:
+//!
+//! - **Leases with an owner and a deadline on the database's clock** (machines' clocks
+//!   differ): `lease` takes units that are pending, or leased by this run, or whose lease has
+//!   lapsed, `FOR UPDATE SKIP LOCKED`, so two workers asking for the same units at once split
+//!   them instead of waiting on each other. A heartbeat thread (its own connection) renews this
+//!   run's leases every third of the lease time; a worker killed with SIGKILL stops renewing
+//!   and its units go back to whoever asks after the lease time.
+//! - **Idempotent commits**: a result is inserted `ON CONFLICT DO NOTHING` (the unit key is
+//!   the primary key), so a worker whose lease lapsed and who finishes late cannot record a
+//!   unit twice; the first result stands.
+//! - **Requests recorded before they are sent**, as with SQLite; those of a run whose heartbeat
+//!   stopped are marked `interrupted` by the next run that opens the ledger.
+//! - **Migrations** are versioned (`pagemill_migrations`) and applied on open, inside one
+//!   transaction holding an advisory lock, so workers started together migrate once. They are
+//!   ours rather than refinery's: refinery would bring `url`/`idna`/ICU, `time` and `regex`
+//!   for what is this one function, and would still need the lock around it.
+//! - **Connections are bounded**: two per process (the ledger's, behind the run's lock on the
+//!   store, and the heartbeat's); a pool would not help a store the runner already serializes.
+//! - **TLS** with rustls, as `sslmode` in the URL asks (`prefer` by default: TLS where the
+//!   server offers it); the certificate is checked against `PGSSLROOTCERT` when set, as libpq
+//!   does (see `tls()`).
+//!
+//! The [`Store`] trait is synchronous; a call from async code blocks its worker thread for the
+//! round trip (inside `block_in_place`, where the runtime allows it), as SQLite's calls do.
+//!
+//! [`Ledger`]: super::Ledger
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::{Client, Config};
+
+use super::{
+    Replan, RequestEnd, RequestRow, Store, StoreError, UnitRow, UnitSpec, UnitStatus, retried_json,
+    retried_parse, unix_now,
+};
+
+/// Migrations, in order: (version, what, SQL).
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "the ledger", include_str!("postgres/V1__ledger.sql"))];
+
+/// The advisory lock key migrations hold (the first half; the second is the schema's hash).
+const MIGRATION_LOCK: i32 = 0x7061_6765; // "page"
+
+/// How long a lease lasts without a heartbeat, unless set.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// A PostgreSQL ledger, held by one run of one process (many may share the database).
+pub struct PgLedger {
+    /// `None` only while dropping.
+    client: Mutex<Option<Client>>,
+    run_id: String,
+    shown: String,
+    lease: Duration,
+    trips: Arc<AtomicU64>,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLedger")
+            .field("store", &self.shown)
+            .field("run_id", &self.run_id)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `store` names a PostgreSQL ledger (`postgres://…` or `postgresql://…`).
+pub fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// `url` with its password, if any, replaced by `***`: what errors and logs may show.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    // A password given as a query parameter is hidden too.
+    let tail: String = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl PgLedger {
+    /// Opens the ledger at `url` for one run, with the default lease time: connects (TLS as
+    /// the URL's `sslmode` says), applies migrations, marks the requests of runs whose
+    /// heartbeat stopped as interrupted, and starts this run's heartbeat.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, DEFAULT_LEASE)
+    }
+
+    /// [`PgLedger::open`] with leases of `lease` (renewed every third of it).
+    pub fn open_with(url: &str, lease: Duration) -> Result<Self, StoreError> {
+        let shown = redact_url(url);
+        let config: Config = url.parse().map_err(|source| StoreError::Postgres {
+            store: shown.clone(),
+            source,
+        })?;
+        Self::open_config(config, shown, lease)
+    }
+
+    /// Opens with a parsed configuration (tests set `options` such as a `search_path`).
+    pub fn open_config(config: Config, shown: String, lease: Duration) -> Result<Self, StoreError> {
+        // All of it off the async workers, the drop of a connection that failed to migrate
+        // included.
+        blocking(move || Self::open_blocking(config, shown, lease))
+    }
+
+    fn open_blocking(config: Config, shown: String, lease: Duration) -> Result<Self, StoreError> {
+        let err = pg_error(&shown);
+        let tls = tls().map_err(|why| StoreError::NotALedger {
+            path: shown.clone().into(),
+            why,
+        })?;
+        let mut client = config.connect(tls.clone()).map_err(err)?;
+        migrate(&mut client).map_err(|e| match e {
+            Migrate::Pg(source) => StoreError::Postgres {
+                store: shown.clone(),
+                source,
+            },
+            Migrate::Newer(found) => StoreError::Newer {
+                path: shown.clone().into(),
+                found: i64::from(found),
+            },
+        })?;
+        let run_id = format!(
+            "{}-{}-{:06x}",
+            unix_now(),
+            std::process::id(),
+            rand::random::<u32>() & 0xff_ffff
+        );
+        let stale = (lease * 3).as_secs_f64();
+        client
+            .execute(
+                "UPDATE requests SET status = 'interrupted', finished_at = $1
+                 WHERE status = 'sent' AND run_id IN (
+                     SELECT id FROM runs WHERE finished_at IS NULL
+                     AND heartbeat_at < now() - make_interval(secs => $2))",
+                &[&unix_now(), &stale],
+            )
+            .map_err(err)?;
+        let trips = Arc::new(AtomicU64::new(0));
+        let heartbeat = (!lease.is_zero())
+            .then(|| Heartbeat::start(config, tls, run_id.clone(), lease, Arc::clone(&trips)));
+        Ok(Self {
+            client: Mutex::new(Some(client)),
+            run_id,
+            shown,
+            lease,
+            trips,
+            heartbeat,
+        })
+    }
+
+    /// The store as errors and logs show it (no password).
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Round trips to the database so far (the heartbeat's included): the figure the
+    /// scaling benchmark divides by units.
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the connection, counting `trips` round trips.
+    fn with<T: Send>(
+        &self,
+        trips: u64,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        self.trips.fetch_add(trips, Ordering::Relaxed);
+        let mut guard = lock(&self.client);
+        let Some(client) = guard.as_mut() else {
+            return Err(StoreError::NotALedger {
+                path: self.shown.clone().into(),
+                why: "closed".into(),
+            });
+        };
+        blocking(|| f(client)).map_err(pg_error(&self.shown))
+    }
+
+    /// Gives back every unit this run still leases (an ended run's, so others need not wait
+    /// for the lease to lapse).
+    fn release_mine(&self) -> Result<(), StoreError> {
+        let me = self.run_id.clone();
+        self.with(1, move |c| {
+            c.execute(
+                "UPDATE units SET status = 'pending', lease_owner = NULL, lease_until = NULL
+                 WHERE status = 'leased' AND lease_owner = $1",
+                &[&me],
+            )
+        })
+        .map(|_| ())
+    }
+}
+
+impl Drop for PgLedger {
+    fn drop(&mut self) {
+        self.heartbeat.take();
+        if let Err(e) = self.release_mine() {
+            tracing::warn!(store = %self.shown, "giving back this run's leases: {e}");
+        }
+        // Closing the connection blocks on the client's own runtime too.
+        if let Some(client) = lock(&self.client).take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
+/// Maps PostgreSQL errors on the store shown as `shown`.
+fn pg_error(shown: &str) -> impl Fn(postgres::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Postgres {
+        store: shown.to_owned(),
+        source,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs blocking database work from anywhere: inside a multi-threaded tokio runtime through
+/// `block_in_place` (the synchronous client runs its own runtime, which may not be entered
+/// from an async worker), on a scoped thread under a current-thread runtime, else directly.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+        Err(_) => f(),
+    }
+}
+
+/// TLS for the connection, as libpq does it: with `PGSSLROOTCERT` set, the server's
+/// certificate must chain to it (libpq's `verify-ca`/`verify-full`, here always with the host
+/// name checked); without, the connection is encrypted but the certificate is not checked
+/// (libpq's `prefer`/`require`, the defaults every PostgreSQL client shares, which is what a
+/// server with Debian's self-signed certificate or a cloud database's private CA needs).
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let Some(path) = std::env::var_os("PGSSLROOTCERT") else {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+            .with_no_client_auth();
+        return Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config));
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let pem = std::fs::read(&path).map_err(|e| format!("reading PGSSLROOTCERT `{shown}`: {e}"))?;
+    let config = pagemill_client::transport::tls_client_config(vec![(
+        format!("PGSSLROOTCERT `{shown}`"),
+        pem,
+    )])?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Accepts the server's certificate unchecked (signatures over the handshake still checked):
+/// libpq's `sslmode=require`.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+enum Migrate {
+    Pg(postgres::Error),
+    Newer(i32),
+}
+
+impl From<postgres::Error> for Migrate {
+    fn from(e: postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+/// Applies the migrations not applied yet, in one transaction under an advisory lock (in the
+/// schema the connection works in: each schema is a ledger of its own).
+fn migrate(client: &mut Client) -> Result<(), Migrate> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+        &[&MIGRATION_LOCK],
+    )?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS pagemill_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM pagemill_migrations", &[])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some(&newer) = applied.iter().find(|&&v| v > known) {
+        return Err(Migrate::Newer(newer));
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if !applied.contains(version) {
+            tx.batch_execute(sql)?;
+            tx.execute(
+                "INSERT INTO pagemill_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The thread that renews this run's leases and marks it alive, on its own connection, until
+/// dropped.
+struct Heartbeat {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(
+        config: Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        run_id: String,
+        lease: Duration,
+        trips: Arc<AtomicU64>,
+    ) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pagemill-heartbeat".into())
+            .spawn(move || {
+                let every = lease / 3;
+                let secs = lease.as_secs_f64();
+                let mut client: Option<Client> = None;
+                loop {
+                    {
+                        let (m, cv) = &*flag;
+                        let stopped = lock(m);
+                        let (stopped, _) = cv
+                            .wait_timeout_while(stopped, every, |s| !*s)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    if client.is_none() {
+                        client = config
+                            .connect(tls.clone())
+                            .inspect_err(|e| tracing::warn!("heartbeat: connecting: {e}"))
+                            .ok();
+                    }
+                    let Some(c) = client.as_mut() else { continue };
+                    trips.fetch_add(2, Ordering::Relaxed);
+                    let beat = c
+                        .execute(
+                            "UPDATE units SET lease_until = now() + make_interval(secs => $2)
+                             WHERE status = 'leased' AND lease_owner = $1",
+                            &[&run_id, &secs],
+                        )
+                        .and_then(|_| {
+                            c.execute(
+                                "UPDATE runs SET heartbeat_at = now() WHERE id = $1",
+                                &[&run_id],
+                            )
+                        });
+                    if let Err(e) = beat {
+                        tracing::warn!("heartbeat: {e}");
+                        client = None;
+                    }
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A count or size as the database stores it.
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn count(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v.max(0) as u64)
+}
+
+impl Store for PgLedger {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn record_document(
+        &mut self,
+        doc: &crate::ingest::Document,
+        kind: &str,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(doc).ok();
+        let path = doc.path.to_string_lossy().into_owned();
+        let trips = 4 + doc.pages.len() as u64 + doc.sections.len() as u64;
+        self.with(trips, |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO documents (id, path, kind, pages, added_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&doc.id, &path, &kind, &(doc.pages.len() as i32), &unix_now(), &body],
+            )?;
+            let page = tx.prepare(
+                "INSERT INTO pages (document_id, number, quality, chars, failure, text)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )?;
+            for p in &doc.pages {
+                let quality = serde_json::to_value(p.quality)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                tx.execute(
+                    &page,
+                    &[&doc.id, &(p.number as i32), &quality, &big(p.chars as u64), &p.failure, &p.text],
+                )?;
+            }
+            let section = tx.prepare(
+                "INSERT INTO sections (document_id, id, title, level, first_page, last_page)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )?;
+            for s in &doc.sections {
+                tx.execute(
+                    &section,
+                    &[
+                        &doc.id,
+                        &(s.id as i32),
+                        &s.title,
+                        &i32::from(s.level),
+                        &(s.pages.0 as i32),
+                        &(s.pages.1 as i32),
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Plans units as [`super::Ledger`] does, in one transaction of set statements. Units
+    /// leased (by any worker) are still to do: the runner's lease takes them when their lease
+    /// lapses, and waits for them while a live worker holds them.
+    fn plan(&mut self, units: &[UnitSpec], replan: Replan) -> Result<Vec<String>, StoreError> {
+        let keys: Vec<String> = units.iter().map(UnitSpec::key).collect();
+        let col = |f: fn(&UnitSpec) -> &String| -> Vec<&str> {
+            units.iter().map(|u| f(u).as_str()).collect()
+        };
+        let (docs, tasks, targets, versions, models) = (
+            col(|u| &u.document_id),
+            col(|u| &u.task),
+            col(|u| &u.target),
+            col(|u| &u.prompt_version),
+            col(|u| &u.model),
+        );
+        let todo: std::collections::HashSet<String> = self.with(5, |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO units (key, document_id, task, target, prompt_version, model, status, updated_at)
+                 SELECT k, d, t, g, v, m, 'pending', $7
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(k, d, t, g, v, m)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&keys, &docs, &tasks, &targets, &versions, &models, &unix_now()],
+            )?;
+            if replan == Replan::Force {
+                tx.execute("DELETE FROM results WHERE unit_key = ANY($1)", &[&keys])?;
+                tx.execute(
+                    "UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = false,
+                     lease_owner = NULL, lease_until = NULL, updated_at = $2 WHERE key = ANY($1)",
+                    &[&keys, &unix_now()],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = false, updated_at = $2
+                     WHERE key = ANY($1) AND status = 'failed' AND (retry OR $3)",
+                    &[&keys, &unix_now(), &(replan == Replan::RetryFailed)],
+                )?;
+            }
+            let rows = tx.query(
+                "SELECT key FROM units WHERE key = ANY($1) AND status IN ('pending', 'leased')",
+                &[&keys],
+            )?;
+            tx.commit()?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })?;
+        Ok(keys.into_iter().filter(|k| todo.contains(k)).collect())
+    }
+
+    /// Leases what of `keys` is free: pending, leased by this run, or leased by a run whose
+    /// lease lapsed. Units another worker holds or finished are left out of what it returns.
+    fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
+        let (me, secs) = (self.run_id.clone(), self.lease.as_secs_f64());
+        let wanted = keys.to_vec();
+        let got: std::collections::HashSet<String> = self.with(1, move |c| {
+            let rows = c.query(
+                "WITH free AS (
+                     SELECT key FROM units
+                     WHERE key = ANY($1) AND (status = 'pending'
+                         OR (status = 'leased' AND (lease_owner = $2 OR lease_until IS NULL OR lease_until < now())))
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE units u SET status = 'leased', attempts = u.attempts + 1, lease_owner = $2,
+                     lease_until = now() + make_interval(secs => $3), updated_at = $4
+                 FROM free WHERE u.key = free.key RETURNING u.key",
+                &[&wanted, &me, &secs, &unix_now()],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })?;
+        Ok(keys.iter().filter(|k| got.contains(*k)).cloned().collect())
+    }
+
+    fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        let (me, keys) = (self.run_id.clone(), keys.to_vec());
+        self.with(1, move |c| {
+            c.execute(
+                "UPDATE units SET status = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = $3
+                 WHERE key = ANY($1) AND status = 'leased' AND lease_owner = $2",
+                &[&keys, &me, &unix_now()],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn request_started(
+        &self,
+        endpoint: &str,
+        task: &str,
+        prompt_version: &str,
+        prefix_tokens: u64,
+        unit_keys: &[String],
+    ) -> Result<i64, StoreError> {
+        let keys = serde_json::to_string(unit_keys).unwrap_or_else(|_| "[]".into());
+        let me = self.run_id.clone();
+        self.with(1, move |c| {
+            c.query_one(
+                "INSERT INTO requests (run_id, endpoint, task, prompt_version, prefix_tokens, unit_keys, status, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'sent', $7) RETURNING id",
+                &[&me, &endpoint, &task, &prompt_version, &big(prefix_tokens), &keys, &unix_now()],
+            )
+            .map(|r| r.get(0))
+        })
+    }
+
+    fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError> {
+        let n = |v: Option<u64>| v.map(big);
+        let retried = retried_json(end);
+        self.with(1, move |c| {
+            c.execute(
+                "UPDATE requests SET status = $2, error_class = $3, error = $4, prompt_tokens = $5, cached_tokens = $6,
+                 completion_tokens = $7, cost_pico = $8, timeline = $9, finished_at = $10, retries = $11,
+                 retried_errors = $12 WHERE id = $1",
+                &[
+                    &id,
+                    &if end.ok { "ok" } else { "failed" },
+                    &end.error_class,
+                    &end.error,
+                    &n(end.prompt_tokens),
+                    &n(end.cached_tokens),
+                    &n(end.completion_tokens),
+                    &n(end.cost_pico),
+                    &end.timeline,
+                    &unix_now(),
+                    &(end.retries.min(i32::MAX as u32) as i32),
+                    &retried,
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Commits a unit's result and marks it done, in one transaction. The first result
+    /// stands: a worker whose lease lapsed, finishing after another, records nothing.
+    fn complete(
+        &mut self,
+        key: &str,
+        result: &serde_json::Value,
+        request_id: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let text = result.to_string();
+        self.with(4, move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO results (unit_key, result, request_id, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (unit_key) DO NOTHING",
+                &[&key, &text, &request_id, &unix_now()],
+            )?;
+            tx.execute(
+                "UPDATE units SET status = 'done', reason = NULL, retry = false, lease_owner = NULL,
+                 lease_until = NULL, updated_at = $2 WHERE key = $1",
+                &[&key, &unix_now()],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Dead-letters a unit, unless it is done (a late worker's failure does not undo another's
+    /// result).
+    fn fail(&self, key: &str, reason: &str, retryable: bool) -> Result<(), StoreError> {
+        self.with(1, move |c| {
+            c.execute(
+                "UPDATE units SET status = 'failed', reason = $2, retry = $3, lease_owner = NULL,
+                 lease_until = NULL, updated_at = $4 WHERE key = $1 AND status <> 'done'",
+                &[&key, &reason, &retryable, &unix_now()],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError> {
+        let list = keys.to_vec();
+        let rows: std::collections::HashMap<String, UnitRow> = self.with(1, move |c| {
+            let rows = c.query(
+                "SELECT u.key, u.status, u.attempts, u.reason, r.result, r.request_id
+                 FROM units u LEFT JOIN results r ON r.unit_key = u.key WHERE u.key = ANY($1)",
+                &[&list],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let key: String = r.get(0);
+                    let row = UnitRow {
+                        key: key.clone(),
+                        status: UnitStatus::parse(r.get(1)),
+                        attempts: r.get::<_, i32>(2).max(0) as u32,
+                        reason: r.get(3),
+                        result: r
+                            .get::<_, Option<String>>(4)
+                            .and_then(|s| serde_json::from_str(&s).ok()),
+                        request_id: r.get(5),
+                    };
+                    (key, row)
+                })
+                .collect())
+        })?;
+        Ok(keys.iter().filter_map(|k| rows.get(k).cloned()).collect())
+    }
+
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        self.with(1, |c| {
+            let rows = c.query(
+                "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
+                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries,
+                        started_at, retried_errors, prefix_tokens, finished_at
+                 FROM requests ORDER BY id",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let (retried_errors, retried_messages) =
+                        retried_parse(r.get::<_, Option<String>>(16).as_deref());
+                    let status: String = r.get(6);
+                    RequestRow {
+                        id: r.get(0),
+                        run_id: r.get(1),
+                        endpoint: r.get(2),
+                        task: r.get(3),
+                        prompt_version: r.get(4),
+                        prefix_tokens: count(r.get(17)),
+                        unit_keys: serde_json::from_str(r.get(5)).unwrap_or_default(),
+                        end: RequestEnd {
+                            ok: status == "ok",
+                            error_class: r.get(7),
+                            error: r.get(8),
+                            prompt_tokens: count(r.get(9)),
+                            cached_tokens: count(r.get(10)),
+                            completion_tokens: count(r.get(11)),
+                            cost_pico: count(r.get(12)),
+                            timeline: r.get(13),
+                            retries: r.get::<_, i32>(14).max(0) as u32,
+                            retried_errors,
+                            retried_messages,
+                        },
+                        status,
+                        started_at: r.get(15),
+                        finished_at: r.get(18),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError> {
+        self.with(1, move |c| {
+            let r = c.query_one(
+                "SELECT COALESCE(SUM(cost_pico), 0)::BIGINT,
+                        COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0)::BIGINT
+                 FROM requests WHERE started_at >= $1",
+                &[&since],
+            )?;
+            Ok((r.get::<_, i64>(0).max(0) as u64, r.get::<_, i64>(1).max(0) as u64))
+        })
+    }
+
+    fn run_summaries_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let me = self.run_id.clone();
+        self.with(1, move |c| {
+            let rows = c.query(
+                "SELECT summary FROM runs WHERE started_at >= $1 AND id <> $2 AND summary IS NOT NULL
+                 ORDER BY started_at, id",
+                &[&since, &me],
+            )?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError> {
+        let me = self.run_id.clone();
+        let endpoints = serde_json::to_string(endpoints).unwrap_or_default();
+        self.with(1, move |c| {
+            c.execute(
+                "INSERT INTO runs (id, started_at, endpoints) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at, endpoints = EXCLUDED.endpoints",
+                &[&me, &unix_now(), &endpoints],
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn run_finished(&self, summary: &str) -> Result<(), StoreError> {
+        let me = self.run_id.clone();
+        self.with(1, move |c| {
+            c.execute(
+                "UPDATE runs SET finished_at = $2, summary = $3 WHERE id = $1",
+                &[&me, &unix_now(), &summary],
+            )
+        })
+        .map(|_| ())
+    }
+}
