@@ -55,6 +55,9 @@ pub enum Command {
     /// Run the pipeline: entities of pages, summaries of sections, metadata of documents —
     /// packed, cache-friendly, validated, grounded, resumable, with exact cost.
     Run(Box<RunArgs>),
+    /// Work on what a shared PostgreSQL ledger holds to do (planned by `run --plan`, or by
+    /// runs on other machines), on any machine, beside other workers, until it is done.
+    Worker(Box<WorkerArgs>),
     /// Tokens and cost of running the pipeline on each endpoint, before running it.
     Quote(Box<QuoteArgs>),
     /// Report on runs and benchmarks: one self-contained HTML file (charts, tables, documents
@@ -78,6 +81,23 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `pagemill man > pagemill.1; man ./pagemill.1`.
     Man,
+}
+
+/// `pagemill worker`: `run`'s options (the endpoint, concurrency, lease, tasks…), its
+/// documents taken from the store.
+#[derive(Debug, Args)]
+#[command(mut_arg("inputs", |a| a.required(false).hide(true)))]
+pub struct WorkerArgs {
+    /// How `run` would go (no inputs: they come from the store; --store is a PostgreSQL URL).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// How often to look for work when there is none.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub poll: std::time::Duration,
+    /// Exit once the store holds nothing to do (else wait for more, until SIGTERM or Ctrl-C,
+    /// which finish the requests in flight first).
+    #[arg(long)]
+    pub exit_when_done: bool,
 }
 
 /// `pagemill prices`.
@@ -282,6 +302,11 @@ pub struct RunArgs {
     /// (renewed every third of it): a killed worker's units go to others after it.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub lease: std::time::Duration,
+    /// Record the documents and plan their units, send nothing: `pagemill worker` processes
+    /// sharing the store (a PostgreSQL one) do the work, on any machine. Planning twice plans
+    /// once.
+    #[arg(long, conflicts_with = "watch")]
+    pub plan: bool,
     /// Redo units the ledger already has results for.
     #[arg(long)]
     pub force: bool,

@@ -96,6 +96,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Bench(args) => commands::bench::run(&cli.global, *args).await,
         cli::Command::Ingest(args) => commands::ingest::run(args).await,
         cli::Command::Run(args) => commands::run::run(&cli.global, *args).await,
+        cli::Command::Worker(args) => commands::worker::run(&cli.global, *args).await,
         cli::Command::Quote(args) => commands::quote::run(&cli.global, *args).await,
         cli::Command::Report(args) => commands::report::run(args),
         cli::Command::Serve(args) => commands::local::serve(args).await,

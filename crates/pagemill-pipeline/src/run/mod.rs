@@ -140,6 +140,9 @@ pub struct RunOptions {
     /// failures), retry every failed one too, or redo everything.
     #[serde(skip)]
     pub replan: Replan,
+    /// Record the documents and plan their units, and send nothing (workers do the work).
+    #[serde(skip)]
+    pub plan_only: bool,
     /// Use the endpoint's batch API.
     pub batch: bool,
     /// How often to poll a batch.
@@ -185,6 +188,7 @@ impl Default for RunOptions {
             stream: true,
             max_completion_tokens: 8192,
             replan: Replan::Resume,
+            plan_only: false,
             batch: false,
             batch_poll: Duration::from_secs(10),
             batch_max_lines: 50_000,
@@ -451,6 +455,10 @@ pub async fn run(
         .collect();
     let workers = opts.concurrency.max(1);
     let batch = opts.batch;
+    if opts.plan_only {
+        // Planned: the work is left for workers; the run stops before its first request.
+        progress.stop.cancel();
+    }
     let opts_budget = opts.budget.clone();
     let templates = if opts.array > 1 && !batch {
         templates(&endpoints)?

@@ -345,6 +345,11 @@ pub trait Store: Send {
     fn shared(&self) -> bool {
         false
     }
+    /// The documents with units still to do, whole, for a worker that has not read their
+    /// files (none where the store does not keep them: SQLite keeps pages and sections only).
+    fn documents_to_do(&self) -> Result<Vec<crate::ingest::Document>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Records a document with its pages and sections, once.
     fn record_document(
         &mut self,
@@ -408,6 +413,10 @@ pub enum Replan {
     RetryFailed,
     /// Every unit goes back to `pending` and its result is dropped.
     Force,
+    /// Units not planned yet are not added: only what the store already holds is to do (a
+    /// worker takes the work `run --plan` planned, and nothing its own configuration would
+    /// plan differently).
+    Known,
 }
 
 /// An open ledger, held by one run.
@@ -739,17 +748,19 @@ impl Store for Ledger {
                 .map_err(&sql)?;
             for u in units {
                 let key = u.key();
-                insert
-                    .execute(params![
-                        key,
-                        u.document_id,
-                        u.task,
-                        u.target,
-                        u.prompt_version,
-                        u.model,
-                        t
-                    ])
-                    .map_err(&sql)?;
+                if replan != Replan::Known {
+                    insert
+                        .execute(params![
+                            key,
+                            u.document_id,
+                            u.task,
+                            u.target,
+                            u.prompt_version,
+                            u.model,
+                            t
+                        ])
+                        .map_err(&sql)?;
+                }
                 if replan == Replan::Force {
                     reset.execute(params![key, t]).map_err(&sql)?;
                     tx.execute("DELETE FROM results WHERE unit_key = ?1", [&key])
@@ -759,8 +770,11 @@ impl Store for Ledger {
                         .execute(params![key, t, replan == Replan::RetryFailed])
                         .map_err(&sql)?;
                 }
-                let s: String = status.query_row([&key], |r| r.get(0)).map_err(&sql)?;
-                if UnitStatus::parse(&s) == UnitStatus::Pending {
+                let s: Option<String> = status
+                    .query_row([&key], |r| r.get(0))
+                    .optional()
+                    .map_err(&sql)?;
+                if s.as_deref().map(UnitStatus::parse) == Some(UnitStatus::Pending) {
                     todo.push(key);
                 }
             }

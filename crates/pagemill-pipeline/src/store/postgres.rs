@@ -477,6 +477,32 @@ impl Store for PgLedger {
         true
     }
 
+    fn documents_to_do(&self) -> Result<Vec<crate::ingest::Document>, StoreError> {
+        let bodies: Vec<(String, Option<String>)> = self.with(1, |c| {
+            let rows = c.query(
+                "SELECT d.id, d.body FROM documents d
+                 WHERE EXISTS (SELECT 1 FROM units u WHERE u.document_id = d.id AND u.status IN ('pending', 'leased'))
+                 ORDER BY d.added_at, d.id",
+                &[],
+            )?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })?;
+        let mut docs = Vec::with_capacity(bodies.len());
+        for (id, body) in bodies {
+            match body
+                .as_deref()
+                .map(serde_json::from_str::<crate::ingest::Document>)
+            {
+                Some(Ok(doc)) => docs.push(doc),
+                Some(Err(e)) => {
+                    tracing::warn!(document = %id, "its stored form does not read ({e}): skipped; a run with its file plans it again");
+                }
+                None => tracing::warn!(document = %id, "recorded without its body: skipped"),
+            }
+        }
+        Ok(docs)
+    }
+
     fn record_document(
         &mut self,
         doc: &crate::ingest::Document,
@@ -544,13 +570,15 @@ impl Store for PgLedger {
         );
         let todo: std::collections::HashSet<String> = self.with(5, |c| {
             let mut tx = c.transaction()?;
-            tx.execute(
+            if replan != Replan::Known {
+                tx.execute(
                 "INSERT INTO units (key, document_id, task, target, prompt_version, model, status, updated_at)
                  SELECT k, d, t, g, v, m, 'pending', $7
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(k, d, t, g, v, m)
                  ON CONFLICT (key) DO NOTHING",
                 &[&keys, &docs, &tasks, &targets, &versions, &models, &unix_now()],
             )?;
+            }
             if replan == Replan::Force {
                 tx.execute("DELETE FROM results WHERE unit_key = ANY($1)", &[&keys])?;
                 tx.execute(

@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod sim;
 pub mod watch;
+pub mod worker;
 
 /// A token cancelled by the first Ctrl-C (after saying `what` happens now): `run`, `eval` and
 /// `bench` then take no new work, let what is in flight finish, and write their results and

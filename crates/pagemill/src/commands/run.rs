@@ -107,6 +107,7 @@ pub(crate) async fn context(
         .first()
         .ok_or(pagemill_client::ClientError::NoEndpoint)?;
     let (tasks, mut opts) = setup.fitted(primary.endpoint().prompt_profile)?;
+    opts.plan_only = args.plan;
     opts.replan = if args.force {
         Replan::Force
     } else if args.retry_failed {
@@ -238,6 +239,15 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 write!(stdout, "{LOCAL_NOTE}")?;
             }
         }
+    }
+    if args.plan {
+        let s = &outcome.summary;
+        let to_do: u64 = s.tasks.values().map(|t| t.units - t.already_done).sum();
+        eprintln!(
+            "planned: {} document(s), {to_do} unit(s) to do in {store}; workers take them: pagemill worker --store …",
+            s.documents
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     Ok(ExitCode::from(run_exit_code(
         &outcome.summary,

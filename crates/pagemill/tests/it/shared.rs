@@ -73,15 +73,26 @@ async fn four_workers_two_killed_finish_every_unit_once() {
     let dir = tempdir("shared-workers");
     let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
     let docs = subset();
+    // Planned once (twice, as two submitters would: it plans once), worked by four workers.
+    for _ in 0..2 {
+        let planned = run(&dir, &cfg, &docs, "plan", &["--store", &pg.url, "--plan"]);
+        assert_eq!(
+            planned.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&planned.stderr)
+        );
+        assert_eq!(summary(&planned)["requests"], 0);
+    }
+    assert!(sim.log().is_empty(), "planning sends nothing");
     let mut workers: Vec<std::process::Child> = (0..4)
-        .map(|i| {
+        .map(|_| {
             pagemill(&dir)
                 .arg("--config")
                 .arg(&cfg)
-                .arg("run")
-                .args(&docs)
-                .args(["-o", &format!("w{i}"), "--format", "json", "-q"])
+                .arg("worker")
                 .args(["--store", &pg.url, "--lease", "2s", "--concurrency", "2"])
+                .args(["--exit-when-done", "--poll", "200ms"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -116,10 +127,9 @@ async fn four_workers_two_killed_finish_every_unit_once() {
         survivors.push(out);
     }
     for out in &survivors {
-        let s = summary(out);
-        assert_eq!(out.status.code(), Some(0), "{s}");
-        assert_eq!(s["pages_pending"], 0, "{s}");
-        assert_eq!(s["dead_letters"], 0, "{s}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{said}");
+        assert!(said.contains("the store holds nothing to do"), "{said}");
     }
 
     // Every unit done, with exactly one result (the unit key is the results' primary key:
@@ -188,7 +198,91 @@ async fn four_workers_two_killed_finish_every_unit_once() {
         "at most each killed worker's concurrency: {unfinished}"
     );
 
-    // And a last run over the same documents has nothing to pay for.
-    let again = run(&dir, &cfg, &docs, "last", &["--store", &pg.url]);
-    assert_eq!(summary(&again)["requests"], 0);
+    // And a run over the same documents has nothing to pay for: it writes the results.
+    let last = run(&dir, &cfg, &docs, "last", &["--store", &pg.url]);
+    let s = summary(&last);
+    assert_eq!(
+        (s["requests"].as_u64(), s["pages_pending"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    assert_eq!(last.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_what_it_cannot_work_on_and_leaves_other_configurations_work() {
+    let sim = Sim::start(Profile::instant()).await.unwrap();
+    let pg = PgSchema::new("refuse");
+    let dir = tempdir("shared-refuse");
+    let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
+    let worker = |args: &[&str]| {
+        pagemill(&dir)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("worker")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let no_store = worker(&["--exit-when-done"]);
+    assert_ne!(no_store.status.code(), Some(0));
+    assert!(
+        said(&no_store).contains("needs a shared store"),
+        "{}",
+        said(&no_store)
+    );
+    let sqlite = worker(&["--store", "x.sqlite", "--exit-when-done"]);
+    assert!(
+        said(&sqlite).contains("needs a shared store"),
+        "{}",
+        said(&sqlite)
+    );
+    let doc = crate::common::data("text/licenses/MIT.txt");
+    let inputs = pagemill(&dir)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("worker")
+        .arg(&doc)
+        .args(["--store", &pg.url])
+        .output()
+        .unwrap();
+    assert!(
+        said(&inputs).contains("give no inputs"),
+        "{}",
+        said(&inputs)
+    );
+
+    // Planned for summaries only; a worker set up for entities finds nothing of its own.
+    let planned = run(
+        &dir,
+        &cfg,
+        &[doc],
+        "plan",
+        &["--store", &pg.url, "--plan", "--tasks", "summary"],
+    );
+    assert_eq!(planned.status.code(), Some(0), "{}", said(&planned));
+    let other = worker(&[
+        "--store",
+        &pg.url,
+        "--tasks",
+        "entities",
+        "--exit-when-done",
+    ]);
+    assert_eq!(other.status.code(), Some(0), "{}", said(&other));
+    assert!(
+        said(&other).contains("not this worker's to do"),
+        "{}",
+        said(&other)
+    );
+    assert!(sim.log().is_empty(), "it sent nothing");
+    let mine = worker(&["--store", &pg.url, "--tasks", "summary", "--exit-when-done"]);
+    assert_eq!(mine.status.code(), Some(0), "{}", said(&mine));
+    assert!(!sim.log().is_empty());
+    let left: i64 = pg.with(|c| {
+        c.query_one("SELECT COUNT(*) FROM units WHERE status <> 'done'", &[])
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(left, 0);
 }

@@ -1,0 +1,120 @@
+//! `pagemill worker`: works on what a shared PostgreSQL ledger holds to do. Documents come
+//! from the store (each recorded whole by the run that planned it), so a worker needs no
+//! files; each pass leases what is free, sets aside what other workers hold until it is done
+//! or their lease lapses, and ends when every unit of those documents is done. Units the
+//! worker's own configuration would key differently (another model, prompt or schema) are
+//! not its work: it plans nothing new (`Replan::Known`) and says so.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, ensure};
+use pagemill_pipeline::run::Progress;
+use pagemill_pipeline::store::{PgLedger, Replan, Store, postgres};
+
+use crate::cli::{GlobalArgs, WorkerArgs};
+use crate::commands::run::{RunContext, context, setup_of};
+
+/// Runs the worker until the store has nothing to do (with --exit-when-done), or until
+/// SIGTERM or Ctrl-C.
+pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let WorkerArgs {
+        run: args,
+        poll,
+        exit_when_done,
+    } = args;
+    ensure!(
+        args.pipeline.inputs.is_empty(),
+        "a worker takes its documents from the store: give no inputs (`pagemill run --plan INPUTS --store …` records them)"
+    );
+    let Some(url) = args
+        .store
+        .as_deref()
+        .and_then(std::path::Path::to_str)
+        .filter(|s| postgres::is_postgres(s))
+        .map(str::to_owned)
+    else {
+        bail!("a worker needs a shared store: --store postgres://user@host/db (or PAGEMILL_STORE)");
+    };
+    let setup = setup_of(&args.pipeline)?;
+    let RunContext {
+        tasks,
+        endpoints,
+        mut opts,
+        servers: _servers,
+    } = context(global, &args, setup).await?;
+    if opts.replan == Replan::Resume {
+        opts.replan = Replan::Known;
+    }
+    let stop = crate::commands::stop_on_signals(
+        "stopping: no new requests; finishing those in flight (the store keeps every finished result)",
+    );
+    eprintln!("worker: taking work from {}", postgres::redact_url(&url));
+    let mut idle_said = false;
+    while !stop.is_cancelled() {
+        // (The ledger's calls keep off the async workers themselves.)
+        let ledger = PgLedger::open_with(&url, args.lease)?;
+        let docs = ledger.documents_to_do()?;
+        let mut wait = docs.is_empty();
+        if !docs.is_empty() {
+            idle_said = false;
+            let progress = Arc::new(Progress {
+                stop: stop.child_token(),
+                ..Progress::default()
+            });
+            let outcome = pagemill_pipeline::run::run(
+                &docs,
+                tasks.clone(),
+                endpoints.clone(),
+                Box::new(ledger),
+                opts.clone(),
+                Arc::clone(&progress),
+                args.ungrounded,
+            )
+            .await?;
+            let s = &outcome.summary;
+            eprintln!(
+                "worker: {} document(s) with work to do; {} request(s), {} page(s) done, {} pending{}",
+                s.documents,
+                s.requests,
+                s.pages_done,
+                s.pages_pending,
+                s.stopped
+                    .as_deref()
+                    .map_or(String::new(), |why| format!("; stopped: {why}"))
+            );
+            if s.requests == 0 && s.pages_pending > 0 && !stop.is_cancelled() {
+                // Nothing this worker may take: other configurations' units, or failures that
+                // only --retry-failed takes again.
+                eprintln!(
+                    "worker: what is left is not this worker's to do (planned with another model, prompt or task set, or dead letters: --retry-failed): waiting {}",
+                    pagemill_client::clock::human(poll)
+                );
+                wait = true;
+            }
+        } else {
+            drop(ledger);
+            if exit_when_done {
+                eprintln!("worker: the store holds nothing to do");
+                break;
+            }
+            if !idle_said {
+                eprintln!(
+                    "worker: nothing to do; looking again every {}",
+                    pagemill_client::clock::human(poll)
+                );
+                idle_said = true;
+            }
+        }
+        if wait {
+            if exit_when_done && !docs.is_empty() {
+                break;
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
