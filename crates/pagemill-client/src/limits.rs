@@ -209,6 +209,16 @@ impl Bucket {
     }
 }
 
+/// An endpoint's requests/min and tokens/min shared with other processes (workers on other
+/// machines sending to the same provider account): set on a [`Limiter`], it paces in place of
+/// the limiter's own buckets.
+pub trait SharedBudget: Send + Sync + std::fmt::Debug {
+    /// Reserves one request of `tokens` (prompt + max completion) from the shared budget;
+    /// returns how long to wait before sending it. Called from async code: an implementation
+    /// that blocks must keep off the runtime's workers itself.
+    fn reserve(&self, tokens: u64) -> Duration;
+}
+
 /// Paces requests to one endpoint. Share it (`Arc`) between every task that sends there.
 #[derive(Debug)]
 pub struct Limiter {
@@ -219,6 +229,8 @@ pub struct Limiter {
     /// The requests/min limit the server announced (`x-ratelimit-limit-requests`), paced from
     /// then on when none is configured: a client that only reacts to 429s sends in herds.
     learned_requests: std::sync::OnceLock<Bucket>,
+    /// The budget shared with other processes, when there is one.
+    shared: std::sync::OnceLock<Arc<dyn SharedBudget>>,
 }
 
 /// Holds a concurrency slot until dropped.
@@ -244,7 +256,20 @@ impl Limiter {
                 .map(|c| Arc::new(Semaphore::new(c.max(1)))),
             paused_until: Mutex::new(None),
             learned_requests: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Paces from now on by `budget`, shared with other processes, instead of this limiter's
+    /// own requests/min and tokens/min (the concurrency cap and the server's pauses stay
+    /// local). Once: a later budget is ignored.
+    pub fn share(&self, budget: Arc<dyn SharedBudget>) {
+        let _ = self.shared.set(budget);
+    }
+
+    /// The limits this limiter paces by (configured, not learned).
+    pub fn paces(&self) -> bool {
+        self.requests.is_some() || self.tokens.is_some()
     }
 
     /// Waits until a request of `tokens` (prompt + max completion) may be sent.
@@ -257,11 +282,15 @@ impl Limiter {
             None => None,
         };
         let mut wait = Duration::ZERO;
-        if let Some(b) = self.requests.as_ref().or(self.learned_requests.get()) {
-            wait = wait.max(b.reserve(1.0));
-        }
-        if let Some(b) = &self.tokens {
-            wait = wait.max(b.reserve(tokens as f64));
+        if let Some(shared) = self.shared.get() {
+            wait = shared.reserve(tokens);
+        } else {
+            if let Some(b) = self.requests.as_ref().or(self.learned_requests.get()) {
+                wait = wait.max(b.reserve(1.0));
+            }
+            if let Some(b) = &self.tokens {
+                wait = wait.max(b.reserve(tokens as f64));
+            }
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

@@ -83,6 +83,15 @@ pub enum Command {
     Man,
 }
 
+/// How workers share rate limits (`--rate-sharing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateSharing {
+    /// One token bucket row per endpoint in the database.
+    Bucket,
+    /// The limit divided by the live workers.
+    Divide,
+}
+
 /// `pagemill worker`: `run`'s options (the endpoint, concurrency, lease, tasks…), its
 /// documents taken from the store.
 #[derive(Debug, Args)]
@@ -302,6 +311,12 @@ pub struct RunArgs {
     /// (renewed every third of it): a killed worker's units go to others after it.
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub lease: std::time::Duration,
+    /// How runs sharing a PostgreSQL ledger share each endpoint's configured requests/min and
+    /// tokens/min: `bucket` (one row in the database, reserved from by every request: exact
+    /// however many workers come and go) or `divide` (each paces at the limit over the live
+    /// workers: no round trip a request, late to see workers come and go).
+    #[arg(long, value_enum, default_value_t = RateSharing::Bucket)]
+    pub rate_sharing: RateSharing,
     /// Record the documents and plan their units, send nothing: `pagemill worker` processes
     /// sharing the store (a PostgreSQL one) do the work, on any machine. Planning twice plans
     /// once.

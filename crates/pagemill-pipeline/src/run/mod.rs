@@ -429,6 +429,15 @@ pub async fn run(
         }
     }
     let mut ledger = ledger;
+    // Workers sharing the store share each endpoint's rate limits too (one provider account).
+    for c in &endpoints {
+        let ep = c.endpoint();
+        if let Some(budget) =
+            ledger.rate_budget(&format!("{} {}", ep.base_url, ep.model), &ep.limits)
+        {
+            c.limiter().share(budget);
+        }
+    }
     for d in docs {
         ledger.record_document(d, kind_name(d))?;
     }

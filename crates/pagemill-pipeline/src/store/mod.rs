@@ -25,7 +25,7 @@ pub mod postgres;
 #[cfg(test)]
 mod suite;
 mod view;
-pub use postgres::PgLedger;
+pub use postgres::{PgLedger, Sharing};
 pub use view::{DocumentRow, History, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
 
 /// Schema version written to `PRAGMA user_version`.
@@ -123,6 +123,18 @@ pub enum StoreError {
         path: PathBuf,
         /// Its version.
         found: i64,
+    },
+    /// A PostgreSQL ledger migrated by a newer pagemill.
+    #[error(
+        "ledger `{store}` has schema version {found}, newer than this pagemill's {known}: upgrade pagemill"
+    )]
+    NewerSchema {
+        /// The store's URL, its password hidden.
+        store: String,
+        /// Its version.
+        found: i64,
+        /// The newest this pagemill knows.
+        known: i64,
     },
 }
 
@@ -344,6 +356,16 @@ pub trait Store: Send {
     /// out of what [`Store::lease`] returns).
     fn shared(&self) -> bool {
         false
+    }
+    /// The endpoint's rate limits as every run sharing this store paces by them, named `name`
+    /// (the provider account's); `None`: this run's own limiter paces alone.
+    fn rate_budget(
+        &self,
+        name: &str,
+        limits: &pagemill_client::endpoint::Limits,
+    ) -> Option<std::sync::Arc<dyn pagemill_client::limits::SharedBudget>> {
+        let _ = (name, limits);
+        None
     }
     /// The documents with units still to do, whole, for a worker that has not read their
     /// files (none where the store does not keep them: SQLite keeps pages and sections only).

@@ -39,11 +39,36 @@ use super::{
 };
 
 /// Migrations, in order: (version, what, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "the ledger", include_str!("postgres/V1__ledger.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "the ledger", include_str!("postgres/V1__ledger.sql")),
+    (
+        2,
+        "rate budgets",
+        include_str!("postgres/V2__rate_budgets.sql"),
+    ),
+];
 
 /// The advisory lock key migrations hold (the first half; the second is the schema's hash).
 const MIGRATION_LOCK: i32 = 0x7061_6765; // "page"
+
+/// Round trips to the database: one ledger's (its heartbeat's and rate budgets' included),
+/// each also counted for the process.
+#[derive(Debug, Default)]
+struct Trips(AtomicU64);
+
+static PROCESS_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+impl Trips {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+        PROCESS_TRIPS.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Round trips this process has made to PostgreSQL ledgers: what a worker reports, per unit.
+pub fn process_round_trips() -> u64 {
+    PROCESS_TRIPS.load(Ordering::Relaxed)
+}
 
 /// How long a lease lasts without a heartbeat, unless set.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -52,10 +77,14 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 pub struct PgLedger {
     /// `None` only while dropping.
     client: Mutex<Option<Client>>,
+    config: Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// How endpoints' rate limits are shared.
+    pub sharing: Sharing,
     run_id: String,
     shown: String,
     lease: Duration,
-    trips: Arc<AtomicU64>,
+    trips: Arc<Trips>,
     heartbeat: Option<Heartbeat>,
 }
 
@@ -144,9 +173,10 @@ impl PgLedger {
                 store: shown.clone(),
                 source,
             },
-            Migrate::Newer(found) => StoreError::Newer {
-                path: shown.clone().into(),
+            Migrate::Newer(found) => StoreError::NewerSchema {
+                store: shown.clone(),
                 found: i64::from(found),
+                known: i64::from(MIGRATIONS.last().map_or(0, |m| m.0)),
             },
         })?;
         let run_id = format!(
@@ -165,11 +195,21 @@ impl PgLedger {
                 &[&unix_now(), &stale],
             )
             .map_err(err)?;
-        let trips = Arc::new(AtomicU64::new(0));
-        let heartbeat = (!lease.is_zero())
-            .then(|| Heartbeat::start(config, tls, run_id.clone(), lease, Arc::clone(&trips)));
+        let trips = Arc::new(Trips::default());
+        let heartbeat = (!lease.is_zero()).then(|| {
+            Heartbeat::start(
+                config.clone(),
+                tls.clone(),
+                run_id.clone(),
+                lease,
+                Arc::clone(&trips),
+            )
+        });
         Ok(Self {
             client: Mutex::new(Some(client)),
+            config,
+            tls,
+            sharing: Sharing::default(),
             run_id,
             shown,
             lease,
@@ -186,7 +226,7 @@ impl PgLedger {
     /// Round trips to the database so far (the heartbeat's included): the figure the
     /// scaling benchmark divides by units.
     pub fn round_trips(&self) -> u64 {
-        self.trips.load(Ordering::Relaxed)
+        self.trips.0.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the connection, counting `trips` round trips.
@@ -195,7 +235,7 @@ impl PgLedger {
         trips: u64,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
-        self.trips.fetch_add(trips, Ordering::Relaxed);
+        self.trips.add(trips);
         let mut guard = lock(&self.client);
         let Some(client) = guard.as_mut() else {
             return Err(StoreError::NotALedger {
@@ -228,6 +268,190 @@ impl Drop for PgLedger {
             tracing::warn!(store = %self.shown, "giving back this run's leases: {e}");
         }
         // Closing the connection blocks on the client's own runtime too.
+        if let Some(client) = lock(&self.client).take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
+/// How workers share an endpoint's rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// One token bucket row per endpoint, reserved from in one statement per request: exact
+    /// whatever the number of workers, at one round trip a request.
+    #[default]
+    Bucket,
+    /// Each worker paces alone at the limit divided by the live workers (runs whose heartbeat
+    /// is recent), counted every few seconds: no round trip a request, but late to see a
+    /// worker come or go.
+    Divide,
+}
+
+/// An endpoint's rate limits shared through the database (see [`Sharing`]), on a connection
+/// of its own.
+pub struct PgBudget {
+    config: Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    client: Mutex<Option<Client>>,
+    name: String,
+    rpm: f64,
+    tpm: f64,
+    sharing: Sharing,
+    lease: Duration,
+    /// Divide: (live workers, when counted) and the local levels (requests, tokens, when).
+    divide: Mutex<(
+        f64,
+        Option<std::time::Instant>,
+        f64,
+        f64,
+        std::time::Instant,
+    )>,
+    trips: Arc<Trips>,
+}
+
+/// A bucket's one second of allowance as burst (at least one whole request), as the client's
+/// own buckets hold.
+fn burst(per_minute: f64) -> f64 {
+    (per_minute / 60.0).max(1.0)
+}
+
+impl PgBudget {
+    /// A shared budget of `rpm` requests and `tpm` tokens a minute (`None`: unlimited) named
+    /// `name` (the provider account's: base URL and model).
+    #[allow(clippy::too_many_arguments)] // one call site, each a different part
+    fn new(
+        config: Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        name: String,
+        rpm: Option<u32>,
+        tpm: Option<u64>,
+        sharing: Sharing,
+        lease: Duration,
+        trips: Arc<Trips>,
+    ) -> Self {
+        let (rpm, tpm) = (
+            rpm.map_or(f64::INFINITY, f64::from),
+            tpm.map_or(f64::INFINITY, |t| t as f64),
+        );
+        let now = std::time::Instant::now();
+        Self {
+            config,
+            tls,
+            client: Mutex::new(None),
+            name,
+            rpm,
+            tpm,
+            sharing,
+            lease,
+            divide: Mutex::new((1.0, None, burst(rpm), burst(tpm), now)),
+            trips,
+        }
+    }
+
+    /// Runs `f` on this budget's connection, connecting first when there is none.
+    fn query<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let mut guard = lock(&self.client);
+        let c = match guard.as_mut() {
+            Some(c) => c,
+            None => guard.insert(self.config.connect(self.tls.clone())?),
+        };
+        self.trips.add(1);
+        let r = f(c);
+        if r.is_err() {
+            // Reconnect next time.
+            *guard = None;
+        }
+        r
+    }
+
+    fn reserve_in_database(&self, tokens: f64) -> Result<Duration, postgres::Error> {
+        let finite = |v: f64| if v.is_finite() { v } else { 1e15 };
+        let (rps, tps) = (finite(self.rpm / 60.0), finite(self.tpm / 60.0));
+        let row = self.query(|c| c.query_one(
+            "INSERT INTO rate_budgets (name, req_level, tok_level, at)
+             VALUES ($1, $2::FLOAT8 - 1, $3::FLOAT8 - $4::FLOAT8, clock_timestamp())
+             ON CONFLICT (name) DO UPDATE SET
+                 req_level = LEAST($2::FLOAT8, rate_budgets.req_level
+                     + EXTRACT(EPOCH FROM clock_timestamp() - rate_budgets.at)::FLOAT8 * $5::FLOAT8) - 1,
+                 tok_level = LEAST($3::FLOAT8, rate_budgets.tok_level
+                     + EXTRACT(EPOCH FROM clock_timestamp() - rate_budgets.at)::FLOAT8 * $6::FLOAT8) - $4::FLOAT8,
+                 at = clock_timestamp()
+             RETURNING req_level, tok_level",
+            &[
+                &self.name,
+                &finite(burst(self.rpm)),
+                &finite(burst(self.tpm)),
+                &tokens,
+                &rps,
+                &tps,
+            ],
+        ))?;
+        let (req, tok): (f64, f64) = (row.get(0), row.get(1));
+        let wait = (-req / rps).max(-tok / tps).max(0.0);
+        Ok(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
+    }
+
+    fn reserve_divided(&self, tokens: f64) -> Duration {
+        let now = std::time::Instant::now();
+        let mut d = lock(&self.divide);
+        let stale =
+            d.1.is_none_or(|at| now.duration_since(at) > Duration::from_secs(2));
+        if stale {
+            let window = (self.lease.as_secs_f64() * 1.5).max(1.0);
+            let counted: Result<i64, _> = self.query(|c| {
+                c.query_one(
+                    "SELECT COUNT(*) FROM runs WHERE finished_at IS NULL
+                     AND heartbeat_at > now() - make_interval(secs => $1)",
+                    &[&window],
+                )
+                .map(|r| r.get(0))
+            });
+            d.0 = counted.map_or(d.0, |n| (n.max(1)) as f64);
+            d.1 = Some(now);
+        }
+        let n = d.0;
+        let elapsed = now.duration_since(d.4).as_secs_f64();
+        let (rps, tps) = (self.rpm / 60.0 / n, self.tpm / 60.0 / n);
+        d.2 = (d.2 + elapsed * rps).min(burst(self.rpm / n)) - 1.0;
+        d.3 = (d.3 + elapsed * tps).min(burst(self.tpm / n)) - tokens;
+        d.4 = now;
+        let wait = (-d.2 / rps).max(-d.3 / tps).max(0.0);
+        Duration::try_from_secs_f64(if wait.is_finite() { wait } else { 0.0 })
+            .unwrap_or(Duration::MAX)
+    }
+}
+
+impl std::fmt::Debug for PgBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBudget")
+            .field("name", &self.name)
+            .field("rpm", &self.rpm)
+            .field("tpm", &self.tpm)
+            .field("sharing", &self.sharing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl pagemill_client::limits::SharedBudget for PgBudget {
+    fn reserve(&self, tokens: u64) -> Duration {
+        let tokens = tokens as f64;
+        blocking(|| match self.sharing {
+            Sharing::Divide => self.reserve_divided(tokens),
+            Sharing::Bucket => self.reserve_in_database(tokens).unwrap_or_else(|e| {
+                // The database is away: no pacing until it is back (the server's 429s, if
+                // any, still pause everyone).
+                tracing::warn!(budget = %self.name, "shared rate budget: {e}");
+                Duration::ZERO
+            }),
+        })
+    }
+}
+
+impl Drop for PgBudget {
+    fn drop(&mut self) {
         if let Some(client) = lock(&self.client).take() {
             blocking(move || drop(client));
         }
@@ -396,7 +620,7 @@ impl Heartbeat {
         tls: tokio_postgres_rustls::MakeRustlsConnect,
         run_id: String,
         lease: Duration,
-        trips: Arc<AtomicU64>,
+        trips: Arc<Trips>,
     ) -> Self {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&stop);
@@ -424,7 +648,7 @@ impl Heartbeat {
                             .ok();
                     }
                     let Some(c) = client.as_mut() else { continue };
-                    trips.fetch_add(2, Ordering::Relaxed);
+                    trips.add(2);
                     let beat = c
                         .execute(
                             "UPDATE units SET lease_until = now() + make_interval(secs => $2)
@@ -475,6 +699,26 @@ impl Store for PgLedger {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn rate_budget(
+        &self,
+        name: &str,
+        limits: &pagemill_client::endpoint::Limits,
+    ) -> Option<Arc<dyn pagemill_client::limits::SharedBudget>> {
+        if limits.requests_per_minute.is_none() && limits.tokens_per_minute.is_none() {
+            return None;
+        }
+        Some(Arc::new(PgBudget::new(
+            self.config.clone(),
+            self.tls.clone(),
+            name.to_owned(),
+            limits.requests_per_minute,
+            limits.tokens_per_minute,
+            self.sharing,
+            self.lease,
+            Arc::clone(&self.trips),
+        )))
     }
 
     fn documents_to_do(&self) -> Result<Vec<crate::ingest::Document>, StoreError> {

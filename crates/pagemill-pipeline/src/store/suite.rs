@@ -419,10 +419,15 @@ fn migrations_run_once_for_runs_started_together_and_a_newer_schema_is_refused()
     let mut config: ::postgres::Config = test_url().parse().unwrap();
     config.options(&format!("-c search_path={}", pg.schema));
     let err = PgLedger::open_config(config, "s".into(), Duration::ZERO).unwrap_err();
-    assert!(err.to_string().contains("schema version 999"), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "schema version 999, newer than this pagemill's {MIGRATIONS_KNOWN}"
+        )),
+        "{err}"
+    );
 }
 
-const MIGRATIONS_KNOWN: i64 = 1;
+const MIGRATIONS_KNOWN: i64 = 2;
 
 #[test]
 fn passwords_never_show_in_what_the_store_says() {
@@ -442,4 +447,51 @@ fn passwords_never_show_in_what_the_store_says() {
         .unwrap_err()
         .to_string();
     assert!(!err.contains("s3cret") && err.contains("pm:***@"), "{err}");
+}
+
+#[test]
+fn workers_pace_by_one_rate_budget_or_by_their_share_of_it() {
+    let pg = Pg::new("budget");
+    let limits = pagemill_client::Limits {
+        requests_per_minute: Some(60),
+        tokens_per_minute: Some(60_000),
+        max_concurrency: None,
+    };
+    let a = pg.open_with(Duration::from_secs(60));
+    let b = pg.open_with(Duration::from_secs(60));
+    let (ba, bb) = (
+        a.rate_budget("acct", &limits).unwrap(),
+        b.rate_budget("acct", &limits).unwrap(),
+    );
+    // A request a second, a burst of one: the first goes at once; the next, from the other
+    // worker, a second after it; the one after that two. (Waits are measured on the
+    // database's clock, which moves a little between the statements: hence the ranges.)
+    let secs = |d: Duration| d.as_secs_f64();
+    assert!(secs(ba.reserve(10)) < 0.05);
+    let w2 = secs(bb.reserve(10));
+    assert!((0.5..=1.0).contains(&w2), "{w2}");
+    let w3 = secs(ba.reserve(10));
+    assert!((1.5..=2.0).contains(&w3), "{w3}");
+    // Tokens count too: 1,000 a second, a burst of 1,000; 3,000 more must wait 2 s past the
+    // requests' turn.
+    let fresh = a.rate_budget("tokens", &limits).unwrap();
+    assert!(secs(fresh.reserve(1_000)) < 0.05);
+    let w = secs(fresh.reserve(3_000));
+    assert!((2.5..=3.0).contains(&w), "{w}");
+    // Another account's budget is its own; no limits, no budget.
+    assert!(secs(a.rate_budget("other", &limits).unwrap().reserve(10)) < 0.05);
+    assert!(
+        a.rate_budget("free", &pagemill_client::Limits::default())
+            .is_none()
+    );
+
+    // Dividing instead: two live runs, each paces at half the limit on its own.
+    let mut c = pg.open_with(Duration::from_secs(60));
+    c.sharing = Sharing::Divide;
+    a.run_started(&[]).unwrap();
+    c.run_started(&[]).unwrap();
+    let mine = c.rate_budget("divided", &limits).unwrap();
+    assert!(secs(mine.reserve(10)) < 0.05);
+    let w = secs(mine.reserve(10));
+    assert!((1.9..=2.0).contains(&w), "half of one a second: {w}");
 }

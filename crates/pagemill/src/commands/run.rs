@@ -15,11 +15,11 @@ use pagemill_pipeline::run::budget::BudgetSpec;
 use pagemill_pipeline::run::output::{SUMMARY_FILE, mention_rows, write_results};
 use pagemill_pipeline::run::setup::{self, Setup};
 use pagemill_pipeline::run::{Progress, RunOptions, RunSummary};
-use pagemill_pipeline::store::{Ledger, PgLedger, Replan, Store, postgres};
+use pagemill_pipeline::store::{Ledger, PgLedger, Replan, Sharing, Store, postgres};
 use pagemill_pipeline::tasks::TaskConfig;
 use pagemill_report::terminal;
 
-use crate::cli::{GlobalArgs, PipelineArgs, RowFormat, RunArgs};
+use crate::cli::{GlobalArgs, PipelineArgs, RateSharing, RowFormat, RunArgs};
 use crate::commands::ingest::read_inputs;
 use crate::settings;
 
@@ -178,7 +178,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     } = context(global, &args, prepared.setup).await?;
     let policy = args.ungrounded;
 
-    let (store, ledger) = open_any_store(&args.out, args.store.as_deref(), args.lease)?;
+    let (store, ledger) = open_any_store(&args.out, &args)?;
     for (path, why) in &prepared.skipped {
         eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
     }
@@ -255,19 +255,23 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
     )))
 }
 
-/// Creates the output directory and opens the ledger `store` names, SQLite or PostgreSQL
-/// (leases of `lease` there); returns it with how to show it (no password).
+/// Creates the output directory and opens the ledger `--store` names, SQLite or PostgreSQL
+/// (with `--lease` and `--rate-sharing` there); returns it with how to show it (no password).
 pub(crate) fn open_any_store(
     out: &Path,
-    store: Option<&Path>,
-    lease: std::time::Duration,
+    args: &RunArgs,
 ) -> anyhow::Result<(String, Box<dyn Store>)> {
+    let store = args.store.as_deref();
     if let Some(url) = store
         .and_then(Path::to_str)
         .filter(|s| postgres::is_postgres(s))
     {
         std::fs::create_dir_all(out).with_context(|| format!("creating `{}`", out.display()))?;
-        let ledger = PgLedger::open_with(url, lease)?;
+        let mut ledger = PgLedger::open_with(url, args.lease)?;
+        ledger.sharing = match args.rate_sharing {
+            RateSharing::Bucket => Sharing::Bucket,
+            RateSharing::Divide => Sharing::Divide,
+        };
         return Ok((ledger.shown().to_owned(), Box::new(ledger)));
     }
     let (path, ledger) = open_store(out, store)?;

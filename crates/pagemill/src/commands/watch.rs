@@ -90,7 +90,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 eprintln!("skipped {}", pagemill_report::fmt::skipped(path, why));
             }
             if !docs.is_empty() {
-                let (_, ledger) = open_any_store(&args.out, args.store.as_deref(), args.lease)?;
+                let (_, ledger) = open_any_store(&args.out, &args)?;
                 let progress = Arc::new(Progress {
                     stop: stop.child_token(),
                     ..Progress::default()

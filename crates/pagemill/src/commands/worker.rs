@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure};
 use pagemill_pipeline::run::Progress;
-use pagemill_pipeline::store::{PgLedger, Replan, Store, postgres};
+use pagemill_pipeline::store::{Replan, postgres};
 
 use crate::cli::{GlobalArgs, WorkerArgs};
-use crate::commands::run::{RunContext, context, setup_of};
+use crate::commands::run::{RunContext, context, open_any_store, setup_of};
 
 /// Runs the worker until the store has nothing to do (with --exit-when-done), or until
 /// SIGTERM or Ctrl-C.
@@ -51,9 +51,10 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
     );
     eprintln!("worker: taking work from {}", postgres::redact_url(&url));
     let mut idle_said = false;
+    let (mut passes, mut units_done) = (0u64, 0u64);
     while !stop.is_cancelled() {
         // (The ledger's calls keep off the async workers themselves.)
-        let ledger = PgLedger::open_with(&url, args.lease)?;
+        let (_, ledger) = open_any_store(&args.out, &args)?;
         let docs = ledger.documents_to_do()?;
         let mut wait = docs.is_empty();
         if !docs.is_empty() {
@@ -66,13 +67,15 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
                 &docs,
                 tasks.clone(),
                 endpoints.clone(),
-                Box::new(ledger),
+                ledger,
                 opts.clone(),
                 Arc::clone(&progress),
                 args.ungrounded,
             )
             .await?;
             let s = &outcome.summary;
+            passes += 1;
+            units_done += s.tasks.values().map(|t| t.done).sum::<u64>();
             eprintln!(
                 "worker: {} document(s) with work to do; {} request(s), {} page(s) done, {} pending{}",
                 s.documents,
@@ -116,5 +119,14 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
             }
         }
     }
+    let trips = postgres::process_round_trips();
+    eprintln!(
+        "worker: {passes} pass(es), {units_done} unit(s) done here, {trips} round trips to the store{}",
+        if units_done > 0 {
+            format!(" ({:.1} a unit)", trips as f64 / units_done as f64)
+        } else {
+            String::new()
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
