@@ -77,3 +77,36 @@ PY
   fi
   echo "$dir/bin/llama-server"
 }
+
+# Writes to FILE the simulator's PROFILE with its rate limits set to RPM requests and TPM
+# tokens a minute.
+limited_profile() { # BIN PROFILE FILE RPM TPM
+  "$1" sim -p "$2" --print-profile > "$3"
+  python3 - "$3" "$4" "$5" <<'PY'
+import re, sys
+p, rpm, tpm = sys.argv[1:]
+s = open(p).read()
+s = re.sub(r"requests_per_minute = \d+", f"requests_per_minute = {rpm}", s)
+s = re.sub(r"tokens_per_minute = \d+", f"tokens_per_minute = {tpm}", s)
+open(p, "w").write(s)
+PY
+}
+
+# Writes into DEST every document of SRC COPIES times under new names, each page marked with its
+# copy (so no two copies share a unit), as text files; prints how many pages that makes.
+copies_corpus() { # BIN SRC DEST COPIES
+  "$1" ingest --dump "$3.pages" "$2" > /dev/null || true
+  python3 - "$3" "$4" <<'PY'
+import glob, os, sys
+out, copies = sys.argv[1], int(sys.argv[2])
+os.makedirs(out, exist_ok=True)
+n = 0
+for d in sorted(glob.glob(out + ".pages/*")):
+    texts = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(d, "page-*.txt")))]
+    for c in range(1, copies + 1):
+        with open(os.path.join(out, f"{os.path.basename(d)}.copy{c}.txt"), "w", encoding="utf-8") as f:
+            f.write("\f".join(f"[copy {c}]\n{t}" for t in texts))
+        n += len(texts)
+print(n)
+PY
+}

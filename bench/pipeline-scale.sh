@@ -21,34 +21,11 @@ bin=${PAGEMILL_BIN:-$(release_bin)}
 work=${WORK:-$(mktemp -d)}
 echo "work directory: $work"
 
-"$bin" ingest --dump "$work/pages" "$data" > /dev/null || true
-pages=$(python3 - "$work" "$copies" <<'PY'
-import glob, os, sys
-work, copies = sys.argv[1], int(sys.argv[2])
-out = os.path.join(work, "corpus")
-os.makedirs(out, exist_ok=True)
-n = 0
-for d in sorted(glob.glob(os.path.join(work, "pages", "*"))):
-    texts = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(d, "page-*.txt")))]
-    for c in range(1, copies + 1):
-        with open(os.path.join(out, f"{os.path.basename(d)}.copy{c}.txt"), "w", encoding="utf-8") as f:
-            f.write("\f".join(f"[copy {c}]\n{t}" for t in texts))
-        n += len(texts)
-print(n)
-PY
-)
+pages=$(copies_corpus "$bin" "$data" "$work/corpus" "$copies")
 echo "corpus: $pages pages in $(ls "$work/corpus" | wc -l) documents"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" sim -p fast-local --print-profile > "$work/profile.toml"
-python3 - "$work/profile.toml" "$rpm" "$tpm" <<'PY'
-import re, sys
-p, rpm, tpm = sys.argv[1:]
-s = open(p).read()
-s = re.sub(r"requests_per_minute = \d+", f"requests_per_minute = {rpm}", s)
-s = re.sub(r"tokens_per_minute = \d+", f"tokens_per_minute = {tpm}", s)
-open(p, "w").write(s)
-PY
+limited_profile "$bin" fast-local "$work/profile.toml" "$rpm" "$tpm"
 taskset -c 0 "$bin" sim -p "$work/profile.toml" --port "$port" --log "$work/sim.jsonl" > "$work/sim.out" 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null || true' EXIT

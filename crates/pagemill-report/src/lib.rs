@@ -109,7 +109,7 @@ pub struct Report {
 /// A source, told apart by its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A pagemill ledger (SQLite).
+    /// A pagemill ledger: an SQLite file, or a PostgreSQL URL (`postgres://…`).
     Ledger(PathBuf),
     /// A bench or eval report (JSON), told apart when it is read.
     Bench(PathBuf),
@@ -119,6 +119,12 @@ impl Source {
     /// SQLite files start with `SQLite format 3\0`; anything else is taken for a JSON report.
     pub fn detect(path: &Path) -> Result<Self, ReportError> {
         use std::io::Read;
+        if path
+            .to_str()
+            .is_some_and(pagemill_pipeline::store::postgres::is_postgres)
+        {
+            return Ok(Source::Ledger(path.into()));
+        }
         let mut head = [0u8; 16];
         let mut f = std::fs::File::open(path).map_err(|source| ReportError::Read {
             path: path.into(),
@@ -181,9 +187,15 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
     for source in sources {
         match source {
             Source::Ledger(path) => {
-                let view = LedgerView::open(path)?;
-                report.runs = Some(runs::build(&view, opts.pages_per_day)?);
-                let (docs, omitted) = documents::build(&view, opts)?;
+                let view: Box<dyn pagemill_pipeline::store::History> = match path
+                    .to_str()
+                    .filter(|s| pagemill_pipeline::store::postgres::is_postgres(s))
+                {
+                    Some(url) => Box::new(pagemill_pipeline::store::PgView::open(url)?),
+                    None => Box::new(LedgerView::open(path)?),
+                };
+                report.runs = Some(runs::build(&*view, opts.pages_per_day)?);
+                let (docs, omitted) = documents::build(&*view, opts)?;
                 report.documents = docs;
                 report.documents_omitted = omitted;
                 ledger = Some(view);
@@ -200,13 +212,7 @@ pub fn build(sources: &[Source], opts: &Options) -> Result<Report, ReportError> 
     }
     // After the ledger, wherever it was given: errors are placed in its page texts.
     for (path, v) in evals {
-        report.eval = Some(eval::build(
-            path,
-            &v,
-            ledger
-                .as_ref()
-                .map(|l| l as &dyn pagemill_pipeline::store::History),
-        )?);
+        report.eval = Some(eval::build(path, &v, ledger.as_deref())?);
     }
     if report.runs.is_none() && report.benchmarks.is_empty() && report.eval.is_none() {
         return Err(ReportError::Empty);

@@ -25,7 +25,7 @@ pub mod postgres;
 #[cfg(test)]
 mod suite;
 mod view;
-pub use postgres::{PgLedger, Sharing};
+pub use postgres::{PgLedger, PgView, Sharing};
 pub use view::{DocumentRow, History, LedgerView, PageRow, RunRow, SectionRow, UnitBrief};
 
 /// Schema version written to `PRAGMA user_version`.

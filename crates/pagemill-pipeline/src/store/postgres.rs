@@ -31,11 +31,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, Config};
+use std::collections::HashMap;
+
+use postgres::{Client, Config, Row, Statement};
 
 use super::{
-    Replan, RequestEnd, RequestRow, Store, StoreError, UnitRow, UnitSpec, UnitStatus, retried_json,
-    retried_parse, unix_now,
+    DocumentRow, History, PageRow, Replan, RequestEnd, RequestRow, RunRow, SectionRow, Store,
+    StoreError, UnitBrief, UnitRow, UnitSpec, UnitStatus, retried_json, retried_parse, unix_now,
 };
 
 /// Migrations, in order: (version, what, SQL).
@@ -76,7 +78,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// A PostgreSQL ledger, held by one run of one process (many may share the database).
 pub struct PgLedger {
     /// `None` only while dropping.
-    client: Mutex<Option<Client>>,
+    client: Mutex<Option<Conn>>,
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// How endpoints' rate limits are shared.
@@ -168,7 +170,7 @@ impl PgLedger {
             why,
         })?;
         let mut client = config.connect(tls.clone()).map_err(err)?;
-        migrate(&mut client).map_err(|e| match e {
+        let migrated = migrate(&mut client).map_err(|e| match e {
             Migrate::Pg(source) => StoreError::Postgres {
                 store: shown.clone(),
                 source,
@@ -196,6 +198,9 @@ impl PgLedger {
             )
             .map_err(err)?;
         let trips = Arc::new(Trips::default());
+        // Connecting (startup, authentication: about 2), migrating, marking the interrupted
+        // (Parse, then Bind/Execute).
+        trips.add(2 + migrated + 2);
         let heartbeat = (!lease.is_zero()).then(|| {
             Heartbeat::start(
                 config.clone(),
@@ -206,7 +211,7 @@ impl PgLedger {
             )
         });
         Ok(Self {
-            client: Mutex::new(Some(client)),
+            client: Mutex::new(Some(Conn::new(client, Arc::clone(&trips)))),
             config,
             tls,
             sharing: Sharing::default(),
@@ -229,28 +234,19 @@ impl PgLedger {
         self.trips.0.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on the connection, counting `trips` round trips.
+    /// Runs `f` on the connection (which counts its round trips).
     fn with<T: Send>(
         &self,
-        trips: u64,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
-        self.trips.add(trips);
-        let mut guard = lock(&self.client);
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::NotALedger {
-                path: self.shown.clone().into(),
-                why: "closed".into(),
-            });
-        };
-        blocking(|| f(client)).map_err(pg_error(&self.shown))
+        on(&self.client, &self.shown, f)
     }
 
     /// Gives back every unit this run still leases (an ended run's, so others need not wait
     /// for the lease to lapse).
     fn release_mine(&self) -> Result<(), StoreError> {
         let me = self.run_id.clone();
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "UPDATE units SET status = 'pending', lease_owner = NULL, lease_until = NULL
                  WHERE status = 'leased' AND lease_owner = $1",
@@ -267,10 +263,7 @@ impl Drop for PgLedger {
         if let Err(e) = self.release_mine() {
             tracing::warn!(store = %self.shown, "giving back this run's leases: {e}");
         }
-        // Closing the connection blocks on the client's own runtime too.
-        if let Some(client) = lock(&self.client).take() {
-            blocking(move || drop(client));
-        }
+        close(&self.client);
     }
 }
 
@@ -292,7 +285,7 @@ pub enum Sharing {
 pub struct PgBudget {
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
-    client: Mutex<Option<Client>>,
+    client: Mutex<Option<Conn>>,
     name: String,
     rpm: f64,
     tpm: f64,
@@ -351,14 +344,16 @@ impl PgBudget {
     /// Runs `f` on this budget's connection, connecting first when there is none.
     fn query<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
     ) -> Result<T, postgres::Error> {
         let mut guard = lock(&self.client);
         let c = match guard.as_mut() {
             Some(c) => c,
-            None => guard.insert(self.config.connect(self.tls.clone())?),
+            None => guard.insert(Conn::new(
+                self.config.connect(self.tls.clone())?,
+                Arc::clone(&self.trips),
+            )),
         };
-        self.trips.add(1);
         let r = f(c);
         if r.is_err() {
             // Reconnect next time.
@@ -452,9 +447,105 @@ impl pagemill_client::limits::SharedBudget for PgBudget {
 
 impl Drop for PgBudget {
     fn drop(&mut self) {
-        if let Some(client) = lock(&self.client).take() {
-            blocking(move || drop(client));
+        close(&self.client);
+    }
+}
+
+/// A connection with its prepared statements, counting every round trip: a statement the
+/// connection has not prepared yet costs one more (Parse/Describe), once; then each execution
+/// is one, as are BEGIN and COMMIT.
+struct Conn {
+    client: Client,
+    cache: HashMap<&'static str, Statement>,
+    trips: Arc<Trips>,
+}
+
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+impl Conn {
+    fn new(client: Client, trips: Arc<Trips>) -> Self {
+        Self {
+            client,
+            cache: HashMap::new(),
+            trips,
         }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        self.trips.add(1);
+        let s = self.client.prepare(sql)?;
+        self.cache.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.trips.add(1);
+        self.client.execute(&st, params)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.trips.add(1);
+        self.client.query(&st, params)
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.trips.add(1);
+        self.client.query_one(&st, params)
+    }
+
+    /// Runs `f` in a transaction (BEGIN and COMMIT a round trip each), its statements
+    /// prepared first.
+    fn transaction<T>(
+        &mut self,
+        sqls: &[&'static str],
+        f: impl FnOnce(
+            &mut postgres::Transaction<'_>,
+            &[Statement],
+            &Trips,
+        ) -> Result<T, postgres::Error>,
+    ) -> Result<T, postgres::Error> {
+        let statements = sqls
+            .iter()
+            .map(|sql| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.trips.add(2);
+        let mut tx = self.client.transaction()?;
+        let out = f(&mut tx, &statements, &self.trips)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Runs `f` on the connection in `slot` (off the async workers), its errors named by `shown`.
+fn on<T: Send>(
+    slot: &Mutex<Option<Conn>>,
+    shown: &str,
+    f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error> + Send,
+) -> Result<T, StoreError> {
+    let mut guard = lock(slot);
+    let Some(conn) = guard.as_mut() else {
+        return Err(StoreError::NotALedger {
+            path: shown.into(),
+            why: "closed".into(),
+        });
+    };
+    blocking(|| f(conn)).map_err(pg_error(shown))
+}
+
+/// Closes the connection in `slot`: that blocks on the client's own runtime too.
+fn close(slot: &Mutex<Option<Conn>>) {
+    if let Some(conn) = lock(slot).take() {
+        blocking(move || drop(conn));
     }
 }
 
@@ -574,7 +665,10 @@ impl From<postgres::Error> for Migrate {
 
 /// Applies the migrations not applied yet, in one transaction under an advisory lock (in the
 /// schema the connection works in: each schema is a ledger of its own).
-fn migrate(client: &mut Client) -> Result<(), Migrate> {
+/// Returns the round trips it took: BEGIN, the lock (Parse, then Bind/Execute), the table, the
+/// versions read (two), each migration applied (three), COMMIT.
+fn migrate(client: &mut Client) -> Result<u64, Migrate> {
+    let mut trips = 7;
     let mut tx = client.transaction()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
@@ -596,6 +690,7 @@ fn migrate(client: &mut Client) -> Result<(), Migrate> {
     }
     for (version, name, sql) in MIGRATIONS {
         if !applied.contains(version) {
+            trips += 3;
             tx.batch_execute(sql)?;
             tx.execute(
                 "INSERT INTO pagemill_migrations (version, name) VALUES ($1, $2)",
@@ -604,7 +699,7 @@ fn migrate(client: &mut Client) -> Result<(), Migrate> {
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(trips)
 }
 
 /// The thread that renews this run's leases and marks it alive, on its own connection, until
@@ -629,7 +724,7 @@ impl Heartbeat {
             .spawn(move || {
                 let every = lease / 3;
                 let secs = lease.as_secs_f64();
-                let mut client: Option<Client> = None;
+                let mut client: Option<Conn> = None;
                 loop {
                     {
                         let (m, cv) = &*flag;
@@ -645,10 +740,10 @@ impl Heartbeat {
                         client = config
                             .connect(tls.clone())
                             .inspect_err(|e| tracing::warn!("heartbeat: connecting: {e}"))
-                            .ok();
+                            .ok()
+                            .map(|c| Conn::new(c, Arc::clone(&trips)));
                     }
                     let Some(c) = client.as_mut() else { continue };
-                    trips.add(2);
                     let beat = c
                         .execute(
                             "UPDATE units SET lease_until = now() + make_interval(secs => $2)
@@ -722,7 +817,7 @@ impl Store for PgLedger {
     }
 
     fn documents_to_do(&self) -> Result<Vec<crate::ingest::Document>, StoreError> {
-        let bodies: Vec<(String, Option<String>)> = self.with(1, |c| {
+        let bodies: Vec<(String, Option<String>)> = self.with(|c| {
             let rows = c.query(
                 "SELECT d.id, d.body FROM documents d
                  WHERE EXISTS (SELECT 1 FROM units u WHERE u.document_id = d.id AND u.status IN ('pending', 'leased'))
@@ -754,46 +849,53 @@ impl Store for PgLedger {
     ) -> Result<(), StoreError> {
         let body = serde_json::to_string(doc).ok();
         let path = doc.path.to_string_lossy().into_owned();
-        let trips = 4 + doc.pages.len() as u64 + doc.sections.len() as u64;
-        self.with(trips, |c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO documents (id, path, kind, pages, added_at, body) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (id) DO NOTHING",
-                &[&doc.id, &path, &kind, &(doc.pages.len() as i32), &unix_now(), &body],
+        let quality = |q| {
+            serde_json::to_value(q)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let numbers: Vec<i32> = doc.pages.iter().map(|p| p.number as i32).collect();
+        let qualities: Vec<String> = doc.pages.iter().map(|p| quality(p.quality)).collect();
+        let chars: Vec<i64> = doc.pages.iter().map(|p| big(p.chars as u64)).collect();
+        let failures: Vec<Option<&str>> = doc.pages.iter().map(|p| p.failure.as_deref()).collect();
+        let texts: Vec<&str> = doc.pages.iter().map(|p| p.text.as_str()).collect();
+        let ids: Vec<i32> = doc.sections.iter().map(|s| s.id as i32).collect();
+        let titles: Vec<&str> = doc.sections.iter().map(|s| s.title.as_str()).collect();
+        let levels: Vec<i32> = doc.sections.iter().map(|s| i32::from(s.level)).collect();
+        let firsts: Vec<i32> = doc.sections.iter().map(|s| s.pages.0 as i32).collect();
+        let lasts: Vec<i32> = doc.sections.iter().map(|s| s.pages.1 as i32).collect();
+        self.with(|c| {
+            // A document another run recorded is left as it is, in one round trip.
+            let known = c.query(
+                "SELECT 1 FROM documents WHERE id = $1",
+                &[&doc.id],
             )?;
-            let page = tx.prepare(
-                "INSERT INTO pages (document_id, number, quality, chars, failure, text)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )?;
-            for p in &doc.pages {
-                let quality = serde_json::to_value(p.quality)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                tx.execute(
-                    &page,
-                    &[&doc.id, &(p.number as i32), &quality, &big(p.chars as u64), &p.failure, &p.text],
-                )?;
+            if !known.is_empty() {
+                return Ok(());
             }
-            let section = tx.prepare(
-                "INSERT INTO sections (document_id, id, title, level, first_page, last_page)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )?;
-            for s in &doc.sections {
-                tx.execute(
-                    &section,
-                    &[
-                        &doc.id,
-                        &(s.id as i32),
-                        &s.title,
-                        &i32::from(s.level),
-                        &(s.pages.0 as i32),
-                        &(s.pages.1 as i32),
-                    ],
-                )?;
-            }
-            tx.commit()
+            c.transaction(
+                &[
+                    "INSERT INTO documents (id, path, kind, pages, added_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO pages (document_id, number, quality, chars, failure, text)
+                     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int8[], $5::text[], $6::text[])
+                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO sections (document_id, id, title, level, first_page, last_page)
+                     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int4[], $5::int4[], $6::int4[])
+                     ON CONFLICT DO NOTHING",
+                ],
+                |tx, st, trips| {
+                    trips.add(3);
+                    tx.execute(
+                        &st[0],
+                        &[&doc.id, &path, &kind, &(doc.pages.len() as i32), &unix_now(), &body],
+                    )?;
+                    tx.execute(&st[1], &[&doc.id, &numbers, &qualities, &chars, &failures, &texts])?;
+                    tx.execute(&st[2], &[&doc.id, &ids, &titles, &levels, &firsts, &lasts])?;
+                    Ok(())
+                },
+            )
         })
     }
 
@@ -812,37 +914,44 @@ impl Store for PgLedger {
             col(|u| &u.prompt_version),
             col(|u| &u.model),
         );
-        let todo: std::collections::HashSet<String> = self.with(5, |c| {
-            let mut tx = c.transaction()?;
-            if replan != Replan::Known {
-                tx.execute(
-                "INSERT INTO units (key, document_id, task, target, prompt_version, model, status, updated_at)
-                 SELECT k, d, t, g, v, m, 'pending', $7
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(k, d, t, g, v, m)
-                 ON CONFLICT (key) DO NOTHING",
-                &[&keys, &docs, &tasks, &targets, &versions, &models, &unix_now()],
-            )?;
-            }
-            if replan == Replan::Force {
-                tx.execute("DELETE FROM results WHERE unit_key = ANY($1)", &[&keys])?;
-                tx.execute(
+        let todo: std::collections::HashSet<String> = self.with(|c| {
+            c.transaction(
+                &[
+                    "INSERT INTO units (key, document_id, task, target, prompt_version, model, status, updated_at)
+                     SELECT k, d, t, g, v, m, 'pending', $7
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS x(k, d, t, g, v, m)
+                     ON CONFLICT (key) DO NOTHING",
+                    "DELETE FROM results WHERE unit_key = ANY($1)",
                     "UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = false,
                      lease_owner = NULL, lease_until = NULL, updated_at = $2 WHERE key = ANY($1)",
-                    &[&keys, &unix_now()],
-                )?;
-            } else {
-                tx.execute(
                     "UPDATE units SET status = 'pending', attempts = 0, reason = NULL, retry = false, updated_at = $2
                      WHERE key = ANY($1) AND status = 'failed' AND (retry OR $3)",
-                    &[&keys, &unix_now(), &(replan == Replan::RetryFailed)],
-                )?;
-            }
-            let rows = tx.query(
-                "SELECT key FROM units WHERE key = ANY($1) AND status IN ('pending', 'leased')",
-                &[&keys],
-            )?;
-            tx.commit()?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+                    "SELECT key FROM units WHERE key = ANY($1) AND status IN ('pending', 'leased')",
+                ],
+                |tx, st, trips| {
+                    if replan != Replan::Known {
+                        trips.add(1);
+                        tx.execute(
+                            &st[0],
+                            &[&keys, &docs, &tasks, &targets, &versions, &models, &unix_now()],
+                        )?;
+                    }
+                    if replan == Replan::Force {
+                        trips.add(2);
+                        tx.execute(&st[1], &[&keys])?;
+                        tx.execute(&st[2], &[&keys, &unix_now()])?;
+                    } else {
+                        trips.add(1);
+                        tx.execute(
+                            &st[3],
+                            &[&keys, &unix_now(), &(replan == Replan::RetryFailed)],
+                        )?;
+                    }
+                    trips.add(1);
+                    let rows = tx.query(&st[4], &[&keys])?;
+                    Ok(rows.iter().map(|r| r.get(0)).collect())
+                },
+            )
         })?;
         Ok(keys.into_iter().filter(|k| todo.contains(k)).collect())
     }
@@ -852,7 +961,7 @@ impl Store for PgLedger {
     fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
         let (me, secs) = (self.run_id.clone(), self.lease.as_secs_f64());
         let wanted = keys.to_vec();
-        let got: std::collections::HashSet<String> = self.with(1, move |c| {
+        let got: std::collections::HashSet<String> = self.with(move |c| {
             let rows = c.query(
                 "WITH free AS (
                      SELECT key FROM units
@@ -871,7 +980,7 @@ impl Store for PgLedger {
 
     fn release(&self, keys: &[String]) -> Result<(), StoreError> {
         let (me, keys) = (self.run_id.clone(), keys.to_vec());
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "UPDATE units SET status = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = $3
                  WHERE key = ANY($1) AND status = 'leased' AND lease_owner = $2",
@@ -891,7 +1000,7 @@ impl Store for PgLedger {
     ) -> Result<i64, StoreError> {
         let keys = serde_json::to_string(unit_keys).unwrap_or_else(|_| "[]".into());
         let me = self.run_id.clone();
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.query_one(
                 "INSERT INTO requests (run_id, endpoint, task, prompt_version, prefix_tokens, unit_keys, status, started_at)
                  VALUES ($1, $2, $3, $4, $5, $6, 'sent', $7) RETURNING id",
@@ -904,7 +1013,7 @@ impl Store for PgLedger {
     fn request_finished(&self, id: i64, end: &RequestEnd) -> Result<(), StoreError> {
         let n = |v: Option<u64>| v.map(big);
         let retried = retried_json(end);
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "UPDATE requests SET status = $2, error_class = $3, error = $4, prompt_tokens = $5, cached_tokens = $6,
                  completion_tokens = $7, cost_pico = $8, timeline = $9, finished_at = $10, retries = $11,
@@ -937,26 +1046,24 @@ impl Store for PgLedger {
         request_id: Option<i64>,
     ) -> Result<(), StoreError> {
         let text = result.to_string();
-        self.with(4, move |c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO results (unit_key, result, request_id, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (unit_key) DO NOTHING",
+        // One statement, so one round trip and atomic: the result and the unit's state.
+        self.with(move |c| {
+            c.execute(
+                "WITH kept AS (
+                     INSERT INTO results (unit_key, result, request_id, created_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (unit_key) DO NOTHING)
+                 UPDATE units SET status = 'done', reason = NULL, retry = false, lease_owner = NULL,
+                     lease_until = NULL, updated_at = $4 WHERE key = $1",
                 &[&key, &text, &request_id, &unix_now()],
-            )?;
-            tx.execute(
-                "UPDATE units SET status = 'done', reason = NULL, retry = false, lease_owner = NULL,
-                 lease_until = NULL, updated_at = $2 WHERE key = $1",
-                &[&key, &unix_now()],
-            )?;
-            tx.commit()
+            )
+            .map(|_| ())
         })
     }
 
     /// Dead-letters a unit, unless it is done (a late worker's failure does not undo another's
     /// result).
     fn fail(&self, key: &str, reason: &str, retryable: bool) -> Result<(), StoreError> {
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "UPDATE units SET status = 'failed', reason = $2, retry = $3, lease_owner = NULL,
                  lease_until = NULL, updated_at = $4 WHERE key = $1 AND status <> 'done'",
@@ -968,7 +1075,7 @@ impl Store for PgLedger {
 
     fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError> {
         let list = keys.to_vec();
-        let rows: std::collections::HashMap<String, UnitRow> = self.with(1, move |c| {
+        let rows: std::collections::HashMap<String, UnitRow> = self.with(move |c| {
             let rows = c.query(
                 "SELECT u.key, u.status, u.attempts, u.reason, r.result, r.request_id
                  FROM units u LEFT JOIN results r ON r.unit_key = u.key WHERE u.key = ANY($1)",
@@ -996,52 +1103,11 @@ impl Store for PgLedger {
     }
 
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        self.with(1, |c| {
-            let rows = c.query(
-                "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
-                        prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries,
-                        started_at, retried_errors, prefix_tokens, finished_at
-                 FROM requests ORDER BY id",
-                &[],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let (retried_errors, retried_messages) =
-                        retried_parse(r.get::<_, Option<String>>(16).as_deref());
-                    let status: String = r.get(6);
-                    RequestRow {
-                        id: r.get(0),
-                        run_id: r.get(1),
-                        endpoint: r.get(2),
-                        task: r.get(3),
-                        prompt_version: r.get(4),
-                        prefix_tokens: count(r.get(17)),
-                        unit_keys: serde_json::from_str(r.get(5)).unwrap_or_default(),
-                        end: RequestEnd {
-                            ok: status == "ok",
-                            error_class: r.get(7),
-                            error: r.get(8),
-                            prompt_tokens: count(r.get(9)),
-                            cached_tokens: count(r.get(10)),
-                            completion_tokens: count(r.get(11)),
-                            cost_pico: count(r.get(12)),
-                            timeline: r.get(13),
-                            retries: r.get::<_, i32>(14).max(0) as u32,
-                            retried_errors,
-                            retried_messages,
-                        },
-                        status,
-                        started_at: r.get(15),
-                        finished_at: r.get(18),
-                    }
-                })
-                .collect())
-        })
+        self.with(read_requests)
     }
 
     fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError> {
-        self.with(1, move |c| {
+        self.with(move |c| {
             let r = c.query_one(
                 "SELECT COALESCE(SUM(cost_pico), 0)::BIGINT,
                         COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0)::BIGINT
@@ -1054,7 +1120,7 @@ impl Store for PgLedger {
 
     fn run_summaries_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
         let me = self.run_id.clone();
-        self.with(1, move |c| {
+        self.with(move |c| {
             let rows = c.query(
                 "SELECT summary FROM runs WHERE started_at >= $1 AND id <> $2 AND summary IS NOT NULL
                  ORDER BY started_at, id",
@@ -1067,7 +1133,7 @@ impl Store for PgLedger {
     fn run_started(&self, endpoints: &[String]) -> Result<(), StoreError> {
         let me = self.run_id.clone();
         let endpoints = serde_json::to_string(endpoints).unwrap_or_default();
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "INSERT INTO runs (id, started_at, endpoints) VALUES ($1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at, endpoints = EXCLUDED.endpoints",
@@ -1079,12 +1145,248 @@ impl Store for PgLedger {
 
     fn run_finished(&self, summary: &str) -> Result<(), StoreError> {
         let me = self.run_id.clone();
-        self.with(1, move |c| {
+        self.with(move |c| {
             c.execute(
                 "UPDATE runs SET finished_at = $2, summary = $3 WHERE id = $1",
                 &[&me, &unix_now(), &summary],
             )
         })
         .map(|_| ())
+    }
+}
+
+/// Every request recorded, oldest first.
+fn read_requests(c: &mut Conn) -> Result<Vec<RequestRow>, postgres::Error> {
+    let rows = c.query(
+        "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
+                prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries,
+                started_at, retried_errors, prefix_tokens, finished_at
+         FROM requests ORDER BY id",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (retried_errors, retried_messages) =
+                retried_parse(r.get::<_, Option<String>>(16).as_deref());
+            let status: String = r.get(6);
+            RequestRow {
+                id: r.get(0),
+                run_id: r.get(1),
+                endpoint: r.get(2),
+                task: r.get(3),
+                prompt_version: r.get(4),
+                prefix_tokens: count(r.get(17)),
+                unit_keys: serde_json::from_str(r.get(5)).unwrap_or_default(),
+                end: RequestEnd {
+                    ok: status == "ok",
+                    error_class: r.get(7),
+                    error: r.get(8),
+                    prompt_tokens: count(r.get(9)),
+                    cached_tokens: count(r.get(10)),
+                    completion_tokens: count(r.get(11)),
+                    cost_pico: count(r.get(12)),
+                    timeline: r.get(13),
+                    retries: r.get::<_, i32>(14).max(0) as u32,
+                    retried_errors,
+                    retried_messages,
+                },
+                status,
+                started_at: r.get(15),
+                finished_at: r.get(18),
+            }
+        })
+        .collect())
+}
+
+/// A PostgreSQL ledger opened for reading (`report`): no lease, no heartbeat, no migration.
+pub struct PgView {
+    /// `None` only while dropping.
+    conn: Mutex<Option<Conn>>,
+    shown: String,
+}
+
+impl std::fmt::Debug for PgView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgView")
+            .field("store", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgView {
+    /// Opens the ledger at `url` for reading; refuses a database without pagemill's tables.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let shown = redact_url(url);
+        let err = pg_error(&shown);
+        let config: Config = url.parse().map_err(err)?;
+        let tls = tls().map_err(|why| StoreError::NotALedger {
+            path: shown.clone().into(),
+            why,
+        })?;
+        let client = blocking(|| config.connect(tls)).map_err(err)?;
+        let mut conn = Conn::new(client, Arc::new(Trips::default()));
+        let found: Option<String> = blocking(|| {
+            conn.query_one("SELECT to_regclass('pagemill_migrations')::text", &[])
+                .map(|r| r.get(0))
+        })
+        .map_err(err)?;
+        if found.is_none() {
+            blocking(move || drop(conn));
+            return Err(StoreError::NotALedger {
+                path: shown.into(),
+                why: "a database (and schema) without pagemill's tables".into(),
+            });
+        }
+        Ok(Self {
+            conn: Mutex::new(Some(conn)),
+            shown,
+        })
+    }
+
+    fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        on(&self.conn, &self.shown, f)
+    }
+
+    fn unit_rows(&self, document_id: Option<&str>) -> Result<Vec<UnitBrief>, StoreError> {
+        let with_results = document_id.is_some();
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT u.key, u.document_id, u.task, u.target, u.prompt_version, u.model, u.status,
+                        u.reason, u.updated_at, r.request_id, CASE WHEN $2 THEN r.result END
+                 FROM units u LEFT JOIN results r ON r.unit_key = u.key
+                 WHERE $1::text IS NULL OR u.document_id = $1 ORDER BY u.updated_at, u.key",
+                &[&document_id, &with_results],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| UnitBrief {
+                    key: r.get(0),
+                    document_id: r.get(1),
+                    task: r.get(2),
+                    target: r.get(3),
+                    prompt_version: r.get(4),
+                    model: r.get(5),
+                    status: UnitStatus::parse(r.get(6)),
+                    reason: r.get(7),
+                    updated_at: r.get(8),
+                    request_id: r.get(9),
+                    result: r
+                        .get::<_, Option<String>>(10)
+                        .and_then(|s| serde_json::from_str(&s).ok()),
+                })
+                .collect())
+        })
+    }
+}
+
+impl Drop for PgView {
+    fn drop(&mut self) {
+        close(&self.conn);
+    }
+}
+
+impl History for PgView {
+    fn name(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, started_at, finished_at, endpoints, summary FROM runs ORDER BY started_at, id",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| RunRow {
+                    id: r.get(0),
+                    started_at: r.get(1),
+                    finished_at: r.get(2),
+                    endpoints: serde_json::from_str(r.get(3)).unwrap_or_default(),
+                    summary: r
+                        .get::<_, Option<String>>(4)
+                        .and_then(|s| serde_json::from_str(&s).ok()),
+                })
+                .collect())
+        })
+    }
+
+    fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
+        self.with(read_requests)
+    }
+
+    fn each_request(&self, f: &mut dyn FnMut(RequestRow)) -> Result<(), StoreError> {
+        for r in self.requests()? {
+            f(r);
+        }
+        Ok(())
+    }
+
+    fn documents(&self) -> Result<Vec<DocumentRow>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, path, kind, pages, added_at FROM documents ORDER BY added_at, path",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| DocumentRow {
+                    id: r.get(0),
+                    path: r.get(1),
+                    kind: r.get(2),
+                    pages: r.get::<_, i32>(3).max(0) as u32,
+                    added_at: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn units(&self) -> Result<Vec<UnitBrief>, StoreError> {
+        self.unit_rows(None)
+    }
+
+    fn units_of(&self, document_id: &str) -> Result<Vec<UnitBrief>, StoreError> {
+        self.unit_rows(Some(document_id))
+    }
+
+    fn pages(&self, document_id: &str) -> Result<Vec<PageRow>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT number, quality, failure, text FROM pages WHERE document_id = $1 ORDER BY number",
+                &[&document_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| PageRow {
+                    number: r.get::<_, i32>(0).max(0) as u32,
+                    quality: r.get(1),
+                    failure: r.get(2),
+                    text: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn sections(&self, document_id: &str) -> Result<Vec<SectionRow>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, title, level, first_page, last_page FROM sections WHERE document_id = $1 ORDER BY id",
+                &[&document_id],
+            )?;
+            let int = |v: i32| v.max(0) as u32;
+            Ok(rows
+                .iter()
+                .map(|r| SectionRow {
+                    id: int(r.get(0)),
+                    title: r.get(1),
+                    level: r.get::<_, i32>(2).clamp(0, 255) as u8,
+                    pages: (int(r.get(3)), int(r.get(4))),
+                })
+                .collect())
+        })
     }
 }

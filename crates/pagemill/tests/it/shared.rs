@@ -45,6 +45,37 @@ async fn a_run_on_postgres_gives_what_it_gives_on_sqlite_and_a_rerun_pays_nothin
         .map(|t| s["tasks"][t]["units"].as_u64().unwrap())
         .sum();
     assert_eq!(done as u64, units);
+    // `report` reads the PostgreSQL ledger as it reads SQLite: the same documents and pages.
+    let report = |ledger: &str| -> serde_json::Value {
+        let out = pagemill(&dir)
+            .args(["report", ledger, "--format", "json", "-o", "-"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (from_pg, from_lite) = (report(&pg.url), report("lite/ledger.sqlite"));
+    let shown = |r: &serde_json::Value| -> Vec<(String, usize)> {
+        r["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["path"].to_string(),
+                    d["pages"].as_array().map_or(0, Vec::len),
+                )
+            })
+            .collect()
+    };
+    assert!(!shown(&from_pg).is_empty());
+    assert_eq!(shown(&from_pg), shown(&from_lite));
+    assert!(from_pg["runs"].is_object(), "{}", from_pg["runs"]);
     // What the run shows of the store hides nothing it should not and shows no password.
     let text = pagemill(&dir)
         .arg("--config")
