@@ -7,13 +7,14 @@
 #     `instant` simulator with no limits: units a second (plan excluded), and round trips to the
 #     store a unit (the workers' own count: ledger, heartbeats, rate budget).
 #  2. Shared limits: a smaller corpus (LIMITED_CORPUS, else testdata/text) worked by 1 worker,
-#     then by 4 sharing one RPM/TPM budget (--rate-sharing bucket, then divide), each against a
+#     then by 4 sharing one RPM/TPM budget (--rate-sharing bucket, then divide), then by 4 each
+#     pacing by the whole limit (none: what sharing prevents), each against a
 #     fresh simulator enforcing the same limits (its minute of burst spent first, as another
 #     tenant would): wall time against the bound the limits impose (from the simulator's log:
 #     requests admitted and tokens charged, prompt + max_tokens), and the 429s it answered.
 #
 # The simulator runs on core 0, the workers on core 1; PostgreSQL wherever it runs.
-# Usage: bench/shared-ledger.sh [COPIES=1] [RPM=500] [TPM=200000]
+# Usage: [PARTS=1|2] [CASES="N:SHARING …"] bench/shared-ledger.sh [COPIES=1] [RPM=500] [TPM=200000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 copies=${1:-1}
@@ -26,26 +27,8 @@ work=${WORK:-$(mktemp -d)}
 echo "work directory: $work"
 command -v psql > /dev/null || { echo "psql is needed (Debian: postgresql-client)"; exit 1; }
 
-# A corpus of COPIES copies of every document's pages, each copy its own units.
-make_corpus() { # SRC DEST COPIES
-  "$bin" ingest --dump "$2.pages" "$1" > /dev/null || true
-  python3 - "$2" "$3" <<'PY'
-import glob, os, sys
-out, copies = sys.argv[1], int(sys.argv[2])
-os.makedirs(out, exist_ok=True)
-n = 0
-for d in sorted(glob.glob(out + ".pages/*")):
-    texts = [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(d, "page-*.txt")))]
-    for c in range(1, copies + 1):
-        with open(os.path.join(out, f"{os.path.basename(d)}.copy{c}.txt"), "w", encoding="utf-8") as f:
-            f.write("\f".join(f"[copy {c}]\n{t}" for t in texts))
-        n += len(texts)
-print(n)
-PY
-}
-
 schema_url() { # NAME: a fresh schema, its URL
-  psql "$base" -qc "DROP SCHEMA IF EXISTS $1 CASCADE; CREATE SCHEMA $1" > /dev/null
+  psql "$base" -qc "DROP SCHEMA IF EXISTS $1 CASCADE; CREATE SCHEMA $1" > /dev/null 2>&1
   local sep='?'; case "$base" in *\?*) sep='&' ;; esac
   echo "${base}${sep}options=-c%20search_path%3D$1"
 }
@@ -84,8 +67,9 @@ workers() { # N CONFIG URL LOGPREFIX ARGS…
   python3 -c "import time; print(f'{time.time() - $t0:.2f}')"
 }
 
+if [ "${PARTS:-12}" != 2 ]; then
 echo "== 1. scaling: workers against an instant simulator (no limits)"
-pages=$(make_corpus "${PAGEMILL_CORPUS:-testdata}" "$work/corpus" "$copies")
+pages=$(copies_corpus "$bin" "${PAGEMILL_CORPUS:-testdata}" "$work/corpus" "$copies")
 echo "corpus: $pages pages"
 start_sim instant "$work/sim-instant.jsonl"
 config "$port" "limits = { max_concurrency = 64 }" > "$work/instant.toml"
@@ -101,23 +85,26 @@ for n in 1 2 4 8; do
   python3 -c "print(f'{$n:<8} {$units:>8} {$wall:>10} {$units / $wall:>12.1f} {$trips / max($units, 1):>14.2f}')"
 done
 
+fi
+
+[ "${PARTS:-12}" = 1 ] && exit 0
 echo
 echo "== 2. shared limits: $rpm requests/min, $tpm tokens/min"
-make_corpus "${LIMITED_CORPUS:-testdata/text}" "$work/limited" 1 > /dev/null
+copies_corpus "$bin" "${LIMITED_CORPUS:-testdata/text}" "$work/limited" 1 > /dev/null
 limited_profile "$bin" instant "$work/limited-profile.toml" "$rpm" "$tpm"
 printf '%-16s %8s %8s %8s %8s %6s\n' config wall_s bound_s ratio admitted 429s
-for case in "1 bucket" "4 bucket" "4 divide"; do
-  set -- $case
-  n=$1 sharing=$2
+for case in ${CASES:-1:bucket 4:bucket 4:divide 4:none}; do
+  n=${case%%:*} sharing=${case##*:}
   log="$work/sim-$n-$sharing.jsonl"
   start_sim "$work/limited-profile.toml" "$log"
-  # Spend the simulator's minute of burst first, as another tenant of the key would.
-  python3 - "$port" "$rpm" <<'PY'
+  # Spend the simulator's minute of burst first (requests and tokens), as another tenant of
+  # the key would: pacing clients gain nothing from it, a client that does not pace would.
+  python3 - "$port" "$rpm" "$tpm" <<'PY'
 import concurrent.futures, json, sys, urllib.request
-port, rpm = sys.argv[1], int(sys.argv[2])
+port, rpm, tpm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def one(_):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions",
-        data=json.dumps({"model": "sim-model", "max_tokens": 1,
+        data=json.dumps({"model": "sim-model", "max_tokens": tpm // rpm,
                          "messages": [{"role": "user", "content": "hi"}]}).encode(),
         headers={"content-type": "application/json"})
     try:

@@ -90,6 +90,8 @@ pub enum RateSharing {
     Bucket,
     /// The limit divided by the live workers.
     Divide,
+    /// Each worker by the whole limit.
+    None,
 }
 
 /// `pagemill worker`: `run`'s options (the endpoint, concurrency, lease, tasks…), its
@@ -313,8 +315,9 @@ pub struct RunArgs {
     pub lease: std::time::Duration,
     /// How runs sharing a PostgreSQL ledger share each endpoint's configured requests/min and
     /// tokens/min: `bucket` (one row in the database, reserved from by every request: exact
-    /// however many workers come and go) or `divide` (each paces at the limit over the live
-    /// workers: no round trip a request, late to see workers come and go).
+    /// however many workers come and go), `divide` (each paces at the limit over the live
+    /// workers: no round trip a request, late to see workers come and go) or `none` (each
+    /// paces by the whole limit alone: for workers with API keys, and limits, of their own).
     #[arg(long, value_enum, default_value_t = RateSharing::Bucket)]
     pub rate_sharing: RateSharing,
     /// Record the documents and plan their units, send nothing: `pagemill worker` processes

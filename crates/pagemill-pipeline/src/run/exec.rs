@@ -152,7 +152,7 @@ struct Queue {
 }
 
 /// How often units another run holds are looked at again.
-const PARKED_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const PARKED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) fn slot(kind: TaskKind) -> usize {
     match kind {

@@ -490,7 +490,8 @@ pub async fn run(
         let today = shared.ledger().spent_since(day_start)?;
         shared.set_budget(&opts_budget, today);
     }
-    shared.learn_lengths(&shared.ledger().requests()?);
+    // The latest answers are plenty to learn lengths from (a few thousand a task at most).
+    shared.learn_lengths(&shared.ledger().recent_requests(20_000)?);
     let shared = Arc::new(shared);
     if batch {
         batch::drive(&shared).await?;

@@ -412,6 +412,14 @@ pub trait Store: Send {
     fn units(&self, keys: &[String]) -> Result<Vec<UnitRow>, StoreError>;
     /// Every request recorded, oldest first.
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError>;
+    /// The latest `n` requests recorded, oldest first (what a run learns answer lengths from:
+    /// a long-lived shared ledger need not be read whole).
+    fn recent_requests(&self, n: usize) -> Result<Vec<RequestRow>, StoreError> {
+        let mut all = self.requests()?;
+        let cut = all.len().saturating_sub(n);
+        all.drain(..cut);
+        Ok(all)
+    }
     /// What requests started at or after `since` (Unix seconds) cost, by every run: dollars
     /// (picodollars, where known) and tokens (prompt and completion, where reported).
     fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError>;

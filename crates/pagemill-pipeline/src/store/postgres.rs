@@ -278,6 +278,8 @@ pub enum Sharing {
     /// is recent), counted every few seconds: no round trip a request, but late to see a
     /// worker come or go.
     Divide,
+    /// Each worker paces by the whole limit alone (workers with API keys of their own).
+    None,
 }
 
 /// An endpoint's rate limits shared through the database (see [`Sharing`]), on a connection
@@ -435,6 +437,7 @@ impl pagemill_client::limits::SharedBudget for PgBudget {
         let tokens = tokens as f64;
         blocking(|| match self.sharing {
             Sharing::Divide => self.reserve_divided(tokens),
+            Sharing::None => Duration::ZERO,
             Sharing::Bucket => self.reserve_in_database(tokens).unwrap_or_else(|e| {
                 // The database is away: no pacing until it is back (the server's 429s, if
                 // any, still pause everyone).
@@ -801,7 +804,9 @@ impl Store for PgLedger {
         name: &str,
         limits: &pagemill_client::endpoint::Limits,
     ) -> Option<Arc<dyn pagemill_client::limits::SharedBudget>> {
-        if limits.requests_per_minute.is_none() && limits.tokens_per_minute.is_none() {
+        if self.sharing == Sharing::None
+            || (limits.requests_per_minute.is_none() && limits.tokens_per_minute.is_none())
+        {
             return None;
         }
         Some(Arc::new(PgBudget::new(
@@ -1103,7 +1108,12 @@ impl Store for PgLedger {
     }
 
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        self.with(read_requests)
+        self.with(|c| read_requests(c, None))
+    }
+
+    fn recent_requests(&self, n: usize) -> Result<Vec<RequestRow>, StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.with(move |c| read_requests(c, Some(n)))
     }
 
     fn spent_since(&self, since: i64) -> Result<(u64, u64), StoreError> {
@@ -1155,14 +1165,16 @@ impl Store for PgLedger {
     }
 }
 
-/// Every request recorded, oldest first.
-fn read_requests(c: &mut Conn) -> Result<Vec<RequestRow>, postgres::Error> {
+/// Every request recorded (the latest `latest`, when given), oldest first.
+fn read_requests(c: &mut Conn, latest: Option<i64>) -> Result<Vec<RequestRow>, postgres::Error> {
     let rows = c.query(
-        "SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class, error,
-                prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline, retries,
-                started_at, retried_errors, prefix_tokens, finished_at
-         FROM requests ORDER BY id",
-        &[],
+        "SELECT * FROM (
+             SELECT id, run_id, endpoint, task, prompt_version, unit_keys, status, error_class,
+                    error, prompt_tokens, cached_tokens, completion_tokens, cost_pico, timeline,
+                    retries, started_at, retried_errors, prefix_tokens, finished_at
+             FROM requests ORDER BY id DESC LIMIT $1) latest
+         ORDER BY id",
+        &[&latest],
     )?;
     Ok(rows
         .iter()
@@ -1316,7 +1328,7 @@ impl History for PgView {
     }
 
     fn requests(&self) -> Result<Vec<RequestRow>, StoreError> {
-        self.with(read_requests)
+        self.with(|c| read_requests(c, None))
     }
 
     fn each_request(&self, f: &mut dyn FnMut(RequestRow)) -> Result<(), StoreError> {

@@ -276,6 +276,13 @@ fn requests_runs_and_spending_are_recorded(b: &dyn Backend) {
     assert_eq!(rows[0].run_id, s.run_id());
     assert!(rows[0].finished_at.is_some());
     assert_eq!(s.spent_since(0).unwrap(), (7_000, 105));
+    let later = s
+        .request_started("b", "entities", "entities-v1", 300, &todo)
+        .unwrap();
+    let recent = s.recent_requests(1).unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].id, later, "the latest");
+    assert_eq!(s.recent_requests(10).unwrap().len(), 2);
     assert_eq!(s.spent_since(unix_now() + 10).unwrap(), (0, 0));
     s.run_finished("{\"pages\": 1}").unwrap();
     drop(s);
@@ -494,4 +501,7 @@ fn workers_pace_by_one_rate_budget_or_by_their_share_of_it() {
     assert!(secs(mine.reserve(10)) < 0.05);
     let w = secs(mine.reserve(10));
     assert!((1.9..=2.0).contains(&w), "half of one a second: {w}");
+    // Not shared at all: the run's own limiter paces by the whole limit.
+    c.sharing = Sharing::None;
+    assert!(c.rate_budget("alone", &limits).is_none());
 }

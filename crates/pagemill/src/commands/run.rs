@@ -271,6 +271,7 @@ pub(crate) fn open_any_store(
         ledger.sharing = match args.rate_sharing {
             RateSharing::Bucket => Sharing::Bucket,
             RateSharing::Divide => Sharing::Divide,
+            RateSharing::None => Sharing::None,
         };
         return Ok((ledger.shown().to_owned(), Box::new(ledger)));
     }
