@@ -629,7 +629,11 @@ fn the_prompts_experiment_sends_the_same_items_three_ways() {
     // this failed once under a loaded CI, which said too little to tell why).
     let ok = t[1]["ok"].as_u64().unwrap();
     assert_eq!(asked(1), ok * 4 * 4, "{}", t[1]);
-    assert_eq!(ok, 16, "16 requests of 4 prompts, every one answered: {}", t[1]);
+    assert_eq!(
+        ok, 16,
+        "16 requests of 4 prompts, every one answered: {}",
+        t[1]
+    );
     // Packing pays the instructions once a request.
     assert!(per_item(2, "input_tokens") < per_item(1, "input_tokens"));
 }
