@@ -434,10 +434,14 @@ impl Shared {
         let mut q = self.queue();
         for u in units {
             match status.get(self.work[u].key.as_str()) {
-                Some(UnitStatus::Done | UnitStatus::Failed) => {
+                Some(UnitStatus::Pending | UnitStatus::Leased) => {
+                    q.fresh[slot(self.work[u].kind)].push_back(u);
+                }
+                // Finished or given up on there (or unknown to the store): not this run's to
+                // wait for.
+                _ => {
                     self.progress.already[slot(self.work[u].kind)].fetch_add(1, Ordering::Relaxed);
                 }
-                _ => q.fresh[slot(self.work[u].kind)].push_back(u),
             }
         }
         drop(q);

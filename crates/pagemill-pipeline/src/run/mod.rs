@@ -432,9 +432,10 @@ pub async fn run(
     // Workers sharing the store share each endpoint's rate limits too (one provider account).
     for c in &endpoints {
         let ep = c.endpoint();
-        if let Some(budget) =
-            ledger.rate_budget(&format!("{} {}", ep.base_url, ep.model), &ep.limits)
-        {
+        if let Some(budget) = ledger.rate_budget(
+            &crate::store::postgres::budget_name(&ep.base_url, &ep.model),
+            &ep.limits,
+        ) {
             c.limiter().share(budget);
         }
     }

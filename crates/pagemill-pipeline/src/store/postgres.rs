@@ -105,6 +105,21 @@ pub fn is_postgres(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
+/// The name of a provider account's shared rate budget: the endpoint's scheme, host and path
+/// (no user, password or query string: nothing secret goes in the database) and its model.
+pub fn budget_name(base_url: &str, model: &str) -> String {
+    let url = base_url.split(['?', '#']).next().unwrap_or_default();
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    };
+    format!("{url} {model}")
+}
+
 /// `url` with its password, if any, replaced by `***`: what errors and logs may show.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -821,11 +836,14 @@ impl Store for PgLedger {
         )))
     }
 
+    /// Documents with units pending, leased, or dead-lettered by their endpoint (the plan of a
+    /// run over them takes those again).
     fn documents_to_do(&self) -> Result<Vec<crate::ingest::Document>, StoreError> {
         let bodies: Vec<(String, Option<String>)> = self.with(|c| {
             let rows = c.query(
                 "SELECT d.id, d.body FROM documents d
-                 WHERE EXISTS (SELECT 1 FROM units u WHERE u.document_id = d.id AND u.status IN ('pending', 'leased'))
+                 WHERE EXISTS (SELECT 1 FROM units u WHERE u.document_id = d.id
+                     AND (u.status IN ('pending', 'leased') OR (u.status = 'failed' AND u.retry)))
                  ORDER BY d.added_at, d.id",
                 &[],
             )?;

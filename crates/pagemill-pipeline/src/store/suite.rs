@@ -439,6 +439,11 @@ const MIGRATIONS_KNOWN: i64 = 2;
 #[test]
 fn passwords_never_show_in_what_the_store_says() {
     assert_eq!(
+        super::postgres::budget_name("https://u:key@api.example.com/v1?key=s3cret", "m"),
+        "https://api.example.com/v1 m",
+        "a rate budget's name keeps nothing secret"
+    );
+    assert_eq!(
         super::postgres::redact_url("postgres://pm:s3cret@db.example:5432/ledger?sslmode=require"),
         "postgres://pm:***@db.example:5432/ledger?sslmode=require"
     );

@@ -54,11 +54,12 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
     let (mut passes, mut units_done) = (0u64, 0u64);
     while !stop.is_cancelled() {
         // (The ledger's calls keep off the async workers themselves.)
-        let (_, ledger) = open_any_store(&args.out, &args)?;
-        let docs = ledger.documents_to_do()?;
-        let mut wait = docs.is_empty();
-        if !docs.is_empty() {
-            idle_said = false;
+        let pass = async {
+            let (_, ledger) = open_any_store(&args.out, &args)?;
+            let docs = ledger.documents_to_do()?;
+            if docs.is_empty() {
+                return anyhow::Ok(None);
+            }
             let progress = Arc::new(Progress {
                 stop: stop.child_token(),
                 ..Progress::default()
@@ -73,46 +74,67 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
                 args.ungrounded,
             )
             .await?;
-            let s = &outcome.summary;
-            passes += 1;
-            units_done += s.tasks.values().map(|t| t.done).sum::<u64>();
-            eprintln!(
-                "worker: {} document(s) with work to do; {} request(s), {} page(s) done, {} pending{}",
-                s.documents,
-                s.requests,
-                s.pages_done,
-                s.pages_pending,
-                s.stopped
-                    .as_deref()
-                    .map_or(String::new(), |why| format!("; stopped: {why}"))
-            );
-            if s.requests == 0 && s.pages_pending > 0 && !stop.is_cancelled() {
-                // Nothing this worker may take: other configurations' units, or failures that
-                // only --retry-failed takes again.
+            Ok(Some(outcome.summary))
+        };
+        let wait = match pass.await {
+            Ok(None) => {
+                if exit_when_done {
+                    eprintln!("worker: the store holds nothing to do");
+                    break;
+                }
+                if !idle_said {
+                    eprintln!(
+                        "worker: nothing to do; looking again every {}",
+                        pagemill_client::clock::human(poll)
+                    );
+                    idle_said = true;
+                }
+                true
+            }
+            Ok(Some(s)) => {
+                idle_said = false;
+                passes += 1;
+                units_done += s.tasks.values().map(|t| t.done).sum::<u64>();
                 eprintln!(
-                    "worker: what is left is not this worker's to do (planned with another model, prompt or task set, or dead letters: --retry-failed): waiting {}",
+                    "worker: {} document(s) with work to do; {} request(s), {} page(s) done, {} pending{}",
+                    s.documents,
+                    s.requests,
+                    s.pages_done,
+                    s.pages_pending,
+                    s.stopped
+                        .as_deref()
+                        .map_or(String::new(), |why| format!("; stopped: {why}"))
+                );
+                let stuck = s.requests == 0 && s.pages_pending > 0 && !stop.is_cancelled();
+                if stuck {
+                    // Nothing this worker may take: other configurations' units, or failures
+                    // only --retry-failed takes again.
+                    eprintln!(
+                        "worker: what is left is not this worker's to do (planned with another model, prompt or task set, or dead letters: --retry-failed){}",
+                        if exit_when_done {
+                            String::new()
+                        } else {
+                            format!(": waiting {}", pagemill_client::clock::human(poll))
+                        }
+                    );
+                    if exit_when_done {
+                        break;
+                    }
+                }
+                stuck
+            }
+            // The store or the endpoint failed this pass: a worker that serves keeps going
+            // (what finished is in the store); one asked to finish reports it.
+            Err(e) if !exit_when_done => {
+                eprintln!(
+                    "worker: {e:#}; trying again in {}",
                     pagemill_client::clock::human(poll)
                 );
-                wait = true;
+                true
             }
-        } else {
-            drop(ledger);
-            if exit_when_done {
-                eprintln!("worker: the store holds nothing to do");
-                break;
-            }
-            if !idle_said {
-                eprintln!(
-                    "worker: nothing to do; looking again every {}",
-                    pagemill_client::clock::human(poll)
-                );
-                idle_said = true;
-            }
-        }
+            Err(e) => return Err(e),
+        };
         if wait {
-            if exit_when_done && !docs.is_empty() {
-                break;
-            }
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = tokio::time::sleep(poll) => {}
