@@ -773,8 +773,8 @@ pub struct EvalArgs {
     /// Where each configuration's results go (a directory each) and the shared ledger.
     #[arg(long, short, default_value = "eval-out")]
     pub out: PathBuf,
-    /// The ledger (default: `<out>/ledger.sqlite`). Finished units are reused, so a second
-    /// eval of the same configurations pays nothing.
+    /// The ledger (default: `<out>/ledger.sqlite`; or a PostgreSQL URL, as `run --store`).
+    /// Finished units are reused, so a second eval of the same configurations pays nothing.
     #[arg(long)]
     pub store: Option<PathBuf>,
     /// Run the configurations one after another (each wall time its own) instead of

@@ -16,7 +16,7 @@ use pagemill_pipeline::eval::score::Sources;
 use pagemill_pipeline::eval::{evaluate, gold, import, results};
 use pagemill_pipeline::run::output::{write_atomic, write_results};
 use pagemill_pipeline::run::{PackSize, Progress, RunOptions, RunOutcome};
-use pagemill_pipeline::store::Store;
+use pagemill_pipeline::store::{History, PgLedger, PgView, Store};
 use pagemill_report::terminal;
 use serde_json::json;
 
@@ -152,13 +152,25 @@ async fn run_configurations(
         concurrency: args.concurrency,
     };
     let configs = configs::configurations(&clients, &grid, &prepared.setup)?;
-    if let Some(url) = args.store.as_deref().and_then(std::path::Path::to_str) {
-        anyhow::ensure!(
-            !pagemill_pipeline::store::postgres::is_postgres(url),
-            "eval keeps its ledger in SQLite (a PostgreSQL ledger is for runs and workers): give --store a file"
-        );
-    }
-    let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
+    // A PostgreSQL store: each configuration runs as a run of its own on the shared ledger (as
+    // workers do); SQLite: one file, shared under its lock.
+    let pg_url = args
+        .store
+        .as_deref()
+        .and_then(std::path::Path::to_str)
+        .filter(|s| pagemill_pipeline::store::postgres::is_postgres(s))
+        .map(str::to_owned);
+    let (shown, sqlite) = match &pg_url {
+        Some(url) => {
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating `{}`", args.out.display()))?;
+            (pagemill_pipeline::store::postgres::redact_url(url), None)
+        }
+        None => {
+            let (store, ledger) = open_store(&args.out, args.store.as_deref())?;
+            (store.display().to_string(), Some(ledger))
+        }
+    };
     let docs = Arc::new(prepared.docs);
     eprintln!(
         "eval: {} configuration(s) × {} document(s){}; ledger {}",
@@ -169,7 +181,7 @@ async fn run_configurations(
         } else {
             ", interleaved"
         },
-        store.display()
+        shown
     );
     let stop = crate::commands::stop_on_ctrl_c(
         "stopping: no new requests; finishing those in flight, then scoring what is done (the ledger keeps every finished result)",
@@ -186,7 +198,11 @@ async fn run_configurations(
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| bar(&progress));
     let stores = configs
         .iter()
-        .map(|_| ledger.share().map(|l| Box::new(l) as Box<dyn Store>))
+        .map(|_| match (&sqlite, &pg_url) {
+            (Some(ledger), _) => ledger.share().map(|l| Box::new(l) as Box<dyn Store>),
+            (None, Some(url)) => PgLedger::open(url).map(|l| Box::new(l) as Box<dyn Store>),
+            (None, None) => unreachable!("a store is opened above"),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let outcomes = configs::run_all(
         &configs,
@@ -201,7 +217,11 @@ async fn run_configurations(
         b.abort();
     }
     let outcomes = outcomes?;
-    let requests = ledger.requests()?;
+    let requests = match (&sqlite, &pg_url) {
+        (Some(ledger), _) => ledger.requests()?,
+        (None, Some(url)) => History::requests(&PgView::open(url)?)?,
+        (None, None) => Vec::new(),
+    };
     let sources = Sources::of(&docs, args.work.summary_max_words);
     let mut scored = Vec::new();
     for (config, outcome) in configs.iter().zip(&outcomes) {

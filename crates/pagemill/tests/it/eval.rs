@@ -556,3 +556,47 @@ fn a_run_without_entities_counts_tokens_over_every_page() {
         "{per_page} against {prompt} / 4"
     );
 }
+
+/// Eval on a shared PostgreSQL ledger: each configuration a run of its own there, scored as on
+/// SQLite; a second eval pays for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_on_a_postgres_ledger_scores_as_on_sqlite_and_reuses_its_units() {
+    let gold = "testdata/gold/examples-mentions.jsonl";
+    let sim = gold_sim(gold, 11).await;
+    let pg = crate::common::PgSchema::new("eval");
+    let dir = tempdir("eval-postgres");
+    example_docs(&dir);
+    let cfg = config(&dir, "p.toml", "gold", &sim.base_url(), "");
+    let lite = eval(&dir, &cfg, gold, &["--pack", "1,4", "-o", "lite"]);
+    let sent = sim.log().len();
+    let on_pg = eval(
+        &dir,
+        &cfg,
+        gold,
+        &["--pack", "1,4", "-o", "pg", "--store", &pg.url],
+    );
+    assert!(sim.log().len() > sent, "the shared ledger starts empty");
+    let scores = |v: &Value, part: &str| -> Vec<Value> {
+        let configs = v["configurations"].as_array().unwrap();
+        assert_eq!(configs.len(), 2);
+        configs
+            .iter()
+            .map(|c| {
+                let s = c["report"][part].clone();
+                assert!(s.is_object(), "{part}: {s}");
+                s
+            })
+            .collect()
+    };
+    assert_eq!(scores(&on_pg, "entities"), scores(&lite, "entities"));
+    assert_eq!(scores(&on_pg, "metadata"), scores(&lite, "metadata"));
+    let sent = sim.log().len();
+    let again = eval(
+        &dir,
+        &cfg,
+        gold,
+        &["--pack", "1,4", "-o", "pg2", "--store", &pg.url],
+    );
+    assert_eq!(sim.log().len(), sent, "every unit reused");
+    assert_eq!(scores(&again, "entities"), scores(&on_pg, "entities"));
+}
