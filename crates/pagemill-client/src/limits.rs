@@ -267,11 +267,6 @@ impl Limiter {
         let _ = self.shared.set(budget);
     }
 
-    /// The limits this limiter paces by (configured, not learned).
-    pub fn paces(&self) -> bool {
-        self.requests.is_some() || self.tokens.is_some()
-    }
-
     /// Waits until a request of `tokens` (prompt + max completion) may be sent.
     pub async fn acquire(&self, tokens: u64) -> Permit {
         let start = Instant::now();
