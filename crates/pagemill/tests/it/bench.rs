@@ -299,7 +299,10 @@ async fn tls_1_2_takes_one_more_round_trip_to_connect_than_tls_1_3() {
         setups[0] >= 120_000_000 && setups[1] >= 180_000_000,
         "{setups:?}"
     );
-    assert!(setups[1].saturating_sub(setups[0]) >= 40_000_000, "{setups:?}");
+    assert!(
+        setups[1].saturating_sub(setups[0]) >= 40_000_000,
+        "{setups:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
