@@ -30,10 +30,6 @@ pub(crate) const AUTO_MAX_ITEMS: usize = 16;
 /// Packs in a row with failed items before the pack size is halved.
 const SHRINK_AFTER: u32 = 2;
 
-/// How long a unit is leased for: past any request's time budget, so a store shared by many
-/// workers hands a unit on only when the worker holding it is gone.
-const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-
 /// One request to make.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
@@ -614,8 +610,8 @@ impl Shared {
         job: &mut Job,
     ) -> Result<Option<(ChatRequest, i64, FormatMode)>, StoreError> {
         // Lease first: what another run sharing the store holds is left out of the request.
-        let keys = self.keys(&job.units);
-        let leased = self.ledger().lease(&keys, LEASE_TTL)?;
+        let mut keys = self.keys(&job.units);
+        let leased = self.ledger().lease(&keys)?;
         if leased.len() < keys.len() {
             let got: HashSet<&str> = leased.iter().map(String::as_str).collect();
             let (mine, theirs): (Vec<usize>, Vec<usize>) = job
@@ -623,6 +619,7 @@ impl Shared {
                 .iter()
                 .partition(|&&u| got.contains(self.work[u].key.as_str()));
             job.units = mine;
+            keys = leased;
             self.park(theirs);
             if job.units.is_empty() {
                 return Ok(None);
@@ -630,7 +627,7 @@ impl Shared {
         }
         let format = self.queue().format[job.endpoint];
         let Some(req) = self.request(job, format) else {
-            self.ledger().release(&self.keys(&job.units))?;
+            self.ledger().release(&keys)?;
             return Ok(None);
         };
         let reserved = match &self.budget {
@@ -643,14 +640,14 @@ impl Shared {
                     Reserve::Sent => Some(worst),
                     Reserve::Wait => {
                         // Back in the queue, untaken until a request in flight gives room back.
-                        self.ledger().release(&self.keys(&job.units))?;
+                        self.ledger().release(&keys)?;
                         q.jobs.push_front(job.clone());
                         q.budget_wait = true;
                         return Ok(None);
                     }
                     Reserve::Stop => {
                         // No new work: the run stops; this job waits in the queue for a rerun.
-                        self.ledger().release(&self.keys(&job.units))?;
+                        self.ledger().release(&keys)?;
                         q.jobs.push_front(job.clone());
                         self.progress.stop.cancel();
                         return Ok(None);
@@ -670,7 +667,7 @@ impl Shared {
             job.kind.name(),
             version,
             prefix,
-            &self.keys(&job.units),
+            &keys,
         )?;
         if let (Some(budget), Some(worst)) = (&self.budget, reserved) {
             budget.hold(rid, worst);

@@ -16,7 +16,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -381,9 +380,10 @@ pub trait Store: Send {
     /// Adds the units not known yet as `pending` and returns the keys still to do: the pending
     /// ones, the failed ones `replan` sends back, every one with [`Replan::Force`].
     fn plan(&mut self, units: &[UnitSpec], replan: Replan) -> Result<Vec<String>, StoreError>;
-    /// Takes `pending` units (and this run's own leased ones) for work for at most `ttl`,
-    /// counting an attempt; returns the keys leased.
-    fn lease(&self, keys: &[String], ttl: Duration) -> Result<Vec<String>, StoreError>;
+    /// Takes `pending` units (and this run's own leased ones) for work, counting an attempt;
+    /// returns the keys leased. How long a lease lasts is the store's (SQLite: the run's life,
+    /// its file lock; PostgreSQL: `--lease`, renewed by a heartbeat).
+    fn lease(&self, keys: &[String]) -> Result<Vec<String>, StoreError>;
     /// Gives leased units back (`leased → pending`): a job put back for a budget to free.
     fn release(&self, keys: &[String]) -> Result<(), StoreError>;
     /// Records a request before it is sent; returns its id.
@@ -816,9 +816,9 @@ impl Store for Ledger {
     /// Takes units for work (`pending → leased`, or leased again), counting an attempt.
     ///
     /// One run holds a SQLite ledger (its lock file), so every lease is this run's: every
-    /// pending or leased key asked for is leased, and `ttl` has nothing to guard against: a
+    /// pending or leased key asked for is leased, and no lease needs a time limit: a
     /// killed run's leases return to `pending` when the ledger is next opened.
-    fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
+    fn lease(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
         let mut leased = Vec::with_capacity(keys.len());
         for k in keys {
             let n = self
@@ -1183,7 +1183,7 @@ mod tests {
             let mut l = Ledger::open(&path).unwrap();
             l.add_document("doc", "a.pdf", "pdf", 2).unwrap();
             let todo = l.plan(&units, Replan::Resume).unwrap();
-            l.lease(&todo, Duration::from_secs(60)).unwrap();
+            l.lease(&todo).unwrap();
             let r = l
                 .request_started("sim", "entities", "entities-v1", 300, &todo)
                 .unwrap();

@@ -308,15 +308,22 @@ pub struct PgBudget {
     tpm: f64,
     sharing: Sharing,
     lease: Duration,
-    /// Divide: (live workers, when counted) and the local levels (requests, tokens, when).
-    divide: Mutex<(
-        f64,
-        Option<std::time::Instant>,
-        f64,
-        f64,
-        std::time::Instant,
-    )>,
+    /// Divide: the workers counted and this worker's own levels.
+    divide: Mutex<Divided>,
     trips: Arc<Trips>,
+}
+
+/// [`Sharing::Divide`]'s state in one worker.
+#[derive(Debug)]
+struct Divided {
+    /// Live workers, at least 1.
+    workers: f64,
+    /// When they were counted.
+    counted: Option<std::time::Instant>,
+    /// Requests and tokens left (negative: a debt waited out), as of `at`.
+    requests: f64,
+    tokens: f64,
+    at: std::time::Instant,
 }
 
 /// A bucket's one second of allowance as burst (at least one whole request), as the client's
@@ -353,7 +360,13 @@ impl PgBudget {
             tpm,
             sharing,
             lease,
-            divide: Mutex::new((1.0, None, burst(rpm), burst(tpm), now)),
+            divide: Mutex::new(Divided {
+                workers: 1.0,
+                counted: None,
+                requests: burst(rpm),
+                tokens: burst(tpm),
+                at: now,
+            }),
             trips,
         }
     }
@@ -409,8 +422,9 @@ impl PgBudget {
     fn reserve_divided(&self, tokens: f64) -> Duration {
         let now = std::time::Instant::now();
         let mut d = lock(&self.divide);
-        let stale =
-            d.1.is_none_or(|at| now.duration_since(at) > Duration::from_secs(2));
+        let stale = d
+            .counted
+            .is_none_or(|at| now.duration_since(at) > Duration::from_secs(2));
         if stale {
             let window = (self.lease.as_secs_f64() * 1.5).max(1.0);
             let counted: Result<i64, _> = self.query(|c| {
@@ -421,16 +435,16 @@ impl PgBudget {
                 )
                 .map(|r| r.get(0))
             });
-            d.0 = counted.map_or(d.0, |n| (n.max(1)) as f64);
-            d.1 = Some(now);
+            d.workers = counted.map_or(d.workers, |n| n.max(1) as f64);
+            d.counted = Some(now);
         }
-        let n = d.0;
-        let elapsed = now.duration_since(d.4).as_secs_f64();
+        let n = d.workers;
+        let elapsed = now.duration_since(d.at).as_secs_f64();
         let (rps, tps) = (self.rpm / 60.0 / n, self.tpm / 60.0 / n);
-        d.2 = (d.2 + elapsed * rps).min(burst(self.rpm / n)) - 1.0;
-        d.3 = (d.3 + elapsed * tps).min(burst(self.tpm / n)) - tokens;
-        d.4 = now;
-        let wait = (-d.2 / rps).max(-d.3 / tps).max(0.0);
+        d.requests = (d.requests + elapsed * rps).min(burst(self.rpm / n)) - 1.0;
+        d.tokens = (d.tokens + elapsed * tps).min(burst(self.tpm / n)) - tokens;
+        d.at = now;
+        let wait = (-d.requests / rps).max(-d.tokens / tps).max(0.0);
         Duration::try_from_secs_f64(if wait.is_finite() { wait } else { 0.0 })
             .unwrap_or(Duration::MAX)
     }
@@ -981,7 +995,7 @@ impl Store for PgLedger {
 
     /// Leases what of `keys` is free: pending, leased by this run, or leased by a run whose
     /// lease lapsed. Units another worker holds or finished are left out of what it returns.
-    fn lease(&self, keys: &[String], _ttl: Duration) -> Result<Vec<String>, StoreError> {
+    fn lease(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
         let (me, secs) = (self.run_id.clone(), self.lease.as_secs_f64());
         let wanted = keys.to_vec();
         let got: std::collections::HashSet<String> = self.with(move |c| {

@@ -151,10 +151,7 @@ fn finished_work_is_never_redone_and_force_redoes_it(b: &dyn Backend) {
     let units = [spec("page:1"), spec("page:2")];
     let (mut s, todo) = planned(b, &units, Replan::Resume);
     assert_eq!(todo, [units[0].key(), units[1].key()], "in the order given");
-    assert_eq!(
-        s.lease(&todo[..1], Duration::from_secs(60)).unwrap(),
-        todo[..1]
-    );
+    assert_eq!(s.lease(&todo[..1]).unwrap(), todo[..1]);
     s.complete(&todo[0], &serde_json::json!({"entities": []}), None)
         .unwrap();
     drop(s);
@@ -176,7 +173,7 @@ fn finished_work_is_never_redone_and_force_redoes_it(b: &dyn Backend) {
 fn a_commit_is_idempotent_and_the_first_result_stands(b: &dyn Backend) {
     let units = [spec("page:1")];
     let (mut s, todo) = planned(b, &units, Replan::Resume);
-    s.lease(&todo, Duration::from_secs(60)).unwrap();
+    s.lease(&todo).unwrap();
     let first = serde_json::json!({"entities": [{"text": "First"}]});
     s.complete(&todo[0], &first, None).unwrap();
     s.complete(&todo[0], &first, None).unwrap();
@@ -191,7 +188,7 @@ fn a_commit_is_idempotent_and_the_first_result_stands(b: &dyn Backend) {
 fn failures_of_the_endpoint_are_retried_and_others_on_request(b: &dyn Backend) {
     let units = [spec("page:1"), spec("page:2"), spec("page:3")];
     let (mut s, todo) = planned(b, &units, Replan::Resume);
-    s.lease(&todo, Duration::from_secs(60)).unwrap();
+    s.lease(&todo).unwrap();
     s.fail(&todo[0], "HTTP 503 (after 4 rounds of retries)", true)
         .unwrap();
     s.fail(&todo[1], "invalid JSON (after 2 re-asks)", false)
@@ -221,7 +218,7 @@ fn a_killed_run_loses_nothing_finished_and_its_units_go_back(b: &dyn Backend) {
     let units = [spec("page:1"), spec("page:2")];
     let (mut s, todo) = planned(b, &units, Replan::Resume);
     s.run_started(&["sim".into()]).unwrap();
-    s.lease(&todo, Duration::from_secs(60)).unwrap();
+    s.lease(&todo).unwrap();
     let r = s
         .request_started("sim", "entities", "entities-v1", 300, &todo)
         .unwrap();
@@ -230,11 +227,7 @@ fn a_killed_run_loses_nothing_finished_and_its_units_go_back(b: &dyn Backend) {
     b.kill(s);
     let (s, again) = planned(b, &units, Replan::Resume);
     assert_eq!(again, [units[1].key()], "the unit it held is still to do");
-    assert_eq!(
-        s.lease(&again, Duration::from_secs(60)).unwrap(),
-        again,
-        "and another run takes it"
-    );
+    assert_eq!(s.lease(&again).unwrap(), again, "and another run takes it");
     let requests = s.requests().unwrap();
     assert_eq!(requests.len(), 1);
     assert_eq!(
@@ -329,23 +322,19 @@ fn two_runs_at_once_split_the_units_and_a_lapsed_lease_is_taken_over() {
         keys,
         "planning twice plans once"
     );
-    assert_eq!(a.lease(&keys[..2], Duration::ZERO).unwrap(), keys[..2]);
+    assert_eq!(a.lease(&keys[..2]).unwrap(), keys[..2]);
     assert_eq!(
-        b.lease(&keys, Duration::ZERO).unwrap(),
+        b.lease(&keys).unwrap(),
         keys[2..],
         "what another live run holds is left out"
     );
     assert_eq!(
-        a.lease(&keys[..1], Duration::ZERO).unwrap(),
+        a.lease(&keys[..1]).unwrap(),
         keys[..1],
         "a run's own lease is its"
     );
     a.release(&keys[..1]).unwrap();
-    assert_eq!(
-        b.lease(&keys[..1], Duration::ZERO).unwrap(),
-        keys[..1],
-        "given back, taken"
-    );
+    assert_eq!(b.lease(&keys[..1]).unwrap(), keys[..1], "given back, taken");
 
     // A run whose lease lapsed (no heartbeat) loses its units to the next that asks; its late
     // commit records nothing.
@@ -353,12 +342,8 @@ fn two_runs_at_once_split_the_units_and_a_lapsed_lease_is_taken_over() {
     let more = [spec("page:4")];
     let mut c: Box<dyn Store> = Box::new(c);
     let k = c.plan(&more, Replan::Resume).unwrap();
-    assert_eq!(c.lease(&k, Duration::ZERO).unwrap(), k);
-    assert_eq!(
-        b.lease(&k, Duration::ZERO).unwrap(),
-        k,
-        "the lapsed lease is taken over"
-    );
+    assert_eq!(c.lease(&k).unwrap(), k);
+    assert_eq!(b.lease(&k).unwrap(), k, "the lapsed lease is taken over");
     b.complete(&k[0], &serde_json::json!({"by": "b"}), None)
         .unwrap();
     c.complete(&k[0], &serde_json::json!({"by": "c"}), None)
@@ -368,7 +353,7 @@ fn two_runs_at_once_split_the_units_and_a_lapsed_lease_is_taken_over() {
     assert_eq!(rows[0].attempts, 2, "leased twice");
     drop(a);
     // A run that ends gives back what it still held.
-    assert_eq!(b.lease(&keys[1..2], Duration::ZERO).unwrap(), keys[1..2]);
+    assert_eq!(b.lease(&keys[1..2]).unwrap(), keys[1..2]);
 }
 
 #[test]
@@ -379,15 +364,12 @@ fn the_heartbeat_keeps_a_live_runs_units_past_the_lease_time() {
     let mut a = pg.open_with(Duration::from_millis(1_500));
     a.record_document(&doc(), "text").unwrap();
     let keys = a.plan(&units, Replan::Resume).unwrap();
-    assert_eq!(a.lease(&keys, Duration::ZERO).unwrap(), keys);
+    assert_eq!(a.lease(&keys).unwrap(), keys);
     let b = pg.open_with(Duration::from_secs(60));
     let mut c = ::postgres::Client::connect(&test_url(), ::postgres::NoTls).unwrap();
     // Wait on the database's clock, not ours: until the first lease would have lapsed twice.
     c.execute("SELECT pg_sleep(3.5)", &[]).unwrap();
-    assert!(
-        b.lease(&keys, Duration::ZERO).unwrap().is_empty(),
-        "renewed, still held"
-    );
+    assert!(b.lease(&keys).unwrap().is_empty(), "renewed, still held");
     assert!(
         a.round_trips() >= 2 + 4,
         "the heartbeat beat: {}",
