@@ -47,7 +47,7 @@ pub use client::Client;
 pub use dialect::{Api, Auth, Dialect};
 pub use endpoint::{ApiKey, Config, Endpoint, Limits, PromptProfile, RetryConfig, TransportConfig};
 pub use error::{ClientError, ErrorClass, FailureKind, RequestError};
-pub use limits::{Limiter, RateLimitInfo};
+pub use limits::{Headroom, Limiter, RateLimitInfo};
 pub use pricing::{Cost, Money, Prices};
 pub use retry::Outcome;
 pub use stream::{ChunkMark, Exchange, Timeline};

@@ -192,6 +192,23 @@ impl Bucket {
         }
     }
 
+    /// What could be taken now without waiting: negative when reservations run ahead of the
+    /// refill.
+    fn level(&self) -> f64 {
+        let (level, last) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (level + last.elapsed().as_secs_f64() * self.per_sec).min(self.capacity)
+    }
+
+    /// How long taking `n` now would wait.
+    fn wait_for(&self, n: f64) -> Duration {
+        let after = self.level() - n;
+        if after >= 0.0 || self.per_sec <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::try_from_secs_f64(-after / self.per_sec).unwrap_or(Duration::MAX)
+        }
+    }
+
     /// Takes `n`, returning how long the caller must wait for its turn.
     fn reserve(&self, n: f64) -> Duration {
         let now = Instant::now();
@@ -219,6 +236,25 @@ pub trait SharedBudget: Send + Sync + std::fmt::Debug {
     fn reserve(&self, tokens: u64) -> Duration;
 }
 
+/// What a [`Limiter`] would let through now, as it sees it (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Headroom {
+    /// Requests that could go out now without waiting, when requests/min are paced here
+    /// (configured or learned): negative when reservations run ahead of the refill.
+    pub requests: Option<f64>,
+    /// Tokens that could go out now, when tokens/min are paced here; negative likewise.
+    pub tokens: Option<f64>,
+    /// How long one more request would wait now: a pause, or the requests bucket's debt, or
+    /// the tokens bucket's.
+    pub wait: Duration,
+    /// Free concurrency slots, when concurrency is capped.
+    pub slots: Option<usize>,
+    /// Requests the server last said were left in its window (`x-ratelimit-remaining-*`).
+    pub server_requests: Option<u64>,
+    /// Tokens the server last said were left in its window.
+    pub server_tokens: Option<u64>,
+}
+
 /// Paces requests to one endpoint. Share it (`Arc`) between every task that sends there.
 #[derive(Debug)]
 pub struct Limiter {
@@ -231,6 +267,8 @@ pub struct Limiter {
     learned_requests: std::sync::OnceLock<Bucket>,
     /// The budget shared with other processes, when there is one.
     shared: std::sync::OnceLock<Arc<dyn SharedBudget>>,
+    /// What the server's last rate-limit headers said was left: requests, tokens.
+    server_left: Mutex<(Option<u64>, Option<u64>)>,
 }
 
 /// Holds a concurrency slot until dropped.
@@ -257,6 +295,45 @@ impl Limiter {
             paused_until: Mutex::new(None),
             learned_requests: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
+            server_left: Mutex::new((None, None)),
+        }
+    }
+
+    /// What this limiter would let through now. Pacing shared with other processes (see
+    /// [`Limiter::share`]) is the store's to tell; only pauses and slots show here then.
+    pub fn headroom(&self) -> Headroom {
+        let local = self.shared.get().is_none();
+        let requests = self
+            .requests
+            .as_ref()
+            .or(self.learned_requests.get())
+            .filter(|_| local);
+        let tokens = self.tokens.as_ref().filter(|_| local);
+        let paused = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+        let wait = [
+            Some(paused),
+            requests.map(|b| b.wait_for(1.0)),
+            tokens.map(|b| b.wait_for(0.0)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default();
+        let (server_requests, server_tokens) =
+            *self.server_left.lock().unwrap_or_else(|e| e.into_inner());
+        Headroom {
+            requests: requests.map(Bucket::level),
+            tokens: tokens.map(Bucket::level),
+            wait,
+            slots: self.concurrency.as_ref().map(|s| s.available_permits()),
+            server_requests,
+            server_tokens,
         }
     }
 
@@ -309,6 +386,10 @@ impl Limiter {
     /// Adapts to what a response said: an announced requests/min limit is paced from then on
     /// (unless one is configured), and an exhausted window pauses everyone until it has room.
     pub fn observe(&self, info: &RateLimitInfo) {
+        if info.remaining_requests.is_some() || info.remaining_tokens.is_some() {
+            *self.server_left.lock().unwrap_or_else(|e| e.into_inner()) =
+                (info.remaining_requests, info.remaining_tokens);
+        }
         if self.requests.is_none()
             && let Some(limit) = info.limit_requests.filter(|l| *l > 0)
         {
@@ -334,6 +415,30 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn headroom_shows_what_is_left_and_how_long_the_next_request_waits() {
+        let limiter = Limiter::new(&Limits {
+            requests_per_minute: Some(60),
+            tokens_per_minute: Some(6_000),
+            max_concurrency: Some(4),
+        });
+        let h = limiter.headroom();
+        assert_eq!(h.requests, Some(1.0), "one second of allowance");
+        assert_eq!(h.tokens, Some(100.0));
+        assert_eq!((h.wait, h.slots), (Duration::ZERO, Some(4)));
+        let _permit = limiter.acquire(100).await;
+        let h = limiter.headroom();
+        assert!(h.requests.unwrap().abs() < 0.01, "{h:?}");
+        assert_eq!(h.slots, Some(3));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining-requests", "7".parse().unwrap());
+        limiter.observe(&RateLimitInfo::from_headers(&headers));
+        limiter.pause(Duration::from_secs(3));
+        let h = limiter.headroom();
+        assert_eq!(h.server_requests, Some(7));
+        assert!(h.wait >= Duration::from_millis(2_900), "{h:?}");
+    }
 
     #[test]
     fn reset_formats() {

@@ -383,9 +383,14 @@ pub struct RunArgs {
     /// requests in flight and exit 0).
     #[arg(long)]
     pub watch: bool,
-    /// With --watch: how often to look, e.g. `2s`, `500ms`.
+    /// With --watch: how often to list the inputs where there are no file-system events
+    /// (--watch-poll, or inotify unavailable), e.g. `2s`, `500ms`.
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub watch_interval: std::time::Duration,
+    /// With --watch: list the inputs every --watch-interval instead of waiting for inotify's
+    /// events (network file systems, and bind mounts that send none).
+    #[arg(long)]
+    pub watch_poll: bool,
     /// With --watch: a file is taken once unchanged for this long (a file being written waits).
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub settle: std::time::Duration,

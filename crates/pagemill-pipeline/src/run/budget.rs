@@ -70,6 +70,31 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
     Ok(sign * (h * 60 + m))
 }
 
+/// Where a run's spending limits stand (for metrics).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BudgetStatus {
+    /// Dollars this run's requests that ended cost.
+    pub spent_usd: f64,
+    /// Dollars spent today, this run's and earlier runs' on the ledger.
+    pub spent_today_usd: f64,
+    /// Tokens spent today likewise.
+    pub spent_today_tokens: u64,
+    /// The most the requests in flight can still cost, dollars.
+    pub held_usd: f64,
+    /// `--budget-usd`.
+    pub run_limit_usd: Option<f64>,
+    /// `--budget-usd-per-day`.
+    pub day_limit_usd: Option<f64>,
+    /// `--budget-tokens-per-day`.
+    pub day_limit_tokens: Option<u64>,
+    /// A request did not fit with nothing in flight: the run stopped taking work.
+    pub reached: bool,
+}
+
+/// Where a run keeps its limits once set, for [`crate::run::Progress::budget_status`].
+#[derive(Debug, Default)]
+pub struct BudgetCell(pub(crate) std::sync::OnceLock<std::sync::Arc<Budget>>);
+
 /// Picodollars and tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Spend {
@@ -194,6 +219,23 @@ impl Budget {
                 tokens: tokens.unwrap_or(worst.tokens),
             };
             s.spent = s.spent.plus(actual);
+        }
+    }
+
+    /// Where the limits stand now.
+    pub(crate) fn status(&self) -> BudgetStatus {
+        let s = self.state();
+        let usd = |p: u64| p as f64 / 1e12;
+        let held = s.held.values().fold(s.pending, |a, h| a.plus(*h));
+        BudgetStatus {
+            spent_usd: usd(s.spent.pico),
+            spent_today_usd: usd(self.before.pico.saturating_add(s.spent.pico)),
+            spent_today_tokens: self.before.tokens.saturating_add(s.spent.tokens),
+            held_usd: usd(held.pico),
+            run_limit_usd: self.spec.usd,
+            day_limit_usd: self.spec.usd_per_day,
+            day_limit_tokens: self.spec.tokens_per_day,
+            reached: s.refused.is_some(),
         }
     }
 

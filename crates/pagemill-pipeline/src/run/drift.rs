@@ -4,7 +4,8 @@
 //! failing: each moves a figure the ledger already keeps, so a move beyond its threshold is
 //! told at the end of the run (and kept in its summary, which `report` reads).
 //!
-//! Runs are weighted by their pages (tokens a page, cached share) or requests (error rate);
+//! Runs are weighted by their pages (tokens a page, cached share) or requests (error rate, p95
+//! latency);
 //! runs with fewer than [`MIN_REQUESTS`] requests say too little and are left out, and so is a
 //! run that small itself.
 
@@ -17,11 +18,12 @@ pub const MIN_REQUESTS: u64 = 10;
 /// The trailing window, in seconds.
 pub const WINDOW_SECS: i64 = 7 * 86_400;
 
-/// One figure that moved beyond its threshold.
+/// One figure of a run against the trailing 7 days: an alarm when it moved beyond its
+/// threshold (only alarms are kept in a run's summary; the metrics show every figure).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drift {
     /// Which figure: `prompt_tokens_per_page`, `completion_tokens_per_page`, `cached_share`,
-    /// `error_rate`.
+    /// `error_rate`, `latency_p95_ms`.
     pub figure: String,
     /// This run's value.
     pub now: f64,
@@ -31,6 +33,13 @@ pub struct Drift {
     pub runs: usize,
     /// What moved, in words.
     pub message: String,
+    /// It moved beyond its threshold (summaries of older versions kept alarms alone).
+    #[serde(default = "alarm_by_default")]
+    pub alarm: bool,
+}
+
+fn alarm_by_default() -> bool {
+    true
 }
 
 /// A figure of a run summary (JSON, so summaries of older versions read too), with its weight.
@@ -45,6 +54,7 @@ fn figure(s: &Value, name: &str) -> Option<(f64, f64)> {
             let failed = s["failed_requests"].as_f64()?;
             Some((failed / requests as f64, requests as f64))
         }
+        "latency_p95_ms" => Some((s[name].as_f64()?, requests as f64)),
         _ => Some((s[name].as_f64()?, pages)).filter(|(_, w)| *w > 0.0),
     }
 }
@@ -58,16 +68,29 @@ enum Alarm {
     Falls(f64),
     /// Up by more than this, absolutely (a rate).
     Rises(f64),
+    /// Up by more than this share of the trailing value and by more than the second figure
+    /// absolutely (a latency: faster is no alarm, nor a few milliseconds on a fast endpoint).
+    RisesBy(f64, f64),
 }
 
 /// The figures of `current` that moved beyond their thresholds against `history` (earlier
 /// runs' summaries from the trailing window).
 pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
-    const CHECKS: [(&str, Alarm); 4] = [
+    compare(current, history)
+        .into_iter()
+        .filter(|d| d.alarm)
+        .collect()
+}
+
+/// Every figure of `current` that `history` has too, against it: alarms and figures within
+/// their thresholds.
+pub fn compare(current: &Value, history: &[Value]) -> Vec<Drift> {
+    const CHECKS: [(&str, Alarm); 5] = [
         ("prompt_tokens_per_page", Alarm::Either(0.20)),
         ("completion_tokens_per_page", Alarm::Either(0.30)),
         ("cached_share", Alarm::Falls(0.15)),
         ("error_rate", Alarm::Rises(0.05)),
+        ("latency_p95_ms", Alarm::RisesBy(0.50, 250.0)),
     ];
     let mut out = Vec::new();
     for (name, alarm) in CHECKS {
@@ -85,14 +108,23 @@ pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
             Alarm::Either(limit) => trailing > 0.0 && (moved / trailing).abs() > limit,
             Alarm::Falls(limit) => -moved > limit,
             Alarm::Rises(limit) => moved > limit,
+            Alarm::RisesBy(limit, floor) => {
+                trailing > 0.0 && moved / trailing > limit && moved > floor
+            }
         };
-        if !beyond {
-            continue;
-        }
         let message = match alarm {
-            Alarm::Either(limit) => format!(
-                "{name} {now:.1} against {trailing:.1} over the last 7 days ({:+.0}%, threshold ±{:.0}%)",
-                moved / trailing * 100.0,
+            Alarm::Either(limit) | Alarm::RisesBy(limit, _) => format!(
+                "{name} {now:.1} against {trailing:.1} over the last 7 days ({:+.0}%, threshold {}{:.0}%)",
+                if trailing > 0.0 {
+                    moved / trailing * 100.0
+                } else {
+                    0.0
+                },
+                if matches!(alarm, Alarm::Either(_)) {
+                    "±"
+                } else {
+                    "+"
+                },
                 limit * 100.0
             ),
             Alarm::Falls(limit) | Alarm::Rises(limit) => format!(
@@ -109,6 +141,7 @@ pub fn drift(current: &Value, history: &[Value]) -> Vec<Drift> {
             trailing,
             runs: past.len(),
             message,
+            alarm: beyond,
         });
     }
     out
@@ -122,7 +155,7 @@ mod tests {
     fn run(prompt: f64, cached: f64, failed: u64) -> Value {
         json!({"requests": 100, "failed_requests": failed, "pages_done": 50,
                "prompt_tokens_per_page": prompt, "completion_tokens_per_page": 80.0,
-               "cached_share": cached})
+               "cached_share": cached, "latency_p95_ms": 800.0})
     }
 
     #[test]
@@ -143,5 +176,35 @@ mod tests {
         small["requests"] = json!(3);
         assert!(drift(&small, &history).is_empty());
         assert!(drift(&run(900.0, 0.2, 20), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_slower_p95_is_an_alarm_and_a_faster_one_is_not() {
+        let history = [run(600.0, 0.5, 1), run(600.0, 0.5, 1)];
+        let mut slow = run(600.0, 0.5, 1);
+        slow["latency_p95_ms"] = json!(1320.0);
+        let d = drift(&slow, &history);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].figure, "latency_p95_ms");
+        assert!(d[0].message.contains("+65%"), "{}", d[0].message);
+        let mut fast = run(600.0, 0.5, 1);
+        fast["latency_p95_ms"] = json!(200.0);
+        assert!(drift(&fast, &history).is_empty());
+        // Doubling a few milliseconds is noise, not a provider slowing down.
+        let quick = |ms: f64| {
+            let mut r = run(600.0, 0.5, 1);
+            r["latency_p95_ms"] = json!(ms);
+            r
+        };
+        assert!(drift(&quick(9.0), &[quick(3.0), quick(4.0)]).is_empty());
+        // Every figure is compared, alarms or not: what the metrics show.
+        let all = compare(&slow, &history);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.iter().filter(|d| d.alarm).count(), 1);
+        // Summaries of older versions kept alarms alone, without the flag.
+        let old: Drift = serde_json::from_value(json!({"figure": "error_rate", "now": 0.1,
+            "trailing": 0.0, "runs": 2, "message": "…"}))
+        .unwrap();
+        assert!(old.alarm);
     }
 }

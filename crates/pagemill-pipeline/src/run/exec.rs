@@ -122,7 +122,7 @@ pub(crate) struct Shared {
     /// they are sent so.
     pub(crate) templates: Vec<Option<Arc<super::array::PromptTemplate>>>,
     /// The run's spending limit (`--budget-usd`).
-    budget: Option<super::budget::Budget>,
+    budget: Option<Arc<super::budget::Budget>>,
 }
 
 /// A summary with this many words of the prompt's example that its section lacks (the
@@ -250,13 +250,15 @@ impl Shared {
             pico: today.0,
             tokens: today.1,
         };
-        self.budget = Some(super::budget::Budget::new(spec, today));
+        let budget = Arc::new(super::budget::Budget::new(spec, today));
+        self.progress.set_budget(Arc::clone(&budget));
+        self.budget = Some(budget);
     }
 
     /// Why the run stopped for its budget, if it did.
     pub(crate) fn budget_reached(&self) -> Option<String> {
         self.budget
-            .as_ref()
+            .as_deref()
             .and_then(super::budget::Budget::reached)
     }
 
@@ -672,6 +674,7 @@ impl Shared {
         if let (Some(budget), Some(worst)) = (&self.budget, reserved) {
             budget.hold(rid, worst);
         }
+        self.progress.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Some((req, rid, format)))
     }
 
@@ -683,6 +686,7 @@ impl Shared {
         format: FormatMode,
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
+        self.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
         let end = record(outcome);
         if let Some(budget) = &self.budget {
             let tokens = match (end.prompt_tokens, end.completion_tokens) {
@@ -1388,6 +1392,12 @@ impl Progress {
             .fetch_add(u64::from(end.retries), Ordering::Relaxed);
         if !end.ok {
             t.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if end.error_class.is_some() || !end.retried_errors.is_empty() {
+            let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+            for class in end.error_class.iter().chain(&end.retried_errors) {
+                *errors.entry(class.clone()).or_default() += 1;
+            }
         }
     }
 }

@@ -268,6 +268,12 @@ pub struct Progress {
     pub loop_tokens_saved: AtomicU64,
     /// Latencies of answered requests, by endpoint.
     pub latency: std::sync::Mutex<std::collections::BTreeMap<String, Latency>>,
+    /// Requests recorded and not finished yet: waiting for the rate limiter, or sent.
+    pub in_flight: AtomicU64,
+    /// Failed attempts by error class, retried ones included (as the summary's `errors`).
+    pub errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The run's spending limits, when it has any.
+    pub budget: budget::BudgetCell,
 }
 
 /// Upper bounds of the latency buckets, seconds (the last bucket is everything above).
@@ -314,6 +320,15 @@ pub struct Latency {
 }
 
 impl Progress {
+    /// Where the run's spending limits stand, when it has any.
+    pub fn budget_status(&self) -> Option<budget::BudgetStatus> {
+        self.budget.0.get().map(|b| b.status())
+    }
+
+    pub(crate) fn set_budget(&self, budget: Arc<budget::Budget>) {
+        let _ = self.budget.0.set(budget);
+    }
+
     /// Records an answered request's latencies.
     pub fn record_latency(
         &self,
@@ -400,6 +415,9 @@ pub struct RunOutcome {
     pub summary: RunSummary,
     /// Every unit's key (done by this run or an earlier one), for figures read from the ledger.
     pub keys: Vec<String>,
+    /// Every drift figure against the ledger's trailing 7 days, alarms (also in the summary)
+    /// and figures within their thresholds.
+    pub compared: Vec<drift::Drift>,
 }
 
 /// Runs `tasks` over `docs` on `endpoints` (the first is primary, the others fallbacks on
@@ -523,8 +541,10 @@ pub async fn run(
         .iter()
         .filter_map(|s| serde_json::from_str(s).ok())
         .collect();
+    let mut compared = Vec::new();
     if let Ok(current) = serde_json::to_value(&summary) {
-        summary.drift = drift::drift(&current, &history);
+        compared = drift::compare(&current, &history);
+        summary.drift = compared.iter().filter(|d| d.alarm).cloned().collect();
     }
     for d in &summary.drift {
         tracing::warn!("drift: {}", d.message);
@@ -535,6 +555,7 @@ pub async fn run(
         documents,
         summary,
         keys,
+        compared,
     })
 }
 

@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use pagemill_client::Client;
+use pagemill_pipeline::run::budget::BudgetStatus;
+use pagemill_pipeline::run::drift::Drift;
 use pagemill_pipeline::run::{Buckets, LATENCY_BOUNDS, Latency, Progress};
 use pagemill_sim::{Reply, ServerHandle, ServerOptions};
 use prometheus_client::collector::Collector;
@@ -26,10 +29,29 @@ const TASKS: [&str; 3] = ["entities", "summary", "metadata"];
 /// A metric's values by label set.
 type Series<'a, M> = Vec<(Vec<(&'a str, &'a str)>, M)>;
 
-/// The run's counters as Prometheus metrics.
+/// The run's counters as Prometheus metrics, with its gauges as they stand.
 #[derive(Debug)]
 struct RunCollector {
+    /// Counters: every pass's, added up.
     progress: Arc<Progress>,
+    /// Gauges: the pass running, or the last one.
+    now: Gauges,
+}
+
+/// What the gauges show, read at the scrape.
+#[derive(Debug, Default)]
+struct Gauges {
+    /// Requests in flight.
+    in_flight: u64,
+    /// Per task: units not finished yet.
+    queued: [u64; 3],
+    /// Per endpoint: its name and the limiter's headroom.
+    headroom: Vec<(String, pagemill_client::Headroom)>,
+    budget: Option<BudgetStatus>,
+    /// When a watcher waiting for the next day's budget resumes (Unix seconds).
+    paused_until: Option<i64>,
+    /// The last pass's drift figures.
+    drift: Vec<Drift>,
 }
 
 /// One metric with a value per label set.
@@ -206,6 +228,19 @@ impl Collector for RunCollector {
                     .encode_histogram::<NoLabelSet>(b.sum_secs, count, &buckets, None)?;
             }
         }
+        self.now.encode(&mut encoder)?;
+        let errors = p.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let errors: Series<'_, ConstCounter<u64>> = errors
+            .iter()
+            .map(|(class, n)| (vec![("class", class.as_str())], ConstCounter::new(*n)))
+            .collect();
+        family(
+            &mut encoder,
+            "pagemill_request_errors",
+            "Failed attempts by error class (transient, throttled, permanent, context_too_long), retried ones included.",
+            MetricType::Counter,
+            &errors,
+        )?;
         single(
             &mut encoder,
             "process_cpu_seconds",
@@ -225,52 +260,312 @@ impl Collector for RunCollector {
     }
 }
 
+fn gauge(v: f64) -> ConstGauge<f64> {
+    ConstGauge::new(v)
+}
+
+impl Gauges {
+    /// Reads the gauges of `pass` (the running one, or the last) and of `endpoints`.
+    fn read(
+        pass: Option<&Progress>,
+        endpoints: &[Arc<Client>],
+        paused_until: Option<i64>,
+        drift: &[Drift],
+    ) -> Self {
+        let mut g = Gauges {
+            paused_until,
+            drift: drift.to_vec(),
+            ..Gauges::default()
+        };
+        if let Some(p) = pass {
+            g.in_flight = load(&p.in_flight);
+            for (i, q) in g.queued.iter_mut().enumerate() {
+                *q = load(&p.total[i])
+                    .saturating_sub(load(&p.already[i]))
+                    .saturating_sub(load(&p.done[i]))
+                    .saturating_sub(load(&p.failed[i]));
+            }
+            g.budget = p.budget_status();
+        }
+        g.headroom = endpoints
+            .iter()
+            .map(|c| (c.endpoint().name.clone(), c.limiter().headroom()))
+            .collect();
+        g
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        single(
+            encoder,
+            "pagemill_in_flight_requests",
+            "Requests recorded and not finished: waiting for the rate limiter, or sent.",
+            MetricType::Gauge,
+            &ConstGauge::new(i64::try_from(self.in_flight).unwrap_or(i64::MAX)),
+        )?;
+        let queued: Series<'_, ConstGauge> = TASKS
+            .iter()
+            .zip(self.queued)
+            .map(|(t, n)| {
+                (
+                    vec![("task", *t)],
+                    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)),
+                )
+            })
+            .collect();
+        family(
+            encoder,
+            "pagemill_queue_units",
+            "Units of the current (or last) pass not finished yet: waiting, or in a request in flight.",
+            MetricType::Gauge,
+            &queued,
+        )?;
+        self.encode_headroom(encoder)?;
+        self.encode_budget(encoder)?;
+        self.encode_drift(encoder)
+    }
+
+    fn encode_headroom(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (mut available, mut wait, mut server) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, h) in &self.headroom {
+            let e = name.as_str();
+            for (kind, v) in [
+                ("requests", h.requests),
+                ("tokens", h.tokens),
+                ("slots", h.slots.map(|s| s as f64)),
+            ] {
+                if let Some(v) = v {
+                    available.push((vec![("endpoint", e), ("kind", kind)], gauge(v)));
+                }
+            }
+            wait.push((vec![("endpoint", e)], gauge(h.wait.as_secs_f64())));
+            for (kind, v) in [("requests", h.server_requests), ("tokens", h.server_tokens)] {
+                if let Some(v) = v {
+                    server.push((vec![("endpoint", e), ("kind", kind)], gauge(v as f64)));
+                }
+            }
+        }
+        family(
+            encoder,
+            "pagemill_rate_limit_available",
+            "What the rate limiter would let out now without waiting, by endpoint and kind (requests and tokens of its per-minute buckets, negative when reservations run ahead of the refill; free concurrency slots).",
+            MetricType::Gauge,
+            &available,
+        )?;
+        family(
+            encoder,
+            "pagemill_rate_limit_wait_seconds",
+            "How long one more request to the endpoint would wait now (a server's pause, or the limiter's buckets).",
+            MetricType::Gauge,
+            &wait,
+        )?;
+        family(
+            encoder,
+            "pagemill_rate_limit_server_remaining",
+            "What the endpoint's last rate-limit headers said was left in its window, by kind.",
+            MetricType::Gauge,
+            &server,
+        )
+    }
+
+    fn encode_budget(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(b) = &self.budget else {
+            return single(
+                encoder,
+                "pagemill_budget_paused",
+                "1 while a watcher waits for the next day's budget.",
+                MetricType::Gauge,
+                &ConstGauge::new(i64::from(self.paused_until.is_some())),
+            );
+        };
+        let spent = vec![
+            (vec![("period", "run")], gauge(b.spent_usd)),
+            (vec![("period", "day")], gauge(b.spent_today_usd)),
+        ];
+        family(
+            encoder,
+            "pagemill_budget_spent_usd",
+            "Dollars spent by requests that ended: this run's, and today's on the ledger.",
+            MetricType::Gauge,
+            &spent,
+        )?;
+        let limits: Series<'_, ConstGauge<f64>> =
+            [("run", b.run_limit_usd), ("day", b.day_limit_usd)]
+                .into_iter()
+                .filter_map(|(period, v)| v.map(|v| (vec![("period", period)], gauge(v))))
+                .collect();
+        family(
+            encoder,
+            "pagemill_budget_limit_usd",
+            "The dollar budgets set (--budget-usd, --budget-usd-per-day).",
+            MetricType::Gauge,
+            &limits,
+        )?;
+        single(
+            encoder,
+            "pagemill_budget_held_usd",
+            "The most the requests in flight can still cost, held against the budgets.",
+            MetricType::Gauge,
+            &gauge(b.held_usd),
+        )?;
+        single(
+            encoder,
+            "pagemill_budget_spent_tokens",
+            "Tokens spent today (prompt and completion) on the ledger.",
+            MetricType::Gauge,
+            &gauge(b.spent_today_tokens as f64),
+        )?;
+        if let Some(t) = b.day_limit_tokens {
+            single(
+                encoder,
+                "pagemill_budget_limit_tokens",
+                "The day's token budget (--budget-tokens-per-day).",
+                MetricType::Gauge,
+                &gauge(t as f64),
+            )?;
+        }
+        single(
+            encoder,
+            "pagemill_budget_reached",
+            "1 once a request did not fit the budget with nothing in flight: no new work until more budget (or the next day).",
+            MetricType::Gauge,
+            &ConstGauge::new(i64::from(b.reached || self.paused_until.is_some())),
+        )?;
+        single(
+            encoder,
+            "pagemill_budget_paused",
+            "1 while a watcher waits for the next day's budget.",
+            MetricType::Gauge,
+            &ConstGauge::new(i64::from(self.paused_until.is_some())),
+        )?;
+        if let Some(t) = self.paused_until {
+            single(
+                encoder,
+                "pagemill_budget_resume_timestamp_seconds",
+                "When a paused watcher takes work again (the next day's start), Unix seconds.",
+                MetricType::Gauge,
+                &ConstGauge::new(t),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn encode_drift(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let alarms: Series<'_, ConstGauge> = self
+            .drift
+            .iter()
+            .map(|d| {
+                (
+                    vec![("figure", d.figure.as_str())],
+                    ConstGauge::new(i64::from(d.alarm)),
+                )
+            })
+            .collect();
+        family(
+            encoder,
+            "pagemill_drift_alarm",
+            "1 when the last run's figure moved beyond its threshold against the ledger's trailing 7 days, 0 when within it.",
+            MetricType::Gauge,
+            &alarms,
+        )?;
+        let mut values = Vec::new();
+        for d in &self.drift {
+            let f = d.figure.as_str();
+            values.push((vec![("figure", f), ("window", "run")], gauge(d.now)));
+            values.push((
+                vec![("figure", f), ("window", "trailing_7d")],
+                gauge(d.trailing),
+            ));
+        }
+        family(
+            encoder,
+            "pagemill_drift_value",
+            "The drift figures: the last run's value and the trailing 7 days' (tokens a page, cached share and error rate as fractions, p95 latency in milliseconds).",
+            MetricType::Gauge,
+            &values,
+        )
+    }
+}
+
 /// CPU time of this process, in seconds.
 fn process_cpu_seconds() -> f64 {
     pagemill_bench::runner::cpu_time().as_secs_f64()
 }
 
 /// What the metrics show: the counters of passes that ended (a watcher's) and of the one
-/// running.
+/// running; the gauges of the one running, or else of the last.
 #[derive(Debug, Default)]
 pub struct Live {
     ended: Progress,
     running: std::sync::Mutex<Option<Arc<Progress>>>,
+    /// The pass that ended last: its gauges show until the next starts.
+    last: std::sync::Mutex<Option<Arc<Progress>>>,
+    /// The endpoints, for their limiters' headroom.
+    endpoints: std::sync::Mutex<Vec<Arc<Client>>>,
+    /// A watcher waiting for the next day's budget: until when (Unix seconds).
+    paused_until: std::sync::Mutex<Option<i64>>,
+    /// The last pass's drift figures.
+    drift: std::sync::Mutex<Vec<Drift>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Live {
-    /// The metrics of one run.
-    pub fn of(progress: &Arc<Progress>) -> Arc<Self> {
+    /// The metrics of one run on `endpoints`.
+    pub fn of(progress: &Arc<Progress>, endpoints: &[Arc<Client>]) -> Arc<Self> {
         let live = Self::default();
+        live.endpoints(endpoints);
         live.start(progress);
         Arc::new(live)
     }
 
+    /// The endpoints whose limiters' headroom shows.
+    pub fn endpoints(&self, endpoints: &[Arc<Client>]) {
+        *lock(&self.endpoints) = endpoints.to_vec();
+    }
+
     /// A pass starts: its counters show as they move.
     pub fn start(&self, pass: &Arc<Progress>) {
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(pass));
+        *lock(&self.paused_until) = None;
+        *lock(&self.running) = Some(Arc::clone(pass));
     }
 
     /// The pass ended: its counters join those of the passes before.
     pub fn end(&self) {
-        let pass = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let pass = lock(&self.running).take();
         if let Some(pass) = pass {
             fold(&self.ended, &pass);
+            *lock(&self.last) = Some(pass);
         }
     }
 
-    /// Every counter now.
-    fn snapshot(&self) -> Progress {
+    /// The last pass's drift figures (see [`pagemill_pipeline::run::RunOutcome::compared`]).
+    pub fn drift(&self, compared: &[Drift]) {
+        *lock(&self.drift) = compared.to_vec();
+    }
+
+    /// A watcher pauses for the day's budget until `until` (Unix seconds); `None`: it goes on.
+    pub fn paused_until(&self, until: Option<i64>) {
+        *lock(&self.paused_until) = until;
+    }
+
+    /// Every counter now, and the gauges.
+    fn snapshot(&self) -> (Progress, Gauges) {
         let now = Progress::default();
         fold(&now, &self.ended);
-        if let Some(pass) = &*self.running.lock().unwrap_or_else(|p| p.into_inner()) {
+        let running = lock(&self.running).clone();
+        if let Some(pass) = &running {
             fold(&now, pass);
         }
-        now
+        let pass = running.or_else(|| lock(&self.last).clone());
+        let gauges = Gauges::read(
+            pass.as_deref(),
+            &lock(&self.endpoints),
+            *lock(&self.paused_until),
+            &lock(&self.drift),
+        );
+        (now, gauges)
     }
 }
 
@@ -314,6 +609,17 @@ pub(crate) fn fold(into: &Progress, pass: &Progress) {
             mine.e2e.merge(&l.e2e);
         }
     }
+    {
+        let pass_errors = pass
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut all = into.errors.lock().unwrap_or_else(|p| p.into_inner());
+        for (class, n) in pass_errors {
+            *all.entry(class).or_default() += n;
+        }
+    }
     for (x, y) in [
         (&into.reasks, &pass.reasks),
         (&into.max_tokens_asked, &pass.max_tokens_asked),
@@ -327,8 +633,10 @@ pub(crate) fn fold(into: &Progress, pass: &Progress) {
 /// The metrics text of `live`, as a scrape gets it.
 pub fn render(live: &Live) -> String {
     let mut registry = Registry::default();
+    let (progress, now) = live.snapshot();
     registry.register_collector(Box::new(RunCollector {
-        progress: Arc::new(live.snapshot()),
+        progress: Arc::new(progress),
+        now,
     }));
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -367,4 +675,44 @@ pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHa
     .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?;
     eprintln!("metrics: http://{}/metrics", handle.addr);
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(name: &str, now: f64, trailing: f64, alarm: bool) -> Drift {
+        Drift {
+            figure: name.to_owned(),
+            now,
+            trailing,
+            runs: 3,
+            message: String::new(),
+            alarm,
+        }
+    }
+
+    #[test]
+    fn drift_figures_and_a_budget_pause_show_as_gauges() {
+        let live = Live::default();
+        live.drift(&[
+            figure("prompt_tokens_per_page", 900.0, 610.0, true),
+            figure("cached_share", 0.5, 0.52, false),
+        ]);
+        live.paused_until(Some(1_700_000_000));
+        let text = render(&live);
+        for line in [
+            "pagemill_drift_alarm{figure=\"prompt_tokens_per_page\"} 1\n",
+            "pagemill_drift_alarm{figure=\"cached_share\"} 0\n",
+            "pagemill_drift_value{figure=\"prompt_tokens_per_page\",window=\"run\"} 900.0\n",
+            "pagemill_drift_value{figure=\"prompt_tokens_per_page\",window=\"trailing_7d\"} 610.0\n",
+            "pagemill_budget_paused 1\n",
+            "pagemill_in_flight_requests 0\n",
+        ] {
+            assert!(text.contains(line), "no {line} in:\n{text}");
+        }
+        // A new pass clears the pause.
+        live.start(&Arc::new(Progress::default()));
+        assert!(render(&live).contains("pagemill_budget_paused 0\n"));
+    }
 }

@@ -190,7 +190,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         ..Progress::default()
     });
     let metrics = match args.metrics_addr {
-        Some(addr) => Some(super::metrics::serve(addr, super::metrics::Live::of(&progress)).await?),
+        Some(addr) => {
+            let live = super::metrics::Live::of(&progress, &endpoints);
+            Some(super::metrics::serve(addr, live).await?)
+        }
         None => None,
     };
     let show = !args.quiet && std::io::stderr().is_terminal();

@@ -1,24 +1,26 @@
 //! `pagemill run --watch DIR…`: a long-lived run that picks up new and changed files.
 //!
-//! Every `--watch-interval` the inputs are listed (directories recursively). A file is taken
-//! once it is *settled*: the same size and modification time as at the last look, and last
-//! modified at least `--settle` ago, so a file still being written (copied, uploaded, saved in
-//! pieces) waits until it is whole. Settled files that are new, or changed since this watcher
-//! took them, go through one pass of the pipeline on the same ledger as every other pass:
-//! units already done (by this watcher before a restart, or by any earlier run) are not asked
-//! again, so nothing is paid twice, and a pass's results are written as it ends. SIGTERM or
-//! Ctrl-C stops taking files, lets the pass in flight drain (its requests finish and are
-//! recorded), writes its results and exits 0 — what a service manager expects.
+//! The inputs are listed (directories recursively) whenever the file system says something
+//! under them changed (inotify, through the `notify` crate), and besides every 5 minutes in
+//! case an event was missed. A file is taken once it is *settled*: the same size and
+//! modification time as at the last look, and last modified at least `--settle` ago, so a file
+//! still being written (copied, uploaded, saved in pieces) waits until it is whole; a file
+//! settling is looked at again when its `--settle` has passed. Where inotify is not to be had
+//! (network mounts and some containers' bind mounts never send events; the kernel's watch
+//! limit), or with `--watch-poll`, the inputs are listed every `--watch-interval` instead.
 //!
-//! Listing by polling, not inotify: one `read_dir` walk an interval costs microseconds for the
-//! hundreds of files a day this serves, works the same on every file system (network mounts
-//! and containers' bind mounts often miss inotify events), and needs no extra dependency.
+//! Settled files that are new, or changed since this watcher took them, go through one pass of
+//! the pipeline on the same ledger as every other pass: units already done (by this watcher
+//! before a restart, or by any earlier run) are not asked again, so nothing is paid twice, and a
+//! pass's results are written as it ends. SIGTERM or Ctrl-C stops taking files, lets the pass in
+//! flight drain (its requests finish and are recorded), writes its results and exits 0 — what a
+//! service manager expects.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use pagemill_pipeline::run::Progress;
 use pagemill_pipeline::run::output::write_results;
@@ -29,6 +31,13 @@ use crate::commands::run::{RunContext, context, open_any_store, setup_of};
 
 /// What a file looked like: its size and modification time.
 type Stamp = (u64, SystemTime);
+
+/// With file-system events, how often the inputs are listed anyway (an event can be lost: the
+/// kernel's queue overflows, a directory is replaced).
+const RESCAN: Duration = Duration::from_secs(300);
+
+/// Listings at most this often while events pour in (a file being written sends one a write).
+const MIN_GAP: Duration = Duration::from_millis(100);
 
 /// Runs the watcher until SIGTERM or Ctrl-C.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -43,26 +52,52 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         "stopping: no new files; finishing the requests in flight, then writing the results",
     );
     let live = Arc::new(super::metrics::Live::default());
+    live.endpoints(&endpoints);
     let _metrics = match args.metrics_addr {
         Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&live)).await?),
         None => None,
     };
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let events = if args.watch_poll {
+        None
+    } else {
+        match Events::start(&args.pipeline.inputs, &args.out, Arc::clone(&changed)) {
+            Ok(events) => Some(events),
+            Err(e) => {
+                eprintln!(
+                    "watch: no file-system events ({e}); listing the inputs every {} instead",
+                    humantime::format_duration(args.watch_interval)
+                );
+                None
+            }
+        }
+    };
     eprintln!(
-        "watching {} for new and changed files (every {:?}, taken once unchanged for {:?}); \
-         results in {}",
+        "watching {} for new and changed files ({}; taken once unchanged for {}); results in {}",
         args.pipeline
             .inputs
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        args.watch_interval,
-        args.settle,
+        if events.is_some() {
+            format!(
+                "told by inotify, and listed every {}",
+                humantime::format_duration(RESCAN)
+            )
+        } else {
+            format!(
+                "listed every {}",
+                humantime::format_duration(args.watch_interval)
+            )
+        },
+        humantime::format_duration(args.settle),
         args.out.display()
     );
     let mut seen: HashMap<PathBuf, Stamp> = HashMap::new();
     let mut taken: HashMap<PathBuf, Stamp> = HashMap::new();
     while !stop.is_cancelled() {
+        let listed = tokio::time::Instant::now();
         // A walk of the file system: off the async workers.
         let (inputs, out) = (args.pipeline.inputs.clone(), args.out.clone());
         let now = tokio::task::spawn_blocking(move || list(&inputs, &out))
@@ -77,6 +112,20 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             })
             .map(|(p, _)| p.clone())
             .collect();
+        // Files new or changed that are not settled yet: when the first will be.
+        let settling = now
+            .iter()
+            .filter(|(path, stamp)| taken.get(*path) != Some(stamp) && !settled.contains(path))
+            .map(|(path, stamp)| {
+                if seen.get(path) == Some(stamp) {
+                    args.settle
+                        .saturating_sub(stamp.1.elapsed().unwrap_or_default())
+                } else {
+                    // Seen once: looked at again to see it unchanged.
+                    Duration::ZERO
+                }
+            })
+            .min();
         seen = now;
         let mut pause = None;
         if !settled.is_empty() {
@@ -108,6 +157,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 .await;
                 live.end();
                 let outcome = outcome?;
+                live.drift(&outcome.compared);
                 write_results(&args.out, &outcome.documents, &outcome.summary)?;
                 let s = &outcome.summary;
                 // Stopped by a budget: the files wait (not taken) until the next day.
@@ -116,7 +166,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                     .is_some_and(|w| w.contains("budget reached"))
                     && !stop.is_cancelled()
                 {
-                    pause = Some(until_next_day(&opts.budget));
+                    pause = Some(next_day(&opts.budget));
                 }
                 eprintln!(
                     "watch: {} document(s), {} complete; {} request(s), {} pages pending{}",
@@ -138,28 +188,96 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             }
         }
         let wait = match pause {
-            Some(wait) => {
+            Some(next) => {
+                live.paused_until(Some(next));
+                let wait = until(next);
                 eprintln!(
                     "watch: the day's budget is reached; pausing {} until the next day begins",
-                    pagemill_client::clock::human(wait)
+                    humantime::format_duration(wait)
                 );
                 wait
             }
-            None => args.watch_interval,
+            None => {
+                let idle = if events.is_some() {
+                    RESCAN
+                } else {
+                    args.watch_interval
+                };
+                // A settling file is looked at again once its --settle has passed (a little
+                // after, so it has), or at the next listing if that comes first.
+                settling.map_or(idle, |left| {
+                    idle.min((left + Duration::from_millis(20)).max(MIN_GAP))
+                })
+            }
         };
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(wait) => {}
+        if pause.is_some() {
+            // Paused for the day: events wait too.
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        } else {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = changed.notified() => {
+                    tokio::time::sleep_until(listed + MIN_GAP).await;
+                }
+            }
         }
     }
+    drop(events);
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long until the budget's next day begins.
-fn until_next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> std::time::Duration {
-    let now_secs = pagemill_pipeline::store::unix_now();
-    let next = budget.day_start(now_secs).saturating_add(86_400);
-    std::time::Duration::from_secs(u64::try_from(next.saturating_sub(now_secs)).unwrap_or(0))
+/// File-system events under the inputs (inotify on Linux), each waking the watcher.
+struct Events {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Events {
+    /// Watches `inputs` (directories recursively); events about `results` (the ledger's writes
+    /// during a pass, the results) are not news.
+    fn start(
+        inputs: &[PathBuf],
+        results: &Path,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> notify::Result<Self> {
+        use notify::Watcher as _;
+        let results = std::fs::canonicalize(results).unwrap_or_else(|_| results.to_path_buf());
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let news = match &event {
+                    Ok(e) => {
+                        !e.kind.is_access()
+                            && (e.paths.is_empty()
+                                || e.paths.iter().any(|p| !p.starts_with(&results)))
+                    }
+                    // The queue overflowed, or a watch broke: a listing sorts it out.
+                    Err(_) => true,
+                };
+                if news {
+                    changed.notify_one();
+                }
+            })?;
+        for input in inputs {
+            watcher.watch(input, notify::RecursiveMode::Recursive)?;
+        }
+        Ok(Self { _watcher: watcher })
+    }
+}
+
+/// When the budget's next day begins, Unix seconds.
+fn next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> i64 {
+    budget
+        .day_start(pagemill_pipeline::store::unix_now())
+        .saturating_add(86_400)
+}
+
+/// How long until `unix` (Unix seconds), a second at least.
+fn until(unix: i64) -> std::time::Duration {
+    let left = unix.saturating_sub(pagemill_pipeline::store::unix_now());
+    std::time::Duration::from_secs(u64::try_from(left).unwrap_or(0))
         .max(std::time::Duration::from_secs(1))
 }
 

@@ -49,6 +49,12 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
     let stop = crate::commands::stop_on_signals(
         "stopping: no new requests; finishing those in flight (the store keeps every finished result)",
     );
+    let live = Arc::new(super::metrics::Live::default());
+    live.endpoints(&endpoints);
+    let _metrics = match args.metrics_addr {
+        Some(addr) => Some(super::metrics::serve(addr, Arc::clone(&live)).await?),
+        None => None,
+    };
     eprintln!("worker: taking work from {}", postgres::redact_url(&url));
     let mut idle_said = false;
     let (mut passes, mut units_done) = (0u64, 0u64);
@@ -64,6 +70,7 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
                 stop: stop.child_token(),
                 ..Progress::default()
             });
+            live.start(&progress);
             let outcome = pagemill_pipeline::run::run(
                 &docs,
                 tasks.clone(),
@@ -73,7 +80,10 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
                 Arc::clone(&progress),
                 args.ungrounded,
             )
-            .await?;
+            .await;
+            live.end();
+            let outcome = outcome?;
+            live.drift(&outcome.compared);
             Ok(Some(outcome.summary))
         };
         let wait = match pass.await {

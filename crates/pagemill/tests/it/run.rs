@@ -1034,7 +1034,7 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         "p.toml",
         "sim",
         &sim.base_url(),
-        "prices = { input = 0.15, output = 0.6 }\n",
+        "prices = { input = 0.15, output = 0.6 }\nlimits = { requests_per_minute = 60000, max_concurrency = 4 }\n",
     );
     let mut child = pagemill(&dir)
         .arg("--config")
@@ -1042,7 +1042,7 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         .arg("run")
         .arg(data("text/licenses"))
         .args(["-o", "out", "--format", "json", "-q", "--concurrency", "1"])
-        .args(["--metrics-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--budget-usd", "10"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1127,6 +1127,49 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         }
     }
     assert!(metric(&scrapes[1], "process_resident_memory_bytes") > 0.0);
+    // Gauges: what is in flight and left, the limiter's headroom, the budget.
+    for scrape in &scrapes {
+        let in_flight = metric(scrape, "pagemill_in_flight_requests");
+        assert!(
+            (0.0..=1.0).contains(&in_flight),
+            "one at a time: {in_flight}"
+        );
+        let planned = metric(
+            scrape,
+            "pagemill_units{task=\"entities\",state=\"planned\"}",
+        );
+        let left = metric(scrape, "pagemill_queue_units{task=\"entities\"}");
+        let done = metric(scrape, "pagemill_units{task=\"entities\",state=\"done\"}");
+        assert_eq!(left, planned - done, "{scrape}");
+        let requests = metric(
+            scrape,
+            "pagemill_rate_limit_available{endpoint=\"sim\",kind=\"requests\"}",
+        );
+        assert!(
+            requests <= 1000.0,
+            "a second's allowance at most: {requests}"
+        );
+        let slots = metric(
+            scrape,
+            "pagemill_rate_limit_available{endpoint=\"sim\",kind=\"slots\"}",
+        );
+        assert!((3.0..=4.0).contains(&slots), "{slots}");
+        assert!(metric(scrape, "pagemill_rate_limit_wait_seconds{endpoint=\"sim\"}") >= 0.0);
+        assert_eq!(
+            metric(scrape, "pagemill_budget_limit_usd{period=\"run\"}"),
+            10.0
+        );
+        let spent = metric(scrape, "pagemill_budget_spent_usd{period=\"run\"}");
+        assert!(spent <= s["cost_usd"].as_f64().unwrap() + 1e-9, "{spent}");
+        assert_eq!(metric(scrape, "pagemill_budget_reached"), 0.0);
+    }
+    assert!(
+        metric(&scrapes[1], "pagemill_budget_spent_usd{period=\"run\"}") > 0.0,
+        "spent by the second scrape"
+    );
+    // The summary's p95 latency (drift compares it): every answer took 50 ms to begin.
+    let p95 = s["latency_p95_ms"].as_f64().unwrap();
+    assert!((50.0..5_000.0).contains(&p95), "{p95}");
     let timed = metric(&scrapes[1], "pagemill_ttft_seconds_count{endpoint=\"sim\"}");
     let all = metric(
         &scrapes[1],
@@ -1148,8 +1191,11 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         .collect();
     assert!(names.len() >= 8, "{names:?}");
     for name in names {
+        // A series, or a metric the exporter declares (drift figures come at a run's end).
+        let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(
-            scrapes[1].contains(&format!("\n{name}")),
+            scrapes[1].contains(&format!("\n{name}"))
+                || scrapes[1].contains(&format!("# TYPE {family} ")),
             "{name} is in no scrape"
         );
     }
@@ -1161,6 +1207,8 @@ struct Watcher {
     lines: std::sync::mpsc::Receiver<String>,
     /// `HOST:PORT` of its metrics, when asked for.
     metrics: Option<String>,
+    /// What it said it watches, and how.
+    watching: String,
 }
 
 impl Watcher {
@@ -1169,14 +1217,7 @@ impl Watcher {
         let mut child = pagemill(dir)
             .arg("--config")
             .arg(cfg)
-            .args([
-                "run",
-                "--watch",
-                "--watch-interval",
-                "100ms",
-                "--settle",
-                "500ms",
-            ])
+            .args(["run", "--watch", "--settle", "500ms"])
             .args(["-o", "out", "-q"])
             .args(extra)
             .arg(watched)
@@ -1194,6 +1235,7 @@ impl Watcher {
             child,
             lines,
             metrics: None,
+            watching: String::new(),
         };
         loop {
             let line = w.wait_for("");
@@ -1201,6 +1243,7 @@ impl Watcher {
                 w.metrics = Some(url.trim_end_matches("/metrics").to_owned());
             }
             if line.contains("watching") {
+                w.watching = line;
                 return w;
             }
         }
@@ -1249,7 +1292,14 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
     let cfg = config(&dir, "p.toml", "sim", &sim.base_url(), "");
     let watched = dir.join("inbox");
     std::fs::create_dir_all(&watched).unwrap();
-    let w = Watcher::start(&dir, &cfg, &watched, &["--metrics-addr", "127.0.0.1:0"]);
+    // Listing only every hour: inotify's events alone bring the file in.
+    let w = Watcher::start(
+        &dir,
+        &cfg,
+        &watched,
+        &["--watch-interval", "1h", "--metrics-addr", "127.0.0.1:0"],
+    );
+    assert!(w.watching.contains("told by inotify"), "{}", w.watching);
 
     // Written in two pieces, the second well inside the settling time.
     let first = "Ada Lovelace wrote to Charles Babbage from London in 1843.\n";
@@ -1294,7 +1344,13 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
 
     // A restart takes the file again, and the ledger asks nothing twice; a new file is run.
     let sent = sim.log().len();
-    let w = Watcher::start(&dir, &cfg, &watched, &[]);
+    let w = Watcher::start(
+        &dir,
+        &cfg,
+        &watched,
+        &["--watch-poll", "--watch-interval", "100ms"],
+    );
+    assert!(w.watching.contains("listed every 100ms"), "{}", w.watching);
     let again = w.wait_for("watch: ");
     assert!(again.contains("0 request(s)"), "{again}");
     assert_eq!(sim.log().len(), sent);
@@ -1314,8 +1370,33 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
         "Alan Turing wrote from Manchester in 1950.\n",
     )
     .unwrap();
-    let w = Watcher::start(&dir, &cfg, &watched, &["--budget-tokens-per-day", "1"]);
+    let w = Watcher::start(
+        &dir,
+        &cfg,
+        &watched,
+        &[
+            "--budget-tokens-per-day",
+            "1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
     w.wait_for("pausing");
+    // The metrics show the pause, and until when.
+    let scrape = w.scrape();
+    assert_eq!(metric(&scrape, "pagemill_budget_paused"), 1.0, "{scrape}");
+    assert_eq!(metric(&scrape, "pagemill_budget_reached"), 1.0);
+    assert_eq!(metric(&scrape, "pagemill_budget_limit_tokens"), 1.0);
+    assert!(
+        metric(&scrape, "pagemill_budget_spent_tokens") > 1.0,
+        "today's earlier passes"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let resume = metric(&scrape, "pagemill_budget_resume_timestamp_seconds");
+    assert!(resume > now && resume <= now + 86_400.0, "{resume}");
     assert_eq!(w.stop(), Some(0));
 }
 

@@ -555,6 +555,10 @@ pub struct RunSummary {
     pub prices_from: std::collections::BTreeMap<String, pagemill_client::prices::PriceSource>,
     /// Requests by error class (failed attempts included).
     pub errors: std::collections::BTreeMap<String, u64>,
+    /// 95th percentile of answered requests' end-to-end time (from the client's timeline:
+    /// sent, rate-limit waits not included), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p95_ms: Option<f64>,
     /// Units given up on, across documents.
     pub dead_letters: u64,
     /// Values left out of the results, by reason (see the document results' `dropped`).
@@ -682,9 +686,20 @@ pub(crate) fn summary(
             "{r} request(s) did not report cached tokens: their cost is an upper bound"
         )),
     };
+    let mut latencies = Vec::new();
     for r in ledger.requests()? {
         if r.run_id != s.run_id {
             continue;
+        }
+        if r.end.ok
+            && let Some(total) = r
+                .end
+                .timeline
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<pagemill_client::Timeline>(t).ok())
+                .and_then(|t| t.total())
+        {
+            latencies.push(total.as_secs_f64() * 1e3);
         }
         if let Some(class) = r.end.error_class {
             *s.errors.entry(class).or_default() += 1;
@@ -693,7 +708,15 @@ pub(crate) fn summary(
             *s.errors.entry(class).or_default() += 1;
         }
     }
+    s.latency_p95_ms = p95(&mut latencies).map(round2);
     Ok(s)
+}
+
+/// The 95th percentile (nearest rank), if there are any.
+fn p95(xs: &mut [f64]) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let rank = ((xs.len() as f64) * 0.95).ceil() as usize;
+    xs.get(rank.max(1) - 1).copied()
 }
 
 fn round2(x: f64) -> f64 {
