@@ -738,6 +738,10 @@ pub struct BenchArgs {
     /// often, e.g. `10s`, `1m` (on a terminal, one line is redrawn every second).
     #[arg(long, value_parser = duration, default_value = "10s")]
     pub progress_every: std::time::Duration,
+    /// Serve Prometheus metrics of the benchmark at http://ADDR/metrics while it runs
+    /// (requests, tokens, errors, cost and latency histograms by target; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Seed of arrivals and synthetic prompts.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

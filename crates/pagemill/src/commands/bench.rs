@@ -68,8 +68,18 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
         };
         show_progress(Arc::clone(&counts), every)
     });
+    let live = args
+        .metrics_addr
+        .map(|_| super::metrics::BenchLive::new(names.clone()));
+    let _metrics = match (args.metrics_addr, &live) {
+        (Some(addr), Some(live)) => Some(Arc::clone(live).serve(addr).await?),
+        _ => None,
+    };
     let mut row_error = None;
     let mut sink = |r: &Record| {
+        if let Some(live) = &live {
+            live.add(r);
+        }
         counts.done.fetch_add(1, Relaxed);
         if r.error.is_some() {
             counts.failed.fetch_add(1, Relaxed);

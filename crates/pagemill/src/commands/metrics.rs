@@ -201,33 +201,7 @@ impl Collector for RunCollector {
             )?;
         }
         let latency = p.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for (name, help, pick) in [
-            (
-                "pagemill_ttft_seconds",
-                "Time to first answer token of answered streamed requests, by endpoint.",
-                (|l: &Latency| &l.ttft) as fn(&Latency) -> &Buckets,
-            ),
-            (
-                "pagemill_request_duration_seconds",
-                "End-to-end time of answered requests, by endpoint.",
-                |l: &Latency| &l.e2e,
-            ),
-        ] {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for (endpoint, l) in &latency {
-                let b = pick(l);
-                let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
-                    .iter()
-                    .copied()
-                    .chain([f64::MAX])
-                    .zip(b.counts)
-                    .collect();
-                let count = b.counts.iter().sum();
-                metric
-                    .encode_family(&[("endpoint", endpoint.as_str())])?
-                    .encode_histogram::<NoLabelSet>(b.sum_secs, count, &buckets, None)?;
-            }
-        }
+        encode_latency(&mut encoder, &latency)?;
         self.now.encode(&mut encoder)?;
         let errors = p.errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let errors: Series<'_, ConstCounter<u64>> = errors
@@ -241,23 +215,62 @@ impl Collector for RunCollector {
             MetricType::Counter,
             &errors,
         )?;
-        single(
-            &mut encoder,
-            "process_cpu_seconds",
-            "CPU time of this process, user and system.",
-            MetricType::Counter,
-            &ConstCounter::new(process_cpu_seconds()),
-        )?;
-        let rss = pagemill_bench::runner::rss_bytes();
-        single(
-            &mut encoder,
-            "process_resident_memory_bytes",
-            "Resident memory of this process.",
-            MetricType::Gauge,
-            &ConstGauge::new(i64::try_from(rss).unwrap_or(i64::MAX)),
-        )?;
-        Ok(())
+        encode_process(&mut encoder)
     }
+}
+
+/// The TTFT and end-to-end histograms, by endpoint.
+fn encode_latency(
+    encoder: &mut DescriptorEncoder,
+    latency: &std::collections::BTreeMap<String, Latency>,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, pick) in [
+        (
+            "pagemill_ttft_seconds",
+            "Time to first answer token of answered streamed requests, by endpoint.",
+            (|l: &Latency| &l.ttft) as fn(&Latency) -> &Buckets,
+        ),
+        (
+            "pagemill_request_duration_seconds",
+            "End-to-end time of answered requests, by endpoint.",
+            |l: &Latency| &l.e2e,
+        ),
+    ] {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (endpoint, l) in latency {
+            let b = pick(l);
+            let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+                .iter()
+                .copied()
+                .chain([f64::MAX])
+                .zip(b.counts)
+                .collect();
+            let count = b.counts.iter().sum();
+            metric
+                .encode_family(&[("endpoint", endpoint.as_str())])?
+                .encode_histogram::<NoLabelSet>(b.sum_secs, count, &buckets, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The process's CPU time and resident memory, under their standard names.
+fn encode_process(encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    single(
+        encoder,
+        "process_cpu_seconds",
+        "CPU time of this process, user and system.",
+        MetricType::Counter,
+        &ConstCounter::new(process_cpu_seconds()),
+    )?;
+    let rss = pagemill_bench::runner::rss_bytes();
+    single(
+        encoder,
+        "process_resident_memory_bytes",
+        "Resident memory of this process.",
+        MetricType::Gauge,
+        &ConstGauge::new(i64::try_from(rss).unwrap_or(i64::MAX)),
+    )
 }
 
 fn gauge(v: f64) -> ConstGauge<f64> {
@@ -646,6 +659,14 @@ pub fn render(live: &Live) -> String {
 
 /// Serves `GET /metrics` on `addr` for as long as the handle lives.
 pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHandle> {
+    serve_text(addr, move || render(&live)).await
+}
+
+/// Serves what `text` renders at each scrape as `GET /metrics` on `addr`.
+async fn serve_text(
+    addr: SocketAddr,
+    text: impl Fn() -> String + Send + Sync + 'static,
+) -> anyhow::Result<ServerHandle> {
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: metrics on {addr} can be read by anyone who can reach it (they hold no \
@@ -658,6 +679,7 @@ pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHa
         log_capacity: 16,
         ..ServerOptions::default()
     };
+    let text = Arc::new(text);
     let handle = pagemill_sim::serve_with(options, move |req, sink| {
         let reply = if req.path == "/metrics" {
             Reply::status(200)
@@ -665,7 +687,7 @@ pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHa
                     "content-type",
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
-                .bytes(render(&live))
+                .bytes(text())
         } else {
             Reply::error(404, "not_found", "metrics are at /metrics")
         };
@@ -675,6 +697,168 @@ pub async fn serve(addr: SocketAddr, live: Arc<Live>) -> anyhow::Result<ServerHa
     .map_err(|e| anyhow::anyhow!("serving metrics on {addr}: {e}"))?;
     eprintln!("metrics: http://{}/metrics", handle.addr);
     Ok(handle)
+}
+
+/// A benchmark's metrics (`bench --metrics-addr`), folded from its records as the collector
+/// receives them: one uncontended lock a record.
+#[derive(Debug)]
+pub struct BenchLive {
+    targets: Vec<String>,
+    counts: std::sync::Mutex<Vec<BenchCounts>>,
+    /// Latencies by target name (the run's histograms, so the dashboard's panels read both).
+    latency: Progress,
+}
+
+/// One target's counts.
+#[derive(Debug, Default, Clone)]
+struct BenchCounts {
+    ok: u64,
+    failed: u64,
+    errors: std::collections::BTreeMap<String, u64>,
+    prompt: u64,
+    cached: u64,
+    completion: u64,
+    cost_pico: u64,
+}
+
+impl BenchLive {
+    /// Metrics of a benchmark of `targets` (their names, in order).
+    pub fn new(targets: Vec<String>) -> Arc<Self> {
+        Arc::new(Self {
+            counts: std::sync::Mutex::new(vec![BenchCounts::default(); targets.len()]),
+            targets,
+            latency: Progress::default(),
+        })
+    }
+
+    /// Folds one record in.
+    pub fn add(&self, r: &pagemill_bench::record::Record) {
+        let Some(name) = self.targets.get(r.target) else {
+            return;
+        };
+        {
+            let mut counts = lock(&self.counts);
+            let Some(c) = counts.get_mut(r.target) else {
+                return;
+            };
+            match &r.error {
+                Some((class, _)) => {
+                    c.failed += 1;
+                    *c.errors.entry(class.to_string()).or_default() += 1;
+                }
+                None => c.ok += 1,
+            }
+            c.prompt += r.prompt_tokens.map_or(0, |t| t.tokens);
+            c.cached += r.cached_tokens.unwrap_or(0);
+            c.completion += r.output_tokens.map_or(0, |t| t.tokens);
+            c.cost_pico += r.cost_pico.unwrap_or(0);
+        }
+        if r.error.is_none() {
+            let ns = |v: Option<u64>| v.map(std::time::Duration::from_nanos);
+            self.latency.record_latency(
+                name,
+                ns(r.ttft_answer_ns.or(r.ttft_content_ns)),
+                ns(r.e2e_ns),
+            );
+        }
+    }
+
+    /// The metrics text, as a scrape gets it.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(BenchCollector {
+            targets: self.targets.clone(),
+            counts: lock(&self.counts).clone(),
+            latency: lock(&self.latency.latency).clone(),
+        }));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Serves the benchmark's metrics on `addr` for as long as the handle lives.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> anyhow::Result<ServerHandle> {
+        serve_text(addr, move || self.render()).await
+    }
+}
+
+/// A snapshot of a benchmark's metrics.
+#[derive(Debug)]
+struct BenchCollector {
+    targets: Vec<String>,
+    counts: Vec<BenchCounts>,
+    latency: std::collections::BTreeMap<String, Latency>,
+}
+
+impl Collector for BenchCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let rows: Vec<(&str, &BenchCounts)> = self
+            .targets
+            .iter()
+            .map(String::as_str)
+            .zip(&self.counts)
+            .collect();
+        let mut requests = Vec::new();
+        let mut tokens = Vec::new();
+        let mut errors = Vec::new();
+        let mut cost = Vec::new();
+        for (t, c) in &rows {
+            for (outcome, n) in [("ok", c.ok), ("failed", c.failed)] {
+                requests.push((
+                    vec![("target", *t), ("outcome", outcome)],
+                    ConstCounter::new(n),
+                ));
+            }
+            for (kind, n) in [
+                ("prompt", c.prompt),
+                ("cached", c.cached),
+                ("completion", c.completion),
+            ] {
+                tokens.push((vec![("target", *t), ("kind", kind)], ConstCounter::new(n)));
+            }
+            for (class, n) in &c.errors {
+                errors.push((
+                    vec![("target", *t), ("class", class.as_str())],
+                    ConstCounter::new(*n),
+                ));
+            }
+            cost.push((
+                vec![("target", *t)],
+                ConstCounter::new(c.cost_pico as f64 / 1e12),
+            ));
+        }
+        family(
+            &mut encoder,
+            "pagemill_bench_requests",
+            "Benchmark requests ended, by target and outcome (ok, failed).",
+            MetricType::Counter,
+            &requests,
+        )?;
+        family(
+            &mut encoder,
+            "pagemill_bench_tokens",
+            "Tokens of the benchmark's requests by target and kind (prompt, of which cached, and completion), as the server counted them.",
+            MetricType::Counter,
+            &tokens,
+        )?;
+        family(
+            &mut encoder,
+            "pagemill_bench_request_errors",
+            "Failed benchmark requests by target and error class.",
+            MetricType::Counter,
+            &errors,
+        )?;
+        family(
+            &mut encoder,
+            "pagemill_bench_cost_usd",
+            "What the benchmark's requests of known price cost, in dollars, by target.",
+            MetricType::Counter,
+            &cost,
+        )?;
+        encode_latency(&mut encoder, &self.latency)?;
+        encode_process(&mut encoder)
+    }
 }
 
 #[cfg(test)]

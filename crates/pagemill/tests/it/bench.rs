@@ -1141,3 +1141,78 @@ fn the_cli_prints_one_flat_row_per_request() {
     assert_eq!(keys.len(), header.len());
     assert_eq!(jsonl.lines().count(), 12);
 }
+
+#[test]
+fn bench_metrics_are_scraped_while_it_runs_and_agree_with_its_results() {
+    use crate::run::{http_get, metric};
+    use std::io::BufRead as _;
+    let dir = tempdir("bench-metrics");
+    let mut child = pagemill(&dir)
+        .args([
+            "bench",
+            "-e",
+            "sim",
+            "--sim-profile",
+            "hosted",
+            "-n",
+            "12",
+            "-c",
+            "2",
+        ])
+        .args(["--output-tokens", "8", "--format", "json", "-q"])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("/metrics") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address"
+        );
+    }
+    let addr = line
+        .trim()
+        .trim_start_matches("metrics: http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let ok = "pagemill_bench_requests_total{target=\"sim\",outcome=\"ok\"}";
+    let scrape = loop {
+        let s = http_get(&addr, "/metrics");
+        if metric(&s, ok) >= 3.0 {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let answered = metric(&scrape, ok);
+    assert_eq!(
+        metric(
+            &scrape,
+            "pagemill_request_duration_seconds_count{endpoint=\"sim\"}"
+        ),
+        answered,
+        "every answer timed once"
+    );
+    assert!(
+        metric(
+            &scrape,
+            "pagemill_bench_tokens_total{target=\"sim\",kind=\"prompt\"}"
+        ) > 0.0
+    );
+    assert!(metric(&scrape, "process_resident_memory_bytes") > 0.0);
+    // Drained beside: the results (stdout) outgrow a pipe's buffer.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let out = child.wait_with_output().unwrap();
+    let _ = drain.join();
+    assert!(out.status.success());
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &results["points"][0]["targets"][0];
+    let final_ok = t["ok"].as_f64().unwrap();
+    assert!(
+        final_ok >= 3.0 && answered <= final_ok,
+        "{answered} then {final_ok}"
+    );
+}

@@ -999,7 +999,7 @@ async fn a_budget_stops_the_run_short_of_it_and_a_rerun_finishes_paying_once() {
 }
 
 /// `GET path` from `addr` (`HOST:PORT`), the whole response as text.
-fn http_get(addr: &str, path: &str) -> String {
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
@@ -1013,7 +1013,7 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// A metric's value in a scrape, by its name and labels as printed.
-fn metric(scrape: &str, series: &str) -> f64 {
+pub(crate) fn metric(scrape: &str, series: &str) -> f64 {
     scrape
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
