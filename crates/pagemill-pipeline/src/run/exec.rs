@@ -686,7 +686,11 @@ impl Shared {
         format: FormatMode,
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
-        self.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // (Never below zero, whatever a caller did: a gauge of 2⁶⁴ − 1 would mislead.)
+        let _ = self
+            .progress
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let end = record(outcome);
         if let Some(budget) = &self.budget {
             let tokens = match (end.prompt_tokens, end.completion_tokens) {

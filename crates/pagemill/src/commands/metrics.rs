@@ -279,8 +279,10 @@ fn gauge(v: f64) -> ConstGauge<f64> {
 
 impl Gauges {
     /// Reads the gauges of `pass` (the running one, or the last) and of `endpoints`.
+    /// `pass` is the pass's live progress (for its budget), `counts` a copy of its counters
+    /// taken once, so the queue agrees with the units the same scrape shows.
     fn read(
-        pass: Option<&Progress>,
+        pass: Option<(&Progress, &Progress)>,
         endpoints: &[Arc<Client>],
         paused_until: Option<i64>,
         drift: &[Drift],
@@ -290,15 +292,15 @@ impl Gauges {
             drift: drift.to_vec(),
             ..Gauges::default()
         };
-        if let Some(p) = pass {
-            g.in_flight = load(&p.in_flight);
+        if let Some((live, p)) = pass {
+            g.in_flight = load(&live.in_flight);
             for (i, q) in g.queued.iter_mut().enumerate() {
                 *q = load(&p.total[i])
                     .saturating_sub(load(&p.already[i]))
                     .saturating_sub(load(&p.done[i]))
                     .saturating_sub(load(&p.failed[i]));
             }
-            g.budget = p.budget_status();
+            g.budget = live.budget_status();
         }
         g.headroom = endpoints
             .iter()
@@ -568,12 +570,17 @@ impl Live {
         let now = Progress::default();
         fold(&now, &self.ended);
         let running = lock(&self.running).clone();
-        if let Some(pass) = &running {
-            fold(&now, pass);
+        let pass = running.clone().or_else(|| lock(&self.last).clone());
+        // The pass's counters read once: what the counters and the gauges show agree.
+        let counts = Progress::default();
+        if let Some(pass) = &pass {
+            fold(&counts, pass);
         }
-        let pass = running.or_else(|| lock(&self.last).clone());
+        if running.is_some() {
+            fold(&now, &counts);
+        }
         let gauges = Gauges::read(
-            pass.as_deref(),
+            pass.as_deref().map(|live| (live, &counts)),
             &lock(&self.endpoints),
             *lock(&self.paused_until),
             &lock(&self.drift),

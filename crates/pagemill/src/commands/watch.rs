@@ -126,6 +126,9 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 }
             })
             .min();
+        // Files gone from the inputs (moved away once done, say) are forgotten: the watcher's
+        // memory stays the size of the inbox. One put back is taken again, free by the ledger.
+        taken.retain(|path, _| now.contains_key(path));
         seen = now;
         let mut pause = None;
         if !settled.is_empty() {
