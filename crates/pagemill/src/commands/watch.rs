@@ -94,38 +94,39 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
         humantime::format_duration(args.settle),
         args.out.display()
     );
-    let mut seen: HashMap<PathBuf, Stamp> = HashMap::new();
+    // Each file's stamp at the last look, and since when it has had it.
+    let mut seen: HashMap<PathBuf, (Stamp, std::time::Instant)> = HashMap::new();
     let mut taken: HashMap<PathBuf, Stamp> = HashMap::new();
     while !stop.is_cancelled() {
         let listed = tokio::time::Instant::now();
         // A walk of the file system: off the async workers.
         let (inputs, out) = (args.pipeline.inputs.clone(), args.out.clone());
-        let now = tokio::task::spawn_blocking(move || list(&inputs, &out))
+        let listing = tokio::task::spawn_blocking(move || list(&inputs, &out))
             .await
             .unwrap_or_default();
-        let settled: Vec<PathBuf> = now
-            .iter()
-            .filter(|(path, stamp)| {
-                seen.get(*path) == Some(stamp)
-                    && stamp.1.elapsed().unwrap_or_default() >= args.settle
-                    && taken.get(*path) != Some(stamp)
-            })
-            .map(|(p, _)| p.clone())
-            .collect();
-        // Files new or changed that are not settled yet: when the first will be.
-        let settling = now
-            .iter()
-            .filter(|(path, stamp)| taken.get(*path) != Some(stamp) && !settled.contains(path))
+        let now: HashMap<PathBuf, (Stamp, std::time::Instant)> = listing
+            .into_iter()
             .map(|(path, stamp)| {
-                if seen.get(path) == Some(stamp) {
-                    args.settle
-                        .saturating_sub(stamp.1.elapsed().unwrap_or_default())
-                } else {
-                    // Seen once: looked at again to see it unchanged.
-                    Duration::ZERO
-                }
+                let since = match seen.get(&path) {
+                    Some((before, since)) if *before == stamp => *since,
+                    _ => std::time::Instant::now(),
+                };
+                (path, (stamp, since))
             })
-            .min();
+            .collect();
+        let mut settled = Vec::new();
+        // Files new or changed that are not settled yet: when the first will be.
+        let mut settling: Option<Duration> = None;
+        for (path, (stamp, since)) in &now {
+            if taken.get(path) == Some(stamp) {
+                continue;
+            }
+            let looked_before = seen.get(path).is_some_and(|(s, _)| s == stamp);
+            match settles_in(*stamp, *since, looked_before, args.settle) {
+                Duration::ZERO => settled.push(path.clone()),
+                left => settling = Some(settling.map_or(left, |s| s.min(left))),
+            }
+        }
         // Files gone from the inputs (moved away once done, say) are forgotten: the watcher's
         // memory stays the size of the inbox. One put back is taken again, free by the ledger.
         taken.retain(|path, _| now.contains_key(path));
@@ -184,7 +185,7 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             }
             if pause.is_none() {
                 for path in settled {
-                    if let Some(stamp) = seen.get(&path) {
+                    if let Some((stamp, _)) = seen.get(&path) {
                         taken.insert(path, *stamp);
                     }
                 }
@@ -270,6 +271,25 @@ impl Events {
     }
 }
 
+/// How long until a file stamped `stamp` (unchanged since `since`) is settled: unchanged since
+/// an earlier look, and last modified `settle` ago — by its modification time, or by this
+/// watcher's clock since the stamp first showed (a modification time in the future, from a
+/// machine whose clock runs ahead, would otherwise hold the file back for ever). Zero: settled.
+fn settles_in(
+    stamp: Stamp,
+    since: std::time::Instant,
+    looked_before: bool,
+    settle: Duration,
+) -> Duration {
+    if !looked_before {
+        // Seen once: looked at again (soon) to see it unchanged.
+        return MIN_GAP;
+    }
+    let by_mtime = settle.saturating_sub(stamp.1.elapsed().unwrap_or_default());
+    let by_clock = settle.saturating_sub(since.elapsed());
+    by_mtime.min(by_clock)
+}
+
 /// When the budget's next day begins, Unix seconds.
 fn next_day(budget: &pagemill_pipeline::run::budget::BudgetSpec) -> i64 {
     budget
@@ -323,5 +343,52 @@ fn walk(path: &Path, results: &Path, out: &mut HashMap<PathBuf, Stamp>, depth: u
         && let Ok(modified) = meta.modified()
     {
         out.insert(path.to_path_buf(), (meta.len(), modified));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    const SETTLE: Duration = Duration::from_secs(2);
+
+    fn stamp(modified: SystemTime) -> Stamp {
+        (100, modified)
+    }
+
+    #[test]
+    fn a_file_settles_once_unchanged_over_a_look_and_old_enough() {
+        let old = SystemTime::now() - Duration::from_secs(60);
+        // First seen: looked at again before anything else.
+        assert_eq!(
+            settles_in(stamp(old), Instant::now(), false, SETTLE),
+            MIN_GAP
+        );
+        // Unchanged over a look and modified a minute ago: settled.
+        assert_eq!(
+            settles_in(stamp(old), Instant::now(), true, SETTLE),
+            Duration::ZERO
+        );
+        // Modified just now: waits out the rest of --settle.
+        let fresh = SystemTime::now();
+        let left = settles_in(stamp(fresh), Instant::now(), true, SETTLE);
+        assert!(
+            left > Duration::from_millis(1_500) && left <= SETTLE,
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn a_modification_time_in_the_future_settles_by_the_watchers_clock() {
+        let ahead = SystemTime::now() + Duration::from_secs(3_600);
+        let just_seen = Instant::now();
+        assert!(settles_in(stamp(ahead), just_seen, true, SETTLE) > Duration::from_secs(1));
+        let seen_long_ago = Instant::now() - Duration::from_secs(5);
+        assert_eq!(
+            settles_in(stamp(ahead), seen_long_ago, true, SETTLE),
+            Duration::ZERO,
+            "unchanged for longer than --settle, whatever its clock said"
+        );
     }
 }
