@@ -391,6 +391,11 @@ pub struct RunArgs {
     /// events (network file systems, and bind mounts that send none).
     #[arg(long)]
     pub watch_poll: bool,
+    /// With --watch: at most this many files a pass, oldest first (the rest go in the next
+    /// passes); each pass writes its results as it ends, so a large drop shows results as it
+    /// goes.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub watch_batch: u32,
     /// With --watch: a file is taken once unchanged for this long (a file being written waits).
     #[arg(long, value_parser = duration, default_value = "2s")]
     pub settle: std::time::Duration,

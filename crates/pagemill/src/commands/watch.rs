@@ -9,8 +9,9 @@
 //! (network mounts and some containers' bind mounts never send events; the kernel's watch
 //! limit), or with `--watch-poll`, the inputs are listed every `--watch-interval` instead.
 //!
-//! Settled files that are new, or changed since this watcher took them, go through one pass of
-//! the pipeline on the same ledger as every other pass: units already done (by this watcher
+//! Settled files that are new, or changed since this watcher took them, go through passes of
+//! the pipeline (at most `--watch-batch` files a pass, oldest first) on the same ledger as every
+//! other pass: units already done (by this watcher
 //! before a restart, or by any earlier run) are not asked again, so nothing is paid twice, and a
 //! pass's results are written as it ends. SIGTERM or Ctrl-C stops taking files, lets the pass in
 //! flight drain (its requests finish and are recorded), writes its results and exits 0 — what a
@@ -127,6 +128,10 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 left => settling = Some(settling.map_or(left, |s| s.min(left))),
             }
         }
+        // Oldest first, --watch-batch a pass: a drop of hundreds shows results as it goes.
+        settled.sort_by_key(|path| now.get(path).map(|((_, modified), _)| *modified));
+        let more = settled.len() > args.watch_batch as usize;
+        settled.truncate(args.watch_batch as usize);
         // Files gone from the inputs (moved away once done, say) are forgotten: the watcher's
         // memory stays the size of the inbox. One put back is taken again, free by the ledger.
         taken.retain(|path, _| now.contains_key(path));
@@ -201,6 +206,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
                 );
                 wait
             }
+            // Files left for the next pass: at once.
+            None if more => Duration::ZERO,
             None => {
                 let idle = if events.is_some() {
                     RESCAN

@@ -1348,19 +1348,40 @@ async fn watch_takes_a_file_once_whole_survives_a_restart_and_never_pays_twice()
         &dir,
         &cfg,
         &watched,
-        &["--watch-poll", "--watch-interval", "100ms"],
+        &[
+            "--watch-poll",
+            "--watch-interval",
+            "100ms",
+            "--watch-batch",
+            "1",
+        ],
     );
     assert!(w.watching.contains("listed every 100ms"), "{}", w.watching);
     let again = w.wait_for("watch: ");
     assert!(again.contains("0 request(s)"), "{again}");
     assert_eq!(sim.log().len(), sent);
+    // Two new files at once, one a pass (--watch-batch 1): each pass writes its results.
     std::fs::write(
         watched.join("memo.txt"),
         "Grace Hopper led the COBOL work in 1959.\n",
     )
     .unwrap();
-    let pass = w.wait_for("watch: ");
-    assert!(!pass.contains(" 0 request(s)"), "{pass}");
+    std::fs::write(
+        watched.join("note.txt"),
+        "Katherine Johnson checked the orbit for NASA in 1962.\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let pass = w.wait_for("watch: ");
+        assert!(pass.contains("1 document(s), 1 complete"), "{pass}");
+        assert!(!pass.contains(" 0 request(s)"), "{pass}");
+    }
+    let written = super::run::results(&dir.join("out"));
+    assert!(
+        written.keys().any(|k| k.starts_with("memo.txt"))
+            && written.keys().any(|k| k.starts_with("note.txt")),
+        "{written:?}"
+    );
     assert!(sim.log().len() > sent);
     assert_eq!(w.stop(), Some(0));
 
