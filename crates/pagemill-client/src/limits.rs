@@ -201,7 +201,11 @@ impl Bucket {
 
     /// How long taking `n` now would wait.
     fn wait_for(&self, n: f64) -> Duration {
-        let after = self.level() - n;
+        self.wait_at(self.level() - n)
+    }
+
+    /// How long until a level of `after` (negative: owed) is paid back to zero.
+    fn wait_at(&self, after: f64) -> Duration {
         if after >= 0.0 || self.per_sec <= 0.0 {
             Duration::ZERO
         } else {
@@ -218,11 +222,7 @@ impl Bucket {
             (level + now.duration_since(last).as_secs_f64() * self.per_sec).min(self.capacity);
         let after = refilled - n;
         *state = (after, now);
-        if after >= 0.0 || self.per_sec <= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::try_from_secs_f64(-after / self.per_sec).unwrap_or(Duration::MAX)
-        }
+        self.wait_at(after)
     }
 }
 
