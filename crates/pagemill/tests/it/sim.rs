@@ -456,7 +456,13 @@ async fn a_server_that_closes_after_each_stream_costs_two_resets_not_one_per_req
     // The race is the server's to lose: the close was seen before each reuse, or learned.
     assert!(resets == 0 || c.reuse_abandoned(), "{outcomes:?}");
     // Without the learning, every reuse fails: ok, reset, ok, reset, … (5 of 10 lost).
-    assert_eq!(sim.log().len(), 10, "each request reached the server");
+    // Every answered request reached the server once, none twice; a reset one was written to
+    // a connection the server was closing, which it may have read before closing or not.
+    let logged = sim.log().len();
+    assert!(
+        (10 - resets..=10).contains(&logged),
+        "{logged} requests logged for {outcomes:?}"
+    );
 }
 
 /// Servers that keep their connections alive keep them in use: nothing is learned from an
