@@ -383,14 +383,15 @@ impl Gauges {
     }
 
     fn encode_budget(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        single(
+            encoder,
+            "pagemill_budget_paused",
+            "1 while a watcher waits for the next day's budget.",
+            MetricType::Gauge,
+            &ConstGauge::new(i64::from(self.paused_until.is_some())),
+        )?;
         let Some(b) = &self.budget else {
-            return single(
-                encoder,
-                "pagemill_budget_paused",
-                "1 while a watcher waits for the next day's budget.",
-                MetricType::Gauge,
-                &ConstGauge::new(i64::from(self.paused_until.is_some())),
-            );
+            return Ok(());
         };
         let spent = vec![
             (vec![("period", "run")], gauge(b.spent_usd)),
@@ -444,13 +445,6 @@ impl Gauges {
             "1 once a request did not fit the budget with nothing in flight: no new work until more budget (or the next day).",
             MetricType::Gauge,
             &ConstGauge::new(i64::from(b.reached || self.paused_until.is_some())),
-        )?;
-        single(
-            encoder,
-            "pagemill_budget_paused",
-            "1 while a watcher waits for the next day's budget.",
-            MetricType::Gauge,
-            &ConstGauge::new(i64::from(self.paused_until.is_some())),
         )?;
         if let Some(t) = self.paused_until {
             single(
@@ -553,6 +547,34 @@ impl Live {
             fold(&self.ended, &pass);
             *lock(&self.last) = Some(pass);
         }
+    }
+
+    /// Runs one pass of a long-lived command (a watcher's, a worker's): `run` gets the pass's
+    /// progress, whose counters show as they move and join the others when it ends; its drift
+    /// figures show after it.
+    pub async fn pass<F>(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+        run: impl FnOnce(Arc<Progress>) -> F,
+    ) -> anyhow::Result<pagemill_pipeline::run::RunOutcome>
+    where
+        F: std::future::Future<
+                Output = Result<
+                    pagemill_pipeline::run::RunOutcome,
+                    pagemill_pipeline::run::RunError,
+                >,
+            >,
+    {
+        let progress = Arc::new(Progress {
+            stop: stop.child_token(),
+            ..Progress::default()
+        });
+        self.start(&progress);
+        let outcome = run(progress).await;
+        self.end();
+        let outcome = outcome?;
+        self.drift(&outcome.compared);
+        Ok(outcome)
     }
 
     /// The last pass's drift figures (see [`pagemill_pipeline::run::RunOutcome::compared`]).

@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pagemill_pipeline::run::Progress;
 use pagemill_pipeline::run::output::write_results;
 
 use crate::cli::{GlobalArgs, RunArgs};
@@ -149,24 +148,19 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode>
             }
             if !docs.is_empty() {
                 let (_, ledger) = open_any_store(&args.out, &args)?;
-                let progress = Arc::new(Progress {
-                    stop: stop.child_token(),
-                    ..Progress::default()
-                });
-                live.start(&progress);
-                let outcome = pagemill_pipeline::run::run(
-                    &docs,
-                    tasks.clone(),
-                    endpoints.clone(),
-                    ledger,
-                    opts.clone(),
-                    Arc::clone(&progress),
-                    args.ungrounded,
-                )
-                .await;
-                live.end();
-                let outcome = outcome?;
-                live.drift(&outcome.compared);
+                let outcome = live
+                    .pass(&stop, |progress| {
+                        pagemill_pipeline::run::run(
+                            &docs,
+                            tasks.clone(),
+                            endpoints.clone(),
+                            ledger,
+                            opts.clone(),
+                            progress,
+                            args.ungrounded,
+                        )
+                    })
+                    .await?;
                 write_results(&args.out, &outcome.documents, &outcome.summary)?;
                 let s = &outcome.summary;
                 // Stopped by a budget: the files wait (not taken) until the next day.

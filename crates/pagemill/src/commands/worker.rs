@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure};
-use pagemill_pipeline::run::Progress;
 use pagemill_pipeline::store::{Replan, postgres};
 
 use crate::cli::{GlobalArgs, WorkerArgs};
@@ -66,24 +65,19 @@ pub async fn run(global: &GlobalArgs, args: WorkerArgs) -> anyhow::Result<ExitCo
             if docs.is_empty() {
                 return anyhow::Ok(None);
             }
-            let progress = Arc::new(Progress {
-                stop: stop.child_token(),
-                ..Progress::default()
-            });
-            live.start(&progress);
-            let outcome = pagemill_pipeline::run::run(
-                &docs,
-                tasks.clone(),
-                endpoints.clone(),
-                ledger,
-                opts.clone(),
-                Arc::clone(&progress),
-                args.ungrounded,
-            )
-            .await;
-            live.end();
-            let outcome = outcome?;
-            live.drift(&outcome.compared);
+            let outcome = live
+                .pass(&stop, |progress| {
+                    pagemill_pipeline::run::run(
+                        &docs,
+                        tasks.clone(),
+                        endpoints.clone(),
+                        ledger,
+                        opts.clone(),
+                        progress,
+                        args.ungrounded,
+                    )
+                })
+                .await?;
             Ok(Some(outcome.summary))
         };
         let wait = match pass.await {

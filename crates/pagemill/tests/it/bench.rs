@@ -1144,8 +1144,7 @@ fn the_cli_prints_one_flat_row_per_request() {
 
 #[test]
 fn bench_metrics_are_scraped_while_it_runs_and_agree_with_its_results() {
-    use crate::run::{http_get, metric};
-    use std::io::BufRead as _;
+    use crate::run::{http_get, metric, metrics_addr};
     let dir = tempdir("bench-metrics");
     let mut child = pagemill(&dir)
         .args([
@@ -1166,19 +1165,7 @@ fn bench_metrics_are_scraped_while_it_runs_and_agree_with_its_results() {
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("/metrics") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no metrics address"
-        );
-    }
-    let addr = line
-        .trim()
-        .trim_start_matches("metrics: http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let addr = metrics_addr(&mut stderr);
     let ok = "pagemill_bench_requests_total{target=\"sim\",outcome=\"ok\"}";
     let scrape = loop {
         let s = http_get(&addr, "/metrics");

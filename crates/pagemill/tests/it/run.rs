@@ -1012,6 +1012,22 @@ pub(crate) fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// `HOST:PORT` of the metrics a command serves, read from its stderr (`metrics: http://…`).
+pub(crate) fn metrics_addr(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    while !line.contains("/metrics") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address"
+        );
+    }
+    let url = line.split_whitespace().last().unwrap_or_default();
+    url.trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned()
+}
+
 /// A metric's value in a scrape, by its name and labels as printed.
 pub(crate) fn metric(scrape: &str, series: &str) -> f64 {
     scrape
@@ -1023,7 +1039,6 @@ pub(crate) fn metric(scrape: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
-    use std::io::BufRead as _;
     // 50 ms to first token, one request at a time: a run of seconds to scrape.
     let mut p = Profile::instant();
     p.latency.ttft_base_ms = 50.0;
@@ -1048,19 +1063,7 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("/metrics") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no metrics address"
-        );
-    }
-    let url = line.split_whitespace().last().unwrap().to_owned();
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics")
-        .to_owned();
+    let addr = metrics_addr(&mut stderr);
     let scrape = |path: &str| http_get(&addr, path);
     // Two scrapes while requests finish, far enough apart to see some.
     let mut scrapes = Vec::new();
