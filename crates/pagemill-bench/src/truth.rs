@@ -64,8 +64,16 @@ pub fn compare(records: &[Record], log: &[Value]) -> Truth {
             // From the request's last byte on the wire when known, else from the hand-off;
             // the network time the simulator slept before reading it is the server's too.
             let client_ttft = ttft.saturating_sub(r.lag_ns + r.write_lag_ns.unwrap_or(0));
-            let network = entry["network_ns"].as_u64().unwrap_or(0);
-            let server_ttft = first_sent.saturating_sub(received) + network;
+            // From when the request reached the server's socket where the server knows it
+            // (the wait to read it and the modelled network are then inside); else from
+            // when it was read, with the network time the simulator slept before that.
+            let server_ttft = match entry["arrived_ns"].as_u64() {
+                Some(arrived) => first_sent.saturating_sub(arrived),
+                None => {
+                    let network = entry["network_ns"].as_u64().unwrap_or(0);
+                    first_sent.saturating_sub(received) + network
+                }
+            };
             let delta = client_ttft.saturating_sub(server_ttft);
             let _ = ttft_h.record(delta);
             let _ = match r.reused {

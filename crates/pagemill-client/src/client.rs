@@ -313,7 +313,7 @@ impl Client {
                 ex.error = Some(e);
             }
             Ok((res, conn)) => {
-                ex.timeline.headers = Some(mono_ns());
+                ex.timeline.headers = Some(crate::transport::Arrival::of(&res).latest());
                 ex.timeline.connection = conn;
                 read_response(
                     &mut ex,

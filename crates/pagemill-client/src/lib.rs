@@ -36,6 +36,7 @@ pub mod pricing;
 pub mod probe;
 pub mod retry;
 pub mod runaway;
+pub mod rxtime;
 pub mod secrets;
 pub mod sse;
 pub mod stream;

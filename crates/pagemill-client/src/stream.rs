@@ -19,7 +19,7 @@ use crate::limits::RateLimitInfo;
 use crate::pricing::Cost;
 use crate::runaway::LoopGuard;
 use crate::sse::{SseItem, SseParser};
-use crate::transport::{ConnectionInfo, error_chain};
+use crate::transport::{Arrival, ConnectionInfo, error_chain};
 use crate::usage::Usage;
 use crate::wire::{ChatResponse, Delta, ErrorBody, FastChunk, RawUsage};
 
@@ -562,10 +562,11 @@ async fn read_body(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    let arrival = Arrival::of(&res);
     let mut body = res.into_body();
 
     if !status.is_success() {
-        let bytes = match read_all(ex, &mut body, idle, deadline).await {
+        let bytes = match read_all(ex, &mut body, &arrival, idle, deadline).await {
             Ok(b) => b,
             Err(e) => return ex.fail(e),
         };
@@ -586,13 +587,13 @@ async fn read_body(
     }
 
     if is_sse {
-        read_stream(ex, &mut body, dialect, idle, deadline, guard).await;
+        read_stream(ex, &mut body, &arrival, dialect, idle, deadline, guard).await;
     } else {
-        let bytes = match read_all(ex, &mut body, idle, deadline).await {
+        let bytes = match read_all(ex, &mut body, &arrival, idle, deadline).await {
             Ok(b) => b,
             Err(e) => return ex.fail(e),
         };
-        let at = ex.timeline.first_byte.unwrap_or_else(mono_ns);
+        let at = ex.timeline.first_byte.unwrap_or_else(|| arrival.latest());
         let absorbed = match dialect.api {
             Api::Chat => match serde_json::from_slice::<ChatResponse>(&bytes) {
                 Ok(r) => ex.absorb(r, at),
@@ -652,12 +653,15 @@ async fn next_data(
 async fn read_all(
     ex: &mut Exchange,
     body: &mut Incoming,
+    arrival: &Arrival,
     idle: Duration,
     deadline: tokio::time::Instant,
 ) -> Result<Vec<u8>, RequestError> {
     let mut buf = Vec::new();
     while let Some(data) = next_data(body, idle, deadline).await? {
-        ex.timeline.first_byte.get_or_insert_with(mono_ns);
+        ex.timeline
+            .first_byte
+            .get_or_insert_with(|| arrival.latest());
         if buf.len() + data.len() > MAX_BODY_BYTES {
             return Err(RequestError::new(
                 FailureKind::TooLarge,
@@ -673,6 +677,7 @@ async fn read_all(
 async fn read_stream(
     ex: &mut Exchange,
     body: &mut Incoming,
+    arrival: &Arrival,
     dialect: &Dialect,
     idle: Duration,
     deadline: tokio::time::Instant,
@@ -687,8 +692,9 @@ async fn read_stream(
             Ok(None) => break,
             Err(e) => return ex.fail(e),
         };
-        // The arrival time, taken before any parsing.
-        let at = mono_ns();
+        // When its bytes reached the connection (not when this task got to them), taken
+        // before any parsing.
+        let at = arrival.latest();
         ex.timeline.first_byte.get_or_insert(at);
         if let Err(e) = parser.feed(&data, &mut items) {
             return ex.fail(RequestError::new(
@@ -712,7 +718,7 @@ async fn read_stream(
             return;
         }
     }
-    let at = mono_ns();
+    let at = arrival.latest();
     if saw_done {
         ex.timeline.done = Some(at);
         drain(body, idle, deadline).await;

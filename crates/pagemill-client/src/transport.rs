@@ -66,6 +66,9 @@ struct StampInner {
     last_write_ns: AtomicU64,
     /// A request was written and its response headers have not arrived.
     awaiting: AtomicBool,
+    /// When the latest bytes read from the connection arrived: the kernel's receive time
+    /// where the socket gives one (plain TCP on Linux), else when the read returned.
+    rx_ns: AtomicU64,
     reuse: Arc<Reuse>,
 }
 
@@ -186,18 +189,21 @@ impl tower_service::Service<Uri> for TimedConnector {
             let start = mono_ns();
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let inner = connector.call(uri).await?;
+            let control = kernel_stamps(&inner);
             let stamp = ConnStamp(Arc::new(StampInner {
                 id,
                 connect_ns: mono_ns().saturating_sub(start),
                 uses: AtomicU64::new(0),
                 last_write_ns: AtomicU64::new(0),
                 awaiting: AtomicBool::new(false),
+                rx_ns: AtomicU64::new(0),
                 reuse,
             }));
             Ok(TimedStream {
                 inner,
                 stamp,
                 scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+                control,
                 _place: place,
             })
         })
@@ -210,7 +216,20 @@ struct TimedStream {
     stamp: ConnStamp,
     /// What each read lands in first (see `poll_read`).
     scratch: Box<[u8]>,
+    /// Where the kernel's receive time of each read lands, when it stamps this connection's
+    /// segments (see [`kernel_stamps`]).
+    control: Option<Box<[u8]>>,
     _place: CapPlace,
+}
+
+/// Asks the kernel to stamp each segment a plain TCP connection receives (Linux), and returns
+/// the buffer its stamps are read into; `None` for TLS, which rustls reads with plain `read`
+/// calls (its reads are timed when they return), and where there are no such stamps.
+fn kernel_stamps(stream: &MaybeHttpsStream<TokioIo<TcpStream>>) -> Option<Box<[u8]>> {
+    match stream {
+        MaybeHttpsStream::Http(io) => crate::rxtime::enable(io.inner()),
+        MaybeHttpsStream::Https(_) => None,
+    }
 }
 
 /// Bytes read from a connection at a time (hyper asks for 8 KiB and more).
@@ -235,9 +254,7 @@ impl hyper::rt::Read for TimedStream {
         if want == 0 {
             return Poll::Ready(Ok(()));
         }
-        let mut scratch = hyper::rt::ReadBuf::new(&mut this.scratch[..want]);
-        let res = Pin::new(&mut this.inner).poll_read(cx, scratch.unfilled());
-        let n = scratch.filled().len();
+        let (res, n, arrived) = this.read(cx, want);
         buf.put_slice(&this.scratch[..n]);
         let closed = match &res {
             Poll::Ready(Ok(())) => n == 0,
@@ -245,6 +262,12 @@ impl hyper::rt::Read for TimedStream {
             Poll::Pending => false,
         };
         let s = &this.stamp.0;
+        if n > 0 {
+            // Never later than now, and never before an earlier read's time (a read the
+            // kernel did not stamp was timed when it returned).
+            let at = arrived.map_or_else(mono_ns, |a| a.min(mono_ns()));
+            s.rx_ns.fetch_max(at, Ordering::Relaxed);
+        }
         if closed && s.awaiting.swap(false, Ordering::Relaxed) && s.uses.load(Ordering::Relaxed) > 0
         {
             s.reuse.closed_under_request();
@@ -294,6 +317,31 @@ impl hyper::rt::Write for TimedStream {
 }
 
 impl TimedStream {
+    /// Reads at most `want` bytes into the scratch buffer: the outcome, the bytes read, and
+    /// the kernel's time for the latest of them when it gave one.
+    fn read(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> (Poll<std::io::Result<()>>, usize, Option<u64>) {
+        if let (MaybeHttpsStream::Http(io), Some(control)) = (&self.inner, &mut self.control) {
+            return match crate::rxtime::poll_recv(
+                io.inner(),
+                cx,
+                &mut self.scratch[..want],
+                control,
+            ) {
+                Poll::Ready(Ok((n, at))) => (Poll::Ready(Ok(())), n, at),
+                Poll::Ready(Err(e)) => (Poll::Ready(Err(e)), 0, None),
+                Poll::Pending => (Poll::Pending, 0, None),
+            };
+        }
+        let mut scratch = hyper::rt::ReadBuf::new(&mut self.scratch[..want]);
+        let res = hyper::rt::Read::poll_read(Pin::new(&mut self.inner), cx, scratch.unfilled());
+        let n = scratch.filled().len();
+        (res, n, None)
+    }
+
     fn stamp_write(&self, res: &Poll<std::io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = res
             && *n > 0
@@ -303,6 +351,33 @@ impl TimedStream {
                 .last_write_ns
                 .store(mono_ns(), Ordering::Relaxed);
             self.stamp.0.awaiting.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// When a response's latest bytes arrived, for timing its parts as they are taken.
+///
+/// hyper reads a connection in its own task and hands the body over a channel, so the task
+/// taking a frame may run well after the read (at high concurrency, after hundreds of ready
+/// tasks). This reads the connection's latest arrival instead of the clock. The read that
+/// brought a frame happened before the frame was handed over, and a later read can only be
+/// later, so the time is never before the frame's bytes came, and never after now: at worst
+/// (the reader already fetched the next bytes) what the clock would have said.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Arrival(Option<ConnStamp>);
+
+impl Arrival {
+    /// The arrival clock of the connection that carried `res` (none: the clock).
+    pub(crate) fn of<B>(res: &http::Response<B>) -> Self {
+        Self(res.extensions().get::<ConnStamp>().cloned())
+    }
+
+    /// When the connection's latest bytes arrived, or now when unknown.
+    pub(crate) fn latest(&self) -> u64 {
+        let now = mono_ns();
+        match self.0.as_ref().map(|s| s.0.rx_ns.load(Ordering::Relaxed)) {
+            Some(rx) if rx > 0 => rx.min(now),
+            _ => now,
         }
     }
 }

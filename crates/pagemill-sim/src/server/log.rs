@@ -66,6 +66,11 @@ pub struct LogEntry {
     /// handshake the client's connect did not wait for. Part of the client's TTFT that the
     /// server's `received_ns` does not see.
     pub network_ns: u64,
+    /// When the request's last bytes reached the server's socket (the kernel's receive time
+    /// where it gives one): `received_ns` less the server's own wait to read the request and
+    /// the modelled network time. On an HTTP/2 connection, the latest bytes of any stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrived_ns: Option<u64>,
     /// The request body, as JSON where it was JSON (not in the public log).
     #[serde(skip)]
     pub body: serde_json::Value,

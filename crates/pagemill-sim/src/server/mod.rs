@@ -9,8 +9,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use pagemill_client::clock::mono_ns;
+use pagemill_client::rxtime::StampedTcp;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -37,7 +38,7 @@ pub use reply::{Part, Received, Reply};
 /// log), or break the connection. Dropping it ends the response; dropping it before
 /// [`Sink::head`] resets the connection before headers.
 pub struct Sink {
-    head: Option<oneshot::Sender<http::Response<Channel<Bytes, ResetError>>>>,
+    head: Option<oneshot::Sender<http::Response<SimBody>>>,
     body: Option<http_body_util::channel::Sender<Bytes, ResetError>>,
     /// Writes queued to go out together (see [`Sink::queue`]).
     pending: Vec<u8>,
@@ -52,14 +53,103 @@ pub struct Sink {
     write_each: bool,
     /// The connection it answers on, told when the answer ends (idle timeouts).
     conn: Option<Arc<net::ConnState>>,
+    /// Shared with the body once the head is sent: when hyper took each frame.
+    outbox: Option<Arc<Mutex<Outbox>>>,
+    /// Frames handed to the body so far.
+    frames: usize,
+    /// The frame each logged chunk goes out in.
+    chunk_frames: Vec<usize>,
+}
+
+/// A response body that notes when hyper takes each frame to write it, so the log says when
+/// a chunk left, not when it was handed over: on a busy simulator those were milliseconds
+/// apart, most for a response's first chunk, which waits behind the head.
+pub struct SimBody {
+    inner: Channel<Bytes, ResetError>,
+    outbox: Arc<Mutex<Outbox>>,
+    log: Arc<Log>,
+}
+
+/// What a response's [`Sink`] and its [`SimBody`] share.
+#[derive(Default)]
+struct Outbox {
+    /// When hyper took each data frame, in order.
+    taken: Vec<u64>,
+    /// The response's log entry, finished by the sink, with each chunk's frame: pushed to the
+    /// log once the body is done too (its last frames may still wait in the channel).
+    entry: Option<(LogEntry, Vec<usize>)>,
+    /// hyper has dropped the body.
+    body_done: bool,
+}
+
+impl Outbox {
+    /// Times each chunk by when hyper took its frame (where it did).
+    fn settle(&self, entry: &mut LogEntry, frames: &[usize]) {
+        for (chunk, frame) in entry.chunks.iter_mut().zip(frames) {
+            if let Some(&taken) = self.taken.get(*frame) {
+                chunk.sent_ns = chunk.sent_ns.max(taken);
+            }
+        }
+        if let (Some(done), Some(&last)) = (entry.done_ns.as_mut(), self.taken.last()) {
+            *done = (*done).max(last);
+        }
+    }
+}
+
+fn lock(outbox: &Mutex<Outbox>) -> std::sync::MutexGuard<'_, Outbox> {
+    outbox
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl hyper::body::Body for SimBody {
+    type Data = Bytes;
+    type Error = ResetError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, ResetError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_data()
+        {
+            lock(&self.outbox).taken.push(mono_ns());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for SimBody {
+    fn drop(&mut self) {
+        let mut outbox = lock(&self.outbox);
+        outbox.body_done = true;
+        if let Some((mut entry, frames)) = outbox.entry.take() {
+            outbox.settle(&mut entry, &frames);
+            self.log.push(entry);
+        }
+    }
 }
 
 impl Sink {
     /// Sends the status and headers.
     pub fn head(&mut self, status: u16, headers: &[(String, String)]) {
         let Some(tx) = self.head.take() else { return };
-        let (body_tx, body) = Channel::<Bytes, ResetError>::new(8);
-        let mut res = http::Response::new(body);
+        let (body_tx, inner) = Channel::<Bytes, ResetError>::new(8);
+        let outbox = Arc::new(Mutex::new(Outbox::default()));
+        let mut res = http::Response::new(SimBody {
+            inner,
+            outbox: outbox.clone(),
+            log: self.log.clone(),
+        });
         *res.status_mut() =
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         for (k, v) in headers {
@@ -74,6 +164,7 @@ impl Sink {
         self.entry.headers_ns = Some(mono_ns());
         if tx.send(res).is_ok() {
             self.body = Some(body_tx);
+            self.outbox = Some(outbox);
         }
     }
 
@@ -111,6 +202,8 @@ impl Sink {
     }
 
     fn log_chunk(&mut self, due_ns: Option<u64>, tokens: u32) {
+        // It goes out with the next frame written.
+        self.chunk_frames.push(self.frames);
         self.entry.chunks.push(ChunkLog {
             sent_ns: mono_ns(),
             due_ns,
@@ -126,6 +219,7 @@ impl Sink {
             self.body = None;
             return false;
         }
+        self.frames += 1;
         if self.write_each {
             // The connection's task, woken by the frame, writes it to the socket before this
             // one makes the next: one write an event, as a server flushing each token does.
@@ -209,6 +303,17 @@ impl Drop for Sink {
         }
         let mut entry = std::mem::take(&mut self.entry);
         entry.done_ns = Some(mono_ns());
+        let frames = std::mem::take(&mut self.chunk_frames);
+        // Logged once hyper is done with the body too, so each chunk has its time on the way
+        // out (a body hyper never took, or already dropped, has nothing more to say).
+        if let Some(outbox) = &self.outbox {
+            let mut outbox = lock(outbox);
+            if !outbox.body_done {
+                outbox.entry = Some((entry, frames));
+                return;
+            }
+            outbox.settle(&mut entry, &frames);
+        }
         self.log.push(entry);
     }
 }
@@ -402,9 +507,11 @@ pub async fn serve_with(
                 }
             };
             let _ = stream.set_nodelay(true);
+            // Reads keep when a request's bytes came, apart from the wait to read them.
+            let stream = StampedTcp::new(stream);
             let shared = accept_shared.clone();
             tokio::spawn(async move {
-                let conn = shared.net.connection();
+                let conn = shared.net.connection(stream.arrivals());
                 let start = mono_ns();
                 shared.net.handshakes(&conn).await;
                 match &shared.net.tls {
@@ -486,7 +593,7 @@ async fn handle(
     req: http::Request<Incoming>,
     closer: mpsc::UnboundedSender<oneshot::Receiver<()>>,
     conn: Arc<net::ConnState>,
-) -> Result<http::Response<Channel<Bytes, ResetError>>, ResetError> {
+) -> Result<http::Response<SimBody>, ResetError> {
     let (head, body) = req.into_parts();
     // A body over the cap is answered 413 by the server itself, never handed on empty.
     let (body, too_large) = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
@@ -510,6 +617,7 @@ async fn handle(
         body,
         received_ns: mono_ns(),
     };
+    let arrived_ns = conn.arrived_ns().min(received.received_ns);
     let (tx, rx) = oneshot::channel();
     let sink = Sink {
         head: Some(tx),
@@ -538,12 +646,16 @@ async fn handle(
                 None
             },
             network_ns,
+            arrived_ns: (arrived_ns > 0).then_some(arrived_ns),
             ..LogEntry::default()
         },
         log: shared.log.clone(),
         closer,
         body_ended: None,
         conn: Some(conn),
+        outbox: None,
+        frames: 0,
+        chunk_frames: Vec::new(),
     };
     let authorized = shared
         .api_key

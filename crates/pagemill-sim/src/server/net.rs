@@ -74,7 +74,7 @@ impl Net {
     }
 
     /// State for a newly accepted connection.
-    pub(super) fn connection(&self) -> Arc<ConnState> {
+    pub(super) fn connection(&self, arrivals: Arc<AtomicU64>) -> Arc<ConnState> {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         Arc::new(ConnState {
             id,
@@ -83,6 +83,7 @@ impl Net {
             last_done_ns: AtomicU64::new(mono_ns()),
             setup_ns: AtomicU64::new(0),
             plain: self.tls.is_none(),
+            arrivals,
             rng: Mutex::new(SmallRng::seed_from_u64(
                 self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             )),
@@ -183,6 +184,8 @@ pub(super) struct ConnState {
     setup_ns: AtomicU64,
     /// Plain TCP: the client did not wait for the handshakes in its connect.
     plain: bool,
+    /// When the latest bytes read from it arrived (see [`pagemill_client::rxtime::StampedTcp`]).
+    arrivals: Arc<AtomicU64>,
     rng: Mutex<SmallRng>,
 }
 
@@ -197,6 +200,11 @@ impl ConnState {
     /// TCP the first request waited instead (see [`Net::before_read`]).
     pub(super) fn connect_setup_ns(&self) -> Option<u64> {
         (!self.plain).then(|| self.setup_ns.load(Ordering::Relaxed))
+    }
+
+    /// When the latest bytes read from it arrived (0: none yet).
+    pub(super) fn arrived_ns(&self) -> u64 {
+        self.arrivals.load(Ordering::Relaxed)
     }
 
     /// An answer ended.

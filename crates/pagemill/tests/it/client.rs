@@ -113,6 +113,9 @@ async fn chunk_receive_times_never_precede_the_servers_send_times() {
         );
     }
     assert!(ex.timeline.sent <= log[0].received_ns);
+    // The server knows when the request reached its socket, apart from when it read it.
+    let arrived = log[0].arrived_ns.expect("the simulator stamps arrivals");
+    assert!(ex.timeline.sent <= arrived && arrived <= log[0].received_ns);
 }
 
 #[tokio::test]
@@ -478,4 +481,105 @@ async fn nothing_listening_is_a_transient_connect_failure() {
     let err = ex.error.unwrap();
     assert_eq!(err.kind, FailureKind::Connect);
     assert_eq!(err.class, ErrorClass::Transient);
+}
+
+/// A stream's events are timed by when their bytes reached the machine, not by when the
+/// client got round to reading them: here the client's only thread is busy while an event
+/// arrives (as at high concurrency, when a connection waits behind hundreds of ready tasks),
+/// and the event's time must still be its arrival. A server on its own thread, so it writes
+/// while the client cannot read.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_event_that_arrives_while_the_client_is_busy_is_timed_by_its_arrival() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, mpsc};
+
+    use pagemill_client::clock::mono_ns;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let written = Arc::new(AtomicU64::new(0));
+    let written_at = written.clone();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_nodelay(true).unwrap();
+        // The request: its head, then as many body bytes as it says.
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        let body_len = loop {
+            let n = sock.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+            if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                break end + 4 + len;
+            }
+        };
+        while req.len() < body_len {
+            let n = sock.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+        }
+        let frame = |data: String| format!("{:x}\r\n{data}\r\n", data.len());
+        let event = |content: Option<&str>, finish: Option<&str>| {
+            frame(format!(
+                "data: {}\n\n",
+                script::chunk(content, None, finish)
+            ))
+        };
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                    transfer-encoding: chunked\r\n\r\n";
+        sock.write_all(format!("{head}{}", event(Some("a"), None)).as_bytes())
+            .unwrap();
+        go_rx.recv().unwrap();
+        let at = mono_ns();
+        sock.write_all(event(Some("b"), None).as_bytes()).unwrap();
+        written_at.store(at, Ordering::SeqCst);
+        go_rx.recv().unwrap();
+        let done = frame("data: [DONE]\n\n".into());
+        sock.write_all(format!("{}{done}0\r\n\r\n", event(None, Some("stop"))).as_bytes())
+            .unwrap();
+        // Hold the connection until the client has read it all.
+        let _ = sock.read(&mut buf);
+    });
+    let client = Client::new(Endpoint::new(
+        "busy",
+        format!("http://127.0.0.1:{port}/v1"),
+        "m",
+    ))
+    .unwrap();
+    let request = tokio::spawn(async move { client.send(&streaming("q"), mono_ns()).await });
+    // Let the request go out and its first event come back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Now keep the runtime's only thread busy while the server writes the second event, and a
+    // while after it has.
+    go.send(()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while written.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let busy_until = mono_ns();
+    // Free, the client reads the second event on its own before the rest is written (one read
+    // of both would be timed by the later bytes' arrival).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    go.send(()).unwrap();
+    let ex = request.await.unwrap();
+    server.join().unwrap();
+    assert!(ex.is_ok(), "{:?}", ex.error);
+    let sent_b = written.load(Ordering::SeqCst);
+    assert!(sent_b > 0, "the server never wrote the second event");
+    assert_eq!(ex.timeline.chunks.len(), 2);
+    let b = ex.timeline.chunks[1].at;
+    assert!(b >= sent_b, "received {b} before it was sent at {sent_b}");
+    // Read no earlier than `busy_until`; arrived while the client was busy.
+    assert!(
+        b < busy_until,
+        "timed {:.1} ms after it arrived: when it was read, not when it came",
+        (b - sent_b) as f64 / 1e6
+    );
 }
