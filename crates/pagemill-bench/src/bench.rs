@@ -113,11 +113,21 @@ impl Client {
                 "the client used {busy:.2} of {cores} cores: it is likely the bottleneck"
             ));
         }
+        let write_lag_ms = percentiles(lag.write_lag(), 1e-6);
         if self.stalls > 0 {
+            // Arrivals are the kernel's receive times on plain TCP (Linux), so a busy loop
+            // delays what this client sends, not what it sees come back.
+            let arrivals = if cfg!(target_os = "linux") {
+                "; arrival times over plain HTTP are the kernel's and not delayed"
+            } else {
+                ", and arrivals timed late"
+            };
             warnings.push(format!(
-                "the client's event loop stalled {} times (longest {:.1} ms): timings may be inflated",
+                "the client's event loop stalled {} times (longest {:.1} ms): requests may have \
+                 gone out late (write lag p99 {:.1} ms, inside TTFT from the schedule){arrivals}",
                 self.stalls,
-                self.worst_stall.as_secs_f64() * 1e3
+                self.worst_stall.as_secs_f64() * 1e3,
+                write_lag_ms.p99
             ));
         }
         let per = |n: u64| {
@@ -129,7 +139,7 @@ impl Client {
         };
         SelfCheck {
             lag_ms,
-            write_lag_ms: percentiles(lag.write_lag(), 1e-6),
+            write_lag_ms,
             stalls: self.stalls,
             max_stall_ms: self.worst_stall.as_secs_f64() * 1e3,
             cpu_s: self.cpu.as_secs_f64(),
@@ -558,6 +568,38 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stall warning says what a stall delays: sends (with the write lag's p99), not the
+    /// arrival times, which are the kernel's.
+    #[test]
+    fn a_stall_warning_gives_the_write_lag_it_caused() {
+        let mut lag = TargetStats::new(0, Vec::new());
+        for ms in [1, 2, 7] {
+            let mut r = crate::collect::tests::rec(10, 4, &[5, 5]);
+            r.write_lag_ns = Some(ms * 1_000_000);
+            lag.add(&r);
+        }
+        let client = Client {
+            stalls: 2,
+            worst_stall: Duration::from_millis(12),
+            lag: Some(lag),
+            ..Client::default()
+        };
+        let check = client.check();
+        assert_eq!(check.stalls, 2);
+        let warning = check
+            .warnings
+            .iter()
+            .find(|w| w.contains("stalled 2 times (longest 12.0 ms)"))
+            .expect("a stall warning");
+        assert!(warning.contains("write lag p99 7.0 ms"), "{warning}");
+        if cfg!(target_os = "linux") {
+            assert!(
+                warning.contains("are the kernel's and not delayed"),
+                "{warning}"
+            );
+        }
+    }
 
     #[test]
     fn flatten_gives_json_pointers_to_leaves() {

@@ -542,11 +542,11 @@ pub fn percentiles(h: &Histogram<u64>, scale: f64) -> Percentiles {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pagemill_client::Count;
 
-    fn rec(ttft_ms: u64, tokens: u64, gaps_ms: &[u64]) -> Record {
+    pub(crate) fn rec(ttft_ms: u64, tokens: u64, gaps_ms: &[u64]) -> Record {
         Record {
             target: 0,
             index: 0,

@@ -9,7 +9,8 @@ use serde::Serialize;
 /// One body write as the server made it.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct ChunkLog {
-    /// When it was handed to the connection.
+    /// When the connection took it to write to the socket (when the handler handed it over,
+    /// for a frame the connection never took).
     pub sent_ns: u64,
     /// When the schedule wanted it sent, if it had a schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
