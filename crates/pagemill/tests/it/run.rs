@@ -419,6 +419,14 @@ async fn a_throttled_endpoint_loses_no_page() {
     let mut throttled = quick(Profile::throttled());
     throttled.rate_limits.requests_per_minute = 300;
     throttled.rate_limits.tokens_per_minute = 0;
+    // And the run's first two requests refused with a 429 whatever the window: a machine slow
+    // enough to start the run after the window refilled (a full test run on two cores did
+    // once) must not leave the run unthrottled.
+    throttled.faults.script = std::iter::repeat_n("ok", 300)
+        .chain(["status_429", "status_429"])
+        .map(str::to_owned)
+        .collect();
+    throttled.faults.retry_after_ms = 200;
     let sim = Sim::start(throttled).await.unwrap();
     // Spend the minute's allowance first, as another tenant of the same key would.
     let client = std::sync::Arc::new(
