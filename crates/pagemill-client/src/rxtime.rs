@@ -85,9 +85,9 @@ impl AsyncRead for StampedTcp {
             }
         };
         if n > 0 {
-            let now = mono_ns();
+            // A kernel time is never after now (`monotonic`).
             this.latest
-                .fetch_max(at.map_or(now, |a| a.min(now)), Ordering::Relaxed);
+                .fetch_max(at.unwrap_or_else(mono_ns), Ordering::Relaxed);
         }
         Poll::Ready(Ok(()))
     }

@@ -263,10 +263,10 @@ impl hyper::rt::Read for TimedStream {
         };
         let s = &this.stamp.0;
         if n > 0 {
-            // Never later than now, and never before an earlier read's time (a read the
-            // kernel did not stamp was timed when it returned).
-            let at = arrived.map_or_else(mono_ns, |a| a.min(mono_ns()));
-            s.rx_ns.fetch_max(at, Ordering::Relaxed);
+            // Never before an earlier read's time (a read the kernel did not stamp was timed
+            // when it returned); a kernel time is never after now (`rxtime`).
+            s.rx_ns
+                .fetch_max(arrived.unwrap_or_else(mono_ns), Ordering::Relaxed);
         }
         if closed && s.awaiting.swap(false, Ordering::Relaxed) && s.uses.load(Ordering::Relaxed) > 0
         {
@@ -372,12 +372,12 @@ impl Arrival {
         Self(res.extensions().get::<ConnStamp>().cloned())
     }
 
-    /// When the connection's latest bytes arrived, or now when unknown.
+    /// When the connection's latest bytes arrived (a time taken at or before their read, so
+    /// never after now), or now when unknown.
     pub(crate) fn latest(&self) -> u64 {
-        let now = mono_ns();
         match self.0.as_ref().map(|s| s.0.rx_ns.load(Ordering::Relaxed)) {
-            Some(rx) if rx > 0 => rx.min(now),
-            _ => now,
+            Some(rx) if rx > 0 => rx,
+            _ => mono_ns(),
         }
     }
 }

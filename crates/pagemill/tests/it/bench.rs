@@ -1144,28 +1144,23 @@ fn the_cli_prints_one_flat_row_per_request() {
 
 #[test]
 fn bench_metrics_are_scraped_while_it_runs_and_agree_with_its_results() {
-    use crate::run::{http_get, metric, metrics_addr};
+    use crate::run::{http_get, metric, spawn_with_metrics};
     let dir = tempdir("bench-metrics");
-    let mut child = pagemill(&dir)
-        .args([
-            "bench",
-            "-e",
-            "sim",
-            "--sim-profile",
-            "hosted",
-            "-n",
-            "12",
-            "-c",
-            "2",
-        ])
-        .args(["--output-tokens", "8", "--format", "json", "-q"])
-        .args(["--metrics-addr", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = metrics_addr(&mut stderr);
+    let mut cmd = pagemill(&dir);
+    cmd.args([
+        "bench",
+        "-e",
+        "sim",
+        "--sim-profile",
+        "hosted",
+        "-n",
+        "12",
+        "-c",
+        "2",
+    ])
+    .args(["--output-tokens", "8", "--format", "json", "-q"])
+    .args(["--metrics-addr", "127.0.0.1:0"]);
+    let (child, mut stderr, addr) = spawn_with_metrics(&mut cmd);
     let ok = "pagemill_bench_requests_total{target=\"sim\",outcome=\"ok\"}";
     let scrape = loop {
         let s = http_get(&addr, "/metrics");

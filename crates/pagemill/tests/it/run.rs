@@ -1020,8 +1020,27 @@ pub(crate) fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// Starts `cmd` with its output piped; returns it, its stderr, and the metrics address it
+/// printed there (`host:port`).
+pub(crate) fn spawn_with_metrics(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = metrics_addr(&mut stderr);
+    (child, stderr, addr)
+}
+
 /// `HOST:PORT` of the metrics a command serves, read from its stderr (`metrics: http://…`).
-pub(crate) fn metrics_addr(stderr: &mut impl std::io::BufRead) -> String {
+fn metrics_addr(stderr: &mut impl std::io::BufRead) -> String {
     let mut line = String::new();
     while !line.contains("/metrics") {
         line.clear();
@@ -1059,19 +1078,14 @@ async fn metrics_are_scraped_while_the_run_works_and_stay_within_its_summary() {
         &sim.base_url(),
         "prices = { input = 0.15, output = 0.6 }\nlimits = { requests_per_minute = 60000, max_concurrency = 4 }\n",
     );
-    let mut child = pagemill(&dir)
-        .arg("--config")
+    let mut cmd = pagemill(&dir);
+    cmd.arg("--config")
         .arg(&cfg)
         .arg("run")
         .arg(data("text/licenses"))
         .args(["-o", "out", "--format", "json", "-q", "--concurrency", "1"])
-        .args(["--metrics-addr", "127.0.0.1:0", "--budget-usd", "10"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = metrics_addr(&mut stderr);
+        .args(["--metrics-addr", "127.0.0.1:0", "--budget-usd", "10"]);
+    let (child, mut stderr, addr) = spawn_with_metrics(&mut cmd);
     let scrape = |path: &str| http_get(&addr, path);
     // Two scrapes while requests finish, far enough apart to see some.
     let mut scrapes = Vec::new();
